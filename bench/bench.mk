@@ -1,0 +1,39 @@
+# Benchmarks: tarn side by side with QEMU, in the same run (bench/README.md).
+# Included by the top-level Makefile (uses O, Q, BIN).
+#   BENCH_RUNS=N       runs per figure (default 10)
+#   BENCH_ACCEL=A      kvm | tcg | emu | QEMU/TARN (e.g. tcg/emu); default kvm
+#                      when /dev/kvm works, else QEMU tcg and tarn emu
+#   BENCH_TIMEOUT=S    seconds before a run is killed (default 20)
+#   BENCH_QEMU=PATH    the peer (default qemu-system-x86_64)
+
+BENCH_PYTHON ?= python3
+BENCH_GUEST_CC ?= $(or $(GUEST_CC),gcc)
+# The micro-guest style of tests/guests/guests.mk, with a linker script of
+# its own: the guest is one assembly file with a PT_NOTE segment.
+BENCH_GUEST_CFLAGS := -g -Wall -Wextra -Werror -ffreestanding -fno-pic -no-pie \
+	-fno-asynchronous-unwind-tables -fcf-protection=none
+BENCH_GUEST_LDFLAGS := -nostdlib -static -Wl,-T,bench/guest.ld -Wl,--build-id=none \
+	-Wl,-z,noexecstack -Wl,--no-warn-rwx-segments
+
+BENCH_GUEST := $(O)/bench/guest_exit.elf
+
+$(BENCH_GUEST): bench/guest_exit.S bench/guest.ld
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  GUEST   $@")
+	$(Q)$(BENCH_GUEST_CC) $(BENCH_GUEST_CFLAGS) $(BENCH_GUEST_LDFLAGS) -o $@ $<
+
+# tarn is built first, but a failed build does not stop the benchmark: QEMU's
+# figures still print and tarn's read SKIP (never those of a stale binary).
+# Two recipe lines, so that `make -n bench` only shows the second.
+BENCH_UNBUILT := $(O)/bench/tarn-unbuilt
+
+bench: $(BENCH_GUEST)
+	$(Q)rm -f $(BENCH_UNBUILT); $(MAKE) --no-print-directory $(if $(Q),-s) tarn || { \
+		echo "bench: 'make tarn' failed; tarn's figures will read SKIP" >&2; \
+		touch $(BENCH_UNBUILT); }
+	$(Q)$(BENCH_PYTHON) bench/bench.py --tarn $(BIN) --guest $(BENCH_GUEST) \
+		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
+
+bench-guest: $(BENCH_GUEST)
+
+.PHONY: bench bench-guest

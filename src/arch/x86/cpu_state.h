@@ -1,0 +1,86 @@
+/* Architectural x86-64 vCPU state as the core sees it, independent of the
+ * backend. Boot code builds one; snapshots save one; backends translate it
+ * to and from their own form (struct kvm_regs/kvm_sregs, the emulator's
+ * register file). */
+#ifndef TARN_X86_CPU_STATE_H
+#define TARN_X86_CPU_STATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum x86_gpr {
+	R_RAX, R_RCX, R_RDX, R_RBX, R_RSP, R_RBP, R_RSI, R_RDI,
+	R_R8, R_R9, R_R10, R_R11, R_R12, R_R13, R_R14, R_R15,
+};
+
+/* A segment register with its hidden (descriptor cache) part. */
+struct x86_seg {
+	uint64_t base;
+	uint32_t limit; /* byte granular, already expanded by G */
+	uint16_t sel;
+	uint8_t type;	/* 4-bit descriptor type */
+	uint8_t s;	/* 1 = code/data, 0 = system */
+	uint8_t dpl;
+	uint8_t present;
+	uint8_t avl;
+	uint8_t l;	/* 64-bit code */
+	uint8_t db;	/* default operand size / big */
+	uint8_t g;
+	uint8_t unusable;
+};
+
+struct x86_dtable {
+	uint64_t base;
+	uint16_t limit;
+};
+
+struct x86_state {
+	uint64_t gpr[16];
+	uint64_t rip;
+	uint64_t rflags;
+	struct x86_seg cs, ds, es, fs, gs, ss, tr, ldt;
+	struct x86_dtable gdt, idt;
+	uint64_t cr0, cr2, cr3, cr4, cr8;
+	uint64_t efer;
+	uint64_t apic_base;
+};
+
+#define X86_CR0_PE (1ULL << 0)
+#define X86_CR0_MP (1ULL << 1)
+#define X86_CR0_EM (1ULL << 2)
+#define X86_CR0_TS (1ULL << 3)
+#define X86_CR0_ET (1ULL << 4)
+#define X86_CR0_NE (1ULL << 5)
+#define X86_CR0_WP (1ULL << 16)
+#define X86_CR0_AM (1ULL << 18)
+#define X86_CR0_NW (1ULL << 29)
+#define X86_CR0_CD (1ULL << 30)
+#define X86_CR0_PG (1ULL << 31)
+
+#define X86_CR4_PSE (1ULL << 4)
+#define X86_CR4_PAE (1ULL << 5)
+#define X86_CR4_PGE (1ULL << 7)
+#define X86_CR4_OSFXSR (1ULL << 9)
+#define X86_CR4_OSXMMEXCPT (1ULL << 10)
+
+#define X86_EFER_SCE (1ULL << 0)
+#define X86_EFER_LME (1ULL << 8)
+#define X86_EFER_LMA (1ULL << 10)
+#define X86_EFER_NXE (1ULL << 11)
+
+#define X86_RFLAGS_FIXED (1ULL << 1)
+#define X86_RFLAGS_IF (1ULL << 9)
+
+/* State at reset (real mode, CS:IP = F000:FFF0), as the SDM's table
+ * "IA-32 and Intel 64 processor states following power-up, reset or INIT". */
+void x86_state_reset(struct x86_state *s);
+
+/* Flat 64-bit long mode: CS = 64-bit code, data segments flat, paging on
+ * with the given CR3, interrupts off. The GDT at gdt_base must hold the
+ * matching descriptors (see boot.c). */
+void x86_state_long_mode(struct x86_state *s, uint64_t cr3, uint64_t gdt_base, uint16_t gdt_limit);
+
+/* Flat 32-bit protected mode, paging off (PVH and multiboot entry). */
+void x86_state_protected_flat(struct x86_state *s, uint64_t gdt_base, uint16_t gdt_limit);
+
+#endif

@@ -1,0 +1,69 @@
+#include "core/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum log_level log_threshold = LOG_WARN;
+
+static const char *const level_names[] = {
+	[LOG_ERR] = "error", [LOG_WARN] = "warning", [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+};
+
+void log_msg(enum log_level lvl, const char *file, int line, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	if (lvl > log_threshold)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	/* One fprintf per line so lines from different threads do not interleave. */
+	if (log_threshold >= LOG_DEBUG)
+		fprintf(stderr, "tarn: %s: %s (%s:%d)\n", level_names[lvl], buf, file, line);
+	else
+		fprintf(stderr, "tarn: %s: %s\n", level_names[lvl], buf);
+}
+
+#define RATELIMIT_BURST 10
+#define RATELIMIT_WINDOW_NS 1000000000ULL
+
+bool ratelimit_ok(struct ratelimit *rl)
+{
+	struct timespec ts;
+	uint64_t now;
+	bool ok;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	/* Racy across threads by design: worst case a few extra lines. */
+	if (now - rl->window_start_ns >= RATELIMIT_WINDOW_NS) {
+		if (rl->suppressed)
+			fprintf(stderr, "tarn: warning: %u similar messages suppressed\n", rl->suppressed);
+		rl->window_start_ns = now;
+		rl->printed = 0;
+		rl->suppressed = 0;
+	}
+	ok = rl->printed < RATELIMIT_BURST;
+	if (ok)
+		rl->printed++;
+	else
+		rl->suppressed++;
+	return ok;
+}
+
+void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("tarn: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
+}

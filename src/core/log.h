@@ -1,0 +1,45 @@
+/* Logging with levels; debug lines carry file:line. Anything a guest can
+ * trigger goes through log_ratelimited() so a guest cannot flood the host log. */
+#ifndef TARN_LOG_H
+#define TARN_LOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+extern enum log_level log_threshold;
+
+void log_msg(enum log_level lvl, const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Token bucket shared by all call sites of one rate-limit state. Returns true
+ * when a line may be printed now. */
+struct ratelimit {
+	uint64_t window_start_ns;
+	unsigned printed;
+	unsigned suppressed;
+};
+bool ratelimit_ok(struct ratelimit *rl);
+
+#define pr_err(...) log_msg(LOG_ERR, __FILE__, __LINE__, __VA_ARGS__)
+#define pr_warn(...) log_msg(LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)
+#define pr_info(...) log_msg(LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)
+#define pr_debug(...)                                                         \
+	do {                                                                  \
+		if (log_threshold >= LOG_DEBUG)                               \
+			log_msg(LOG_DEBUG, __FILE__, __LINE__, __VA_ARGS__);  \
+	} while (0)
+
+/* For guest-triggerable messages: at most a burst per second per call site. */
+#define pr_warn_ratelimited(...)                                              \
+	do {                                                                  \
+		static struct ratelimit rl_;                                  \
+		if (ratelimit_ok(&rl_))                                       \
+			log_msg(LOG_WARN, __FILE__, __LINE__, __VA_ARGS__);   \
+	} while (0)
+
+/* Start-up only: print "tarn: <msg>" and exit with status 2. Never on guest input. */
+void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+#endif

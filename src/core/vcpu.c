@@ -1,0 +1,133 @@
+#include "core/vcpu.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/vm.h"
+
+static void vcpu_handle_io(struct vcpu *vcpu, struct vcpu_exit *e)
+{
+	struct vm *vm = vcpu->vm;
+
+	for (uint32_t i = 0; i < e->io.count; i++) {
+		uint8_t *d = e->io.data + (size_t)i * e->io.size;
+
+		if (bus_access(&vm->pio, e->io.port, d, e->io.size, e->io.write))
+			pr_debug("vCPU %d: unclaimed port %s %#x", vcpu->id,
+				 e->io.write ? "write to" : "read from", e->io.port);
+	}
+}
+
+static void vcpu_handle_mmio(struct vcpu *vcpu, struct vcpu_exit *e)
+{
+	/* guest-controlled: gpa and len; the bus checks both. */
+	if (bus_access(&vcpu->vm->mmio, e->mmio.gpa, e->mmio.data, e->mmio.len, e->mmio.write))
+		pr_warn_ratelimited("vCPU %d: %u-byte %s unmapped MMIO at %#llx (%s)", vcpu->id,
+				    e->mmio.len, e->mmio.write ? "write to" : "read from",
+				    (unsigned long long)e->mmio.gpa,
+				    e->mmio.write ? "dropped" : "reads all-ones");
+}
+
+void vcpu_dump(struct vcpu *vcpu, const char *why)
+{
+	static const char *const names[16] = {
+		"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+		"r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+	};
+	struct x86_state s;
+	char buf[1024];
+	int n = 0;
+
+	if (vcpu->vm->cpu->get_state(vcpu, &s)) {
+		fprintf(stderr, "tarn: vCPU %d: %s (registers unavailable)\n", vcpu->id, why);
+		return;
+	}
+	n += snprintf(buf + n, sizeof(buf) - (size_t)n, "tarn: vCPU %d: %s\n", vcpu->id, why);
+	for (int i = 0; i < 16; i++)
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "  %-3s %016llx%s", names[i],
+			      (unsigned long long)s.gpr[i], i % 4 == 3 ? "\n" : "");
+	n += snprintf(buf + n, sizeof(buf) - (size_t)n,
+		      "  rip %016llx  rflags %08llx  cs %04x ss %04x\n"
+		      "  cr0 %08llx cr2 %016llx cr3 %016llx cr4 %08llx efer %llx\n",
+		      (unsigned long long)s.rip, (unsigned long long)s.rflags, s.cs.sel, s.ss.sel,
+		      (unsigned long long)s.cr0, (unsigned long long)s.cr2,
+		      (unsigned long long)s.cr3, (unsigned long long)s.cr4,
+		      (unsigned long long)s.efer);
+	fputs(buf, stderr);
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *vcpu = arg;
+	struct vm *vm = vcpu->vm;
+	struct vcpu_exit *e = &vcpu->exit;
+	char name[16];
+
+	snprintf(name, sizeof(name), "vcpu%d", vcpu->id);
+	pthread_setname_np(pthread_self(), name);
+	while (!atomic_load(&vm->stop_flag)) {
+		int ret = vm->cpu->vcpu_run(vcpu, e);
+
+		if (ret) {
+			pr_err("vCPU %d: run failed: %s", vcpu->id, strerror(-ret));
+			vm_request_stop(vm, VM_EXIT_VMM_ERROR);
+			break;
+		}
+		switch (e->reason) {
+		case VCPU_EXIT_IO:
+			vcpu_handle_io(vcpu, e);
+			break;
+		case VCPU_EXIT_MMIO:
+			vcpu_handle_mmio(vcpu, e);
+			break;
+		case VCPU_EXIT_HLT:
+			/* Nothing can wake this vCPU inside the backend: idle
+			 * briefly rather than spin. */
+			nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+			break;
+		case VCPU_EXIT_INTR:
+			break;
+		case VCPU_EXIT_SHUTDOWN:
+			vcpu_dump(vcpu, "triple fault: the guest crashed");
+			vm_request_stop(vm, VM_EXIT_CRASH);
+			break;
+		case VCPU_EXIT_RESET:
+			vm_request_stop(vm, VM_EXIT_RESET);
+			break;
+		case VCPU_EXIT_POWEROFF:
+			vm_request_stop(vm, VM_EXIT_POWEROFF);
+			break;
+		case VCPU_EXIT_ERROR:
+			pr_err("vCPU %d: %s", vcpu->id, e->error.msg);
+			vcpu_dump(vcpu, "backend error");
+			vm_request_stop(vm, VM_EXIT_VMM_ERROR);
+			break;
+		}
+	}
+	return NULL;
+}
+
+void vcpu_start(struct vcpu *vcpu)
+{
+	sigset_t all, old;
+	int ret;
+
+	/* vCPU threads take no process signals but the kick (SIGUSR1). */
+	sigfillset(&all);
+	sigdelset(&all, SIGUSR1);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret) {
+		pr_err("vCPU %d: cannot start thread: %s", vcpu->id, strerror(ret));
+		vm_request_stop(vcpu->vm, VM_EXIT_VMM_ERROR);
+		return;
+	}
+	vcpu->thread_started = true;
+}

@@ -1,0 +1,251 @@
+/* A VM: build it from a config, run it, tear it down. */
+#include "core/vm.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+
+#include "arch/x86/boot.h"
+#include "core/evloop.h"
+#include "core/log.h"
+#include "core/vcpu.h"
+#include "hw/acpi_pm.h"
+#include "hw/legacy.h"
+#include "hw/uart8250.h"
+
+struct vm_devices {
+	struct uart8250 com1;
+	struct i8042 kbc;
+	struct cmos_rtc rtc;
+	struct acpi_pm pm;
+};
+
+static int vm_fail(char *err, size_t len, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int vm_fail(char *err, size_t len, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+	return ret;
+}
+
+static int vm_check_config(const struct vm_config *cfg, char *err, size_t len)
+{
+	struct sysinfo si;
+	uint64_t host;
+
+	if (!cfg->kernel)
+		return vm_fail(err, len, -EINVAL, "no kernel given (--kernel PATH)");
+	if (cfg->nr_cpus < 1 || cfg->nr_cpus > VM_MAX_CPUS)
+		return vm_fail(err, len, -EINVAL, "--cpus %d: must be between 1 and %d",
+			       cfg->nr_cpus, VM_MAX_CPUS);
+	if (cfg->mem_size < GM_MIN_RAM)
+		return vm_fail(err, len, -EINVAL, "--mem %lluM: memory must be at least %llu MiB",
+			       (unsigned long long)(cfg->mem_size >> 20),
+			       (unsigned long long)(GM_MIN_RAM >> 20));
+	if (cfg->mem_size & 0xfff)
+		return vm_fail(err, len, -EINVAL, "--mem %lluK: must be a whole number of 4 KiB pages",
+			       (unsigned long long)(cfg->mem_size >> 10));
+	if (sysinfo(&si) == 0) {
+		host = ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
+		if (cfg->mem_size > host)
+			return vm_fail(err, len, -ENOMEM,
+				       "--mem %lluM: larger than this host can give (%llu MiB of RAM and swap)",
+				       (unsigned long long)(cfg->mem_size >> 20),
+				       (unsigned long long)(host >> 20));
+	}
+	return 0;
+}
+
+static int vm_add_devices(struct vm *vm, char *err, size_t len)
+{
+	struct vm_devices *d = calloc(1, sizeof(*d));
+	int ret;
+
+	if (!d)
+		return vm_fail(err, len, -ENOMEM, "out of memory");
+	vm->devs = d;
+	ret = uart8250_init(&d->com1, vm, UART_COM1_BASE, UART_COM1_IRQ, vm->cfg.console_out);
+	if (!ret)
+		ret = i8042_init(&d->kbc, vm);
+	if (!ret)
+		ret = cmos_rtc_init(&d->rtc, vm);
+	if (!ret)
+		ret = debug_ports_init(vm);
+	if (!ret)
+		ret = acpi_pm_init(&d->pm, vm);
+	if (ret)
+		return vm_fail(err, len, ret, "platform devices: %s", strerror(-ret));
+	vm->uart = &d->com1;
+	return 0;
+}
+
+static int vm_add_vcpus(struct vm *vm, char *err, size_t len)
+{
+	int ret;
+
+	vm->vcpus = calloc((size_t)vm->cfg.nr_cpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return vm_fail(err, len, -ENOMEM, "out of memory");
+	vm->nr_vcpus = vm->cfg.nr_cpus;
+	for (int i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		v->vm = vm;
+		v->id = i;
+		ret = vm->cpu->vcpu_init(v);
+		if (!ret)
+			ret = vm->cpu->set_cpuid(v);
+		/* APs wait for INIT/SIPI from the BSP, as on hardware, unless
+		 * the caller (micro-guests) wants them all at the entry. */
+		if (!ret && (i == 0 || vm->cfg.all_cpus_at_entry))
+			ret = vm->cpu->set_state(v, &vm->boot_state);
+		if (ret)
+			return vm_fail(err, len, ret, "vCPU %d: %s", i, strerror(-ret));
+	}
+	return 0;
+}
+
+int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t len)
+{
+	struct vm *vm;
+	char why[200];
+	int ret;
+
+	*out = NULL;
+	ret = vm_check_config(cfg, err, len);
+	if (ret)
+		return ret;
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return vm_fail(err, len, -ENOMEM, "out of memory");
+	vm->cfg = *cfg;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	bus_init(&vm->pio, "pio");
+	bus_init(&vm->mmio, "mmio");
+	vm->nr_vcpus = cfg->nr_cpus; /* the ACPI tables and CPUID need it early */
+
+	vm->cpu = cpu_select(cfg->backend, why, sizeof(why));
+	if (!vm->cpu) {
+		ret = vm_fail(err, len, -ENODEV, "%s", why);
+		goto fail;
+	}
+	ret = gm_init(&vm->mem, cfg->mem_size);
+	if (ret) {
+		vm_fail(err, len, ret, "--mem %lluM: cannot reserve guest memory: %s",
+			(unsigned long long)(cfg->mem_size >> 20), strerror(-ret));
+		goto fail;
+	}
+	vm->loop = calloc(1, sizeof(*vm->loop));
+	if (!vm->loop || evloop_init(vm->loop)) {
+		free(vm->loop);
+		vm->loop = NULL;
+		ret = vm_fail(err, len, -ENOMEM, "cannot create the event loop");
+		goto fail;
+	}
+	ret = vm->cpu->vm_init(vm);
+	if (ret) {
+		vm_fail(err, len, ret, "%s backend: cannot create the VM: %s", vm->cpu->name, strerror(-ret));
+		goto fail;
+	}
+	ret = vm_add_devices(vm, err, len);
+	if (ret)
+		goto fail;
+	ret = x86_boot_setup(vm, err, len);
+	if (ret)
+		goto fail;
+	ret = vm_add_vcpus(vm, err, len);
+	if (ret)
+		goto fail;
+	*out = vm;
+	return 0;
+fail:
+	vm_destroy(vm);
+	return ret;
+}
+
+void vm_request_stop(struct vm *vm, int status)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->stopping) {
+		vm->stopping = true;
+		vm->status = status;
+		atomic_store(&vm->stop_flag, true);
+		pthread_cond_broadcast(&vm->cond);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	if (vm->loop)
+		evloop_stop(vm->loop);
+	for (int i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
+		vm->cpu->kick(&vm->vcpus[i]);
+}
+
+int vm_irq_line(struct vm *vm, unsigned gsi, int level)
+{
+	if (!vm->cpu || !vm->cpu->irq_line)
+		return -ENOSYS;
+	return vm->cpu->irq_line(vm, gsi, level);
+}
+
+int vm_run(struct vm *vm)
+{
+	int ret;
+
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		vcpu_start(&vm->vcpus[i]);
+	ret = evloop_run(vm->loop);
+	if (ret) {
+		pr_err("event loop failed: %s", strerror(-ret));
+		vm_request_stop(vm, VM_EXIT_VMM_ERROR);
+	}
+	/* evloop_run returns once a stop was requested; wait for it to be
+	 * recorded in case the loop ended for another reason. */
+	pthread_mutex_lock(&vm->lock);
+	while (!vm->stopping)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+	for (int i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		if (v->thread_started) {
+			vm->cpu->kick(v);
+			pthread_join(v->thread, NULL);
+			v->thread_started = false;
+		}
+	}
+	return vm->status;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	for (int i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
+		vm->cpu->vcpu_destroy(&vm->vcpus[i]);
+	free(vm->vcpus);
+	if (vm->cpu && vm->cpu_priv)
+		vm->cpu->vm_destroy(vm);
+	if (vm->devs) {
+		if (vm->uart)
+			uart8250_destroy(vm->uart);
+		acpi_pm_destroy(&vm->devs->pm);
+		free(vm->devs);
+	}
+	if (vm->loop) {
+		evloop_destroy(vm->loop);
+		free(vm->loop);
+	}
+	gm_destroy(&vm->mem);
+	bus_destroy(&vm->pio);
+	bus_destroy(&vm->mmio);
+	pthread_mutex_destroy(&vm->lock);
+	pthread_cond_destroy(&vm->cond);
+	free(vm);
+}

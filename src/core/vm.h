@@ -1,0 +1,99 @@
+/* A VM and its lifecycle: guest memory, the two buses, the platform devices,
+ * the vCPU threads, and how it ends. */
+#ifndef TARN_VM_H
+#define TARN_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus/bus.h"
+#include "cpu/cpu.h"
+#include "mem/gm.h"
+
+#define VM_MAX_CPUS 255 /* xAPIC IDs 0..254 in the MADT */
+
+/* Process exit status of `tarn run`, by how the VM ended. Odd values are
+ * reserved for the debug-exit port: (value << 1) | 1. */
+enum vm_status {
+	VM_EXIT_POWEROFF = 0,	/* guest powered off (ACPI S5, or tarn asked to stop) */
+	VM_EXIT_VMM_ERROR = 8,	/* VMM error while running */
+	VM_EXIT_USAGE = 2,	/* bad input: options, files; nothing ran */
+	VM_EXIT_RESET = 4,	/* guest asked for a reboot */
+	VM_EXIT_CRASH = 6,	/* guest triple-faulted; registers dumped */
+};
+
+struct vm_config {
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline;
+	uint64_t mem_size;
+	int nr_cpus;
+	const char *backend; /* "kvm", "emu", "auto" */
+	int console_in;	     /* fd the guest's serial input comes from, -1 for none */
+	int console_out;     /* fd the guest's serial output goes to */
+	/* Micro-guests: start every vCPU at the kernel's entry in the boot
+	 * state instead of leaving APs waiting for INIT/SIPI. */
+	bool all_cpus_at_entry;
+};
+
+struct vcpu {
+	struct vm *vm;
+	int id;
+	pthread_t thread;
+	bool thread_started;
+	void *priv; /* backend state */
+	struct vcpu_exit exit;
+};
+
+struct uart8250;
+struct vm_devices;
+struct evloop;
+
+struct vm {
+	struct vm_config cfg;
+	struct guest_mem mem;
+	struct bus pio;
+	struct bus mmio;
+	const struct cpu_ops *cpu;
+	void *cpu_priv; /* backend VM state */
+	struct vcpu *vcpus;
+	int nr_vcpus;
+
+	struct x86_state boot_state; /* the BSP's entry state (APs too with all_cpus_at_entry) */
+
+	struct uart8250 *uart;
+	struct vm_devices *devs; /* the platform devices (vm.c) */
+	struct evloop *loop;	 /* host I/O; runs on the thread in vm_run() */
+
+	/* How the VM ended: set once by vm_request_stop(). */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stopping;
+	int status;
+	atomic_bool stop_flag; /* read by vCPU loops without the lock */
+};
+
+/* Build a VM from cfg: memory, backend, devices, kernel loaded, boot state
+ * set. On failure returns -errno with a one-line reason in err. */
+int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t err_len)
+	__attribute__((warn_unused_result));
+
+/* Start the vCPU threads and block until the VM stops. Returns the status
+ * (enum vm_status or a debug-exit code). */
+int vm_run(struct vm *vm);
+
+/* Ask the VM to stop with this status; the first request wins. Safe from any
+ * thread, including vCPU threads and device callbacks. */
+void vm_request_stop(struct vm *vm, int status);
+
+void vm_destroy(struct vm *vm);
+
+/* Raise or lower an interrupt line (GSI) of the VM's interrupt controller. */
+int vm_irq_line(struct vm *vm, unsigned gsi, int level);
+
+/* Print registers of a vCPU to stderr (crash reports). */
+void vcpu_dump(struct vcpu *vcpu, const char *why);
+
+#endif

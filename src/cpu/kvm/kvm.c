@@ -1,0 +1,496 @@
+/* The KVM backend. The in-kernel irqchip (PIC, IOAPIC, LAPIC) and PIT serve
+ * the guest: they are the fastest path on KVM and the guest programs them
+ * through ACPI's MADT like on hardware. The emulator backend has userspace
+ * models of the same chips. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "arch/x86/cpuid.h"
+#include "core/log.h"
+#include "core/vm.h"
+#include "cpu/cpu.h"
+
+#define KVM_DEV "/dev/kvm"
+/* Three pages KVM needs inside the guest-physical space on Intel (real-mode
+ * TSS and the EPT identity map), placed in the MMIO hole below the BIOS. */
+#define KVM_IDENTITY_MAP_ADDR 0xfeffc000ULL
+#define KVM_TSS_ADDR 0xfeffd000ULL
+#define KVM_MAX_CPUID 256
+
+struct kvm_vm {
+	int sys_fd;
+	int vm_fd;
+	int run_size;
+	struct kvm_cpuid2 *supported;
+};
+
+struct kvm_vcpu {
+	int fd;
+	struct kvm_run *run;
+};
+
+static int kvm_open(char *why, size_t why_len)
+{
+	int fd = open(KVM_DEV, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0) {
+		snprintf(why, why_len, "cannot open %s: %s", KVM_DEV, strerror(errno));
+		return -errno;
+	}
+	if (ioctl(fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		snprintf(why, why_len, "%s speaks an unsupported KVM API version", KVM_DEV);
+		close(fd);
+		return -ENOTSUP;
+	}
+	static const struct { int cap; const char *name; } need[] = {
+		{ KVM_CAP_IRQCHIP, "in-kernel irqchip" },
+		{ KVM_CAP_USER_MEMORY, "user memory" },
+		{ KVM_CAP_IMMEDIATE_EXIT, "immediate exit" },
+		{ KVM_CAP_PIT2, "PIT" },
+		{ KVM_CAP_EXT_CPUID, "CPUID" },
+	};
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+		if (ioctl(fd, KVM_CHECK_EXTENSION, need[i].cap) <= 0) {
+			snprintf(why, why_len, "KVM lacks the %s capability", need[i].name);
+			close(fd);
+			return -ENOTSUP;
+		}
+	}
+	return fd;
+}
+
+static int kvm_probe(char *why, size_t why_len)
+{
+	int fd = kvm_open(why, why_len);
+
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
+}
+
+static void kvm_signal_handler(int sig)
+{
+	/* Only interrupts KVM_RUN; immediate_exit does the rest. */
+}
+
+static int kvm_vm_init(struct vm *vm)
+{
+	struct kvm_vm *k = calloc(1, sizeof(*k));
+	struct kvm_pit_config pit = { .flags = 0 };
+	char why[160];
+	int ret;
+
+	if (!k)
+		return -ENOMEM;
+	k->vm_fd = -1;
+	k->sys_fd = kvm_open(why, sizeof(why));
+	if (k->sys_fd < 0) {
+		pr_err("%s", why);
+		ret = k->sys_fd;
+		goto err;
+	}
+	k->vm_fd = ioctl(k->sys_fd, KVM_CREATE_VM, 0);
+	if (k->vm_fd < 0) {
+		ret = -errno;
+		pr_err("KVM_CREATE_VM: %s", strerror(errno));
+		goto err;
+	}
+	k->run_size = ioctl(k->sys_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (k->run_size <= 0) {
+		ret = -EINVAL;
+		goto err;
+	}
+	/* Only Intel's VMX uses these pages; other KVM flavours may refuse
+	 * the calls, which costs them nothing. */
+	if (ioctl(k->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ KVM_IDENTITY_MAP_ADDR }) < 0 ||
+	    ioctl(k->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0)
+		pr_debug("KVM: no real-mode TSS/identity map pages: %s", strerror(errno));
+	if (ioctl(k->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0 ||
+	    ioctl(k->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		ret = -errno;
+		pr_err("KVM VM set-up: %s", strerror(errno));
+		goto err;
+	}
+	for (int i = 0; i < vm->mem.nr_regions; i++) {
+		const struct gm_region *r = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region mr = {
+			.slot = (uint32_t)i,
+			.guest_phys_addr = r->gpa,
+			.memory_size = r->size,
+			.userspace_addr = (uint64_t)(uintptr_t)r->hva,
+		};
+
+		if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0) {
+			ret = -errno;
+			pr_err("KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+			goto err;
+		}
+	}
+	k->supported = calloc(1, sizeof(*k->supported) + KVM_MAX_CPUID * sizeof(struct kvm_cpuid_entry2));
+	if (!k->supported) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	k->supported->nent = KVM_MAX_CPUID;
+	if (ioctl(k->sys_fd, KVM_GET_SUPPORTED_CPUID, k->supported) < 0) {
+		ret = -errno;
+		pr_err("KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+		goto err;
+	}
+	struct sigaction sa = { .sa_handler = kvm_signal_handler };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL); /* no SA_RESTART: KVM_RUN returns EINTR */
+	vm->cpu_priv = k;
+	return 0;
+err:
+	if (k->vm_fd >= 0)
+		close(k->vm_fd);
+	if (k->sys_fd >= 0)
+		close(k->sys_fd);
+	free(k->supported);
+	free(k);
+	return ret;
+}
+
+static void kvm_vm_destroy(struct vm *vm)
+{
+	struct kvm_vm *k = vm->cpu_priv;
+
+	if (!k)
+		return;
+	close(k->vm_fd);
+	close(k->sys_fd);
+	free(k->supported);
+	free(k);
+	vm->cpu_priv = NULL;
+}
+
+/* LINT0 as ExtINT and LINT1 as NMI: the "virtual wire" set-up firmware
+ * leaves behind, which Linux expects when it first looks at the PIC. */
+static int kvm_set_lint(int fd)
+{
+	struct kvm_lapic_state la;
+	uint32_t *lvt0, *lvt1;
+
+	if (ioctl(fd, KVM_GET_LAPIC, &la) < 0)
+		return -errno;
+	lvt0 = (uint32_t *)&la.regs[0x350];
+	lvt1 = (uint32_t *)&la.regs[0x360];
+	*lvt0 = (*lvt0 & ~0x700u) | (7u << 8); /* ExtINT */
+	*lvt1 = (*lvt1 & ~0x700u) | (4u << 8); /* NMI */
+	if (ioctl(fd, KVM_SET_LAPIC, &la) < 0)
+		return -errno;
+	return 0;
+}
+
+static int kvm_set_boot_msrs(int fd)
+{
+	static const uint32_t zero_msrs[] = {
+		0x174, 0x175, 0x176,	/* SYSENTER_CS/ESP/EIP */
+		0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, /* STAR, LSTAR, CSTAR, SFMASK */
+		0xc0000102,		/* KERNEL_GS_BASE */
+		0x10,			/* TSC */
+	};
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[16];
+	} m;
+	unsigned n = 0;
+
+	memset(&m, 0, sizeof(m));
+	for (size_t i = 0; i < sizeof(zero_msrs) / sizeof(zero_msrs[0]); i++)
+		m.e[n++].index = zero_msrs[i];
+	m.e[n].index = 0x1a0; /* IA32_MISC_ENABLE: fast strings */
+	m.e[n++].data = 1;
+	m.e[n].index = 0x2ff; /* MTRRdefType: MTRRs enabled, write-back default */
+	m.e[n++].data = (1u << 11) | 6;
+	m.hdr.nmsrs = n;
+	if (ioctl(fd, KVM_SET_MSRS, &m) != (int)n)
+		return -EIO;
+	return 0;
+}
+
+static int kvm_vcpu_init(struct vcpu *vcpu)
+{
+	struct kvm_vm *k = vcpu->vm->cpu_priv;
+	struct kvm_vcpu *v = calloc(1, sizeof(*v));
+	struct kvm_fpu fpu = { .fcw = 0x37f, .mxcsr = 0x1f80 };
+	int ret;
+
+	if (!v)
+		return -ENOMEM;
+	v->fd = ioctl(k->vm_fd, KVM_CREATE_VCPU, (unsigned long)vcpu->id);
+	if (v->fd < 0) {
+		ret = -errno;
+		pr_err("KVM_CREATE_VCPU %d: %s", vcpu->id, strerror(errno));
+		free(v);
+		return ret;
+	}
+	v->run = mmap(NULL, (size_t)k->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		ret = -errno;
+		close(v->fd);
+		free(v);
+		return ret;
+	}
+	vcpu->priv = v;
+	ret = kvm_set_lint(v->fd);
+	if (!ret && ioctl(v->fd, KVM_SET_FPU, &fpu) < 0)
+		ret = -errno;
+	if (ret)
+		pr_err("vCPU %d set-up: %s", vcpu->id, strerror(-ret));
+	return ret;
+}
+
+static void kvm_vcpu_destroy(struct vcpu *vcpu)
+{
+	struct kvm_vm *k = vcpu->vm->cpu_priv;
+	struct kvm_vcpu *v = vcpu->priv;
+
+	if (!v)
+		return;
+	munmap(v->run, (size_t)k->run_size);
+	close(v->fd);
+	free(v);
+	vcpu->priv = NULL;
+}
+
+static int kvm_set_cpuid(struct vcpu *vcpu)
+{
+	struct kvm_vm *k = vcpu->vm->cpu_priv;
+	struct kvm_vcpu *v = vcpu->priv;
+	struct cpuid_entry e[KVM_MAX_CPUID];
+	struct kvm_cpuid2 *c;
+	int n = (int)k->supported->nent, ret = 0;
+
+	for (int i = 0; i < n; i++) {
+		const struct kvm_cpuid_entry2 *s = &k->supported->entries[i];
+
+		e[i] = (struct cpuid_entry){ s->function, s->index,
+					     s->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX ? CPUID_FLAG_INDEXED : 0,
+					     s->eax, s->ebx, s->ecx, s->edx };
+	}
+	n = cpuid_apply_policy(e, n, (unsigned)vcpu->id, (unsigned)vcpu->vm->nr_vcpus);
+	c = calloc(1, sizeof(*c) + (size_t)n * sizeof(struct kvm_cpuid_entry2));
+	if (!c)
+		return -ENOMEM;
+	c->nent = (uint32_t)n;
+	for (int i = 0; i < n; i++) {
+		c->entries[i] = (struct kvm_cpuid_entry2){
+			.function = e[i].function, .index = e[i].index,
+			.flags = e[i].flags & CPUID_FLAG_INDEXED ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX : 0,
+			.eax = e[i].eax, .ebx = e[i].ebx, .ecx = e[i].ecx, .edx = e[i].edx,
+		};
+	}
+	if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0)
+		ret = -errno;
+	free(c);
+	/* MSR writes are checked against the CPUID just set: after it. */
+	if (!ret)
+		ret = kvm_set_boot_msrs(v->fd);
+	return ret;
+}
+
+static void seg_to_kvm(struct kvm_segment *k, const struct x86_seg *s)
+{
+	*k = (struct kvm_segment){
+		.base = s->base, .limit = s->limit, .selector = s->sel, .type = s->type,
+		.present = s->present, .dpl = s->dpl, .db = s->db, .s = s->s, .l = s->l,
+		.g = s->g, .avl = s->avl, .unusable = s->unusable,
+	};
+}
+
+static void seg_from_kvm(struct x86_seg *s, const struct kvm_segment *k)
+{
+	*s = (struct x86_seg){
+		.base = k->base, .limit = k->limit, .sel = k->selector, .type = k->type,
+		.present = k->present, .dpl = k->dpl, .db = k->db, .s = k->s, .l = k->l,
+		.g = k->g, .avl = k->avl, .unusable = k->unusable,
+	};
+}
+
+static int kvm_get_state(struct vcpu *vcpu, struct x86_state *st)
+{
+	struct kvm_vcpu *v = vcpu->priv;
+	struct kvm_regs r;
+	struct kvm_sregs s;
+
+	if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 || ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+		return -errno;
+	memset(st, 0, sizeof(*st));
+	uint64_t g[16] = { r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi,
+			   r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15 };
+	memcpy(st->gpr, g, sizeof(g));
+	st->rip = r.rip;
+	st->rflags = r.rflags;
+	seg_from_kvm(&st->cs, &s.cs);
+	seg_from_kvm(&st->ds, &s.ds);
+	seg_from_kvm(&st->es, &s.es);
+	seg_from_kvm(&st->fs, &s.fs);
+	seg_from_kvm(&st->gs, &s.gs);
+	seg_from_kvm(&st->ss, &s.ss);
+	seg_from_kvm(&st->tr, &s.tr);
+	seg_from_kvm(&st->ldt, &s.ldt);
+	st->gdt = (struct x86_dtable){ s.gdt.base, s.gdt.limit };
+	st->idt = (struct x86_dtable){ s.idt.base, s.idt.limit };
+	st->cr0 = s.cr0;
+	st->cr2 = s.cr2;
+	st->cr3 = s.cr3;
+	st->cr4 = s.cr4;
+	st->cr8 = s.cr8;
+	st->efer = s.efer;
+	st->apic_base = s.apic_base;
+	return 0;
+}
+
+static int kvm_set_state(struct vcpu *vcpu, const struct x86_state *st)
+{
+	struct kvm_vcpu *v = vcpu->priv;
+	struct kvm_regs r = {
+		.rax = st->gpr[R_RAX], .rcx = st->gpr[R_RCX], .rdx = st->gpr[R_RDX],
+		.rbx = st->gpr[R_RBX], .rsp = st->gpr[R_RSP], .rbp = st->gpr[R_RBP],
+		.rsi = st->gpr[R_RSI], .rdi = st->gpr[R_RDI], .r8 = st->gpr[R_R8],
+		.r9 = st->gpr[R_R9], .r10 = st->gpr[R_R10], .r11 = st->gpr[R_R11],
+		.r12 = st->gpr[R_R12], .r13 = st->gpr[R_R13], .r14 = st->gpr[R_R14],
+		.r15 = st->gpr[R_R15], .rip = st->rip, .rflags = st->rflags,
+	};
+	struct kvm_sregs s;
+
+	/* Start from KVM's view so fields we do not model (interrupt bitmap)
+	 * keep their values. */
+	if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+		return -errno;
+	seg_to_kvm(&s.cs, &st->cs);
+	seg_to_kvm(&s.ds, &st->ds);
+	seg_to_kvm(&s.es, &st->es);
+	seg_to_kvm(&s.fs, &st->fs);
+	seg_to_kvm(&s.gs, &st->gs);
+	seg_to_kvm(&s.ss, &st->ss);
+	seg_to_kvm(&s.tr, &st->tr);
+	seg_to_kvm(&s.ldt, &st->ldt);
+	s.gdt = (struct kvm_dtable){ .base = st->gdt.base, .limit = st->gdt.limit };
+	s.idt = (struct kvm_dtable){ .base = st->idt.base, .limit = st->idt.limit };
+	s.cr0 = st->cr0;
+	s.cr2 = st->cr2;
+	s.cr3 = st->cr3;
+	s.cr4 = st->cr4;
+	s.cr8 = st->cr8;
+	s.efer = st->efer;
+	if (st->apic_base)
+		s.apic_base = st->apic_base;
+	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0 || ioctl(v->fd, KVM_SET_REGS, &r) < 0)
+		return -errno;
+	/* An AP given a boot state runs at once instead of waiting for SIPI. */
+	struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
+	if (ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0)
+		return -errno;
+	return 0;
+}
+
+static int kvm_vcpu_run(struct vcpu *vcpu, struct vcpu_exit *exit)
+{
+	struct kvm_vcpu *v = vcpu->priv;
+	struct kvm_run *run = v->run;
+
+	if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+		if (errno == EINTR || errno == EAGAIN) {
+			__atomic_store_n(&run->immediate_exit, 0, __ATOMIC_RELAXED);
+			exit->reason = VCPU_EXIT_INTR;
+			return 0;
+		}
+		return -errno;
+	}
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		exit->reason = VCPU_EXIT_IO;
+		exit->io.port = run->io.port;
+		exit->io.size = run->io.size;
+		exit->io.write = run->io.direction == KVM_EXIT_IO_OUT;
+		exit->io.count = run->io.count;
+		exit->io.data = (uint8_t *)run + run->io.data_offset;
+		return 0;
+	case KVM_EXIT_MMIO:
+		exit->reason = VCPU_EXIT_MMIO;
+		exit->mmio.gpa = run->mmio.phys_addr;
+		exit->mmio.len = (uint8_t)run->mmio.len;
+		exit->mmio.write = run->mmio.is_write;
+		exit->mmio.data = run->mmio.data;
+		return 0;
+	case KVM_EXIT_HLT:
+		exit->reason = VCPU_EXIT_HLT;
+		return 0;
+	case KVM_EXIT_SHUTDOWN:
+		exit->reason = VCPU_EXIT_SHUTDOWN;
+		return 0;
+	case KVM_EXIT_INTR:
+		exit->reason = VCPU_EXIT_INTR;
+		return 0;
+	case KVM_EXIT_SYSTEM_EVENT:
+		exit->reason = run->system_event.type == KVM_SYSTEM_EVENT_RESET ? VCPU_EXIT_RESET
+										 : VCPU_EXIT_POWEROFF;
+		return 0;
+	case KVM_EXIT_FAIL_ENTRY:
+		exit->reason = VCPU_EXIT_ERROR;
+		snprintf(exit->error.msg, sizeof(exit->error.msg),
+			 "KVM could not enter the guest (hardware reason %#llx)",
+			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		return 0;
+	case KVM_EXIT_INTERNAL_ERROR:
+		exit->reason = VCPU_EXIT_ERROR;
+		snprintf(exit->error.msg, sizeof(exit->error.msg),
+			 "KVM internal error (suberror %u)", run->internal.suberror);
+		return 0;
+	default:
+		exit->reason = VCPU_EXIT_ERROR;
+		snprintf(exit->error.msg, sizeof(exit->error.msg), "unexpected KVM exit %u",
+			 run->exit_reason);
+		return 0;
+	}
+}
+
+static void kvm_kick(struct vcpu *vcpu)
+{
+	struct kvm_vcpu *v = vcpu->priv;
+
+	if (!v)
+		return;
+	/* immediate_exit covers the window before the thread enters KVM_RUN;
+	 * the signal covers a thread already inside it. */
+	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
+	if (vcpu->thread_started)
+		pthread_kill(vcpu->thread, SIGUSR1);
+}
+
+static int kvm_irq_line(struct vm *vm, unsigned gsi, int level)
+{
+	struct kvm_vm *k = vm->cpu_priv;
+	struct kvm_irq_level irq = { .irq = gsi, .level = (uint32_t)level };
+
+	if (ioctl(k->vm_fd, KVM_IRQ_LINE, &irq) < 0)
+		return -errno;
+	return 0;
+}
+
+const struct cpu_ops kvm_cpu_ops = {
+	.name = "kvm",
+	.probe = kvm_probe,
+	.vm_init = kvm_vm_init,
+	.vm_destroy = kvm_vm_destroy,
+	.vcpu_init = kvm_vcpu_init,
+	.vcpu_destroy = kvm_vcpu_destroy,
+	.vcpu_run = kvm_vcpu_run,
+	.get_state = kvm_get_state,
+	.set_state = kvm_set_state,
+	.kick = kvm_kick,
+	.irq_line = kvm_irq_line,
+	.set_cpuid = kvm_set_cpuid,
+};

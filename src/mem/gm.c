@@ -1,0 +1,103 @@
+/* Guest memory. One anonymous reservation backs all RAM regions, so the
+ * layout around the 32-bit MMIO hole costs no host memory. */
+#include "mem/gm.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+static void gm_add(struct guest_mem *gm, uint64_t gpa, uint8_t *hva, uint64_t size)
+{
+	struct gm_region *r = &gm->regions[gm->nr_regions++];
+
+	r->gpa = gpa;
+	r->hva = hva;
+	r->size = size;
+}
+
+int gm_init(struct guest_mem *gm, uint64_t ram_size)
+{
+	uint64_t low, high;
+	void *p;
+
+	memset(gm, 0, sizeof(*gm));
+	/* Backends map regions as they are (KVM slots are whole pages). */
+	if (ram_size < GM_MIN_RAM || (ram_size & 0xfff))
+		return -EINVAL;
+	/* Guest-physical addresses above 2^46 are beyond what we give any guest. */
+	if (ram_size > (1ULL << 46))
+		return -ENOMEM;
+	low = ram_size < GM_HOLE_START ? ram_size : GM_HOLE_START;
+	high = ram_size - low;
+	/* MAP_NORESERVE: pages are populated as the guest touches them. */
+	p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	madvise(p, ram_size, MADV_MERGEABLE);
+	gm->base = p;
+	gm->base_len = ram_size;
+	gm->ram_size = ram_size;
+	gm_add(gm, 0, p, low);
+	if (high)
+		gm_add(gm, GM_HOLE_END, (uint8_t *)p + low, high);
+	return 0;
+}
+
+int gm_init_fake(struct guest_mem *gm, uint64_t gpa, void *buf, uint64_t size)
+{
+	memset(gm, 0, sizeof(*gm));
+	if (!size || gpa + size < gpa)
+		return -EINVAL;
+	gm_add(gm, gpa, buf, size);
+	gm->ram_size = size;
+	return 0;
+}
+
+void gm_destroy(struct guest_mem *gm)
+{
+	if (gm->base)
+		munmap(gm->base, gm->base_len);
+	memset(gm, 0, sizeof(*gm));
+}
+
+void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
+{
+	if (!len)
+		len = 1;
+	if (gpa + len < gpa) /* wraps around */
+		return NULL;
+	for (int i = 0; i < gm->nr_regions; i++) {
+		const struct gm_region *r = &gm->regions[i];
+
+		/* gpa - r->gpa is only meaningful once gpa >= r->gpa. */
+		if (gpa >= r->gpa && gpa - r->gpa < r->size && len <= r->size - (gpa - r->gpa))
+			return r->hva + (gpa - r->gpa);
+	}
+	return NULL;
+}
+
+int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len)
+{
+	void *p = gm_ptr(gm, gpa, len);
+
+	if (!p)
+		return -EFAULT;
+	memcpy(dst, p, len);
+	return 0;
+}
+
+int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len)
+{
+	void *p = gm_ptr(gm, gpa, len);
+
+	if (!p)
+		return -EFAULT;
+	memcpy(p, src, len);
+	return 0;
+}
+
+uint64_t gm_low_end(const struct guest_mem *gm)
+{
+	return gm->nr_regions ? gm->regions[0].gpa + gm->regions[0].size : 0;
+}

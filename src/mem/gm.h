@@ -1,0 +1,57 @@
+/* Guest memory: the only way any code touches guest RAM.
+ *
+ * Guest-physical layout (x86):
+ *   [0, min(ram, 3 GiB))           RAM
+ *   [3 GiB, 4 GiB)                  hole for MMIO: IOAPIC, LAPIC, devices
+ *   [4 GiB, 4 GiB + rest)           RAM above the hole, if ram > 3 GiB
+ *
+ * Every accessor checks the whole range [gpa, gpa+len) with overflow checks
+ * and fails with -EFAULT rather than returning a wild pointer: addresses
+ * coming from a guest are hostile input. */
+#ifndef TARN_GM_H
+#define TARN_GM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GM_MAX_REGIONS 4
+#define GM_HOLE_START 0xC0000000ULL /* 3 GiB: start of the 32-bit MMIO hole */
+#define GM_HOLE_END 0x100000000ULL  /* 4 GiB */
+#define GM_MIN_RAM (16ULL << 20)
+
+struct gm_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint8_t *hva;
+};
+
+struct guest_mem {
+	struct gm_region regions[GM_MAX_REGIONS];
+	int nr_regions;
+	uint64_t ram_size;
+	uint8_t *base; /* one reservation backing all regions */
+	size_t base_len;
+};
+
+/* Reserve and lay out ram_size bytes of guest RAM (anonymous, lazily
+ * populated). Returns 0 or -errno (-ENOMEM when the host cannot give it). */
+int gm_init(struct guest_mem *gm, uint64_t ram_size) __attribute__((warn_unused_result));
+void gm_destroy(struct guest_mem *gm);
+
+/* Adopt caller-provided host buffers as regions (unit tests: fake memory). */
+int gm_init_fake(struct guest_mem *gm, uint64_t gpa, void *buf, uint64_t size)
+	__attribute__((warn_unused_result));
+
+/* Host pointer for [gpa, gpa+len) if the range lies wholly inside one RAM
+ * region, else NULL. len 0 is treated as 1. */
+void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
+
+int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len)
+	__attribute__((warn_unused_result));
+int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len)
+	__attribute__((warn_unused_result));
+
+/* End of RAM below the hole (the e820 entry ending there). */
+uint64_t gm_low_end(const struct guest_mem *gm);
+
+#endif

@@ -1,0 +1,46 @@
+/* Exceptions are delivered through the guest's IDT with the right vector,
+ * error code and CR2: #DE, #UD, #BP, #GP(0) from a non-canonical access and
+ * #PF on a not-present page. */
+#include "lib/guest.h"
+
+static volatile uint64_t seen_vec = 0xff, seen_err, seen_cr2;
+static volatile uint64_t resume_at;
+
+static void on_fault(struct irq_frame *f)
+{
+	uint64_t cr2;
+
+	__asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
+	seen_vec = f->vector;
+	seen_err = f->error;
+	seen_cr2 = cr2;
+	f->rip = resume_at; /* skip the faulting instruction */
+}
+
+#define EXPECT_FAULT(insn, vec, ...)                                           \
+	do {                                                                   \
+		__asm__ volatile("lea 1f(%%rip), %%rax\n\t"                    \
+				 "mov %%rax, %0\n\t" insn "\n1:"               \
+				 : "=m"(resume_at)                             \
+				 : __VA_ARGS__                                 \
+				 : "rax", "rcx", "rdx", "memory");             \
+		GUEST_ASSERT_EQ(seen_vec, vec);                                \
+		seen_vec = 0xff;                                               \
+	} while (0)
+
+void guest_main(unsigned cpu, uint64_t arg)
+{
+	idt_install();
+	for (int v = 0; v < 32; v++)
+		idt_set_handler(v, on_fault);
+	EXPECT_FAULT("xor %%edx, %%edx; xor %%eax, %%eax; xor %%ecx, %%ecx; div %%ecx", 0, "i"(0));
+	EXPECT_FAULT("ud2", 6, "i"(0));
+	EXPECT_FAULT("int3", 3, "i"(0));
+	EXPECT_FAULT("movabs $0x8000000000000000, %%rcx; mov (%%rcx), %%rax", 13, "i"(0));
+	GUEST_ASSERT_EQ(seen_err, 0);
+	/* 512 GiB: its PML4 entry is not present. */
+	EXPECT_FAULT("movabs $0x8000000000, %%rcx; movl $1, (%%rcx)", 14, "i"(0));
+	GUEST_ASSERT_EQ(seen_cr2, 0x8000000000ULL);
+	GUEST_ASSERT_EQ(seen_err, 0x2); /* not present, write, supervisor */
+	GUEST_SYNC(1, 0);
+}

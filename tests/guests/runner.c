@@ -1,0 +1,472 @@
+/* Host side of the micro-guest suite. Each test boots one guest ELF from
+ * tests/guests/ under each backend, serves its ucalls, and asserts on what
+ * the guest reported, on how the VM ended, and on host-visible effects
+ * (console bytes, guest memory, device registers). Output is TAP.
+ *
+ *   runner [-b kvm|emu] [test-name...]
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/vm.h"
+#include "hw/uart8250.h"
+#include "lib/guest.h"
+
+#define STATUS_ABORTED 1000 /* the guest failed an assertion */
+#define STATUS_TIMEOUT 1001
+#define TEST_TIMEOUT_S 30
+
+struct ctx {
+	struct vm *vm;
+	const struct gtest *t;
+	pthread_mutex_t lock;
+	char failure[512]; /* first failure wins */
+	int syncs;
+	int dones;
+	uint64_t sync_args[VM_MAX_CPUS][4];
+	int console_rd; /* read end of the guest's console */
+	/* port-I/O test device state */
+	uint32_t io_reg;
+	char io_string[64];
+	unsigned io_string_len, io_in_pos;
+	uint8_t mmio_mem[8];
+};
+
+struct gtest {
+	const char *name;
+	int cpus;
+	uint64_t mem;
+	const char *cmdline;
+	int expect_status;
+	int expect_syncs;	     /* ucall SYNCs expected in all */
+	const char *emu_needs;	     /* non-NULL: not yet runnable on emu, and why */
+	int (*setup)(struct ctx *c); /* after vm_create, before vm_run */
+	void (*on_sync)(struct ctx *c, const struct ucall *uc);
+	void (*check)(struct ctx *c);
+};
+
+static void fail(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct ctx *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&c->lock);
+	if (!c->failure[0]) {
+		va_start(ap, fmt);
+		vsnprintf(c->failure, sizeof(c->failure), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* In test callbacks, c is the context. */
+#define CHECK(cond)                                                        \
+	do {                                                                  \
+		if (!(cond))                                                  \
+			fail(c, "%s:%d: host check failed: %s", __FILE__, __LINE__, #cond); \
+	} while (0)
+#define CHECK_EQ(a, b)                                                     \
+	do {                                                                  \
+		unsigned long long a_ = (unsigned long long)(a), b_ = (unsigned long long)(b); \
+		if (a_ != b_)                                                 \
+			fail(c, "%s:%d: host check failed: %s == %s (%#llx vs %#llx)", __FILE__, \
+			     __LINE__, #a, #b, a_, b_);                       \
+	} while (0)
+
+/* ---- the ucall port: guest memory is read through the checked API ---- */
+
+static void ucall_read(void *opaque, uint64_t off, void *data, unsigned len)
+{
+	memset(data, 0xff, len);
+}
+
+static void ucall_write(void *opaque, uint64_t off, const void *data, unsigned len)
+{
+	struct ctx *c = opaque;
+	struct ucall uc;
+	uint32_t gpa = 0;
+
+	if (len != 4) {
+		fail(c, "ucall with a %u-byte write", len);
+		return;
+	}
+	memcpy(&gpa, data, 4);
+	if (gm_read(&c->vm->mem, gpa, &uc, sizeof(uc))) {
+		fail(c, "ucall struct at %#x is outside guest RAM", gpa);
+		vm_request_stop(c->vm, STATUS_ABORTED);
+		return;
+	}
+	uc.file[sizeof(uc.file) - 1] = uc.msg[sizeof(uc.msg) - 1] = '\0';
+	switch (uc.cmd) {
+	case UCALL_SYNC:
+		pthread_mutex_lock(&c->lock);
+		if (c->syncs < VM_MAX_CPUS)
+			memcpy(c->sync_args[c->syncs], uc.args, sizeof(uc.args));
+		c->syncs++;
+		pthread_mutex_unlock(&c->lock);
+		if (c->t->on_sync)
+			c->t->on_sync(c, &uc);
+		break;
+	case UCALL_DONE:
+		pthread_mutex_lock(&c->lock);
+		c->dones++;
+		pthread_mutex_unlock(&c->lock);
+		if (c->dones == c->vm->nr_vcpus)
+			vm_request_stop(c->vm, 0);
+		break;
+	case UCALL_ABORT:
+		fail(c, "guest assertion failed at %s:%u: %s (%#llx, %#llx)", uc.file, uc.line,
+		     uc.msg, (unsigned long long)uc.args[0], (unsigned long long)uc.args[1]);
+		vm_request_stop(c->vm, STATUS_ABORTED);
+		break;
+	case UCALL_PRINT:
+		printf("# guest: %s\n", uc.msg);
+		break;
+	default:
+		fail(c, "unknown ucall %u", uc.cmd);
+		vm_request_stop(c->vm, STATUS_ABORTED);
+	}
+}
+
+static const struct bus_ops ucall_ops = { .read = ucall_read, .write = ucall_write };
+
+/* ---- devices some tests register ---- */
+
+static void io_read(void *opaque, uint64_t off, void *data, unsigned len)
+{
+	struct ctx *c = opaque;
+	uint32_t v;
+
+	if (off < 4) {
+		v = (c->io_reg ^ 0xa5a5a5a5u) >> (8 * off);
+		memcpy(data, &v, len);
+	} else {
+		*(uint8_t *)data = (uint8_t)('a' + c->io_in_pos++);
+	}
+}
+
+static void io_write(void *opaque, uint64_t off, const void *data, unsigned len)
+{
+	struct ctx *c = opaque;
+
+	if (off < 4) {
+		c->io_reg = 0;
+		memcpy(&c->io_reg, data, len);
+	} else if (c->io_string_len < sizeof(c->io_string) - 1) {
+		c->io_string[c->io_string_len++] = *(const char *)data;
+	}
+}
+
+static const struct bus_ops io_ops = { .read = io_read, .write = io_write };
+
+static int setup_port_io(struct ctx *c)
+{
+	return bus_register(&c->vm->pio, 0x510, 5, &io_ops, c, "test-io");
+}
+
+static void check_port_io(struct ctx *c)
+{
+	CHECK(!strcmp(c->io_string, "tarn-io"));
+	CHECK_EQ(c->io_in_pos, 4);
+}
+
+static void mmio_read(void *opaque, uint64_t off, void *data, unsigned len)
+{
+	struct ctx *c = opaque;
+
+	memcpy(data, c->mmio_mem + off, len);
+}
+
+static void mmio_write(void *opaque, uint64_t off, const void *data, unsigned len)
+{
+	struct ctx *c = opaque;
+
+	memcpy(c->mmio_mem + off, data, len);
+}
+
+static const struct bus_ops mmio_ops = { .read = mmio_read, .write = mmio_write };
+
+static int setup_mmio(struct ctx *c)
+{
+	return bus_register(&c->vm->mmio, 0xd0000000ULL, 8, &mmio_ops, c, "test-mmio");
+}
+
+static void sync_mmio(struct ctx *c, const struct ucall *uc)
+{
+	CHECK_EQ(uc->args[0], 0x1122cdef5566ab88ULL);
+}
+
+static char *read_console(struct ctx *c, char *buf, size_t len)
+{
+	ssize_t n = read(c->console_rd, buf, len - 1);
+
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+static void check_uart_out(struct ctx *c)
+{
+	char buf[256];
+
+	read_console(c, buf, sizeof(buf));
+	if (strcmp(buf, "hello from the micro-guest\n"))
+		fail(c, "console read back \"%s\"", buf);
+}
+
+static int setup_uart_in(struct ctx *c)
+{
+	static const uint8_t in[] = { 1, 2, 3, 4, 200 };
+
+	return uart8250_receive(c->vm->uart, in, sizeof(in)) == sizeof(in) ? 0 : -ENOSPC;
+}
+
+static void sync_uart_in(struct ctx *c, const struct ucall *uc)
+{
+	CHECK_EQ(uc->args[0], 210);
+	CHECK_EQ(uc->args[1], 5);
+}
+
+static void sync_lapic_timer(struct ctx *c, const struct ucall *uc)
+{
+	CHECK(uc->args[0] >= 5);
+}
+
+static void check_smp(struct ctx *c)
+{
+	uint64_t seen = 0;
+
+	for (int i = 0; i < c->syncs && i < VM_MAX_CPUS; i++) {
+		CHECK_EQ(c->sync_args[i][1], c->t->cpus);
+		if (c->sync_args[i][0] < 64)
+			seen |= 1ULL << c->sync_args[i][0];
+	}
+	CHECK_EQ(seen, (1ULL << c->t->cpus) - 1);
+}
+
+static void check_crash(struct ctx *c)
+{
+	struct x86_state s;
+
+	/* The crash left the vCPU's state readable, as the dump needs. */
+	CHECK(c->vm->cpu->get_state(&c->vm->vcpus[0], &s) == 0);
+	CHECK(s.rip >= 0x200000 && s.rip < 0x400000);
+}
+
+static void sync_acpi(struct ctx *c, const struct ucall *uc)
+{
+	CHECK_EQ(uc->args[0], c->t->cpus); /* enabled LAPICs in the MADT */
+	CHECK_EQ(uc->args[1], 1);	    /* one IOAPIC */
+	CHECK_EQ(uc->args[2], 5);	    /* \_S5 SLP_TYP */
+	CHECK_EQ(uc->args[3], 0x604);	    /* PM1a_CNT */
+}
+
+static void sync_boot_params(struct ctx *c, const struct ucall *uc)
+{
+	uint64_t mem = c->t->mem;
+
+	/* All RAM but the EBDA, VGA/BIOS hole below 1 MiB. */
+	CHECK_EQ(uc->args[0], mem - (0x100000 - 0x9fc00));
+	CHECK_EQ(uc->args[1], mem > GM_HOLE_START ? mem - GM_HOLE_START : 0);
+}
+
+static void check_highmem(struct ctx *c)
+{
+	uint64_t v;
+
+	CHECK(gm_read(&c->vm->mem, 0xbff00000ULL, &v, 8) == 0 && v == 0x10f0f0f0f0f0f0f0ULL);
+	CHECK(gm_read(&c->vm->mem, 0x100000000ULL, &v, 8) == 0 && v == 0x4444444444444444ULL);
+	CHECK(gm_read(&c->vm->mem, 0x13ff00000ULL, &v, 8) == 0 && v == 0x5555555555555555ULL);
+	/* The hole is not RAM. */
+	CHECK(gm_ptr(&c->vm->mem, 0xc0000000ULL, 1) == NULL);
+}
+
+static void sync_highmem(struct ctx *c, const struct ucall *uc)
+{
+	CHECK_EQ(uc->args[0], 0x5555555555555555ULL);
+}
+
+static void sync_rtc(struct ctx *c, const struct ucall *uc)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	long host, guest;
+
+	gmtime_r(&now, &tm);
+	CHECK_EQ(uc->args[0], (uint64_t)(tm.tm_year + 1900) * 10000 + (uint64_t)(tm.tm_mon + 1) * 100 +
+				      (uint64_t)tm.tm_mday);
+	host = tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec;
+	guest = (long)uc->args[1];
+	/* Same time of day within a few seconds (the guest read it just now). */
+	CHECK(labs(host - guest) <= 5);
+}
+
+static void check_guest_assert(struct ctx *c)
+{
+	/* The failure must name the guest's file and line; it is expected. */
+	if (strstr(c->failure, "g_guest_assert.c:9: two + two == 5 (0x4, 0x5)"))
+		c->failure[0] = '\0';
+	else if (!c->failure[0])
+		fail(c, "a failing GUEST_ASSERT was not reported");
+}
+
+#define MiB (1ULL << 20)
+#define GiB (1ULL << 30)
+
+static const struct gtest tests[] = {
+	{ "port_io", 1, 64 * MiB, NULL, 0, 0, NULL, setup_port_io, NULL, check_port_io },
+	{ "mmio", 1, 64 * MiB, NULL, 0, 1, NULL, setup_mmio, sync_mmio, NULL },
+	{ "mmio_unmapped", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, NULL, NULL },
+	{ "uart_out", 1, 64 * MiB, NULL, 0, 0, NULL, NULL, NULL, check_uart_out },
+	{ "uart_in", 1, 64 * MiB, NULL, 0, 1, NULL, setup_uart_in, sync_uart_in, NULL },
+	{ "ioapic_irq", 1, 64 * MiB, NULL, 0, 1, "the emulator's IOAPIC and LAPIC (issue 4)", NULL, NULL, NULL },
+	{ "lapic_timer", 1, 64 * MiB, NULL, 0, 1, "the emulator's LAPIC (issue 4)", NULL, sync_lapic_timer, NULL },
+	{ "smp", 4, 64 * MiB, NULL, 0, 4, NULL, NULL, NULL, check_smp },
+	{ "triple_fault", 1, 64 * MiB, NULL, VM_EXIT_CRASH, 0, NULL, NULL, NULL, check_crash },
+	{ "debug_exit", 1, 64 * MiB, NULL, (0x2a << 1) | 1, 0, NULL, NULL, NULL, NULL },
+	{ "reset", 1, 64 * MiB, NULL, VM_EXIT_RESET, 0, NULL, NULL, NULL, NULL },
+	{ "acpi", 2, 64 * MiB, NULL, VM_EXIT_POWEROFF, 1, NULL, NULL, sync_acpi, NULL },
+	{ "boot_params", 1, 4 * GiB, "tarn.test=boot_params", 0, 1, NULL, NULL, sync_boot_params, NULL },
+	{ "highmem", 1, 4 * GiB, NULL, 0, 1, NULL, NULL, sync_highmem, check_highmem },
+	{ "cpuid", 2, 64 * MiB, NULL, 0, 2, "the emulator's LAPIC (issue 4)", NULL, NULL, NULL },
+	{ "rtc", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, sync_rtc, NULL },
+	{ "guest_assert", 1, 64 * MiB, NULL, STATUS_ABORTED, 0, NULL, NULL, NULL, check_guest_assert },
+	{ "exceptions", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, NULL, NULL },
+};
+
+static char guest_dir[PATH_MAX];
+
+static void *watchdog(void *arg)
+{
+	struct vm *vm = arg;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += TEST_TIMEOUT_S;
+	pthread_mutex_lock(&vm->lock);
+	while (!vm->stopping) {
+		if (pthread_cond_timedwait(&vm->cond, &vm->lock, &ts) == ETIMEDOUT) {
+			pthread_mutex_unlock(&vm->lock);
+			vm_request_stop(vm, STATUS_TIMEOUT);
+			return NULL;
+		}
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return NULL;
+}
+
+/* Returns 1 pass, 0 fail; message in c->failure. */
+static int run_one(const struct gtest *t, const char *backend, struct ctx *c)
+{
+	char kernel[PATH_MAX + 64], err[512];
+	struct vm_config cfg = { 0 };
+	int pipefd[2], status;
+	pthread_t wd;
+
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_init(&c->lock, NULL);
+	c->t = t;
+	snprintf(kernel, sizeof(kernel), "%s/g_%s.elf", guest_dir, t->name);
+	if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK)) {
+		fail(c, "pipe: %s", strerror(errno));
+		return 0;
+	}
+	c->console_rd = pipefd[0];
+	cfg.kernel = kernel;
+	cfg.cmdline = t->cmdline;
+	cfg.mem_size = t->mem;
+	cfg.nr_cpus = t->cpus;
+	cfg.backend = backend;
+	cfg.console_in = -1;
+	cfg.console_out = pipefd[1];
+	cfg.all_cpus_at_entry = true;
+	if (vm_create(&c->vm, &cfg, err, sizeof(err))) {
+		fail(c, "vm_create: %s", err);
+		goto out;
+	}
+	if (bus_register(&c->vm->pio, UCALL_PORT, 4, &ucall_ops, c, "ucall") ||
+	    (t->setup && t->setup(c))) {
+		fail(c, "test set-up failed");
+		goto out;
+	}
+	pthread_create(&wd, NULL, watchdog, c->vm);
+	status = vm_run(c->vm);
+	pthread_join(wd, NULL);
+	if (status == STATUS_TIMEOUT)
+		fail(c, "timed out after %d s", TEST_TIMEOUT_S);
+	if (t->check)
+		t->check(c);
+	if (status != t->expect_status)
+		fail(c, "VM ended with status %d, expected %d", status, t->expect_status);
+	if (c->syncs != t->expect_syncs)
+		fail(c, "guest reported %d checkpoints, expected %d", c->syncs, t->expect_syncs);
+out:
+	vm_destroy(c->vm);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	return !c->failure[0];
+}
+
+int main(int argc, char **argv)
+{
+	static const char *const backends[] = { "kvm", "emu" };
+	const char *only_backend = NULL;
+	char exe[PATH_MAX], why[200];
+	ssize_t n;
+	int num = 0, failed = 0, opt;
+
+	while ((opt = getopt(argc, argv, "b:")) != -1) {
+		if (opt == 'b')
+			only_backend = optarg;
+		else
+			return 2;
+	}
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n < 0)
+		return 2;
+	exe[n] = '\0';
+	snprintf(guest_dir, sizeof(guest_dir), "%s", dirname(exe));
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("1..%zu\n", (sizeof(tests) / sizeof(tests[0])) * (only_backend ? 1 : 2));
+	for (size_t b = 0; b < 2; b++) {
+		const char *be = backends[b];
+		const struct cpu_ops *ops;
+
+		if (only_backend && strcmp(only_backend, be))
+			continue;
+		ops = cpu_select(be, why, sizeof(why));
+		for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+			const struct gtest *t = &tests[i];
+			struct ctx c;
+			bool selected = optind >= argc;
+
+			for (int a = optind; a < argc; a++)
+				selected |= !strcmp(argv[a], t->name);
+			if (!selected)
+				continue;
+			num++;
+			if (!ops) {
+				printf("# SKIP: %s\nok %d # SKIP %s/%s\n", why, num, be, t->name);
+				continue;
+			}
+			if (ops == &emu_cpu_ops && t->emu_needs) {
+				printf("# SKIP: needs %s\nok %d # SKIP %s/%s\n", t->emu_needs, num, be, t->name);
+				continue;
+			}
+			if (run_one(t, be, &c)) {
+				printf("ok %d - %s/%s\n", num, be, t->name);
+			} else {
+				printf("not ok %d - %s/%s: %s\n", num, be, t->name, c.failure);
+				failed++;
+			}
+		}
+	}
+	return failed ? 1 : 0;
+}

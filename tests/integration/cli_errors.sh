@@ -1,0 +1,64 @@
+#!/bin/bash
+# Bad input gets one line saying what is wrong and exit status 2, no core
+# dump: missing, truncated and non-kernel files, --mem too small or too
+# large, --cpus 0, and --backend kvm without a usable /dev/kvm.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/lib.sh
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+printf 'just some text, not a kernel\n' >"$tmp/text"
+# A truncated bzImage: a real header whose payload is cut short.
+python3 - "$tmp/trunc" <<'PY'
+import struct, sys
+img = bytearray(0x1400)
+img[0x1f1] = 4                                  # setup_sects
+struct.pack_into('<I', img, 0x1f4, 0x100000 // 16)  # syssize: 1 MiB, file is far shorter
+struct.pack_into('<H', img, 0x1fe, 0xaa55)
+img[0x200:0x202] = b'\xeb\x6a'
+img[0x202:0x206] = b'HdrS'
+struct.pack_into('<H', img, 0x206, 0x020f)
+struct.pack_into('<H', img, 0x236, 1)            # XLF_KERNEL_64
+open(sys.argv[1], 'wb').write(img)
+PY
+head -c 100 "$TARN" >"$tmp/trunc-elf"   # an ELF header cut short
+
+# expect NAME WORD ARGS...: exit status 2, one line on stderr containing WORD.
+expect() {
+	local name=$1 word=$2
+	shift 2
+	local err rc lines
+	err=$("$TARN" run "$@" 2>&1 >/dev/null </dev/null)
+	rc=$?
+	lines=$(printf '%s\n' "$err" | grep -c .)
+	if [ $rc -ne 2 ]; then
+		not_ok "$name" "exit status $rc, expected 2 (stderr: $err)"
+	elif [ "$lines" -ne 1 ]; then
+		not_ok "$name" "expected one line on stderr, got $lines: $err"
+	elif ! printf '%s' "$err" | grep -qi -- "$word"; then
+		not_ok "$name" "message lacks '$word': $err"
+	else
+		ok "$name ($err)"
+	fi
+}
+
+expect "missing kernel file" "no such file" --kernel "$tmp/nope"
+expect "no --kernel" "kernel" --mem 64M
+expect "truncated bzImage" "truncated" --kernel "$tmp/trunc" --backend emu
+expect "truncated ELF" "truncated" --kernel "$tmp/trunc-elf" --backend emu
+expect "not a kernel" "not a kernel" --kernel "$tmp/text" --backend emu
+expect "--mem too small" "at least 16 MiB" --kernel "$tmp/text" --mem 8M
+expect "--mem larger than the host" "larger than this host" --kernel "$tmp/text" --mem 64T
+expect "--mem not a size" "not a size" --kernel "$tmp/text" --mem lots
+expect "--cpus 0" "between 1 and" --kernel "$tmp/text" --cpus 0
+expect "unknown backend" "unknown backend" --kernel "$tmp/text" --backend xen
+if kvm_usable; then
+	skip "--backend kvm without /dev/kvm" "this host has a usable /dev/kvm"
+else
+	expect "--backend kvm without /dev/kvm" "/dev/kvm" --kernel "$tmp/text" --backend kvm
+fi
+# An unknown option: usage hint, status 2.
+"$TARN" run --frobnicate >/dev/null 2>&1 </dev/null
+rc=$?
+[ $rc -eq 2 ] && ok "unknown option" || not_ok "unknown option" "exit status $rc"
+"$TARN" run --help | grep -q -- "--backend" && ok "run --help" || not_ok "run --help" "no options listed"

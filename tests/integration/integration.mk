@@ -1,0 +1,2 @@
+# Integration tests: shell scripts speaking TAP, run against $(O)/tarn.
+INTEGRATION_TESTS := tests/integration/cli_errors.sh tests/integration/kvm_linux_uart.sh

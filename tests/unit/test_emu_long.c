@@ -1,0 +1,904 @@
+/* cpu/emu in 64-bit long mode: snippets assembled at test time with `as`
+ * (binutils) into fake guest RAM, run through emu_cpu_ops, checked against
+ * registers, memory and exits. The flags tests run the same machine code on
+ * the host CPU and compare (defined flags only). */
+#include "unit.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/vm.h"
+#include "cpu/cpu.h"
+#include "cpu/emu/emu.h"
+#include "mem/gm.h"
+
+#define RAM_SIZE (4u << 20)
+#define GDT 0x500
+#define TSS 0x800
+#define PML4 0x1000
+#define PDPT 0x2000
+#define PD 0x3000
+#define PT 0x4000
+#define PD_MMIO 0x5000
+#define IDT 0x6000
+#define MBOX 0x7000 /* handlers write what they saw here */
+#define CODE 0x10000
+#define DATA 0x30000
+#define STACK_TOP 0x80000
+#define RSP0_TOP 0x90000
+#define IST1_TOP 0xa0000
+#define MMIO_BASE 0xd0000000ULL /* identity-mapped, not RAM */
+
+struct emu_t {
+	struct vm vm;
+	struct vcpu vcpu;
+	uint8_t *ram;
+	struct x86_state st;
+	struct vcpu_exit exit;
+};
+
+static bool have_as = true;
+
+static void put64(struct emu_t *t, uint64_t gpa, uint64_t v)
+{
+	memcpy(t->ram + gpa, &v, 8);
+}
+
+static uint64_t get64(struct emu_t *t, uint64_t gpa)
+{
+	uint64_t v;
+
+	memcpy(&v, t->ram + gpa, 8);
+	return v;
+}
+
+static void emu_setup(struct emu_t *t)
+{
+	struct x86_seg code = { .sel = 0x08, .limit = 0xffffffff, .type = 0xb, .s = 1, .present = 1, .l = 1, .g = 1 };
+	struct x86_seg data = { .sel = 0x10, .limit = 0xffffffff, .type = 3, .s = 1, .present = 1, .db = 1, .g = 1 };
+	uint64_t tss_desc_lo;
+
+	memset(t, 0, sizeof(*t));
+	t->ram = aligned_alloc(4096, RAM_SIZE);
+	assert_non_null(t->ram);
+	memset(t->ram, 0, RAM_SIZE);
+	assert_int_equal(gm_init_fake(&t->vm.mem, 0, t->ram, RAM_SIZE), 0);
+	t->vm.cpu = &emu_cpu_ops;
+	t->vcpu.vm = &t->vm;
+	t->vcpu.id = 0;
+	assert_int_equal(emu_cpu_ops.vm_init(&t->vm), 0);
+	assert_int_equal(emu_cpu_ops.vcpu_init(&t->vcpu), 0);
+
+	/* Page tables: identity map 0-2 MiB with 4 KiB pages, 2-4 MiB with one
+	 * 2 MiB page, and 2 MiB at MMIO_BASE (not RAM). */
+	put64(t, PML4, PDPT | 7);
+	put64(t, PDPT, PD | 7);
+	put64(t, PDPT + 3 * 8, PD_MMIO | 7);
+	put64(t, PD, PT | 7);
+	put64(t, PD + 8, 0x200000 | 0x87);
+	for (int i = 0; i < 512; i++)
+		put64(t, PT + (uint64_t)i * 8, (uint64_t)i * 0x1000 | 7);
+	put64(t, PD_MMIO + ((MMIO_BASE >> 21) & 511) * 8, MMIO_BASE | 0x87);
+
+	/* GDT: null, kernel code 0x08, kernel data 0x10, user data 0x18,
+	 * user code 0x20, TSS 0x28 (16 bytes). STAR layout for sysret:
+	 * user base 0x10 -> SS 0x18|3, CS 0x20|3. */
+	put64(t, GDT + 0x08, 0x00209a0000000000ULL);
+	put64(t, GDT + 0x10, 0x00cf92000000ffffULL);
+	put64(t, GDT + 0x18, 0x00cff2000000ffffULL);
+	put64(t, GDT + 0x20, 0x0020fa0000000000ULL);
+	tss_desc_lo = 0x67 | ((uint64_t)(TSS & 0xffffff) << 16) | (0x89ULL << 40);
+	put64(t, GDT + 0x28, tss_desc_lo);
+	put64(t, GDT + 0x30, 0);
+	put64(t, TSS + 4, RSP0_TOP);	/* rsp0 */
+	put64(t, TSS + 0x24, IST1_TOP); /* ist1 */
+
+	t->st.cs = code;
+	t->st.ds = t->st.es = t->st.ss = t->st.fs = t->st.gs = data;
+	t->st.tr = (struct x86_seg){ .sel = 0x28, .base = TSS, .limit = 0x67, .type = 0xb, .present = 1 };
+	t->st.ldt = (struct x86_seg){ .unusable = 1 };
+	t->st.gdt = (struct x86_dtable){ GDT, 0x37 };
+	t->st.idt = (struct x86_dtable){ IDT, 0xfff };
+	t->st.cr0 = X86_CR0_PE | X86_CR0_PG | X86_CR0_WP | X86_CR0_ET | X86_CR0_NE;
+	t->st.cr3 = PML4;
+	t->st.cr4 = X86_CR4_PAE;
+	t->st.efer = X86_EFER_LME | X86_EFER_LMA | X86_EFER_NXE | X86_EFER_SCE;
+	t->st.rflags = 2;
+	t->st.rip = CODE;
+	t->st.gpr[R_RSP] = STACK_TOP;
+}
+
+static void emu_teardown(struct emu_t *t)
+{
+	emu_cpu_ops.vcpu_destroy(&t->vcpu);
+	emu_cpu_ops.vm_destroy(&t->vm);
+	free(t->ram);
+}
+
+/* An interrupt gate for vec to handler (DPL 0 unless dpl given). */
+static void set_gate(struct emu_t *t, int vec, uint64_t handler, int ist, int dpl)
+{
+	uint64_t lo = (handler & 0xffff) | (0x08ULL << 16) | ((uint64_t)ist << 32) |
+		      ((uint64_t)(0x8e | (dpl << 5)) << 40) | ((handler >> 16) & 0xffff) << 48;
+
+	put64(t, IDT + (uint64_t)vec * 16, lo);
+	put64(t, IDT + (uint64_t)vec * 16 + 8, handler >> 32);
+}
+
+/* Assemble Intel-syntax source into buf; returns its size, 0 when `as`
+ * is missing. */
+static size_t assemble(const char *src, uint8_t *buf, size_t max)
+{
+	char dir[] = "/tmp/tarn-emu-XXXXXX", cmd[512], path[256];
+	FILE *f;
+	size_t n;
+
+	if (!mkdtemp(dir))
+		fail_msg("mkdtemp: %s", strerror(errno));
+	snprintf(path, sizeof(path), "%s/a.s", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, ".intel_syntax noprefix\n.code64\n%s\n", src);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && as --64 -o a.o a.s 2>err.txt && objcopy -O binary -j .text a.o a.bin", dir);
+	if (system(cmd) != 0) {
+		snprintf(cmd, sizeof(cmd), "cat %s/err.txt >&2; rm -rf %s", dir, dir);
+		(void)!system(cmd);
+		return 0;
+	}
+	snprintf(path, sizeof(path), "%s/a.bin", dir);
+	f = fopen(path, "rb");
+	assert_non_null(f);
+	n = fread(buf, 1, max, f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	(void)!system(cmd);
+	return n;
+}
+
+static void load_code(struct emu_t *t, const char *src)
+{
+	size_t n = assemble(src, t->ram + CODE, DATA - CODE);
+
+	if (!n) {
+		have_as = false;
+		SKIP_BECAUSE("`as` (binutils) missing or failed: cannot assemble test code");
+	}
+}
+
+static void start(struct emu_t *t)
+{
+	assert_int_equal(emu_cpu_ops.set_state(&t->vcpu, &t->st), 0);
+}
+
+static int run(struct emu_t *t)
+{
+	int r = emu_cpu_ops.vcpu_run(&t->vcpu, &t->exit);
+
+	assert_int_equal(r, 0);
+	return t->exit.reason;
+}
+
+/* Run until hlt; fails on any other exit. */
+static void run_to_hlt(struct emu_t *t)
+{
+	int reason = run(t);
+
+	if (reason != VCPU_EXIT_HLT)
+		fail_msg("expected hlt exit, got %d", reason);
+	assert_int_equal(emu_cpu_ops.get_state(&t->vcpu, &t->st), 0);
+}
+
+/* ---- tests ---- */
+
+static void test_loop_sum(void **state)
+{
+	struct emu_t t;
+
+	emu_setup(&t);
+	load_code(&t,
+		  "xor eax, eax\n"
+		  "mov ecx, 100\n"
+		  "1: add rax, rcx\n"
+		  "dec ecx\n"
+		  "jnz 1b\n"
+		  "mov [0x30000], rax\n"
+		  "lea rbx, [rip + data]\n"
+		  "mov rdx, [rbx]\n"
+		  "movzx esi, byte ptr [rbx + 8]\n"
+		  "movsx rdi, byte ptr [rbx + 8]\n"
+		  "push 0x1234\n"
+		  "pop r8\n"
+		  "call fn\n"
+		  "hlt\n"
+		  "fn: mov r9, 0x1122334455667788\n"
+		  "bswap r9\n"
+		  "ret\n"
+		  "data: .quad 0xdeadbeefcafef00d\n"
+		  ".byte 0x80\n");
+	start(&t);
+	run_to_hlt(&t);
+	assert_int_equal(t.st.gpr[R_RAX], 5050);
+	assert_int_equal(get64(&t, DATA), 5050);
+	assert_int_equal(t.st.gpr[R_RDX], 0xdeadbeefcafef00dULL);
+	assert_int_equal(t.st.gpr[R_RSI], 0x80);
+	assert_int_equal(t.st.gpr[R_RDI], 0xffffffffffffff80ULL);
+	assert_int_equal(t.st.gpr[R_R8], 0x1234);
+	assert_int_equal(t.st.gpr[R_R9], 0x8877665544332211ULL);
+	assert_int_equal(t.st.gpr[R_RSP], STACK_TOP);
+	emu_teardown(&t);
+}
+
+static void test_io_exits(void **state)
+{
+	struct emu_t t;
+
+	emu_setup(&t);
+	load_code(&t,
+		  "mov dx, 0x3f8\n"
+		  "mov al, 0x41\n"
+		  "out dx, al\n"
+		  "in al, dx\n"
+		  "mov bl, al\n"
+		  "in eax, 0x60\n"
+		  "mov rcx, 0xffffffffffffffff\n"
+		  "out 0x80, ax\n"
+		  "hlt\n");
+	start(&t);
+	assert_int_equal(run(&t), VCPU_EXIT_IO);
+	assert_int_equal(t.exit.io.port, 0x3f8);
+	assert_int_equal(t.exit.io.size, 1);
+	assert_true(t.exit.io.write);
+	assert_int_equal(t.exit.io.count, 1);
+	assert_int_equal(t.exit.io.data[0], 0x41);
+
+	assert_int_equal(run(&t), VCPU_EXIT_IO);
+	assert_int_equal(t.exit.io.port, 0x3f8);
+	assert_false(t.exit.io.write);
+	t.exit.io.data[0] = 0x5a;
+
+	assert_int_equal(run(&t), VCPU_EXIT_IO);
+	assert_int_equal(t.exit.io.port, 0x60);
+	assert_int_equal(t.exit.io.size, 4);
+	assert_false(t.exit.io.write);
+	memcpy(t.exit.io.data, "\x01\x02\x03\x04", 4);
+
+	assert_int_equal(run(&t), VCPU_EXIT_IO);
+	assert_int_equal(t.exit.io.port, 0x80);
+	assert_int_equal(t.exit.io.size, 2);
+	assert_true(t.exit.io.write);
+	assert_int_equal(t.exit.io.data[0] | (t.exit.io.data[1] << 8), 0x0201);
+
+	run_to_hlt(&t);
+	assert_int_equal(t.st.gpr[R_RBX] & 0xff, 0x5a);
+	assert_int_equal(t.st.gpr[R_RAX], 0x04030201); /* in eax zero-extends */
+	emu_teardown(&t);
+}
+
+static void test_mmio_exits(void **state)
+{
+	struct emu_t t;
+	uint32_t v;
+
+	emu_setup(&t);
+	load_code(&t,
+		  "mov rsi, 0xd0000000\n"
+		  "mov rax, [rsi]\n"
+		  "mov dword ptr [rsi + 0x10], 0xabcdef01\n"
+		  "add dword ptr [rsi + 0x20], 5\n"
+		  "hlt\n");
+	start(&t);
+	assert_int_equal(run(&t), VCPU_EXIT_MMIO);
+	assert_int_equal(t.exit.mmio.gpa, MMIO_BASE);
+	assert_int_equal(t.exit.mmio.len, 8);
+	assert_false(t.exit.mmio.write);
+	memcpy(t.exit.mmio.data, "\x11\x22\x33\x44\x55\x66\x77\x88", 8);
+
+	assert_int_equal(run(&t), VCPU_EXIT_MMIO);
+	assert_int_equal(t.exit.mmio.gpa, MMIO_BASE + 0x10);
+	assert_int_equal(t.exit.mmio.len, 4);
+	assert_true(t.exit.mmio.write);
+	memcpy(&v, t.exit.mmio.data, 4);
+	assert_int_equal(v, 0xabcdef01);
+
+	/* Read-modify-write: the read exits first, then the write. */
+	assert_int_equal(run(&t), VCPU_EXIT_MMIO);
+	assert_int_equal(t.exit.mmio.gpa, MMIO_BASE + 0x20);
+	assert_false(t.exit.mmio.write);
+	v = 37;
+	memcpy(t.exit.mmio.data, &v, 4);
+	assert_int_equal(run(&t), VCPU_EXIT_MMIO);
+	assert_true(t.exit.mmio.write);
+	memcpy(&v, t.exit.mmio.data, 4);
+	assert_int_equal(v, 42);
+
+	run_to_hlt(&t);
+	assert_int_equal(t.st.gpr[R_RAX], 0x8877665544332211ULL);
+	emu_teardown(&t);
+}
+
+/* Handler at CODE+0x800 stores vector-independent info: error code, CR2,
+ * return RIP, CS, RSP at entry; then hlts. */
+#define PF_HANDLER                                                            \
+	".org 0x800\n"                                                        \
+	"pop rax\n"                                                           \
+	"mov [0x7000], rax\n"                                                 \
+	"mov rax, cr2\n"                                                      \
+	"mov [0x7008], rax\n"                                                 \
+	"mov rax, [rsp]\n"                                                    \
+	"mov [0x7010], rax\n"                                                 \
+	"mov rax, [rsp + 8]\n"                                                \
+	"mov [0x7018], rax\n"                                                 \
+	"mov [0x7020], rsp\n"                                                 \
+	"hlt\n"
+
+static void test_page_fault(void **state)
+{
+	struct emu_t t;
+
+	emu_setup(&t);
+	load_code(&t,
+		  "mov rax, 0x40001234\n"
+		  "mov rbx, [rax]\n"
+		  "hlt\n" PF_HANDLER);
+	set_gate(&t, 14, CODE + 0x800, 0, 0);
+	start(&t);
+	run_to_hlt(&t);
+	assert_int_equal(get64(&t, MBOX), 0);	/* read, not present, supervisor */
+	assert_int_equal(get64(&t, MBOX + 8), 0x40001234);
+	assert_int_equal(get64(&t, MBOX + 0x10), CODE + 7); /* the faulting mov */
+	assert_int_equal(get64(&t, MBOX + 0x18), 0x08);
+	assert_int_equal(t.st.cr2, 0x40001234);
+	assert_int_equal(get64(&t, MBOX + 0x20), STACK_TOP - 40);
+
+	/* Write to a read-only page with CR0.WP: P|W. */
+	emu_teardown(&t);
+	emu_setup(&t);
+	load_code(&t,
+		  "mov rax, 0x31000\n"
+		  "mov byte ptr [rax], 1\n"
+		  "hlt\n" PF_HANDLER);
+	put64(&t, PT + 0x31 * 8, 0x31000 | 5); /* present, user, read-only */
+	set_gate(&t, 14, CODE + 0x800, 0, 0);
+	start(&t);
+	run_to_hlt(&t);
+	assert_int_equal(get64(&t, MBOX), 3);
+	assert_int_equal(get64(&t, MBOX + 8), 0x31000);
+	assert_int_equal(t.ram[0x31000], 0);
+
+	/* NX: executing a no-execute page gives P|I; the dirty bit gets set
+	 * on writes, the accessed bit on reads. */
+	emu_teardown(&t);
+	emu_setup(&t);
+	load_code(&t,
+		  "mov byte ptr [0x33000], 1\n"
+		  "mov al, [0x34000]\n"
+		  "mov rax, 0x32000\n"
+		  "jmp rax\n" PF_HANDLER);
+	put64(&t, PT + 0x32 * 8, 0x32000 | 7 | (1ULL << 63));
+	set_gate(&t, 14, CODE + 0x800, 0, 0);
+	start(&t);
+	run_to_hlt(&t);
+	assert_int_equal(get64(&t, MBOX), 0x11);
+	assert_int_equal(get64(&t, MBOX + 8), 0x32000);
+	assert_int_equal(get64(&t, PT + 0x33 * 8) & 0x60, 0x60);
+	assert_int_equal(get64(&t, PT + 0x34 * 8) & 0x60, 0x20);
+	emu_teardown(&t);
+}
+
+/* A vector's handler stores its vector and hlts; for vectors without an
+ * error code. */
+static void test_de_ud(void **state)
+{
+	struct emu_t t;
+
+	emu_setup(&t);
+	load_code(&t,
+		  "xor ecx, ecx\n"
+		  "mov eax, 10\n"
+		  "div ecx\n"
+		  "hlt\n"
+		  ".org 0x100\n"
+		  "mov qword ptr [0x7000], 0xde\n"
+		  "mov rax, [rsp]\n"
+		  "mov [0x7008], rax\n"
+		  /* idiv INT64_MIN / -1 also raises #DE: skip it via a new handler */
+		  "lea rax, [rip + h2]\n"
+		  "mov [0x6000], ax\n"
+		  "mov rax, 0x8000000000000000\n"
+		  "cqo\n"
+		  "mov rcx, -1\n"
+		  "idiv rcx\n"
+		  "hlt\n"
+		  "h2: mov qword ptr [0x7010], 0xde2\n"
+		  "ud2\n"
+		  ".org 0x300\n"
+		  "mov qword ptr [0x7018], 0x6\n"
+		  "mov rax, [rsp]\n"
+		  "mov [0x7020], rax\n"
+		  /* an opcode we do not implement (AVX via VEX) is #UD too */
+		  "lea rax, [rip + h3]\n"
+		  "mov [0x6060], ax\n"
+		  "vzeroupper\n"
+		  "hlt\n"
+		  "h3: mov qword ptr [0x7028], 0x66\n"
+		  "hlt\n");
+	set_gate(&t, 0, CODE + 0x100, 0, 0);
+	set_gate(&t, 6, CODE + 0x300, 0, 0);
+	start(&t);
+	run_to_hlt(&t);
+	assert_int_equal(get64(&t, MBOX), 0xde);
+	assert_int_equal(get64(&t, MBOX + 8), CODE + 7); /* the div */
+	assert_int_equal(get64(&t, MBOX + 0x10), 0xde2);
+	assert_int_equal(get64(&t, MBOX + 0x18), 6);
+	assert_int_equal(get64(&t, MBOX + 0x28), 0x66);
+	emu_teardown(&t);
+}
+
+static void test_triple_fault(void **state)
+{
+	struct emu_t t;
+
+	emu_setup(&t);
+	load_code(&t, "nop\nud2\n");
+	t.st.idt.limit = 0; /* every delivery fails: #UD -> #GP -> #DF -> shutdown */
+	start(&t);
+	assert_int_equal(run(&t), VCPU_EXIT_SHUTDOWN);
+
+	/* A #PF whose handler's stack is unmapped escalates to #DF, which runs
+	 * on IST1 (mapped). */
+	emu_teardown(&t);
+	emu_setup(&t);
+	load_code(&t,
+		  "mov rsp, 0x40000000\n"
+		  "mov rax, [0x40000000]\n"
+		  "hlt\n"
+		  ".org 0x400\n"
+		  "mov [0x7000], rsp\n"
+		  "mov rax, [rsp]\n"
+		  "mov [0x7008], rax\n"
+		  "hlt\n");
+	set_gate(&t, 14, CODE + 0x800, 0, 0);
+	set_gate(&t, 8, CODE + 0x400, 1, 0);
+	start(&t);
+	run_to_hlt(&t);
+	assert_int_equal(get64(&t, MBOX), IST1_TOP - 48);
+	assert_int_equal(get64(&t, MBOX + 8), 0); /* #DF error code */
+	emu_teardown(&t);
+}
+
+static void test_lock_cmpxchg(void **state)
+{
+	struct emu_t t;
+
+	emu_setup(&t);
+	load_code(&t,
+		  "mov qword ptr [0x30000], 5\n"
+		  "mov eax, 5\n"
+		  "mov ecx, 9\n"
+		  "lock cmpxchg [0x30000], rcx\n"
+		  "setz bl\n"
+		  "mov eax, 5\n"
+		  "lock cmpxchg [0x30000], rcx\n"
+		  "setz bh\n"
+		  "mov rsi, rax\n"
+		  "lock xadd [0x30000], rcx\n"
+		  "mov r12, rcx\n"
+		  "lock inc qword ptr [0x30000]\n"
+		  "lock bts qword ptr [0x30000], 40\n"
+		  "setc dl\n"
+		  "xor eax, eax\n"
+		  "xor edx, edx\n"
+		  "mov ebx, 1\n"
+		  "xor ecx, ecx\n"
+		  "lock cmpxchg16b [0x30010]\n"
+		  "setz dil\n"
+		  "hlt\n");
+	start(&t);
+	run_to_hlt(&t);
+	assert_int_equal(t.st.gpr[R_RBX] & 0xff, 1);
+	assert_int_equal((t.st.gpr[R_RBX] >> 8) & 0xff, 0);
+	assert_int_equal(t.st.gpr[R_RSI], 9);
+	assert_int_equal(t.st.gpr[R_R12], 9); /* xadd: old value */
+	assert_int_equal(get64(&t, DATA), 19 | (1ULL << 40));
+	assert_int_equal(t.st.gpr[R_RDI] & 0xff, 1);
+	assert_int_equal(get64(&t, DATA + 0x10), 1);
+	emu_teardown(&t);
+}
+
+struct smp_arg {
+	struct vcpu *vcpu;
+	int reason;
+};
+
+static void *smp_thread(void *p)
+{
+	struct smp_arg *a = p;
+	struct vcpu_exit ex;
+
+	emu_cpu_ops.vcpu_run(a->vcpu, &ex);
+	a->reason = ex.reason;
+	return NULL;
+}
+
+/* Two vCPUs increment one counter with lock add: no lost updates. */
+static void test_lock_smp(void **state)
+{
+	struct emu_t t;
+	struct vcpu v2 = { 0 };
+	struct smp_arg a1, a2;
+	pthread_t th1, th2;
+
+	emu_setup(&t);
+	load_code(&t,
+		  "mov ecx, 200000\n"
+		  "1: lock add qword ptr [0x30000], 1\n"
+		  "dec ecx\n"
+		  "jnz 1b\n"
+		  "hlt\n");
+	start(&t);
+	v2.vm = &t.vm;
+	v2.id = 1;
+	assert_int_equal(emu_cpu_ops.vcpu_init(&v2), 0);
+	assert_int_equal(emu_cpu_ops.set_state(&v2, &t.st), 0);
+	a1 = (struct smp_arg){ &t.vcpu, -1 };
+	a2 = (struct smp_arg){ &v2, -1 };
+	pthread_create(&th1, NULL, smp_thread, &a1);
+	pthread_create(&th2, NULL, smp_thread, &a2);
+	pthread_join(th1, NULL);
+	pthread_join(th2, NULL);
+	assert_int_equal(a1.reason, VCPU_EXIT_HLT);
+	assert_int_equal(a2.reason, VCPU_EXIT_HLT);
+	assert_int_equal(get64(&t, DATA), 400000);
+	emu_cpu_ops.vcpu_destroy(&v2);
+	emu_teardown(&t);
+}
+
+static void test_rep_movs(void **state)
+{
+	struct emu_t t;
+
+	emu_setup(&t);
+	for (int i = 0; i < 5000; i++)
+		t.ram[0x30ff0 + i] = (uint8_t)(i * 7);
+	load_code(&t,
+		  "mov rsi, 0x30ff0\n"
+		  "mov rdi, 0x38ff0\n"
+		  "mov ecx, 5000\n"
+		  "cld\n"
+		  "rep movsb\n"
+		  "mov r8, rsi\n"
+		  "mov r9, rdi\n"
+		  "mov r10, rcx\n"
+		  /* backwards, overlapping, 8 bytes at a time */
+		  "std\n"
+		  "mov rsi, 0x3a000 - 8\n"
+		  "mov rdi, 0x3a100 - 8\n"
+		  "mov ecx, 4\n"
+		  "rep movsq\n"
+		  "cld\n"
+		  /* repne scasb: find 0x2a */
+		  "mov rdi, 0x3c000\n"
+		  "mov byte ptr [rdi + 77], 0x2a\n"
+		  "mov al, 0x2a\n"
+		  "mov ecx, 1000\n"
+		  "repne scasb\n"
+		  "mov r11, rcx\n"
+		  /* rep stosd */
+		  "mov rdi, 0x3d000\n"
+		  "mov eax, 0x01020304\n"
+		  "mov ecx, 3\n"
+		  "rep stosd\n"
+		  "hlt\n");
+	start(&t);
+	run_to_hlt(&t);
+	assert_memory_equal(t.ram + 0x38ff0, t.ram + 0x30ff0, 5000);
+	assert_int_equal(t.st.gpr[R_R8], 0x30ff0 + 5000);
+	assert_int_equal(t.st.gpr[R_R9], 0x38ff0 + 5000);
+	assert_int_equal(t.st.gpr[R_R10], 0);
+	assert_memory_equal(t.ram + 0x3a100 - 32, t.ram + 0x3a000 - 32, 32);
+	assert_int_equal(t.st.gpr[R_R11], 1000 - 78);
+	assert_int_equal(get64(&t, 0x3d000), 0x0102030401020304ULL);
+	assert_int_equal(get64(&t, 0x3d008) & 0xffffffff, 0x01020304);
+	assert_int_equal(get64(&t, 0x3d00c) & 0xffffffff, 0);
+	emu_teardown(&t);
+}
+
+static void *kicker(void *p)
+{
+	usleep(20000);
+	emu_cpu_ops.kick(p);
+	return NULL;
+}
+
+static void test_kick_and_irq(void **state)
+{
+	struct emu_t t;
+	pthread_t th;
+
+	emu_setup(&t);
+	load_code(&t,
+		  "sti\n"
+		  "1: inc rax\n"
+		  "jmp 1b\n"
+		  ".org 0x200\n"
+		  "mov [0x7000], rax\n"
+		  "mov rax, [rsp + 16]\n"
+		  "mov [0x7008], rax\n"
+		  "hlt\n");
+	set_gate(&t, 0x40, CODE + 0x200, 0, 0);
+	start(&t);
+	pthread_create(&th, NULL, kicker, &t.vcpu);
+	assert_int_equal(run(&t), VCPU_EXIT_INTR);
+	pthread_join(th, NULL);
+	assert_int_equal(emu_inject_interrupt(&t.vcpu, 0x40), 0);
+	run_to_hlt(&t);
+	assert_true(get64(&t, MBOX) > 0);
+	assert_true(get64(&t, MBOX + 8) & 0x200); /* pushed RFLAGS had IF */
+	assert_int_equal(t.st.rflags & X86_RFLAGS_IF, 0);
+	assert_true(emu_insn_count(&t.vcpu) > 0);
+	emu_teardown(&t);
+}
+
+/* Ring 3 via sysret, #PF from user mode on a supervisor page (U bit in the
+ * error code, stack switched to TSS.RSP0), int 0x80 from ring 3 through a
+ * DPL 3 gate, syscall back to ring 0. */
+static void test_user_mode(void **state)
+{
+	struct emu_t t;
+
+	emu_setup(&t);
+	load_code(&t,
+		  /* STAR: sysret base 0x10, syscall CS 0x08 */
+		  "mov ecx, 0xc0000081\n"
+		  "mov edx, 0x00100008\n"
+		  "xor eax, eax\n"
+		  "wrmsr\n"
+		  "lea rax, [rip + sys]\n"
+		  "mov rdx, rax\n"
+		  "shr rdx, 32\n"
+		  "mov ecx, 0xc0000082\n"
+		  "wrmsr\n"
+		  "lea rcx, [rip + user]\n"
+		  "mov r11, 0x202\n"
+		  "mov rsp, 0x70000\n"
+		  "sysretq\n"
+		  "user: int 0x80\n"
+		  "mov [0x20000], rax\n" /* supervisor-only page: #PF */
+		  "hlt\n"
+		  "sys: hlt\n"
+		  ".org 0x500\n" /* int 0x80: record CS/SS pushed and CPL, iret */
+		  "mov rax, [rsp + 8]\n"
+		  "mov [0x7030], rax\n"
+		  "mov rax, [rsp + 32]\n"
+		  "mov [0x7038], rax\n"
+		  "mov [0x7040], rsp\n"
+		  "iretq\n" PF_HANDLER);
+	put64(&t, PT + 0x20 * 8, 0x20000 | 3); /* supervisor-only */
+	set_gate(&t, 14, CODE + 0x800, 0, 0);
+	set_gate(&t, 0x80, CODE + 0x500, 0, 3);
+	start(&t);
+	run_to_hlt(&t);
+	assert_int_equal(get64(&t, 0x7030), 0x23);
+	assert_int_equal(get64(&t, 0x7038), 0x1b);
+	assert_int_equal(get64(&t, 0x7040), RSP0_TOP - 40);
+	assert_int_equal(get64(&t, MBOX), 7); /* P|W|U */
+	assert_int_equal(get64(&t, MBOX + 8), 0x20000);
+	assert_int_equal(get64(&t, MBOX + 0x18), 0x23);
+	assert_int_equal(t.st.cs.sel, 0x08);
+	emu_teardown(&t);
+}
+
+/* ---- flags against the host CPU ---- */
+
+struct flag_case {
+	const char *insn;
+	unsigned sz;	     /* operand size in bytes (for masks) */
+	uint32_t undef;	     /* flags undefined for every input */
+	int kind;	     /* 0 plain, 1 shift/rotate by cl, 2 shld/shrd by cl, 3 rcl/rcr */
+};
+
+#define AF 0x10u
+#define OF 0x800u
+#define SZAP (0x80u | 0x40u | 0x10u | 0x4u)
+
+static const struct flag_case flag_cases[] = {
+	{ "add al, bl", 1, 0, 0 },	{ "add ax, bx", 2, 0, 0 },	 { "add eax, ebx", 4, 0, 0 },
+	{ "add rax, rbx", 8, 0, 0 },	{ "adc al, bl", 1, 0, 0 },	 { "adc rax, rbx", 8, 0, 0 },
+	{ "adc eax, ebx", 4, 0, 0 },	{ "sub al, bl", 1, 0, 0 },	 { "sub ax, bx", 2, 0, 0 },
+	{ "sub eax, ebx", 4, 0, 0 },	{ "sub rax, rbx", 8, 0, 0 },	 { "sbb al, bl", 1, 0, 0 },
+	{ "sbb rax, rbx", 8, 0, 0 },	{ "sbb ax, bx", 2, 0, 0 },	 { "cmp eax, ebx", 4, 0, 0 },
+	{ "and eax, ebx", 4, AF, 0 },	{ "or ax, bx", 2, AF, 0 },	 { "xor rax, rbx", 8, AF, 0 },
+	{ "test al, bl", 1, AF, 0 },	{ "neg eax", 4, 0, 0 },		 { "neg al", 1, 0, 0 },
+	{ "inc ax", 2, 0, 0 },		{ "dec rax", 8, 0, 0 },		 { "inc al", 1, 0, 0 },
+	{ "imul rax, rbx", 8, SZAP, 0 }, { "imul eax, ebx", 4, SZAP, 0 }, { "imul bx", 2, SZAP, 0 },
+	{ "mul rbx", 8, SZAP, 0 },	{ "mul bl", 1, SZAP, 0 },	 { "imul ebx", 4, SZAP, 0 },
+	{ "shl al, cl", 1, 0, 1 },	{ "shl ax, cl", 2, 0, 1 },	 { "shl eax, cl", 4, 0, 1 },
+	{ "shl rax, cl", 8, 0, 1 },	{ "shr al, cl", 1, 0, 1 },	 { "shr eax, cl", 4, 0, 1 },
+	{ "shr rax, cl", 8, 0, 1 },	{ "sar al, cl", 1, 0, 1 },	 { "sar ax, cl", 2, 0, 1 },
+	{ "sar rax, cl", 8, 0, 1 },	{ "rol al, cl", 1, 0, 1 },	 { "rol eax, cl", 4, 0, 1 },
+	{ "ror ax, cl", 2, 0, 1 },	{ "ror rax, cl", 8, 0, 1 },	 { "rcl al, cl", 1, 0, 3 },
+	{ "rcl eax, cl", 4, 0, 3 },	{ "rcr ax, cl", 2, 0, 3 },	 { "rcr rax, cl", 8, 0, 3 },
+	{ "shld eax, ebx, cl", 4, 0, 2 }, { "shrd rax, rbx, cl", 8, 0, 2 }, { "shld ax, bx, cl", 2, 0, 2 },
+	{ "shrd eax, ebx, cl", 4, 0, 2 }, { "bt rax, rbx", 8, SZAP | OF, 0 }, { "bts eax, ebx", 4, SZAP | OF, 0 },
+	{ "bsf rax, rbx", 8, 0xfffu & ~0x40u, 0 }, { "bsr eax, ebx", 4, 0xfffu & ~0x40u, 0 },
+	{ "cmpxchg ecx, ebx", 4, 0, 0 }, { "xadd rax, rbx", 8, 0, 0 },
+};
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t rnd(void)
+{
+	uint64_t x = rng_state;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	rng_state = x;
+	return x * 0x2545f4914f6cdd1dULL;
+}
+
+static uint64_t interesting(void)
+{
+	static const uint64_t v[] = { 0, 1, 2, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff, 0x7fffffff,
+				      0x80000000, 0xffffffff, 0x7fffffffffffffffULL,
+				      0x8000000000000000ULL, ~0ULL, 0x0f, 0x10 };
+	uint64_t r = rnd();
+
+	if (r & 1)
+		return v[(r >> 1) % (sizeof(v) / sizeof(v[0]))];
+	return rnd() >> (rnd() % 64);
+}
+
+/* io block: [0] rax [8] rbx [16] rcx [24] flags in, [32] rax out,
+ * [40] flags out, [48] rbx out, [56] rcx out. */
+static void test_flags_vs_host(void **state)
+{
+	struct emu_t t;
+	char src[1024];
+	uint8_t code[512];
+	size_t n;
+	void *exec;
+	int mismatches = 0, ran = 0;
+
+	emu_setup(&t);
+	exec = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (exec == MAP_FAILED)
+		SKIP_BECAUSE("no executable mapping for the host reference run");
+	for (size_t ci = 0; ci < sizeof(flag_cases) / sizeof(flag_cases[0]); ci++) {
+		const struct flag_case *fc = &flag_cases[ci];
+
+		snprintf(src, sizeof(src),
+			 "push rbx\n"
+			 "mov rax, [rdi]\n"
+			 "mov rbx, [rdi + 8]\n"
+			 "mov rcx, [rdi + 16]\n"
+			 "push qword ptr [rdi + 24]\n"
+			 "popfq\n"
+			 "%s\n"
+			 "pushfq\n"
+			 "pop qword ptr [rdi + 40]\n"
+			 "mov [rdi + 32], rax\n"
+			 "mov [rdi + 48], rbx\n"
+			 "mov [rdi + 56], rcx\n"
+			 "pop rbx\n"
+			 "ret\n",
+			 fc->insn);
+		n = assemble(src, code, sizeof(code));
+		if (!n)
+			SKIP_BECAUSE("`as` (binutils) missing or failed");
+		memcpy(exec, code, n);
+		memcpy(t.ram + CODE, code, n);
+		t.ram[CODE + 0x400] = 0xf4; /* hlt: the guest returns here */
+		for (int iter = 0; iter < 300; iter++) {
+			uint64_t in[4], host[8], guest[8];
+			unsigned bits = fc->sz * 8, cnt;
+			uint32_t mask = 0x8d5 & ~fc->undef;
+
+			in[0] = interesting();
+			in[1] = interesting();
+			cnt = (unsigned)(rnd() % 70);
+			in[2] = (rnd() & ~0xffULL) | cnt;
+			in[3] = 0x202 | (rnd() & 0x8d5);
+			if (fc->kind) {
+				unsigned mc = cnt & (fc->sz == 8 ? 63 : 31);
+
+				if (fc->kind == 2 && fc->sz == 2 && mc > 16)
+					continue; /* result undefined */
+				if (mc > 1 || (fc->kind == 3 && mc != 1))
+					mask &= ~OF;
+				if (fc->kind == 1 || fc->kind == 2)
+					if (mc)
+						mask &= ~AF;
+				(void)bits;
+			}
+			memset(host, 0, sizeof(host));
+			memcpy(host, in, sizeof(in));
+			((void (*)(uint64_t *))exec)(host);
+
+			memset(guest, 0, sizeof(guest));
+			memcpy(guest, in, sizeof(in));
+			memcpy(t.ram + DATA, guest, sizeof(guest));
+			t.st.rip = CODE;
+			t.st.gpr[R_RSP] = STACK_TOP - 8;
+			put64(&t, STACK_TOP - 8, CODE + 0x400);
+			t.st.gpr[R_RDI] = DATA;
+			t.st.rflags = 2;
+			start(&t);
+			run_to_hlt(&t);
+			memcpy(guest, t.ram + DATA, sizeof(guest));
+			ran++;
+			if (host[4] != guest[4] || host[6] != guest[6] || host[7] != guest[7] ||
+			    ((host[5] ^ guest[5]) & mask)) {
+				if (mismatches++ < 10)
+					print_message("# %s: in rax=%#llx rbx=%#llx rcx=%#llx fl=%#llx: host rax=%#llx fl=%#llx, emu rax=%#llx fl=%#llx\n",
+						      fc->insn, (unsigned long long)in[0], (unsigned long long)in[1],
+						      (unsigned long long)in[2], (unsigned long long)in[3],
+						      (unsigned long long)host[4], (unsigned long long)host[5],
+						      (unsigned long long)guest[4], (unsigned long long)guest[5]);
+			}
+		}
+	}
+	munmap(exec, 4096);
+	print_message("# %d flag comparisons against the host CPU, %d mismatches\n", ran, mismatches);
+	assert_int_equal(mismatches, 0);
+	emu_teardown(&t);
+}
+
+/* Not an assertion: prints the interpreter's speed on a simple loop. */
+static void test_speed(void **state)
+{
+	struct emu_t t;
+	struct timespec a, b;
+	double s;
+	uint64_t insns;
+
+	emu_setup(&t);
+	load_code(&t,
+		  "mov ecx, 20000000\n"
+		  "xor eax, eax\n"
+		  "1: add rax, rcx\n"
+		  "xor rax, 0x55\n"
+		  "mov [0x30000], rax\n"
+		  "dec ecx\n"
+		  "jnz 1b\n"
+		  "hlt\n");
+	start(&t);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	run_to_hlt(&t);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+	insns = emu_insn_count(&t.vcpu);
+	print_message("# emu: %llu instructions in %.3f s: %.1f M instructions/s\n",
+		      (unsigned long long)insns, s, (double)insns / s / 1e6);
+	assert_true(insns >= 100000000ULL);
+	emu_teardown(&t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_loop_sum),
+		cmocka_unit_test(test_io_exits),
+		cmocka_unit_test(test_mmio_exits),
+		cmocka_unit_test(test_page_fault),
+		cmocka_unit_test(test_de_ud),
+		cmocka_unit_test(test_triple_fault),
+		cmocka_unit_test(test_lock_cmpxchg),
+		cmocka_unit_test(test_lock_smp),
+		cmocka_unit_test(test_rep_movs),
+		cmocka_unit_test(test_kick_and_irq),
+		cmocka_unit_test(test_user_mode),
+		cmocka_unit_test(test_flags_vs_host),
+		cmocka_unit_test(test_speed),
+	};
+
+	(void)have_as;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

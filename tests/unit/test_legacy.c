@@ -1,0 +1,268 @@
+/* Legacy PC devices through the PIO bus: the i8042 (probe and reset), the
+ * CMOS RTC, port 0x80 and the debug-exit port. */
+#include "unit.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bus/bus.h"
+#include "core/vm.h"
+#include "hw/legacy.h"
+
+struct fixture {
+	struct vm vm;
+	struct i8042 kbc;
+	struct cmos_rtc rtc;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	pthread_mutex_init(&f->vm.lock, NULL);
+	pthread_cond_init(&f->vm.cond, NULL);
+	bus_init(&f->vm.pio, "pio");
+	bus_init(&f->vm.mmio, "mmio");
+	/* vm.loop, vm.vcpus and vm.cpu stay NULL: vm_request_stop only
+	 * records the status then. */
+	assert_int_equal(i8042_init(&f->kbc, &f->vm), 0);
+	assert_int_equal(cmos_rtc_init(&f->rtc, &f->vm), 0);
+	assert_int_equal(debug_ports_init(&f->vm), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	bus_destroy(&f->vm.pio);
+	bus_destroy(&f->vm.mmio);
+	pthread_mutex_destroy(&f->vm.lock);
+	pthread_cond_destroy(&f->vm.cond);
+	free(f);
+	return 0;
+}
+
+static uint8_t inb(struct fixture *f, uint16_t port)
+{
+	uint8_t v = 0;
+
+	assert_int_equal(bus_access(&f->vm.pio, port, &v, 1, false), 0);
+	return v;
+}
+
+static void outb(struct fixture *f, uint16_t port, uint8_t v)
+{
+	assert_int_equal(bus_access(&f->vm.pio, port, &v, 1, true), 0);
+}
+
+/* ---- i8042 ---- */
+
+static void test_i8042_status(void **state)
+{
+	struct fixture *f = *state;
+
+	/* Status port 0x64: system flag set (POST passed), output buffer
+	 * empty. Linux's i8042 probe and its reboot path read this. */
+	assert_int_equal(inb(f, 0x64), 0x04);
+	assert_false(f->vm.stopping);
+}
+
+static void test_i8042_self_test(void **state)
+{
+	struct fixture *f = *state;
+
+	outb(f, 0x64, 0xaa); /* controller self test */
+	assert_int_equal(inb(f, 0x64) & 0x01, 0x01); /* OBF: a reply waits */
+	assert_int_equal(inb(f, 0x60), 0x55);
+	assert_int_equal(inb(f, 0x64) & 0x01, 0x00);
+	outb(f, 0x64, 0xab); /* keyboard interface test */
+	assert_int_equal(inb(f, 0x64) & 0x01, 0x01);
+	assert_int_equal(inb(f, 0x60), 0x00);
+	assert_int_equal(inb(f, 0x64) & 0x01, 0x00);
+}
+
+static void test_i8042_cmd_byte(void **state)
+{
+	struct fixture *f = *state;
+
+	outb(f, 0x64, 0x20); /* read command byte */
+	assert_int_equal(inb(f, 0x60), 0x30);
+	outb(f, 0x64, 0x60); /* write command byte */
+	outb(f, 0x60, 0x45);
+	outb(f, 0x64, 0x20);
+	assert_int_equal(inb(f, 0x60), 0x45);
+	/* The data byte went to the command byte, not the output buffer. */
+	assert_int_equal(inb(f, 0x64) & 0x01, 0x00);
+	outb(f, 0x64, 0xad); /* disable keyboard: sets bit 4 */
+	outb(f, 0x64, 0x20);
+	assert_int_equal(inb(f, 0x60), 0x55);
+	assert_false(f->vm.stopping);
+}
+
+static void test_i8042_reset(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_false(f->vm.stopping);
+	/* What Linux's reboot=k and the FADT's RESET_REG both do. */
+	outb(f, 0x64, 0xfe);
+	assert_true(f->vm.stopping);
+	assert_int_equal(f->vm.status, VM_EXIT_RESET);
+	assert_true(atomic_load(&f->vm.stop_flag));
+}
+
+static void test_i8042_data_write_no_reset(void **state)
+{
+	struct fixture *f = *state;
+
+	/* 0xfe written to the data port is a keyboard command (resend), not
+	 * a reset. */
+	outb(f, 0x60, 0xfe);
+	assert_false(f->vm.stopping);
+}
+
+/* ---- RTC ---- */
+
+static uint8_t cmos_read(struct fixture *f, uint8_t idx)
+{
+	outb(f, 0x70, idx);
+	return inb(f, 0x71);
+}
+
+static int from_bcd(uint8_t v)
+{
+	assert_true((v & 0x0f) <= 9);
+	assert_true((v >> 4) <= 9);
+	return (v >> 4) * 10 + (v & 0x0f);
+}
+
+static void test_rtc_regs(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t b = cmos_read(f, 0x0b);
+
+	assert_true(b & 0x02);	  /* 24-hour */
+	assert_false(b & 0x04);	  /* BCD, not binary */
+	assert_false(b & 0x70);	  /* no interrupts enabled */
+	assert_false(cmos_read(f, 0x0a) & 0x80); /* no update in progress */
+	assert_true(cmos_read(f, 0x0d) & 0x80);	 /* battery good */
+}
+
+static void test_rtc_time(void **state)
+{
+	struct fixture *f = *state;
+
+	for (int attempt = 0; attempt < 5; attempt++) {
+		time_t before = time(NULL), after, t;
+		struct tm tm = { 0 };
+
+		tm.tm_sec = from_bcd(cmos_read(f, 0x00));
+		tm.tm_min = from_bcd(cmos_read(f, 0x02));
+		tm.tm_hour = from_bcd(cmos_read(f, 0x04));
+		tm.tm_mday = from_bcd(cmos_read(f, 0x07));
+		tm.tm_mon = from_bcd(cmos_read(f, 0x08)) - 1;
+		tm.tm_year = from_bcd(cmos_read(f, 0x09)) + from_bcd(cmos_read(f, 0x32)) * 100 - 1900;
+		after = time(NULL);
+		if (from_bcd(cmos_read(f, 0x00)) != tm.tm_sec)
+			continue; /* a second ticked mid-read: try again */
+		t = timegm(&tm);
+		if (t < before - 2 || t > after + 2)
+			fail_msg("RTC says %lld, host says %lld", (long long)t, (long long)before);
+		{
+			struct tm now;
+
+			gmtime_r(&t, &now);
+			assert_int_equal(from_bcd(cmos_read(f, 0x06)), now.tm_wday + 1);
+		}
+		return;
+	}
+	fail_msg("could not read a consistent time");
+}
+
+static void test_rtc_ram(void **state)
+{
+	struct fixture *f = *state;
+
+	for (unsigned i = 0x0e; i < 0x80; i++) {
+		if (i == 0x32)
+			continue; /* the century register */
+		outb(f, 0x70, (uint8_t)i);
+		outb(f, 0x71, (uint8_t)(i ^ 0xa5));
+	}
+	for (unsigned i = 0x0e; i < 0x80; i++) {
+		if (i == 0x32)
+			continue;
+		if (cmos_read(f, (uint8_t)i) != (uint8_t)(i ^ 0xa5))
+			fail_msg("CMOS byte %#x did not read back", i);
+	}
+	/* Bit 7 of the index is the NMI mask, not part of the index. */
+	assert_int_equal(cmos_read(f, 0x80 | 0x40), 0x40 ^ 0xa5);
+	assert_int_equal(cmos_read(f, 0x80 | 0x0b), 0x02);
+	outb(f, 0x70, 0x80 | 0x50);
+	outb(f, 0x71, 0x77);
+	assert_int_equal(cmos_read(f, 0x50), 0x77);
+	/* The clock is not writable (yet): writes to it are dropped. */
+	outb(f, 0x70, 0x0b);
+	outb(f, 0x71, 0x06);
+	assert_int_equal(cmos_read(f, 0x0b), 0x02);
+}
+
+/* ---- port 0x80 and debug exit ---- */
+
+static void test_port80(void **state)
+{
+	struct fixture *f = *state;
+
+	for (unsigned v = 0; v < 256; v++)
+		outb(f, 0x80, (uint8_t)v);
+	assert_false(f->vm.stopping);
+	assert_int_equal(inb(f, 0x80), 0xff);
+}
+
+static void test_debug_exit(void **state)
+{
+	struct fixture *f = *state;
+	uint32_t v = 0x2a;
+
+	assert_int_equal(bus_access(&f->vm.pio, DEBUG_EXIT_PORT, &v, 4, true), 0);
+	assert_true(f->vm.stopping);
+	assert_int_equal(f->vm.status, 0x55);
+	/* The first request wins. */
+	vm_request_stop(&f->vm, VM_EXIT_POWEROFF);
+	assert_int_equal(f->vm.status, 0x55);
+}
+
+static void test_debug_exit_zero(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t v = 0;
+
+	assert_int_equal(bus_access(&f->vm.pio, DEBUG_EXIT_PORT, &v, 1, true), 0);
+	assert_true(f->vm.stopping);
+	assert_int_equal(f->vm.status, 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_i8042_status, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_i8042_self_test, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_i8042_cmd_byte, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_i8042_reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_i8042_data_write_no_reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rtc_regs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rtc_time, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rtc_ram, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_port80, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_debug_exit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_debug_exit_zero, setup, teardown),
+	};
+
+	return cmocka_run_group_tests_name("legacy", tests, NULL, NULL);
+}
