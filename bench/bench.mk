@@ -16,8 +16,9 @@ BENCH_GUEST_LDFLAGS := -nostdlib -static -Wl,-T,bench/guest.ld -Wl,--build-id=no
 	-Wl,-z,noexecstack -Wl,--no-warn-rwx-segments
 
 BENCH_GUEST := $(O)/bench/guest_exit.elf
+BENCH_INT_GUEST := $(O)/bench/guest_int.elf
 
-$(BENCH_GUEST): bench/guest_exit.S bench/guest.ld
+$(O)/bench/%.elf: bench/%.S bench/guest.ld
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  GUEST   $@")
 	$(Q)$(BENCH_GUEST_CC) $(BENCH_GUEST_CFLAGS) $(BENCH_GUEST_LDFLAGS) -o $@ $<
@@ -27,13 +28,15 @@ $(BENCH_GUEST): bench/guest_exit.S bench/guest.ld
 # Two recipe lines, so that `make -n bench` only shows the second.
 BENCH_UNBUILT := $(O)/bench/tarn-unbuilt
 
-bench: $(BENCH_GUEST)
+bench: $(BENCH_GUEST) $(BENCH_INT_GUEST)
 	$(Q)rm -f $(BENCH_UNBUILT); $(MAKE) --no-print-directory $(if $(Q),-s) tarn || { \
 		echo "bench: 'make tarn' failed; tarn's figures will read SKIP" >&2; \
 		touch $(BENCH_UNBUILT); }
 	$(Q)$(BENCH_PYTHON) bench/bench.py --tarn $(BIN) --guest $(BENCH_GUEST) \
 		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
+	$(Q)$(BENCH_PYTHON) bench/cpu.py --tarn $(BIN) --guest $(BENCH_INT_GUEST) \
+		--empty $(BENCH_GUEST) $$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
 
-bench-guest: $(BENCH_GUEST)
+bench-guest: $(BENCH_GUEST) $(BENCH_INT_GUEST)
 
 .PHONY: bench bench-guest
