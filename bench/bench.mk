@@ -5,6 +5,8 @@
 #                      when /dev/kvm works, else QEMU tcg and tarn emu
 #   BENCH_TIMEOUT=S    seconds before a run is killed (default 20)
 #   BENCH_QEMU=PATH    the peer (default qemu-system-x86_64)
+#   BENCH_CPU_RUNS=N   runs of the emulator-speed workload (default 5)
+#   BENCH_BOOT_RUNS=N  Linux boots per VMM (default 5)
 
 BENCH_PYTHON ?= python3
 BENCH_GUEST_CC ?= $(or $(GUEST_CC),gcc)
@@ -28,7 +30,7 @@ $(O)/bench/%.elf: bench/%.S bench/guest.ld
 # Two recipe lines, so that `make -n bench` only shows the second.
 BENCH_UNBUILT := $(O)/bench/tarn-unbuilt
 
-bench: $(BENCH_GUEST) $(BENCH_INT_GUEST)
+bench: $(BENCH_GUEST) $(BENCH_INT_GUEST) $(GUEST_KERNEL) $(GUEST_INITRD)
 	$(Q)rm -f $(BENCH_UNBUILT); $(MAKE) --no-print-directory $(if $(Q),-s) tarn || { \
 		echo "bench: 'make tarn' failed; tarn's figures will read SKIP" >&2; \
 		touch $(BENCH_UNBUILT); }
@@ -36,6 +38,9 @@ bench: $(BENCH_GUEST) $(BENCH_INT_GUEST)
 		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
 	$(Q)$(BENCH_PYTHON) bench/cpu.py --tarn $(BIN) --guest $(BENCH_INT_GUEST) \
 		--empty $(BENCH_GUEST) $$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
+	$(Q)$(BENCH_PYTHON) bench/boot.py --tarn $(BIN) --kernel $(GUEST_KERNEL) \
+		--initrd $(GUEST_INITRD) --cmdline "$(GUEST_CMDLINE)" \
+		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
 
 bench-guest: $(BENCH_GUEST) $(BENCH_INT_GUEST)
 
