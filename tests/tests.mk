@@ -14,6 +14,8 @@ TEST_BINS += $(UNIT_BINS)
 
 include tests/guests/guests.mk
 include tests/integration/integration.mk
+include tests/difftest/difftest.mk
+include tests/fuzz/fuzz.mk
 
 tests: $(TEST_BINS) $(BIN)
 

@@ -42,7 +42,7 @@ bool ratelimit_ok(struct ratelimit *rl)
 	now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 	/* Racy across threads by design: worst case a few extra lines. */
 	if (now - rl->window_start_ns >= RATELIMIT_WINDOW_NS) {
-		if (rl->suppressed)
+		if (rl->suppressed && log_threshold >= LOG_WARN)
 			fprintf(stderr, "tarn: warning: %u similar messages suppressed\n", rl->suppressed);
 		rl->window_start_ns = now;
 		rl->printed = 0;

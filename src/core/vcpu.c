@@ -4,7 +4,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/log.h"
 #include "core/vm.h"
@@ -85,9 +84,9 @@ static void *vcpu_thread(void *arg)
 			vcpu_handle_mmio(vcpu, e);
 			break;
 		case VCPU_EXIT_HLT:
-			/* Nothing can wake this vCPU inside the backend: idle
-			 * briefly rather than spin. */
-			nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+			/* Reported once per hlt; the next vcpu_run sleeps inside
+			 * the backend until an interrupt, IPI or kick wakes it
+			 * (emu: halt_wait; KVM halts in the kernel). */
 			break;
 		case VCPU_EXIT_INTR:
 			break;

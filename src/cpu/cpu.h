@@ -19,7 +19,7 @@ struct vcpu;
 enum vcpu_exit_reason {
 	VCPU_EXIT_IO,	    /* port I/O: handled through the PIO bus */
 	VCPU_EXIT_MMIO,	    /* access outside RAM: handled through the MMIO bus */
-	VCPU_EXIT_HLT,	    /* halted with nothing to wake it (backend-defined) */
+	VCPU_EXIT_HLT,	    /* halted; the next vcpu_run waits in the backend for a wake-up */
 	VCPU_EXIT_INTR,	    /* kicked: look at the vCPU's command */
 	VCPU_EXIT_SHUTDOWN, /* triple fault */
 	VCPU_EXIT_RESET,    /* guest asked for a reset (backend saw it) */

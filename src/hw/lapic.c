@@ -222,8 +222,12 @@ static void reset_regs(struct lapic *l)
 	l->icr_lo = l->icr_hi = 0;
 	for (int i = 0; i < LVT_NR; i++)
 		l->lvt[i] = APIC_LVT_MASKED;
-	if (bsp)
-		l->lvt[LVT_LINT0] = APIC_DM_EXTINT << 8; /* virtual wire, as KVM's reset */
+	if (bsp) {
+		/* Virtual wire as firmware leaves it (MP spec 3.6.2.2, and
+		 * what the KVM backend sets): the PIC on LINT0, NMI on LINT1. */
+		l->lvt[LVT_LINT0] = APIC_DM_EXTINT << 8;
+		l->lvt[LVT_LINT1] = APIC_DM_NMI << 8;
+	}
 	memset(l->irr, 0, sizeof(l->irr));
 	memset(l->isr, 0, sizeof(l->isr));
 	memset(l->tmr, 0, sizeof(l->tmr));
@@ -347,6 +351,8 @@ void apic_bus_deliver(struct apic_bus *b, const struct apic_msg *m)
 	for (int i = 0; i < n; i++) {
 		bool hit;
 
+		if (!b->cpus[i])
+			continue;
 		switch (m->shorthand & 3) {
 		case 1: hit = i == m->src_cpu; break;
 		case 2: hit = true; break;
@@ -402,6 +408,8 @@ int lapic_init(struct lapic *l, struct apic_bus *b, int cpu, uint8_t apic_id, bo
 
 void lapic_destroy(struct lapic *l)
 {
+	if (l->bus && l->cpu < l->bus->nr_cpus && l->bus->cpus[l->cpu] == l)
+		l->bus->cpus[l->cpu] = NULL; /* the bus skips the empty slot */
 	pthread_mutex_destroy(&l->lock);
 }
 
@@ -660,11 +668,14 @@ int lapic_set_apic_base(struct lapic *l, uint64_t value)
 
 /* ---- interrupt acceptance ---- */
 
+/* A software-disabled APIC takes no new fixed interrupts (accept_fixed),
+ * but what IRR already holds is still dispatched (SDM 11.4.7.2: pending
+ * interrupts "are held and require masking or handling by the CPU"). */
 static int get_interrupt_locked(const struct lapic *l)
 {
 	int v;
 
-	if (!hw_enabled(l) || !sw_enabled(l))
+	if (!hw_enabled(l))
 		return -1;
 	v = vec_highest(l->irr);
 	if (v < 0 || ((uint32_t)v & 0xf0) <= (ppr(l) & 0xf0))
@@ -707,6 +718,23 @@ int lapic_ack_interrupt(struct lapic *l)
 		accept_locked(l, v);
 	pthread_mutex_unlock(&l->lock);
 	return v;
+}
+
+void lapic_set_irr(struct lapic *l, uint8_t vector)
+{
+	bool k = false;
+
+	if (vector < 16)
+		return;
+	pthread_mutex_lock(&l->lock);
+	if (hw_enabled(l)) {
+		vec_set(l->irr, vector);
+		vec_clear(l->tmr, vector);
+		k = true;
+	}
+	pthread_mutex_unlock(&l->lock);
+	if (k)
+		kick(l);
 }
 
 bool lapic_has_nmi(struct lapic *l)

@@ -180,11 +180,13 @@ void apic_bus_deliver(struct apic_bus *b, const struct apic_msg *m);
 
 /* Reset l to the power-on state (SDM 11.4.7.1) and add it to the bus as
  * vCPU cpu (cpu == b->nr_cpus: vCPUs are added in order). The BSP starts
- * RUNNING with LINT0 = ExtINT unmasked (the "virtual wire" state a BIOS
- * leaves and KVM's reset sets, which tarn's direct kernel boot relies on);
+ * RUNNING with LINT0 = ExtINT and LINT1 = NMI, unmasked (the "virtual
+ * wire" state a BIOS leaves, which tarn's direct kernel boot relies on);
  * APs start in WAIT_FOR_SIPI. 0, -EINVAL, -ENOSPC. */
 int lapic_init(struct lapic *l, struct apic_bus *b, int cpu, uint8_t apic_id, bool bsp)
 	__attribute__((warn_unused_result));
+/* Leaves an empty slot on the bus (deliveries skip it). Only while nothing
+ * delivers: at VM tear-down. */
 void lapic_destroy(struct lapic *l);
 
 /* xAPIC register page, for the owning vCPU. off is within the 4 KiB page.
@@ -208,6 +210,12 @@ int lapic_set_apic_base(struct lapic *l, uint64_t value) __attribute__((warn_unu
 int lapic_get_interrupt(struct lapic *l);
 void lapic_accept_interrupt(struct lapic *l, int vector);
 int lapic_ack_interrupt(struct lapic *l);
+/* Raise vector in IRR as an edge-triggered fixed interrupt that did not
+ * come over the APIC bus (cpu/emu's emu_inject_interrupt, tests). Unlike a
+ * bus message it is taken while the APIC is software-disabled; IRR contents
+ * are dispatched in that state anyway (SDM 11.4.7.2). Ignored for vectors
+ * below 16 and while hardware-disabled. */
+void lapic_set_irr(struct lapic *l, uint8_t vector);
 bool lapic_has_nmi(struct lapic *l);
 bool lapic_take_nmi(struct lapic *l);
 /* ExtINT: LINT0 programmed as ExtINT (or the LAPIC hardware-disabled,

@@ -317,6 +317,40 @@ static void check_guest_assert(struct ctx *c)
 		fail(c, "a failing GUEST_ASSERT was not reported");
 }
 
+/* g_modeswitch: every mode reports in order; args = n, CS, EFER, CR0 (real
+ * mode: n, CS, what segment arithmetic read, what the IVT handler wrote). */
+static void sync_modeswitch(struct ctx *c, const struct ucall *uc)
+{
+	static const uint16_t cs[9] = { 0, 0x10, 0x18, 0x18, 0x20, 0x3000, 0x18, 0x08, 0x10 };
+	const uint64_t lm = 0x500, pe = 1, pg = 0x80000000ULL; /* EFER.LME|LMA, CR0 */
+	uint64_t n = uc->args[0];
+
+	CHECK_EQ(n, c->syncs);
+	if (n < 1 || n > 8)
+		return;
+	CHECK_EQ(uc->args[1], cs[n]);
+	switch (n) {
+	case 1: case 2: case 7: case 8:
+		CHECK_EQ(uc->args[2] & lm, lm);
+		CHECK_EQ(uc->args[3] & (pe | pg), pe | pg);
+		break;
+	case 3: case 6:
+		CHECK_EQ(uc->args[2] & lm, 0);
+		CHECK_EQ(uc->args[3] & (pe | pg), pe);
+		break;
+	case 5:
+		CHECK_EQ(uc->args[2], 0xbeef);
+		CHECK_EQ(uc->args[3], 0x42);
+		break;
+	}
+}
+
+/* Guests whose SYNCs number themselves 1, 2, 3... from whatever mode. */
+static void sync_in_order(struct ctx *c, const struct ucall *uc)
+{
+	CHECK_EQ(uc->args[0], c->syncs);
+}
+
 #define MiB (1ULL << 20)
 #define GiB (1ULL << 30)
 
@@ -326,8 +360,8 @@ static const struct gtest tests[] = {
 	{ "mmio_unmapped", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, NULL, NULL },
 	{ "uart_out", 1, 64 * MiB, NULL, 0, 0, NULL, NULL, NULL, check_uart_out },
 	{ "uart_in", 1, 64 * MiB, NULL, 0, 1, NULL, setup_uart_in, sync_uart_in, NULL },
-	{ "ioapic_irq", 1, 64 * MiB, NULL, 0, 1, "the emulator's IOAPIC and LAPIC (issue 4)", NULL, NULL, NULL },
-	{ "lapic_timer", 1, 64 * MiB, NULL, 0, 1, "the emulator's LAPIC (issue 4)", NULL, sync_lapic_timer, NULL },
+	{ "ioapic_irq", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, NULL, NULL },
+	{ "lapic_timer", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, sync_lapic_timer, NULL },
 	{ "smp", 4, 64 * MiB, NULL, 0, 4, NULL, NULL, NULL, check_smp },
 	{ "triple_fault", 1, 64 * MiB, NULL, VM_EXIT_CRASH, 0, NULL, NULL, NULL, check_crash },
 	{ "debug_exit", 1, 64 * MiB, NULL, (0x2a << 1) | 1, 0, NULL, NULL, NULL, NULL },
@@ -335,10 +369,14 @@ static const struct gtest tests[] = {
 	{ "acpi", 2, 64 * MiB, NULL, VM_EXIT_POWEROFF, 1, NULL, NULL, sync_acpi, NULL },
 	{ "boot_params", 1, 4 * GiB, "tarn.test=boot_params", 0, 1, NULL, NULL, sync_boot_params, NULL },
 	{ "highmem", 1, 4 * GiB, NULL, 0, 1, NULL, NULL, sync_highmem, check_highmem },
-	{ "cpuid", 2, 64 * MiB, NULL, 0, 2, "the emulator's LAPIC (issue 4)", NULL, NULL, NULL },
+	{ "cpuid", 2, 64 * MiB, NULL, 0, 2, NULL, NULL, NULL, NULL },
 	{ "rtc", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, sync_rtc, NULL },
 	{ "guest_assert", 1, 64 * MiB, NULL, STATUS_ABORTED, 0, NULL, NULL, NULL, check_guest_assert },
 	{ "exceptions", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, NULL, NULL },
+	{ "pagefault", 1, 64 * MiB, NULL, 0, 5, NULL, NULL, NULL, NULL },
+	{ "usermode", 1, 64 * MiB, NULL, 0, 5, NULL, NULL, NULL, NULL },
+	{ "modeswitch", 1, 64 * MiB, NULL, 0, 8, NULL, NULL, sync_modeswitch, NULL },
+	{ "protmode", 1, 64 * MiB, NULL, 0, 6, NULL, NULL, sync_in_order, NULL },
 };
 
 static char guest_dir[PATH_MAX];

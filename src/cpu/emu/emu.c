@@ -11,6 +11,8 @@
 #include "core/vm.h"
 #include "cpu/emu/emu.h"
 #include "cpu/emu/emu_priv.h"
+#include "cpu/emu/platform.h"
+#include "hw/lapic.h"
 
 void emu_update_mode(struct emu_cpu *c)
 {
@@ -48,14 +50,25 @@ void emu_update_mode(struct emu_cpu *c)
  * assume a real vendor's model-specific MSRs or errata), hypervisor leaf
  * 0x40000000 signature "TarnEmuTarn\0". Family 6, model 0xF, stepping 1.
  * Only what the interpreter implements is advertised:
- *   leaf 1 EDX: pse tsc msr pae cx8 pge cmov pat clflush (htt with >1 vCPU)
- *   leaf 1 ECX: cx16 hypervisor
+ *   leaf 1 EDX: fpu pse tsc msr pae cx8 apic pge cmov pat clflush fxsr sse sse2
+ *               (htt with >1 vCPU)
+ *   leaf 1 ECX: cx16 tsc_deadline_timer hypervisor
  *   leaf 0x80000001 EDX: syscall nx pdpe1gb rdtscp lm; ECX: lahf_lm
- * Not advertised yet: fpu mmx fxsr sse sse2 (x87/SSE are not implemented),
- * apic (no LAPIC yet), sep (sysenter), mtrr, mce, de, vme.
- * TSC: 1 GHz, derived from CLOCK_MONOTONIC plus a per-vCPU offset.
+ * Not advertised yet: mmx (x87.c and sse.c do x87, SSE and SSE2 but not
+ * the MMX register forms), sse3 and later, x2apic, sep (sysenter), mtrr,
+ * mce, de, vme.
+ * The LAPIC (xAPIC, hw/lapic.c) has APIC ID = vCPU index, as in leaf 1
+ * EBX[31:24] and the MADT.
+ * TSC: 1 GHz, derived from CLOCK_MONOTONIC plus a per-vCPU offset; the
+ * LAPIC timer's bus clock is 1 GHz too (LAPIC_BUS_HZ). Both are
+ * advertised in leaf 0x15 (crystal 1 GHz, ratio 1/1), leaf 0x16 (base,
+ * max and bus MHz) and the hypervisor leaf 0x40000010 (TSC kHz, bus kHz;
+ * the VMware-defined layout that KVM and other hypervisors share).
  * Physical address bits 46, linear 48. */
-#define CPUID_MAX_BASIC 7u
+#define CPUID_MAX_BASIC 0x16u
+#define CPUID_MAX_HV 0x40000010u
+#define EMU_TSC_HZ 1000000000ULL
+_Static_assert(LAPIC_BUS_HZ == EMU_TSC_HZ, "CPUID leaf 0x15 gives both clocks one crystal");
 #define CPUID_MAX_EXT 0x80000008u
 
 static void str4(uint32_t *r, const char *s)
@@ -80,15 +93,29 @@ void emu_cpuid(struct emu_cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
 	case 1:
 		out[0] = (6u << 8) | (0xfu << 4) | 1u;
 		out[1] = ((id & 0xff) << 24) | ((nr > 255 ? 255 : nr) << 16) | (8u << 8);
-		out[2] = (1u << 13) | (1u << 31);
-		out[3] = (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 13) |
-			 (1u << 15) | (1u << 16) | (1u << 19) | (nr > 1 ? 1u << 28 : 0);
+		out[2] = (1u << 13) | (1u << 24) | (1u << 31);
+		out[3] = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) |
+			 (1u << 9) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 19) | (1u << 24) |
+			 (1u << 25) | (1u << 26) | (nr > 1 ? 1u << 28 : 0);
+		break;
+	case 0x15: /* TSC = crystal * EBX / EAX */
+		out[0] = 1;
+		out[1] = 1;
+		out[2] = (uint32_t)EMU_TSC_HZ;
+		break;
+	case 0x16: /* base, maximum, bus frequency in MHz */
+		out[0] = out[1] = (uint32_t)(EMU_TSC_HZ / 1000000);
+		out[2] = (uint32_t)(LAPIC_BUS_HZ / 1000000);
 		break;
 	case 0x40000000:
-		out[0] = 0x40000000;
+		out[0] = CPUID_MAX_HV;
 		str4(&out[1], "Tarn");
 		str4(&out[2], "EmuT");
 		memcpy(&out[3], "arn", 4);
+		break;
+	case 0x40000010:
+		out[0] = (uint32_t)(EMU_TSC_HZ / 1000);
+		out[1] = (uint32_t)(LAPIC_BUS_HZ / 1000);
 		break;
 	case 0x80000000:
 		out[0] = CPUID_MAX_EXT;
@@ -121,6 +148,7 @@ void emu_cpuid(struct emu_cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
 #define MSR_MCG_STATUS 0x17a
 #define MSR_MISC_ENABLE 0x1a0
 #define MSR_PAT 0x277
+#define MSR_TSC_DEADLINE 0x6e0
 #define MSR_MTRR_DEF_TYPE 0x2ff
 #define MSR_EFER 0xc0000080
 #define MSR_STAR 0xc0000081
@@ -145,6 +173,29 @@ uint64_t emu_rdtsc(struct emu_cpu *c)
 	return host_ns() + (uint64_t)c->tsc_offset;
 }
 
+/* The LAPIC timer's deadline, cached for the run loop. Only this vCPU's
+ * thread moves it earlier (its register writes and MSRs); another thread
+ * can only stop it (INIT), which leaves a stale early value that costs one
+ * needless lapic_timer_update. */
+static void timer_refresh(struct emu_cpu *c)
+{
+	c->timer_deadline = lapic_next_deadline_ns(c->lapic);
+}
+
+/* Between instruction blocks: fire the LAPIC timer when it is due. */
+static inline void timer_poll(struct emu_cpu *c)
+{
+	uint64_t now;
+
+	if (likely(c->timer_deadline == UINT64_MAX))
+		return;
+	now = host_ns();
+	if (now < c->timer_deadline)
+		return;
+	lapic_timer_update(c->lapic, now); /* kicks us: ATTN_IRQ */
+	timer_refresh(c);
+}
+
 static bool canonical(uint64_t v)
 {
 	return (uint64_t)((int64_t)(v << 16) >> 16) == v;
@@ -155,7 +206,8 @@ int emu_rdmsr(struct emu_cpu *c, uint32_t msr, uint64_t *val)
 	switch (msr) {
 	case MSR_TSC: *val = emu_rdtsc(c); return 0;
 	case MSR_PLATFORM_ID: *val = 0; return 0;
-	case MSR_APIC_BASE: *val = c->apic_base; return 0;
+	case MSR_APIC_BASE: *val = lapic_get_apic_base(c->lapic); return 0;
+	case MSR_TSC_DEADLINE: *val = lapic_get_tsc_deadline(c->lapic); return 0;
 	case MSR_MTRRCAP: *val = 0; return 0;
 	case MSR_SYSENTER_CS: *val = c->sysenter_cs; return 0;
 	case MSR_SYSENTER_ESP: *val = c->sysenter_esp; return 0;
@@ -181,13 +233,26 @@ int emu_rdmsr(struct emu_cpu *c, uint32_t msr, uint64_t *val)
 int emu_wrmsr(struct emu_cpu *c, uint32_t msr, uint64_t val)
 {
 	switch (msr) {
-	case MSR_TSC:
-		c->tsc_offset = (int64_t)(val - host_ns());
+	case MSR_TSC: {
+		uint64_t now = host_ns();
+
+		c->tsc_offset = (int64_t)(val - now);
+		lapic_set_tsc_clock(c->lapic, EMU_TSC_HZ, now, val);
+		timer_refresh(c);
 		return 0;
+	}
 	case MSR_APIC_BASE:
-		if (val & ~0xfffffffff900ULL) /* reserved bits */
+		/* Address bits above MAXPHYADDR (46) are reserved; the LAPIC
+		 * refuses the rest (x2APIC, reserved low bits). */
+		if (val & ~((1ULL << 46) - 1))
 			return -EINVAL;
-		c->apic_base = val;
+		if (lapic_set_apic_base(c->lapic, val))
+			return -EINVAL;
+		timer_refresh(c);
+		return 0;
+	case MSR_TSC_DEADLINE:
+		lapic_set_tsc_deadline(c->lapic, val, host_ns());
+		timer_refresh(c);
 		return 0;
 	case MSR_SYSENTER_CS: c->sysenter_cs = val & 0xffff; return 0;
 	case MSR_SYSENTER_ESP: if (!canonical(val)) return -EINVAL; c->sysenter_esp = val; return 0;
@@ -231,7 +296,25 @@ int emu_wrmsr(struct emu_cpu *c, uint32_t msr, uint64_t val)
 	}
 }
 
-/* ---- interrupts ---- */
+/* ---- interrupts and halting ----
+ *
+ * The LAPIC (hw/lapic.c) holds IRR/ISR/TPR; this vCPU asks it for work at
+ * instruction boundaries when it says there is some: its kick (any thread)
+ * sets ATTN_IRQ and wakes a halted vCPU. NMI, INIT and SIPI are taken at
+ * once; a maskable interrupt needs RFLAGS.IF = 1 and no interrupt shadow,
+ * and while it waits for that, ATTN_IRQ_WAIT makes the fast loop stop after
+ * each instruction so the run loop can look at IF again (cheaply: no LAPIC
+ * lock until IF is set). */
+
+void emu_wake(struct emu_cpu *c, unsigned bits)
+{
+	atomic_fetch_or(&c->attn, bits);
+	/* Under wait_lock: halt_wait() tests attn under it before sleeping,
+	 * so the signal cannot fall between its test and its wait. */
+	pthread_mutex_lock(&c->wait_lock);
+	pthread_cond_signal(&c->wait_cond);
+	pthread_mutex_unlock(&c->wait_lock);
+}
 
 int emu_inject_interrupt(struct vcpu *vcpu, uint8_t vector)
 {
@@ -239,8 +322,7 @@ int emu_inject_interrupt(struct vcpu *vcpu, uint8_t vector)
 
 	if (vector < 16)
 		return -EINVAL;
-	atomic_fetch_or(&c->irr[vector / 64], 1ULL << (vector % 64));
-	atomic_fetch_or(&c->attn, ATTN_IRQ);
+	lapic_set_irr(c->lapic, vector);
 	return 0;
 }
 
@@ -251,28 +333,162 @@ uint64_t emu_insn_count(const struct vcpu *vcpu)
 	return c->insns;
 }
 
-/* Highest pending vector, claimed atomically. */
-bool emu_take_irq(struct emu_cpu *c, int *vec)
+bool emu_lapic_read(struct emu_cpu *c, uint64_t gpa, int size, uint64_t *val)
 {
-	atomic_fetch_and(&c->attn, ~ATTN_IRQ);
-	for (int i = 3; i >= 0; i--) {
-		uint64_t v = atomic_load(&c->irr[i]);
+	uint64_t v = 0;
 
-		while (v) {
-			int bit = 63 - __builtin_clzll(v);
-			uint64_t old = atomic_fetch_and(&c->irr[i], ~(1ULL << bit));
+	if (!c->lapic || !lapic_owns_gpa(c->lapic, gpa))
+		return false;
+	lapic_mmio_read(c->lapic, (uint32_t)(gpa & (LAPIC_MMIO_SIZE - 1)), &v, (unsigned)size);
+	*val = v;
+	return true;
+}
 
-			if (old & (1ULL << bit)) {
-				*vec = i * 64 + bit;
-				for (int j = 0; j < 4; j++)
-					if (atomic_load(&c->irr[j]))
-						atomic_fetch_or(&c->attn, ATTN_IRQ);
-				return true;
-			}
-			v = atomic_load(&c->irr[i]);
+bool emu_lapic_write(struct emu_cpu *c, uint64_t gpa, int size, uint64_t val)
+{
+	if (!c->lapic || !lapic_owns_gpa(c->lapic, gpa))
+		return false;
+	lapic_mmio_write(c->lapic, (uint32_t)(gpa & (LAPIC_MMIO_SIZE - 1)), &val, (unsigned)size);
+	timer_refresh(c);
+	/* EOI, TPR and self-IPIs change what can be delivered: look again. */
+	atomic_fetch_or(&c->attn, ATTN_IRQ);
+	return true;
+}
+
+void emu_set_cr8(struct emu_cpu *c, uint64_t v)
+{
+	uint32_t tpr = (uint32_t)(v & 0xf) << 4;
+
+	lapic_mmio_write(c->lapic, LAPIC_TPR, &tpr, 4);
+	atomic_fetch_or(&c->attn, ATTN_IRQ); /* a lower TPR may let one through */
+}
+
+uint64_t emu_get_cr8(struct emu_cpu *c)
+{
+	uint32_t tpr = 0;
+
+	lapic_mmio_read(c->lapic, LAPIC_TPR, &tpr, 4);
+	return tpr >> 4;
+}
+
+/* Architectural reset, also what INIT does (SDM 9.1.1, Table 9-1). */
+static void reset_state(struct emu_cpu *c)
+{
+	memset(c->r, 0, sizeof(c->r));
+	for (int i = 0; i < 6; i++) {
+		c->seg[i] = (struct x86_seg){ .limit = 0xffff, .type = 3, .s = 1, .present = 1 };
+	}
+	c->seg[SEG_CS].sel = 0xf000;
+	c->seg[SEG_CS].base = 0xffff0000ULL;
+	c->seg[SEG_CS].type = 0xb;
+	c->rip = 0xfff0;
+	c->flags = 2;
+	c->cr0 = X86_CR0_ET | X86_CR0_CD | X86_CR0_NW;
+	c->cr2 = c->cr3 = c->cr4 = c->efer = 0;
+	c->gdt = (struct x86_dtable){ 0, 0xffff };
+	c->idt = (struct x86_dtable){ 0, 0xffff };
+	c->tr = (struct x86_seg){ .limit = 0xffff, .type = 0xb, .present = 1 };
+	c->ldt = (struct x86_seg){ .limit = 0xffff, .type = 2, .present = 1 };
+	c->dr[6] = 0xffff0ff0;
+	c->dr[7] = 0x400;
+	c->rlog_n = c->rlog_idx = 0;
+	c->wq_n = c->wq_head = 0;
+	c->shadow = 0;
+	c->delivering = -1;
+	c->halted = false;
+	c->nmi_blocked = false;
+	emu_tlb_flush(c);
+	emu_update_mode(c);
+}
+
+/* INIT (SDM 8.4, 10.4.7.3): the core resets; an AP then waits for a SIPI,
+ * the BSP restarts at the reset vector (what KVM does too). */
+static void do_init(struct emu_cpu *c)
+{
+	bool bsp = lapic_get_apic_base(c->lapic) & APIC_BASE_BSP;
+
+	reset_state(c);
+	timer_refresh(c); /* the LAPIC's INIT stopped its timer */
+	c->wait_sipi = !bsp;
+	if (bsp)
+		lapic_set_init_state(c->lapic, LAPIC_RUNNING);
+}
+
+/* Start-up IPI: real mode at vector << 12 (SDM 8.4.4.1). */
+static void do_sipi(struct emu_cpu *c, int vector)
+{
+	c->seg[SEG_CS].sel = (uint16_t)(vector << 8);
+	c->seg[SEG_CS].base = (uint64_t)vector << 12;
+	c->rip = 0;
+	c->wait_sipi = false;
+	c->halted = false;
+	emu_update_mode(c);
+}
+
+/* At an instruction boundary: take what the LAPIC has for this CPU. */
+static void service_events(struct emu_cpu *c)
+{
+	struct lapic *l = c->lapic;
+	int vec = -1;
+
+	if (lapic_take_init(l))
+		do_init(c);
+	if (c->wait_sipi) {
+		vec = lapic_take_sipi(l);
+		if (vec >= 0)
+			do_sipi(c, vec);
+		return; /* takes nothing else before its SIPI */
+	}
+	/* An NMI blocks further NMIs until the next iret (exc.c). */
+	if (!c->nmi_blocked && lapic_take_nmi(l)) {
+		vec = EXC_NMI;
+		c->nmi_blocked = true;
+	} else if ((c->flags & F_IF) && !c->shadow) {
+		if (lapic_has_extint(l))
+			vec = lapic_ack_extint(l); /* the PIC's INTA cycle */
+		if (vec < 0)
+			vec = lapic_ack_interrupt(l);
+	}
+	if (vec >= 0) {
+		c->halted = false;
+		c->insn_rip = c->rip;
+		c->insn_flags = c->flags;
+		emu_deliver(c, vec, -1, false, true, c->rip);
+	}
+	/* More to come: an NMI right away, an interrupt once IF allows. A
+	 * halted CPU with IF = 0 stays halted (only NMI, INIT, SIPI and new
+	 * events kick it). */
+	if (!c->nmi_blocked && lapic_has_nmi(l))
+		atomic_fetch_or(&c->attn, ATTN_IRQ);
+	else if (!c->halted && (lapic_has_extint(l) || lapic_get_interrupt(l) >= 0))
+		atomic_fetch_or(&c->attn, ATTN_IRQ_WAIT);
+}
+
+static struct timespec ns_to_timespec(uint64_t ns)
+{
+	return (struct timespec){ .tv_sec = (time_t)(ns / 1000000000ULL),
+				  .tv_nsec = (long)(ns % 1000000000ULL) };
+}
+
+/* Halted or waiting for a SIPI: sleep until something is for us (a LAPIC
+ * event or a kick) or the LAPIC timer is due. */
+static void halt_wait(struct emu_cpu *c)
+{
+	uint64_t deadline = c->timer_deadline;
+
+	pthread_mutex_lock(&c->wait_lock);
+	while (!(atomic_load(&c->attn) & (ATTN_KICK | ATTN_IRQ))) {
+		if (deadline == UINT64_MAX) {
+			pthread_cond_wait(&c->wait_cond, &c->wait_lock);
+		} else {
+			struct timespec ts = ns_to_timespec(deadline);
+
+			if (host_ns() >= deadline)
+				break;
+			pthread_cond_timedwait(&c->wait_cond, &c->wait_lock, &ts);
 		}
 	}
-	return false;
+	pthread_mutex_unlock(&c->wait_lock);
 }
 
 /* ---- cpu_ops ---- */
@@ -286,49 +502,42 @@ static int emu_probe(char *why, size_t why_len)
 
 static int emu_vm_init(struct vm *vm)
 {
-	vm->cpu_priv = NULL;
-	return 0;
+	return emu_platform_init(vm);
 }
 
 static void emu_vm_destroy(struct vm *vm)
 {
-	(void)vm;
-}
-
-static void reset_state(struct emu_cpu *c)
-{
-	for (int i = 0; i < 6; i++) {
-		c->seg[i] = (struct x86_seg){ .limit = 0xffff, .type = 3, .s = 1, .present = 1 };
-	}
-	c->seg[SEG_CS].sel = 0xf000;
-	c->seg[SEG_CS].base = 0xffff0000ULL;
-	c->seg[SEG_CS].type = 0xb;
-	c->rip = 0xfff0;
-	c->flags = 2;
-	c->cr0 = X86_CR0_ET | X86_CR0_CD | X86_CR0_NW;
-	c->gdt.limit = 0xffff;
-	c->idt.limit = 0xffff;
-	c->tr = (struct x86_seg){ .limit = 0xffff, .type = 0xb, .present = 1 };
-	c->ldt = (struct x86_seg){ .limit = 0xffff, .type = 2, .present = 1 };
-	c->dr[6] = 0xffff0ff0;
-	c->dr[7] = 0x400;
+	emu_platform_destroy(vm);
 }
 
 static int emu_vcpu_init(struct vcpu *vcpu)
 {
 	struct emu_cpu *c = calloc(1, sizeof(*c));
+	pthread_condattr_t ca;
+	uint64_t now = host_ns();
+	int ret;
 
 	if (!c)
 		return -ENOMEM;
 	c->vcpu = vcpu;
 	c->gm = &vcpu->vm->mem;
-	c->delivering = -1;
-	c->apic_base = 0xfee00000ULL | (1ULL << 11) | (vcpu->id == 0 ? (1ULL << 8) : 0);
+	ret = emu_platform_add_cpu(vcpu->vm, c);
+	if (ret) {
+		free(c);
+		return ret;
+	}
+	pthread_mutex_init(&c->wait_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* halt_wait's deadlines */
+	pthread_cond_init(&c->wait_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	c->pat = 0x0007040600070406ULL;
 	c->misc_enable = 1; /* fast strings */
-	c->tsc_offset = -(int64_t)host_ns();
+	c->tsc_offset = -(int64_t)now;
+	lapic_set_tsc_clock(c->lapic, EMU_TSC_HZ, now, 0);
+	c->timer_deadline = UINT64_MAX;
 	reset_state(c);
-	emu_update_mode(c);
+	emu_fpu_reset(c); /* power-up only: INIT keeps x87/SSE state */
 	/* APs wait for INIT/SIPI, as on hardware (and under KVM), unless
 	 * given a start state with set_state(). */
 	c->wait_sipi = vcpu->id != 0;
@@ -338,7 +547,14 @@ static int emu_vcpu_init(struct vcpu *vcpu)
 
 static void emu_vcpu_destroy(struct vcpu *vcpu)
 {
-	free(vcpu->priv);
+	struct emu_cpu *c = vcpu->priv;
+
+	if (!c)
+		return;
+	emu_platform_remove_cpu(vcpu->vm, c);
+	pthread_cond_destroy(&c->wait_cond);
+	pthread_mutex_destroy(&c->wait_lock);
+	free(c);
 	vcpu->priv = NULL;
 }
 
@@ -374,13 +590,10 @@ static int emu_vcpu_run(struct vcpu *vcpu, struct vcpu_exit *exit)
 	struct emu_cpu *c = vcpu->priv;
 
 	c->exit = exit;
-	if (c->wait_sipi) {
-		atomic_fetch_and(&c->attn, ~ATTN_KICK);
-		exit->reason = VCPU_EXIT_HLT;
-		return 0;
-	}
 	if (next_write(c, exit))
 		return 0;
+	/* Writes queued before a kick are all handed out now. */
+	c->exit_ready = false;
 	switch (setjmp(c->jb)) {
 	case JMP_NONE:
 		break;
@@ -407,25 +620,38 @@ static int emu_vcpu_run(struct vcpu *vcpu, struct vcpu_exit *exit)
 		break;
 	}
 	for (;;) {
-		if (unlikely(atomic_load_explicit(&c->attn, memory_order_relaxed)) && !c->rlog_n) {
-			unsigned a = atomic_load(&c->attn);
-			int vec;
+		unsigned a;
 
+		timer_poll(c);
+		a = atomic_load_explicit(&c->attn, memory_order_relaxed);
+		/* Events are taken between instructions, never in the middle
+		 * of one being replayed (rlog). */
+		if (unlikely(a) && !c->rlog_n) {
 			if (a & ATTN_KICK) {
 				atomic_fetch_and(&c->attn, ~ATTN_KICK);
 				exit->reason = VCPU_EXIT_INTR;
 				return 0;
 			}
-			if ((a & ATTN_IRQ) && (c->flags & F_IF) && !c->shadow && emu_take_irq(c, &vec)) {
-				c->insn_rip = c->rip;
-				c->insn_flags = c->flags;
-				emu_deliver(c, vec, -1, false, true, c->rip);
+			if ((a & ATTN_IRQ) || ((a & ATTN_IRQ_WAIT) && (c->flags & F_IF) && !c->shadow)) {
+				atomic_fetch_and(&c->attn, ~(ATTN_IRQ | ATTN_IRQ_WAIT));
+				service_events(c);
 			}
+		}
+		if (unlikely(c->halted || c->wait_sipi)) {
+			halt_wait(c);
+			continue;
 		}
 		emu_exec_block(c);
 		if (unlikely(c->exit_ready)) {
 			c->exit_ready = false;
-			next_write(c, exit); /* else the instruction filled *exit (hlt) */
+			if (!next_write(c, exit) && exit->reason == VCPU_EXIT_HLT) {
+				/* Report the hlt once; the next vcpu_run sleeps in
+				 * halt_wait() until an event or a kick. The first
+				 * look at the LAPIC takes an interrupt that was
+				 * waiting for the sti before this hlt. */
+				c->halted = true;
+				atomic_fetch_or(&c->attn, ATTN_IRQ);
+			}
 			return 0;
 		}
 	}
@@ -453,9 +679,9 @@ static int emu_get_state(struct vcpu *vcpu, struct x86_state *st)
 	st->cr2 = c->cr2;
 	st->cr3 = c->cr3;
 	st->cr4 = c->cr4;
-	st->cr8 = c->cr8;
+	st->cr8 = emu_get_cr8(c);
 	st->efer = c->efer;
-	st->apic_base = c->apic_base;
+	st->apic_base = lapic_get_apic_base(c->lapic);
 	return 0;
 }
 
@@ -463,6 +689,17 @@ static int emu_set_state(struct vcpu *vcpu, const struct x86_state *st)
 {
 	struct emu_cpu *c = vcpu->priv;
 
+	/* IA32_APIC_BASE first, the one thing that can be refused. 0 keeps
+	 * the current value (as the KVM backend does); the BSP flag is this
+	 * vCPU's own whatever the state says (APs get the BSP's boot state). */
+	if (st->apic_base) {
+		uint64_t base = (st->apic_base & ~APIC_BASE_BSP) |
+				(lapic_get_apic_base(c->lapic) & APIC_BASE_BSP);
+
+		if ((base >> 46) || lapic_set_apic_base(c->lapic, base))
+			return -EINVAL;
+		timer_refresh(c);
+	}
 	memcpy(c->r, st->gpr, sizeof(c->r));
 	c->rip = st->rip;
 	c->flags = (st->rflags & 0x3f7fd7ULL) | 2;
@@ -480,9 +717,8 @@ static int emu_set_state(struct vcpu *vcpu, const struct x86_state *st)
 	c->cr2 = st->cr2;
 	c->cr3 = st->cr3;
 	c->cr4 = st->cr4;
-	c->cr8 = st->cr8 & 0xf;
+	emu_set_cr8(c, st->cr8 & 0xf);
 	c->efer = st->efer & (X86_EFER_SCE | X86_EFER_LME | X86_EFER_LMA | X86_EFER_NXE);
-	c->apic_base = st->apic_base;
 	/* CPL is SS.DPL outside real mode (the convention KVM uses too). */
 	c->cpl = (c->cr0 & X86_CR0_PE) ? c->seg[SEG_SS].dpl : 0;
 	c->rlog_n = c->rlog_idx = 0;
@@ -490,6 +726,9 @@ static int emu_set_state(struct vcpu *vcpu, const struct x86_state *st)
 	c->shadow = 0;
 	c->delivering = -1;
 	c->wait_sipi = false;
+	c->halted = false;
+	c->nmi_blocked = false;
+	lapic_set_init_state(c->lapic, LAPIC_RUNNING);
 	emu_tlb_flush(c);
 	emu_update_mode(c);
 	return 0;
@@ -499,15 +738,13 @@ static void emu_kick(struct vcpu *vcpu)
 {
 	struct emu_cpu *c = vcpu->priv;
 
-	atomic_fetch_or(&c->attn, ATTN_KICK);
+	if (c)
+		emu_wake(c, ATTN_KICK);
 }
 
 static int emu_irq_line(struct vm *vm, unsigned gsi, int level)
 {
-	(void)vm;
-	(void)gsi;
-	(void)level;
-	return -ENOSYS; /* no interrupt controller yet: see emu_inject_interrupt() */
+	return emu_platform_irq_line(vm, gsi, level);
 }
 
 static int emu_set_cpuid(struct vcpu *vcpu)

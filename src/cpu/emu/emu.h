@@ -7,12 +7,14 @@
 
 struct vcpu;
 
-/* Make an external (maskable) interrupt with this vector pending on the
- * vCPU. It is delivered at an instruction boundary once RFLAGS.IF = 1 and
- * the vCPU is not in an interrupt shadow (after sti, mov ss, pop ss); a
- * halted vCPU wakes for it. Callable from any thread: the future LAPIC
- * calls this when it accepts an interrupt for this vCPU. Vectors 0-15 are
- * rejected with -EINVAL. */
+/* Make a fixed, edge-triggered interrupt with this vector pending in the
+ * vCPU's LAPIC IRR, as if the LAPIC had accepted it (even while software-
+ * disabled: see lapic_set_irr). It is delivered at an instruction boundary
+ * once RFLAGS.IF = 1, the vCPU is not in an interrupt shadow (after sti,
+ * mov ss, pop ss) and its priority beats the LAPIC's PPR; it then sits in
+ * ISR until the guest writes EOI. A halted vCPU wakes for it. Callable
+ * from any thread (tests; devices go through cpu_ops.irq_line). Vectors
+ * 0-15 are rejected with -EINVAL. */
 int emu_inject_interrupt(struct vcpu *vcpu, uint8_t vector);
 
 /* Instructions retired by this vCPU since vcpu_init (benchmarks, tests). */

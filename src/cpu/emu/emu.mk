@@ -3,3 +3,6 @@ OBJS += src/cpu/emu/emu.o
 OBJS += src/cpu/emu/exec.o
 OBJS += src/cpu/emu/mmu.o
 OBJS += src/cpu/emu/exc.o
+OBJS += src/cpu/emu/sse.o
+OBJS += src/cpu/emu/x87.o
+OBJS += src/cpu/emu/platform.o

@@ -15,6 +15,7 @@
 #ifndef TARN_CPU_EMU_PRIV_H
 #define TARN_CPU_EMU_PRIV_H
 
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -107,8 +108,34 @@ struct wq_entry {
 enum jmp_reason { JMP_NONE, JMP_FAULT, JMP_EXIT };
 
 /* Attention bits: anything that must interrupt the fast loop. */
-#define ATTN_KICK 1u
-#define ATTN_IRQ 2u
+#define ATTN_KICK 1u	  /* vcpu_run must return VCPU_EXIT_INTR */
+#define ATTN_IRQ 2u	  /* the LAPIC has news: interrupt, NMI, INIT or SIPI */
+#define ATTN_IRQ_WAIT 4u  /* an interrupt waits for RFLAGS.IF / the shadow to end */
+
+/* x87/SSE state (sse.c, x87.c). st[] is indexed by physical register;
+ * ST(i) is st[(top + i) & 7] with top in fsw bits 13:11. ftw is the
+ * abridged tag of fxsave (bit i set: physical register i in use). */
+struct emu_fpu {
+	uint64_t xmm[16][2];
+	uint32_t mxcsr, mxcsr_mask; /* mask: MXCSR bits ldmxcsr accepts */
+	uint16_t fcw, fsw, fop;
+	uint8_t ftw;
+	uint64_t fip, fdp;
+	long double st[8]; /* the host's x87 80-bit format */
+};
+
+/* An SSE (0F xx) or x87 (D8-DF) instruction as decoded by exec.c. */
+struct emu_fpu_insn {
+	uint8_t opc;	 /* byte after 0F, or D8-DF */
+	uint8_t pfx;	 /* mandatory prefix: 0, 0x66, 0xf2 or 0xf3 */
+	uint8_t modrm;	 /* raw ModRM byte */
+	uint8_t reg, rm; /* ModRM fields, with REX.R/REX.B */
+	uint8_t imm;	 /* imm8 when the opcode has one */
+	bool mem, rexw;
+	int seg;	 /* segment of the memory operand */
+	uint64_t ea;	 /* its effective address */
+	int opsize;	 /* operand size (x87 environment forms) */
+};
 
 enum emu_mode { MODE_REAL, MODE_PROT16, MODE_PROT32, MODE_COMPAT16, MODE_COMPAT32, MODE_LONG64 };
 
@@ -119,7 +146,7 @@ struct emu_cpu {
 	struct x86_seg seg[6];
 	struct x86_seg tr, ldt;
 	struct x86_dtable gdt, idt;
-	uint64_t cr0, cr2, cr3, cr4, cr8, efer, apic_base;
+	uint64_t cr0, cr2, cr3, cr4, efer; /* CR8 is the LAPIC's TPR: emu_get_cr8() */
 	uint64_t dr[8];
 	uint64_t star, lstar, cstar, sfmask, kgs_base, tsc_aux, pat;
 	uint64_t sysenter_cs, sysenter_esp, sysenter_eip;
@@ -157,11 +184,18 @@ struct emu_cpu {
 	const uint8_t *fetch_hva;
 
 	atomic_uint attn;
-	_Atomic uint64_t irr[4]; /* pending external vectors */
-	bool halted;
+	bool halted;	/* after hlt, until an event wakes it */
 	bool wait_sipi; /* an AP before its start-up IPI: does not execute */
+	bool nmi_blocked; /* from NMI delivery to the next iret */
+	/* Interrupts and halting (emu.c, platform.c). */
+	struct lapic *lapic;	   /* this vCPU's local APIC (IA32_APIC_BASE lives there) */
+	uint64_t timer_deadline;   /* the LAPIC timer's next expiry, ns; UINT64_MAX none */
+	pthread_mutex_t wait_lock; /* with wait_cond: a halted vCPU sleeps */
+	pthread_cond_t wait_cond;
 
 	uint64_t insns;
+
+	struct emu_fpu fpu;
 
 	struct vcpu *vcpu;
 	struct guest_mem *gm;
@@ -171,7 +205,14 @@ struct emu_cpu {
 
 /* ---- emu.c ---- */
 void emu_update_mode(struct emu_cpu *c);
-bool emu_take_irq(struct emu_cpu *c, int *vec);
+/* Set attn bits and wake the vCPU if it sleeps halted. Any thread. */
+void emu_wake(struct emu_cpu *c, unsigned attn);
+/* The vCPU's own accesses to its LAPIC page; false when gpa is not in it. */
+bool emu_lapic_read(struct emu_cpu *c, uint64_t gpa, int size, uint64_t *val);
+bool emu_lapic_write(struct emu_cpu *c, uint64_t gpa, int size, uint64_t val);
+/* CR8 = TPR[7:4] of this vCPU's LAPIC (SDM 10.8.6.1). */
+void emu_set_cr8(struct emu_cpu *c, uint64_t v);
+uint64_t emu_get_cr8(struct emu_cpu *c);
 void emu_cpuid(struct emu_cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4]);
 int emu_rdmsr(struct emu_cpu *c, uint32_t msr, uint64_t *val);
 int emu_wrmsr(struct emu_cpu *c, uint32_t msr, uint64_t val);
@@ -210,6 +251,24 @@ void emu_syscall(struct emu_cpu *c, uint64_t next_rip);
 void emu_sysret(struct emu_cpu *c, bool w64);
 void emu_ltr(struct emu_cpu *c, uint16_t sel);
 void emu_lldt(struct emu_cpu *c, uint16_t sel);
+/* VERR/VERW: may the current CPL read (write) through sel? */
+bool emu_verify_seg(struct emu_cpu *c, uint16_t sel, bool write);
+/* LAR/LSL: the access rights (lar) or expanded limit (lsl) of sel's
+ * descriptor; false (ZF=0) where the instruction would not report it. */
+bool emu_lar_lsl(struct emu_cpu *c, uint16_t sel, bool lsl, uint64_t *out);
+
+/* ---- sse.c ---- */
+void emu_fpu_reset(struct emu_cpu *c);
+/* Does 0F opc take an imm8 after ModRM (SSE forms)? */
+bool emu_sse_has_imm(uint8_t opc);
+/* Execute an SSE/SSE2 instruction or 0F AE fxsave/fxrstor/ldmxcsr/stmxcsr;
+ * raises #UD/#NM/#GP/#XM through emu_fault. */
+void emu_sse_exec(struct emu_cpu *c, const struct emu_fpu_insn *in);
+
+/* ---- x87.c ---- */
+void emu_x87_exec(struct emu_cpu *c, const struct emu_fpu_insn *in);
+/* fwait: #NM per CR0.TS/MP, #MF if an unmasked x87 exception is pending. */
+void emu_x87_wait(struct emu_cpu *c);
 
 /* ---- exec.c ---- */
 /* Execute instructions until an exit is ready, attn is set, or a batch ends. */

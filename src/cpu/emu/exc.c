@@ -174,11 +174,8 @@ static void code_seg(struct emu_cpu *c, uint16_t sel, int *new_cpl, bool ret, st
 	if (!read_desc(c, sel, &d, &addr))
 		emu_fault(c, EXC_GP, sel & ~3);
 	desc_to_seg(d, 0, false, sel, out);
-	if (!out->s) {
-		pr_warn_ratelimited("emu: far transfer through system descriptor type %u (gates/tasks unsupported)",
-				    out->type);
+	if (!out->s) /* gates are handled by the caller; far returns never take one */
 		emu_fault(c, EXC_GP, sel & ~3);
-	}
 	if (!(out->type & 8))
 		emu_fault(c, EXC_GP, sel & ~3);
 	if (ret) {
@@ -199,6 +196,18 @@ static void code_seg(struct emu_cpu *c, uint16_t sel, int *new_cpl, bool ret, st
 	if (!out->present)
 		emu_fault(c, EXC_NP, sel & ~3);
 	out->sel = (uint16_t)((sel & ~3) | *new_cpl);
+}
+
+/* The new RIP of a far transfer to cs: canonical for 64-bit code, within the
+ * limit otherwise; checked before anything commits. */
+static void check_target(struct emu_cpu *c, const struct x86_seg *cs, uint64_t ip, int err)
+{
+	if ((c->efer & X86_EFER_LMA) && cs->l) {
+		if ((uint64_t)((int64_t)(ip << 16) >> 16) != ip)
+			emu_fault(c, EXC_GP, err);
+	} else if ((ip & 0xffffffffULL) > cs->limit) {
+		emu_fault(c, EXC_GP, err);
+	}
 }
 
 static uint64_t stack_mask(const struct x86_seg *ss, bool long64)
@@ -225,6 +234,149 @@ static void set_sp(struct emu_cpu *c, uint64_t sp, const struct x86_seg *ss, boo
 	c->r[R_RSP] = (c->r[R_RSP] & ~m) | (sp & m);
 }
 
+/* The code segment an interrupt, trap or call gate points at; raises what
+ * the CPU would, with ext_bit in the error codes. */
+static void gate_cs(struct emu_cpu *c, uint16_t sel, int ext_bit, struct x86_seg *cs, int *new_cpl)
+{
+	bool lm = c->efer & X86_EFER_LMA;
+	uint64_t d, addr;
+
+	if ((sel & ~3) == 0)
+		emu_fault(c, EXC_GP, ext_bit);
+	if (!read_desc(c, sel, &d, &addr))
+		emu_fault(c, EXC_GP, (sel & ~3) + ext_bit);
+	desc_to_seg(d, 0, false, sel, cs);
+	if (!cs->s || !(cs->type & 8) || cs->dpl > c->cpl)
+		emu_fault(c, EXC_GP, (sel & ~3) + ext_bit);
+	if (lm && (!cs->l || cs->db))
+		emu_fault(c, EXC_GP, (sel & ~3) + ext_bit);
+	if (!cs->present)
+		emu_fault(c, EXC_NP, (sel & ~3) + ext_bit);
+	*new_cpl = (cs->type & 4) ? c->cpl : cs->dpl;
+	cs->sel = (uint16_t)((sel & ~3) | *new_cpl);
+}
+
+/* The SS a privilege change loads in long mode: a null selector at cpl. */
+static void null_ss(struct x86_seg *s, int cpl)
+{
+	memset(s, 0, sizeof(*s));
+	s->sel = (uint16_t)cpl;
+	s->dpl = (uint8_t)cpl;
+	s->present = 1;
+	s->s = 1;
+	s->type = 3;
+	s->db = 1;
+	s->g = 1;
+	s->limit = 0xffffffff;
+}
+
+/* A stack pointer from the 64-bit TSS at byte offset slot (RSPn or ISTn). */
+static uint64_t tss_rsp64(struct emu_cpu *c, uint64_t slot, int ext_bit)
+{
+	if (slot + 7 > c->tr.limit)
+		emu_fault(c, EXC_TS, (c->tr.sel & ~3) + ext_bit);
+	return sys_read(c, c->tr.base + slot, 8);
+}
+
+/* SS:ESP for new_cpl from the 32-bit TSS. */
+static uint64_t tss_stack32(struct emu_cpu *c, int new_cpl, int ext_bit, struct x86_seg *nss)
+{
+	uint64_t slot = 4 + (uint64_t)new_cpl * 8, sp;
+	uint16_t ssel;
+
+	if (slot + 5 > c->tr.limit)
+		emu_fault(c, EXC_TS, (c->tr.sel & ~3) + ext_bit);
+	sp = sys_read(c, c->tr.base + slot, 4);
+	ssel = (uint16_t)sys_read(c, c->tr.base + slot + 4, 2);
+	seg_for_load(c, SEG_SS, ssel, new_cpl, nss);
+	return sp;
+}
+
+/* Far call or jmp through a call gate (SDM vol. 3A 5.8.3-5.8.6): to the
+ * same level, or (call only) to an inner one on the TSS's stack with the
+ * gate's parameter count copied across (legacy mode; none in long mode). */
+static void call_gate(struct emu_cpu *c, uint16_t gsel, uint64_t d, uint64_t addr, bool call,
+		      uint64_t ret_rip)
+{
+	bool lm = c->efer & X86_EFER_LMA;
+	int type = (d >> 40) & 0xf, gdpl = (d >> 45) & 3, new_cpl;
+	int w = type == 4 ? 2 : lm ? 8 : 4;
+	unsigned params = lm ? 0 : (unsigned)((d >> 32) & 0x1f);
+	uint64_t off = (d & 0xffff) | ((d >> 32) & 0xffff0000ULL), sp = c->r[R_RSP], old_sp = sp;
+	uint16_t sel = (uint16_t)(d >> 16);
+	struct x86_seg cs, nss = c->seg[SEG_SS];
+	const struct x86_seg *oss = &c->seg[SEG_SS];
+	uint64_t vals[40];
+	int n = 0;
+
+	if (lm ? type != 0xc : (type != 0xc && type != 4)) {
+		if (type == 5 || type == 1 || type == 9)
+			pr_warn_ratelimited("emu: far transfer to a task (type %d) is unsupported", type);
+		emu_fault(c, EXC_GP, gsel & ~3);
+	}
+	if (gdpl < c->cpl || gdpl < (gsel & 3))
+		emu_fault(c, EXC_GP, gsel & ~3);
+	if (!((d >> 47) & 1))
+		emu_fault(c, EXC_NP, gsel & ~3);
+	if (lm) {
+		uint64_t limit = (gsel & 4) ? c->ldt.limit : c->gdt.limit;
+		uint64_t hi;
+
+		if ((uint64_t)(gsel | 7) + 8 > limit)
+			emu_fault(c, EXC_GP, gsel & ~3);
+		hi = sys_read(c, addr + 8, 8);
+		if ((hi >> 40) & 0x1f)
+			emu_fault(c, EXC_GP, gsel & ~3);
+		off |= (hi & 0xffffffffULL) << 32;
+	}
+	if (w == 2)
+		off &= 0xffff;
+	gate_cs(c, sel, 0, &cs, &new_cpl);
+	if (!call && !(cs.type & 4) && cs.dpl != c->cpl)
+		emu_fault(c, EXC_GP, sel & ~3);
+	check_target(c, &cs, off, 0);
+	if (!call)
+		goto commit;
+	if (new_cpl < c->cpl) {
+		if (lm) {
+			sp = tss_rsp64(c, 4 + (uint64_t)new_cpl * 8, 0);
+			null_ss(&nss, new_cpl);
+		} else {
+			sp = tss_stack32(c, new_cpl, 0, &nss);
+		}
+		vals[n++] = oss->sel;
+		vals[n++] = old_sp;
+		for (unsigned i = params; i > 0; i--)
+			vals[n++] = emu_read(c, SEG_SS, (old_sp + (uint64_t)(i - 1) * (uint64_t)w) &
+					     stack_mask(oss, c->long64), w);
+	}
+	vals[n++] = c->seg[SEG_CS].sel;
+	vals[n++] = ret_rip;
+	for (int i = 0; i < n; i++) {
+		uint64_t lin = stk_lin(c, &nss, sp - (uint64_t)(w * (i + 1)), lm);
+
+		/* The inner stack is written with supervisor rights; the same
+		 * level's with the caller's own. */
+		if (new_cpl < c->cpl)
+			sys_write(c, lin, w, vals[i]);
+		else
+			emu_write_lin(c, lin, w, vals[i]);
+	}
+	sp -= (uint64_t)(w * n);
+commit:
+	c->seg[SEG_CS] = cs;
+	c->seg[SEG_SS] = nss;
+	c->cpl = new_cpl;
+	emu_update_mode(c);
+	if (call) {
+		if (lm)
+			c->r[R_RSP] = sp;
+		else
+			set_sp(c, sp, &nss, false);
+	}
+	c->rip = off;
+}
+
 void emu_far_jump(struct emu_cpu *c, uint16_t sel, uint64_t off, bool call, int opsize,
 		  uint64_t ret_rip)
 {
@@ -245,7 +397,16 @@ void emu_far_jump(struct emu_cpu *c, uint16_t sel, uint64_t off, bool call, int 
 		c->rip = off & emu_size_mask(opsize);
 		return;
 	}
+	{
+		uint64_t d, addr;
+
+		if ((sel & ~3) && read_desc(c, sel, &d, &addr) && !((d >> 44) & 1)) {
+			call_gate(c, sel, d, addr, call, ret_rip);
+			return;
+		}
+	}
 	code_seg(c, sel, &cpl, false, &cs);
+	check_target(c, &cs, (c->efer & X86_EFER_LMA) && cs.l ? off : off & emu_size_mask(opsize), 0);
 	if (call) {
 		emu_write(c, SEG_SS, (sp - (uint64_t)opsize) & stack_mask(&c->seg[SEG_SS], l64), opsize,
 			  c->seg[SEG_CS].sel);
@@ -275,6 +436,7 @@ void emu_far_ret(struct emu_cpu *c, int opsize, uint16_t imm)
 		return;
 	}
 	code_seg(c, sel, &cpl, true, &cs);
+	check_target(c, &cs, (c->efer & X86_EFER_LMA) && cs.l ? ip : ip & emu_size_mask(opsize), 0);
 	if (cpl > c->cpl) {
 		uint64_t nsp = emu_read(c, SEG_SS, (sp + 2 * (uint64_t)opsize + imm) & m, opsize);
 		uint16_t nsel = (uint16_t)emu_read(c, SEG_SS, (sp + 3 * (uint64_t)opsize + imm) & m, opsize);
@@ -319,12 +481,20 @@ void emu_iret(struct emu_cpu *c, int opsize)
 	int cpl, old_cpl = c->cpl;
 	bool pop_ss;
 
+	/* IRET ends NMI blocking, even if it then faults (SDM 6.7.1). */
+	if (c->nmi_blocked) {
+		c->nmi_blocked = false;
+		atomic_fetch_or(&c->attn, ATTN_IRQ); /* a held NMI goes now */
+	}
 	ip = emu_read(c, SEG_SS, sp & m, opsize);
 	sel = (uint16_t)emu_read(c, SEG_SS, (sp + o) & m, opsize);
 	fl = emu_read(c, SEG_SS, (sp + 2 * o) & m, opsize);
 
 	if (c->mode == MODE_REAL) {
-		mask = opsize == 2 ? 0xffffu : (F_ARITH | F_TF | F_IF | F_DF | F_IOPL | F_NT | F_RF | F_AC | F_ID);
+		/* Reserved bits keep their fixed values, whatever was popped. */
+		mask = F_ARITH | F_TF | F_IF | F_DF | F_IOPL | F_NT;
+		if (opsize != 2)
+			mask |= F_RF | F_AC | F_ID;
 		real_seg(&c->seg[SEG_CS], sel);
 		c->rip = ip;
 		c->flags = (c->flags & ~mask) | (fl & mask) | 2;
@@ -336,6 +506,7 @@ void emu_iret(struct emu_cpu *c, int opsize)
 		emu_fault(c, EXC_GP, 0);
 	}
 	code_seg(c, sel, &cpl, true, &cs);
+	check_target(c, &cs, (c->efer & X86_EFER_LMA) && cs.l ? ip : ip & emu_size_mask(opsize), 0);
 	pop_ss = l64 || cpl > c->cpl;
 	if (pop_ss) {
 		nsp = emu_read(c, SEG_SS, (sp + 3 * o) & m, opsize);
@@ -436,35 +607,15 @@ void emu_deliver(struct emu_cpu *c, int vec, int err, bool soft, bool ext, uint6
 	if (!gate32)
 		off &= 0xffff;
 
-	/* The target code segment. */
-	{
-		uint64_t d, addr;
-
-		if ((sel & ~3) == 0)
-			emu_fault(c, EXC_GP, ext_bit);
-		if (!read_desc(c, sel, &d, &addr))
-			emu_fault(c, EXC_GP, (sel & ~3) + ext_bit);
-		desc_to_seg(d, 0, false, sel, &cs);
-		if (!cs.s || !(cs.type & 8) || cs.dpl > c->cpl)
-			emu_fault(c, EXC_GP, (sel & ~3) + ext_bit);
-		if (lm && (!cs.l || cs.db))
-			emu_fault(c, EXC_GP, (sel & ~3) + ext_bit);
-		if (!cs.present)
-			emu_fault(c, EXC_NP, (sel & ~3) + ext_bit);
-		new_cpl = (cs.type & 4) ? c->cpl : cs.dpl;
-		cs.sel = (uint16_t)((sel & ~3) | new_cpl);
-	}
+	gate_cs(c, sel, ext_bit, &cs, &new_cpl);
+	check_target(c, &cs, off, ext_bit);
 	switch_stack = new_cpl < c->cpl;
 
 	if (lm) {
 		sp = c->r[R_RSP];
-		if (switch_stack || ist) {
-			uint64_t slot = ist ? 0x24 + (uint64_t)(ist - 1) * 8 : 4 + (uint64_t)new_cpl * 8;
-
-			if (slot + 7 > c->tr.limit)
-				emu_fault(c, EXC_TS, (c->tr.sel & ~3) + ext_bit);
-			sp = sys_read(c, c->tr.base + slot, 8);
-		}
+		if (switch_stack || ist)
+			sp = tss_rsp64(c, ist ? 0x24 + (uint64_t)(ist - 1) * 8 : 4 + (uint64_t)new_cpl * 8,
+				       ext_bit);
 		sp &= ~15ULL;
 		{
 			uint64_t frame[6];
@@ -481,17 +632,8 @@ void emu_deliver(struct emu_cpu *c, int vec, int err, bool soft, bool ext, uint6
 				sys_write(c, sp - 8 * (uint64_t)(n - i), 8, frame[i]);
 			sp -= 8 * (uint64_t)n;
 		}
-		if (switch_stack) {
-			memset(&nss, 0, sizeof(nss));
-			nss.sel = (uint16_t)new_cpl;
-			nss.dpl = (uint8_t)new_cpl;
-			nss.present = 1;
-			nss.s = 1;
-			nss.type = 3;
-			nss.db = 1;
-			nss.g = 1;
-			nss.limit = 0xffffffff;
-		}
+		if (switch_stack)
+			null_ss(&nss, new_cpl);
 		c->r[R_RSP] = sp;
 	} else {
 		int w = gate32 ? 4 : 2;
@@ -499,14 +641,7 @@ void emu_deliver(struct emu_cpu *c, int vec, int err, bool soft, bool ext, uint6
 		int n = 0;
 
 		if (switch_stack) {
-			uint64_t slot = 4 + (uint64_t)new_cpl * 8;
-			uint16_t ssel;
-
-			if (slot + 5 > c->tr.limit)
-				emu_fault(c, EXC_TS, (c->tr.sel & ~3) + ext_bit);
-			sp = sys_read(c, c->tr.base + slot, 4);
-			ssel = (uint16_t)sys_read(c, c->tr.base + slot + 4, 2);
-			seg_for_load(c, SEG_SS, ssel, new_cpl, &nss);
+			sp = tss_stack32(c, new_cpl, ext_bit, &nss);
 			vals[n++] = c->seg[SEG_SS].sel;
 			vals[n++] = old_sp;
 		} else {
@@ -594,8 +729,9 @@ void emu_syscall(struct emu_cpu *c, uint64_t next_rip)
 	c->flags &= ~(c->sfmask | F_RF);
 	c->flags |= 2;
 	c->cpl = 0;
+	/* From compatibility mode the entry point is CSTAR (as AMD does). */
+	c->rip = c->long64 ? c->lstar : c->cstar;
 	emu_update_mode(c);
-	c->rip = c->lstar;
 }
 
 void emu_sysret(struct emu_cpu *c, bool w64)
@@ -638,6 +774,64 @@ void emu_sysret(struct emu_cpu *c, bool w64)
 	c->cpl = 3;
 	emu_update_mode(c);
 	c->rip = rip;
+}
+
+/* The descriptor sel names, if the current CPL may look at it (what VERR,
+ * VERW, LAR and LSL share): false for null, out of the table, or a
+ * non-conforming segment / system descriptor more privileged than CPL and
+ * RPL. */
+static bool visible_desc(struct emu_cpu *c, uint16_t sel, uint64_t *d)
+{
+	uint64_t addr;
+	int dpl;
+
+	if ((sel & ~3) == 0 || !read_desc(c, sel, d, &addr))
+		return false;
+	dpl = (*d >> 45) & 3;
+	if (((*d >> 44) & 1) && (*d & (0xcULL << 40)) == (0xcULL << 40))
+		return true; /* conforming code */
+	return dpl >= c->cpl && dpl >= (sel & 3);
+}
+
+bool emu_verify_seg(struct emu_cpu *c, uint16_t sel, bool write)
+{
+	uint64_t d;
+	unsigned type;
+
+	if (!visible_desc(c, sel, &d) || !((d >> 44) & 1))
+		return false;
+	type = (d >> 40) & 0xf;
+	if (type & 8) /* code: never writable, readable if R */
+		return !write && (type & 2);
+	return !write || (type & 2);
+}
+
+bool emu_lar_lsl(struct emu_cpu *c, uint16_t sel, bool lsl, uint64_t *out)
+{
+	bool lm = c->efer & X86_EFER_LMA;
+	uint64_t d;
+	unsigned type;
+
+	if (!visible_desc(c, sel, &d))
+		return false;
+	type = (d >> 40) & 0xf;
+	if (!((d >> 44) & 1)) {
+		/* System descriptors: LDT and TSSs; LAR also takes gates. */
+		bool ok = lm ? (type == 2 || type == 9 || type == 0xb || (!lsl && type == 0xc))
+			     : (type == 1 || type == 2 || type == 3 || type == 9 || type == 0xb ||
+				(!lsl && (type == 4 || type == 5 || type == 0xc)));
+		if (!ok)
+			return false;
+	}
+	if (lsl) {
+		struct x86_seg s;
+
+		desc_to_seg(d, 0, false, sel, &s);
+		*out = s.limit;
+	} else {
+		*out = (d >> 32) & 0x00f0ff00ULL;
+	}
+	return true;
 }
 
 void emu_ltr(struct emu_cpu *c, uint16_t sel)

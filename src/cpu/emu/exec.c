@@ -28,6 +28,7 @@ struct dec {
 	uint8_t rex;
 	uint8_t mod, reg, rm;
 	bool mem;
+	bool sp_base; /* the memory operand's base is RSP (pop r/m adjusts) */
 	uint64_t ea;
 	int eseg;
 };
@@ -120,6 +121,7 @@ static void modrm_mem(struct emu_cpu *c, struct dec *d, int imm_bytes, uint8_t m
 	uint64_t ea = 0;
 
 	d->mem = true;
+	d->sp_base = false;
 	if (d->adsize == 2) {
 		static const uint8_t b1[8] = { R_RBX, R_RBX, R_RBP, R_RBP, R_RSI, R_RDI, R_RBP, R_RBX };
 		static const int8_t b2[8] = { R_RSI, R_RDI, R_RSI, R_RDI, -1, -1, -1, -1 };
@@ -152,6 +154,7 @@ static void modrm_mem(struct emu_cpu *c, struct dec *d, int imm_bytes, uint8_t m
 				ea += (uint64_t)fimm_s(c, d, 4);
 			} else {
 				ea += c->r[base];
+				d->sp_base = base == R_RSP;
 				if (base == R_RSP || base == R_RBP)
 					defseg = SEG_SS;
 			}
@@ -582,16 +585,24 @@ static void io_check(struct emu_cpu *c, uint16_t port, int sz)
 static inline int stack_opsize(struct emu_cpu *c, struct dec *d)
 {
 	if (c->long64)
-		return d->p66 ? 2 : 8;
+		return d->p66 && !(d->rex & 8) ? 2 : 8; /* REX.W beats 0x66 */
 	return d->opsize;
 }
 
 static void jump(struct emu_cpu *c, struct dec *d, uint64_t target, int sz)
 {
-	if (c->long64)
+	if (c->long64) {
+		/* Non-canonical target: #GP on the jump itself (as Intel does). */
+		if ((uint64_t)((int64_t)(target << 16) >> 16) != target)
+			emu_fault(c, EXC_GP, 0);
 		c->rip = target;
-	else
-		c->rip = target & (sz == 2 ? 0xffffULL : 0xffffffffULL);
+	} else {
+		target &= sz == 2 ? 0xffffULL : 0xffffffffULL;
+		/* Beyond the code segment's limit: #GP on the jump. */
+		if (target > c->seg[SEG_CS].limit)
+			emu_fault(c, EXC_GP, 0);
+		c->rip = target;
+	}
 }
 
 /* ---- mul / div ---- */
@@ -983,7 +994,7 @@ static void write_cr(struct emu_cpu *c, int n, uint64_t v)
 	case 8:
 		if (v >> 4)
 			emu_fault(c, EXC_GP, 0);
-		c->cr8 = v;
+		emu_set_cr8(c, v); /* the LAPIC's TPR[7:4] */
 		break;
 	default:
 		emu_fault(c, EXC_UD, 0);
@@ -997,7 +1008,7 @@ static uint64_t read_cr(struct emu_cpu *c, int n)
 	case 2: return c->cr2;
 	case 3: return c->cr3;
 	case 4: return c->cr4;
-	case 8: return c->cr8;
+	case 8: return emu_get_cr8(c);
 	default: emu_fault(c, EXC_UD, 0);
 	}
 }
@@ -1013,6 +1024,25 @@ static void popf(struct emu_cpu *c, int sz, uint64_t v)
 	if (sz == 2)
 		mask &= 0xffff;
 	c->flags = (c->flags & ~mask) | (v & mask) | 2;
+}
+
+/* ---- x87 / SSE: decoded here, executed by x87.c / sse.c ---- */
+
+static void fpu_decode(struct emu_cpu *c, struct dec *d, uint8_t opc, bool imm,
+		       struct emu_fpu_insn *in)
+{
+	in->modrm = peek8(c, d);
+	modrm(c, d, imm ? 1 : 0);
+	in->opc = opc;
+	in->pfx = d->rep ? d->rep : d->p66 ? 0x66 : 0;
+	in->reg = d->reg;
+	in->rm = d->rm;
+	in->mem = d->mem;
+	in->rexw = (d->rex & 8) != 0;
+	in->seg = d->eseg;
+	in->ea = d->ea;
+	in->opsize = d->opsize;
+	in->imm = imm ? f8(c, d) : 0;
 }
 
 /* ---- the two-byte map ---- */
@@ -1053,10 +1083,32 @@ static void exec_0f(struct emu_cpu *c, struct dec *d)
 			need_cpl0(c);
 			emu_ltr(c, (uint16_t)rm_read(c, d, 2));
 			break;
+		case 4: /* verr */
+		case 5: /* verw */
+			if (emu_verify_seg(c, (uint16_t)rm_read(c, d, 2), (d->reg & 7) == 5))
+				c->flags |= F_ZF;
+			else
+				c->flags &= ~(uint64_t)F_ZF;
+			break;
 		default:
 			undef(c, d);
 		}
 		break;
+	case 0x02: /* lar */
+	case 0x03: { /* lsl */
+		uint64_t r;
+
+		if (c->mode == MODE_REAL || (c->flags & F_VM))
+			emu_fault(c, EXC_UD, 0);
+		modrm(c, d, 0);
+		if (emu_lar_lsl(c, (uint16_t)rm_read(c, d, 2), b == 0x03, &r)) {
+			setr(c, d, d->reg, sz, r);
+			c->flags |= F_ZF;
+		} else {
+			c->flags &= ~(uint64_t)F_ZF;
+		}
+		break;
+	}
 	case 0x01: /* group 7 */
 		modrm(c, d, 0);
 		if (d->mod == 3) {
@@ -1310,6 +1362,13 @@ static void exec_0f(struct emu_cpu *c, struct dec *d)
 		break;
 	}
 	case 0xae: /* group 15 */
+		if ((peek8(c, d) >> 6) != 3 && ((peek8(c, d) >> 3) & 7) < 4) {
+			struct emu_fpu_insn in; /* fxsave fxrstor ldmxcsr stmxcsr */
+
+			fpu_decode(c, d, b, false, &in);
+			emu_sse_exec(c, &in);
+			break;
+		}
 		modrm(c, d, 0);
 		if (d->mod == 3) {
 			switch (d->reg & 7) {
@@ -1512,6 +1571,14 @@ static void exec_0f(struct emu_cpu *c, struct dec *d)
 			c->r[r] = __builtin_bswap32((uint32_t)c->r[r]);
 		else
 			setr(c, d, r, 2, 0); /* undefined; Intel gives 0 */
+		break;
+	}
+	case 0x10 ... 0x17: case 0x28 ... 0x2f: case 0x50 ... 0x7f:
+	case 0xc2 ... 0xc6: case 0xd0 ... 0xff: { /* SSE/SSE2 */
+		struct emu_fpu_insn in;
+
+		fpu_decode(c, d, b, emu_sse_has_imm(b), &in);
+		emu_sse_exec(c, &in);
 		break;
 	}
 	default:
@@ -1836,8 +1903,17 @@ static __attribute__((noinline)) void exec_one(struct emu_cpu *c)
 		if ((d.reg & 7) != 0)
 			undef(c, &d);
 		v = peek(c, osz, 0);
-		rm_write(c, &d, osz, v);
-		set_rsp(c, c->r[R_RSP] + (uint64_t)osz);
+		/* RSP is incremented first: an RSP-based address sees the new
+		 * value, and pop rsp keeps the popped value. */
+		if (d.mem) {
+			uint64_t ea = d.sp_base ? (d.ea + (uint64_t)osz) & emu_size_mask(d.adsize) : d.ea;
+
+			emu_write(c, d.eseg, ea, osz, v);
+			set_rsp(c, c->r[R_RSP] + (uint64_t)osz);
+		} else {
+			set_rsp(c, c->r[R_RSP] + (uint64_t)osz);
+			setr(c, &d, d.rm, osz, v);
+		}
 		break;
 	}
 	case 0x90:
@@ -1880,8 +1956,7 @@ static __attribute__((noinline)) void exec_one(struct emu_cpu *c)
 		return;
 	}
 	case 0x9b: /* fwait */
-		if ((c->cr0 & (X86_CR0_TS | X86_CR0_MP)) == (X86_CR0_TS | X86_CR0_MP))
-			emu_fault(c, EXC_NM, 0);
+		emu_x87_wait(c);
 		break;
 	case 0x9c: { /* pushf */
 		int osz = stack_opsize(c, &d);
@@ -1958,8 +2033,8 @@ static __attribute__((noinline)) void exec_one(struct emu_cpu *c)
 		uint64_t imm = b == 0xc2 ? fn(c, &d, 2) : 0;
 
 		v = peek(c, osz, 0);
+		jump(c, &d, v, osz); /* may fault: before RSP commits */
 		set_rsp(c, c->r[R_RSP] + (uint64_t)osz + imm);
-		jump(c, &d, v, osz);
 		return;
 	}
 	case 0xc4: /* les */
@@ -2059,10 +2134,15 @@ static __attribute__((noinline)) void exec_one(struct emu_cpu *c)
 		setr(c, &d, R_RAX, 1, v);
 		break;
 	}
-	case 0xd8: case 0xd9: case 0xda: case 0xdb: case 0xdc: case 0xdd: case 0xde: case 0xdf:
+	case 0xd8: case 0xd9: case 0xda: case 0xdb: case 0xdc: case 0xdd: case 0xde: case 0xdf: {
+		struct emu_fpu_insn in;
+
 		if (c->cr0 & (X86_CR0_EM | X86_CR0_TS))
 			emu_fault(c, EXC_NM, 0);
-		undef(c, &d);
+		fpu_decode(c, &d, b, false, &in);
+		emu_x87_exec(c, &in);
+		break;
+	}
 	case 0xe0: /* loopne */
 	case 0xe1: /* loope */
 	case 0xe2: /* loop */
@@ -2110,8 +2190,8 @@ static __attribute__((noinline)) void exec_one(struct emu_cpu *c)
 		int64_t rel = fimm_s(c, &d, c->long64 ? 4 : sz);
 		uint64_t nx = next_rip(c, &d);
 
+		jump(c, &d, nx + (uint64_t)rel, osz); /* may fault: before the push */
 		push(c, osz, nx);
-		jump(c, &d, nx + (uint64_t)rel, osz);
 		return;
 	}
 	case 0xe9: /* jmp rel */
@@ -2201,8 +2281,8 @@ static __attribute__((noinline)) void exec_one(struct emu_cpu *c)
 			int osz = c->long64 ? 8 : sz;
 
 			v = rm_read(c, &d, osz);
+			jump(c, &d, v, osz); /* may fault: before the push commits RSP */
 			push(c, osz, next_rip(c, &d));
-			jump(c, &d, v, osz);
 			return;
 		}
 		case 4: { /* jmp r/m */

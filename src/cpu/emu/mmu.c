@@ -108,7 +108,9 @@ static uint64_t walk(struct emu_cpu *c, uint64_t lin, enum acc acc, bool user, u
 	bool wide;
 	uint64_t table, gpa, e = 0;
 
-	if (acc == ACC_X && (nxe || (c->cr4 & X86_CR4_PAE)))
+	/* I/D is reported only where NX exists: PAE/4-level paging with
+	 * EFER.NXE (the model has no SMEP). */
+	if (acc == ACC_X && nxe && (c->cr4 & X86_CR4_PAE))
 		pfec |= PFEC_I;
 
 	if (c->efer & X86_EFER_LMA) {
@@ -160,6 +162,11 @@ static uint64_t walk(struct emu_cpu *c, uint64_t lin, enum acc acc, bool user, u
 		ents[n++] = e;
 		if (leaf) {
 			uint64_t psize = 1ULL << shift;
+
+			/* A large page's address bits below its size, but for the
+			 * PAT bit (12), must be zero. */
+			if (wide && lvl > 1 && (e & (psize - 1) & ~0x1fffULL))
+				page_fault(c, lin, pfec | PFEC_P | PFEC_RSVD);
 
 			if (wide)
 				gpa = (e & PTE_ADDR & ~(psize - 1)) | (lin & (psize - 1));
@@ -267,7 +274,11 @@ static _Noreturn void exit_error(struct emu_cpu *c, const char *msg)
 static uint64_t bus_read(struct emu_cpu *c, uint64_t addr, int size, bool io)
 {
 	struct rlog_entry *r;
+	uint64_t v;
 
+	/* This vCPU's LAPIC answers at once, in this thread (no exit). */
+	if (!io && emu_lapic_read(c, addr, size, &v))
+		return v;
 	if (c->rlog_idx < c->rlog_n) {
 		r = &c->rlog[c->rlog_idx++];
 		if (r->addr == addr && r->len == size && r->io == io)
@@ -304,6 +315,8 @@ static void bus_write(struct emu_cpu *c, uint64_t addr, int size, uint64_t val, 
 {
 	struct wq_entry *w;
 
+	if (!io && emu_lapic_write(c, addr, size, val))
+		return;
 	if (c->wq_n == WQ_MAX)
 		exit_error(c, "emu: too many port/MMIO writes in one instruction");
 	w = &c->wq[c->wq_n++];

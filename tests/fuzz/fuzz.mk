@@ -1,0 +1,23 @@
+# Fuzz tests. emu_fuzz always runs under ASan + UBSan, also in a plain
+# `make check`: the emulator's sources (and guest memory, which bounds every
+# guest access) are compiled a second time with the sanitizers into their own
+# object directory; anything else the test needs comes from libtarn.a.
+
+FUZZ_SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+FUZZ_SAN_SRCS := $(patsubst %.o,%.c,$(filter src/cpu/emu/%.o,$(OBJS))) src/mem/gm.c
+FUZZ_SAN_OBJS := $(patsubst %.c,$(O)/fuzz-san/%.o,$(FUZZ_SAN_SRCS))
+FUZZ_EMU := $(O)/tests/fuzz/emu_fuzz
+
+$(O)/fuzz-san/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC-SAN  $<")
+	$(Q)$(CC) $(CFLAGS) $(FUZZ_SAN_FLAGS) -c $< -o $@
+
+$(FUZZ_EMU): tests/fuzz/emu_fuzz.c $(FUZZ_SAN_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TEST-CC $<")
+	$(Q)$(CC) $(CFLAGS) $(FUZZ_SAN_FLAGS) -Itests/unit -o $@ $< $(FUZZ_SAN_OBJS) $(LIB) \
+		$(LDFLAGS) -fsanitize=address,undefined $(LDLIBS) -lcmocka
+
+TEST_BINS += $(FUZZ_EMU)
