@@ -125,6 +125,7 @@ struct dt_emu *dt_emu_new(void)
 
 	e->st.cs = code;
 	e->st.ds = e->st.es = e->st.ss = e->st.fs = e->st.gs = data;
+	e->st.gs.base = DT_DATA; /* as the native child sets it */
 	e->st.tr = (struct x86_seg){ .sel = 0x28, .base = P_TSS, .limit = 0x67, .type = 0xb, .present = 1 };
 	e->st.ldt = (struct x86_seg){ .unusable = 1 };
 	e->st.gdt = (struct x86_dtable){ P_GDT, 0x37 };

@@ -47,7 +47,8 @@ struct rm {
 	int dispsz;		/* 0, 1 or 4 bytes */
 	int64_t disp;
 	bool a32;
-	uint64_t addr; /* the effective address it must produce */
+	bool gs;       /* gs: prefix (GS.base = DT_DATA on both sides) */
+	uint64_t addr; /* the linear address it must produce */
 };
 
 uint64_t dt_rand(uint64_t *s)
@@ -170,6 +171,9 @@ static void mem_at(struct gen *g, struct rm *m, uint64_t addr, uint32_t avoid, b
 
 	m->reg = -1;
 	m->addr = addr;
+	m->gs = pct(g, 5);
+	if (m->gs)
+		addr -= DT_DATA; /* the registers and disp make the offset */
 	m->base = m->index = -1;
 	m->scale = (int)rn(g, 4);
 	m->a32 = pct(g, 10);
@@ -204,7 +208,6 @@ static void mem_at(struct gen *g, struct rm *m, uint64_t addr, uint32_t avoid, b
 		if (m->a32)
 			disp = (int32_t)(uint32_t)disp;
 		m->dispsz = 4;
-		m->addr = (uint64_t)disp + (idxv << m->scale);
 	} else {
 		basev = addr - (idxv << m->scale) - (uint64_t)disp;
 		if (m->a32)
@@ -224,6 +227,8 @@ static uint64_t data_addr(struct gen *g, unsigned sz)
 
 	if (pct(g, 10)) /* across the page boundary */
 		return DT_DATA + DT_PAGE - 1 - rn(g, 15);
+	if (pct(g, 2)) /* across an edge of the data area: #PF, nothing written */
+		return pct(g, 50) ? DT_DATA + DT_DATA_SIZE - 1 - rn(g, 7) : DT_DATA - 1 - rn(g, 7);
 	if (pct(g, 60))
 		a &= ~(uint64_t)(sz - 1);
 	return a;
@@ -259,7 +264,9 @@ static void enc(struct gen *g, unsigned pfx, unsigned sz, bool w, const uint8_t 
 		g->rsp_ok = false;
 	if (pfx & P_LOCK)
 		out8(g, 0xf0);
-	if (pct(g, 3)) /* es, cs, ss, ds overrides: ignored in 64-bit mode */
+	if (m && m->reg < 0 && m->gs)
+		out8(g, 0x65);
+	else if (pct(g, 3)) /* es, cs, ss, ds overrides: ignored in 64-bit mode */
 		out8(g, (uint8_t[]){ 0x26, 0x2e, 0x36, 0x3e }[rn(g, 4)]);
 	if (sz == 2 || (pfx & P_66W))
 		out8(g, 0x66);
@@ -314,7 +321,7 @@ static void enc(struct gen *g, unsigned pfx, unsigned sz, bool w, const uint8_t 
 		disp_at = g->n;
 		outn(g, 0, 4);
 		outn(g, imm, immlen);
-		disp = (int64_t)(m->addr - (DT_CODE + g->n));
+		disp = (int64_t)(m->addr - (m->gs ? DT_DATA : 0) - (DT_CODE + g->n));
 		memcpy(&g->c->code[disp_at], &(int32_t){ (int32_t)disp }, 4);
 		return;
 	}
@@ -774,9 +781,10 @@ static void i_xadd_cmpxchg(struct gen *g)
 		if (m.reg >= HIGH8) /* al == ah, ch, dh or bh */
 			v = (v & ~0xffffULL) | (v & 0xff) * 0x101;
 		set_reg(g, RAX, v);
-		if (m.reg < 0)
-			memcpy(&g->c->data[m.addr - DT_DATA], &v, sz);
-		else if (m.reg < HIGH8 && m.reg != RAX)
+		if (m.reg < 0) {
+			if (m.addr - DT_DATA <= DT_DATA_SIZE - sz) /* not at an edge */
+				memcpy(&g->c->data[m.addr - DT_DATA], &v, sz);
+		} else if (m.reg < HIGH8 && m.reg != RAX)
 			set_reg(g, m.reg, v);
 		else if (m.reg > HIGH8) /* ch, dh, bh: same byte pattern */
 			set_reg(g, m.reg - HIGH8, v);
@@ -895,6 +903,11 @@ static void i_string(struct gen *g, unsigned kind)
 		pfx = kind >= 3 && pct(g, 50) ? P_REPNE : P_REP;
 	if (kind >= 3 && pct(g, 60)) /* runs of equal elements */
 		memmove(&g->c->data[di - DT_DATA], &g->c->data[si - DT_DATA], sz * rn(g, 9));
+	if (pct(g, 4)) { /* run off an edge of the data area: #PF partway */
+		uint64_t *p = pct(g, 50) ? &si : &di;
+
+		*p = pct(g, 50) ? DT_DATA + DT_DATA_SIZE - sz * rn(g, 4) - rn(g, 2) : DT_DATA + sz * rn(g, 4);
+	}
 	if (kind != 1 && kind != 4)
 		set_reg(g, RSI, hi | si);
 	if (kind != 2)

@@ -11,6 +11,7 @@
  * context and resumes the harness through dt_resume. Results go to a
  * shared mapping; a child that dies anyway is replaced by a new one for
  * the remaining cases. */
+#include <asm/prctl.h>
 #include <errno.h>
 #include <linux/seccomp.h>
 #include <signal.h>
@@ -151,6 +152,10 @@ static int child_setup(void)
 			return -1;
 	*(uint64_t *)DT_CTL_RET = (uint64_t)(uintptr_t)dt_return;
 	*(uint64_t *)DT_CTL_ENTRY = DT_CODE;
+	/* gs: operands are relative to the data area (glibc leaves GS alone
+	 * on x86-64). */
+	if (syscall(SYS_arch_prctl, ARCH_SET_GS, DT_DATA))
+		return -1;
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		return -1;
 	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT, 0, 0, 0))

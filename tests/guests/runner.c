@@ -373,6 +373,8 @@ static const struct gtest tests[] = {
 	{ "rtc", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, sync_rtc, NULL },
 	{ "guest_assert", 1, 64 * MiB, NULL, STATUS_ABORTED, 0, NULL, NULL, NULL, check_guest_assert },
 	{ "exceptions", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, NULL, NULL },
+	{ "timers_nmi", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, NULL, NULL },
+	{ "sipi", 2, 64 * MiB, NULL, (0x21 << 1) | 1, 0, NULL, NULL, NULL, NULL },
 	{ "pagefault", 1, 64 * MiB, NULL, 0, 5, NULL, NULL, NULL, NULL },
 	{ "usermode", 1, 64 * MiB, NULL, 0, 5, NULL, NULL, NULL, NULL },
 	{ "modeswitch", 1, 64 * MiB, NULL, 0, 8, NULL, NULL, sync_modeswitch, NULL },
