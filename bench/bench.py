@@ -325,6 +325,21 @@ def kvm_usable():
     return None
 
 
+def side_skips(tarn_path, tarn_unbuilt, qemu_path, qemu_name, tbackend, qaccel):
+    """{'tarn': why or None, 'qemu': why or None}: which side cannot run.
+    For the scripts that share this file's helpers (cpu.py, boot.py)."""
+    skip = {"tarn": None, "qemu": None}
+    if tarn_unbuilt or not os.access(tarn_path, os.X_OK):
+        skip["tarn"] = "tarn not built"
+    if not qemu_path:
+        skip["qemu"] = "%s not found (apt-get install qemu-system-x86)" % qemu_name
+    why = kvm_usable()
+    for side, acc in (("tarn", tbackend), ("qemu", qaccel)):
+        if acc == "kvm" and why:
+            skip[side] = skip[side] or why
+    return skip
+
+
 def choose_pair(spec):
     """BENCH_ACCEL -> (qemu accel, tarn backend). Empty: kvm when /dev/kvm
     works, else the software pair tcg/emu. 'kvm', 'tcg' or 'emu' name a

@@ -94,14 +94,7 @@ def main():
         "tarn": tarn_argv(tarn_path, tbackend, a.kernel, a.initrd, cmdline, a.mem),
         "qemu": qemu_argv(qemu_path or a.qemu, qaccel, a.kernel, a.initrd, cmdline, a.mem),
     }
-    skip = {"tarn": None, "qemu": None}
-    if a.tarn_unbuilt or not os.access(tarn_path, os.X_OK):
-        skip["tarn"] = "tarn not built"
-    if not qemu_path:
-        skip["qemu"] = "%s not found" % a.qemu
-    for side, acc in (("tarn", tbackend), ("qemu", qaccel)):
-        if acc == "kvm" and b.kvm_usable():
-            skip[side] = skip[side] or b.kvm_usable()
+    skip = b.side_skips(tarn_path, a.tarn_unbuilt, qemu_path, a.qemu, tbackend, qaccel)
     # tarn exits 0 on power-off; QEMU with -no-reboot exits 0 too.
     figures = {s: {"banner": [], "off": []} for s in sides}
     failed = {}

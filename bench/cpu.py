@@ -55,14 +55,7 @@ def main():
 
     tarn_path = os.path.abspath(a.tarn)
     qemu_path = shutil.which(a.qemu)
-    skip = {"tarn": None, "qemu": None}
-    if a.tarn_unbuilt or not os.access(tarn_path, os.X_OK):
-        skip["tarn"] = "tarn not built"
-    if not qemu_path:
-        skip["qemu"] = "%s not found" % a.qemu
-    for side, acc in (("tarn", tbackend), ("qemu", qaccel)):
-        if acc == "kvm" and b.kvm_usable():
-            skip[side] = skip[side] or b.kvm_usable()
+    skip = b.side_skips(tarn_path, a.tarn_unbuilt, qemu_path, a.qemu, tbackend, qaccel)
     argv = {
         "tarn": lambda g: b.tarn_argv(tarn_path, tbackend, g),
         "qemu": lambda g: b.qemu_argv(qemu_path or a.qemu, qaccel, g),

@@ -1,6 +1,8 @@
 /* Exceptions are delivered through the guest's IDT with the right vector,
  * error code and CR2: #DE, #UD, #BP, #GP(0) from a non-canonical access and
- * #PF on a not-present page. */
+ * #PF on a not-present page; and what a real CPU gives for what tarn's
+ * emulator does not implement: #GP(0) for an MSR no CPU model has, #UD for
+ * a VEX-encoded (AVX) instruction while CR4.OSXSAVE is clear. */
 #include "lib/guest.h"
 
 static volatile uint64_t seen_vec = 0xff, seen_err, seen_cr2;
@@ -42,5 +44,9 @@ void guest_main(unsigned cpu, uint64_t arg)
 	EXPECT_FAULT("movabs $0x8000000000, %%rcx; movl $1, (%%rcx)", 14, "i"(0));
 	GUEST_ASSERT_EQ(seen_cr2, 0x8000000000ULL);
 	GUEST_ASSERT_EQ(seen_err, 0x2); /* not present, write, supervisor */
+	EXPECT_FAULT("mov $0x4b564dff, %%ecx; rdmsr", 13, "i"(0));
+	GUEST_ASSERT_EQ(seen_err, 0);
+	EXPECT_FAULT("mov $0x4b564dff, %%ecx; xor %%eax, %%eax; xor %%edx, %%edx; wrmsr", 13, "i"(0));
+	EXPECT_FAULT(".byte 0xc5, 0xf8, 0x77", 6, "i"(0)); /* vzeroupper */
 	GUEST_SYNC(1, 0);
 }

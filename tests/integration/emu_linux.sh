@@ -4,7 +4,7 @@
 # pseudo-random data the guest generates from a seed, compared with the
 # value computed here from the same seed; then ACPI power-off, tarn exits 0.
 # With --cpus 2 the guest must see both CPUs online and run the workload
-# pinned to each of them at once.
+# pinned to each of them at once. A guest kernel panic ends in a reset (4).
 cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/lib.sh
 
@@ -78,4 +78,11 @@ check "2 vCPUs" "^online=0-1 nproc=2" "both CPUs online"
 check "2 vCPUs" "^cpu0=$(expect_sum "$SEED" $((KIB * 1024)))" "workload on CPU 0 matches"
 check "2 vCPUs" "^cpu1=$(expect_sum $((SEED + 1)) $((KIB * 1024)))" "workload on CPU 1 matches"
 [ $rc -eq 0 ] && ok "2 vCPUs: power-off, tarn exits 0" || not_ok "2 vCPUs: power-off" "tarn exited $rc"
+rm -f "$out"
+
+# ---- a guest kernel panic: panic=-1 reboots at once, tarn reports a reset
+# (exit status 4) and says so; nothing of tarn crashes ----
+boot "panic" 1 "echo c > /proc/sysrq-trigger"
+check "panic" "Kernel panic" "the guest kernel panicked"
+[ $rc -eq 4 ] && ok "panic: tarn exits 4 (guest reset)" || not_ok "panic" "tarn exited $rc, expected 4 (reset)"
 rm -f "$out"

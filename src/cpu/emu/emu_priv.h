@@ -163,8 +163,10 @@ struct emu_cpu {
 
 	/* Per-instruction. */
 	uint64_t insn_rip; /* RIP of the instruction being executed */
-	uint64_t insn_flags; /* RFLAGS to restore when it faults */
 	int shadow;	   /* interrupt shadow: instructions left inhibited */
+	/* Not next to insn_rip: copying rip and flags as one 16-byte vector
+	 * (what gcc does with adjacent fields) stalls on store forwarding. */
+	uint64_t insn_flags; /* RFLAGS to restore when it faults */
 
 	/* Exceptions. */
 	int exc_vec, exc_err; /* exc_err < 0: no error code */

@@ -57,7 +57,7 @@ static void fetch_more(struct emu_cpu *c, struct dec *d)
 	d->end = d->p + avail;
 }
 
-static inline uint8_t f8(struct emu_cpu *c, struct dec *d)
+static inline __attribute__((always_inline)) uint8_t f8(struct emu_cpu *c, struct dec *d)
 {
 	if (unlikely(d->p >= d->end))
 		fetch_more(c, d);
@@ -66,14 +66,14 @@ static inline uint8_t f8(struct emu_cpu *c, struct dec *d)
 }
 
 /* The next byte without consuming it (the ModRM reg field of a group). */
-static inline uint8_t peek8(struct emu_cpu *c, struct dec *d)
+static inline __attribute__((always_inline)) uint8_t peek8(struct emu_cpu *c, struct dec *d)
 {
 	if (unlikely(d->p >= d->end))
 		fetch_more(c, d);
 	return *d->p;
 }
 
-static inline uint64_t fn(struct emu_cpu *c, struct dec *d, int n)
+static inline __attribute__((always_inline)) uint64_t fn(struct emu_cpu *c, struct dec *d, int n)
 {
 	uint64_t v = 0;
 
@@ -88,7 +88,7 @@ static inline uint64_t fn(struct emu_cpu *c, struct dec *d, int n)
 	return v;
 }
 
-static inline int64_t fimm_s(struct emu_cpu *c, struct dec *d, int n)
+static inline __attribute__((always_inline)) int64_t fimm_s(struct emu_cpu *c, struct dec *d, int n)
 {
 	uint64_t v = fn(c, d, n);
 
@@ -197,7 +197,7 @@ static inline __attribute__((always_inline)) void modrm(struct emu_cpu *c, struc
 
 /* ---- registers ---- */
 
-static inline uint64_t getr(struct emu_cpu *c, const struct dec *d, int r, int sz)
+static inline __attribute__((always_inline)) uint64_t getr(struct emu_cpu *c, const struct dec *d, int r, int sz)
 {
 	switch (sz) {
 	case 1:
@@ -210,7 +210,7 @@ static inline uint64_t getr(struct emu_cpu *c, const struct dec *d, int r, int s
 	}
 }
 
-static inline void setr(struct emu_cpu *c, const struct dec *d, int r, int sz, uint64_t v)
+static inline __attribute__((always_inline)) void setr(struct emu_cpu *c, const struct dec *d, int r, int sz, uint64_t v)
 {
 	switch (sz) {
 	case 1:
@@ -225,14 +225,14 @@ static inline void setr(struct emu_cpu *c, const struct dec *d, int r, int sz, u
 	}
 }
 
-static inline uint64_t rm_read(struct emu_cpu *c, struct dec *d, int sz)
+static inline __attribute__((always_inline)) uint64_t rm_read(struct emu_cpu *c, struct dec *d, int sz)
 {
 	if (d->mem)
 		return emu_read(c, d->eseg, d->ea, sz);
 	return getr(c, d, d->rm, sz);
 }
 
-static inline void rm_write(struct emu_cpu *c, struct dec *d, int sz, uint64_t v)
+static inline __attribute__((always_inline)) void rm_write(struct emu_cpu *c, struct dec *d, int sz, uint64_t v)
 {
 	if (d->mem)
 		emu_write(c, d->eseg, d->ea, sz, v);
@@ -279,7 +279,7 @@ static inline uint64_t peek(struct emu_cpu *c, int sz, uint64_t n)
 
 /* ---- flags ---- */
 
-static inline uint64_t szp(uint64_t r, int sz)
+static inline __attribute__((always_inline)) uint64_t szp(uint64_t r, int sz)
 {
 	uint64_t f = 0;
 
