@@ -43,9 +43,6 @@ REQUIRED="virtio virtio_ring virtio_pci virtio_mmio virtio_blk virtio_net
 OPTIONAL="virtio_pci_modern_dev virtio_pci_legacy_dev net_failover failover
 	rng_core vmw_vsock_virtio_transport_common vsock
 	ext4 jbd2 mbcache crc16 crc32c_generic"
-# The modules /init loads at boot (modprobe pulls in their dependencies).
-BOOT_LOAD="virtio_pci virtio_mmio virtio_blk virtio_net virtio_console
-	virtio_rng virtio_balloon vmw_vsock_virtio_transport ext4"
 
 # ---- apt helpers -----------------------------------------------------------
 APT_UPDATED=0
@@ -190,11 +187,6 @@ depmod -b "$R" "$KVER" || die "depmod failed"
 rm -f "$MD"/*.bin
 sort "$MD/modules.dep" | grep -q . || die "empty modules.dep"
 
-# Modules /init loads: the BOOT_LOAD ones that are modules here.
-for m in $BOOT_LOAD; do
-	n=$(echo "$m" | tr - _)
-	if grep -qx "$n" "$WORK/picked"; then echo "$n"; fi
-done >"$R/etc/tarn-modules"
 echo "tarn" >"$R/etc/hostname"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$R/etc/passwd"
 printf 'root:x:0:\n' >"$R/etc/group"
