@@ -21,7 +21,7 @@ CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu17 $(WARN) -Isrc -D_GNU_SOURCE -pthread -fno-strict-aliasing \
 	-MMD -MP
 LDFLAGS += -pthread
-LDLIBS += -lm
+LDLIBS += -lm -llz4
 
 ifeq ($(SAN),1)
 O := build-san
@@ -50,6 +50,7 @@ OBJS += src/cpu/cpu.o
 OBJS += src/cpu/kvm/kvm.o
 OBJS += src/arch/x86/cpu_state.o
 OBJS += src/arch/x86/boot.o
+OBJS += src/arch/x86/kpayload.o
 OBJS += src/arch/x86/acpi.o
 OBJS += src/arch/x86/aml.o
 OBJS += src/arch/x86/cpuid.o
@@ -88,7 +89,7 @@ include bench/bench.mk
 
 # Install missing Debian packages (needs root; does nothing when all present).
 DEBS := build-essential clang llvm lld qemu-system-x86 acpica-tools busybox-static \
-	cpio lz4 zstd e2fsprogs libcapstone-dev libcmocka-dev iproute2 python3 kmod time
+	cpio lz4 zstd e2fsprogs libcapstone-dev libcmocka-dev liblz4-dev iproute2 python3 kmod time
 setup:
 	$(Q)./tools/setup.sh $(DEBS)
 

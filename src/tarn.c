@@ -25,6 +25,8 @@ static const char run_usage[] =
 	"  --mem SIZE        guest RAM; K/M/G suffixes, plain numbers are MiB (default " DEFAULT_MEM ")\n"
 	"  --cpus N          vCPUs, 1-255 (default 1)\n"
 	"  --backend NAME    kvm, emu or auto (default auto: kvm when /dev/kvm works)\n"
+	"  --unpack WHERE    bzImage payload: host (default; unpacked by tarn when LZ4)\n"
+	"                    or guest (the kernel's own decompressor runs)\n"
 	"  --config FILE     read options as dotted keys (vm.mem = 1G, boot.kernel = ...)\n"
 	"  -v, --verbose     log more (twice for debug)\n"
 	"  -h, --help        this text\n"
@@ -56,6 +58,7 @@ static const struct option run_opts[] = {
 	{ "mem", required_argument, NULL, 'm' },
 	{ "cpus", required_argument, NULL, 'p' },
 	{ "backend", required_argument, NULL, 'b' },
+	{ "unpack", required_argument, NULL, 'u' },
 	{ "config", required_argument, NULL, 'f' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -68,6 +71,7 @@ static const struct {
 } opt_keys[] = {
 	{ 'k', "boot.kernel" }, { 'i', "boot.initrd" }, { 'c', "boot.cmdline" },
 	{ 'm', "vm.mem" },	{ 'p', "vm.cpus" },	{ 'b', "vm.backend" },
+	{ 'u', "boot.unpack" },
 };
 
 static void set_or_die(struct config *c, const char *key, const char *val)
@@ -81,6 +85,7 @@ static void config_to_vm(const struct config *c, struct vm_config *vc)
 {
 	const char *mem = config_get(c, "vm.mem");
 	const char *cpus = config_get(c, "vm.cpus");
+	const char *unpack = config_get(c, "boot.unpack");
 	uint64_t v;
 
 	memset(vc, 0, sizeof(*vc));
@@ -98,6 +103,9 @@ static void config_to_vm(const struct config *c, struct vm_config *vc)
 	if (cpus && parse_uint(cpus, 0, 1u << 20, &v))
 		die("--cpus %s: not a number", cpus);
 	vc->nr_cpus = cpus ? (int)v : 1;
+	if (unpack && strcmp(unpack, "host") && strcmp(unpack, "guest"))
+		die("--unpack %s: expected host or guest", unpack);
+	vc->guest_unpack = unpack && !strcmp(unpack, "guest");
 	vc->console_in = STDIN_FILENO;
 	vc->console_out = STDOUT_FILENO;
 }

@@ -31,6 +31,9 @@ struct vm_config {
 	uint64_t mem_size;
 	int nr_cpus;
 	const char *backend; /* "kvm", "emu", "auto" */
+	/* bzImage: run the kernel's own decompressor in the guest instead of
+	 * unpacking the payload on the host (arch/x86/kpayload.h). */
+	bool guest_unpack;
 	int console_in;	     /* fd the guest's serial input comes from, -1 for none */
 	int console_out;     /* fd the guest's serial output goes to */
 	/* Micro-guests: start every vCPU at the kernel's entry in the boot

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Bad input gets one line saying what is wrong and exit status 2, no core
-# dump: missing, truncated and non-kernel files, --mem too small or too
+# dump: missing, truncated, corrupt and non-kernel files, --mem too small or too
 # large, --cpus 0, and --backend kvm without a usable /dev/kvm.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/lib.sh
@@ -19,6 +19,23 @@ img[0x200:0x202] = b'\xeb\x6a'
 img[0x202:0x206] = b'HdrS'
 struct.pack_into('<H', img, 0x206, 0x020f)
 struct.pack_into('<H', img, 0x236, 1)            # XLF_KERNEL_64
+open(sys.argv[1], 'wb').write(img)
+PY
+# A bzImage whose LZ4 payload (the kernel's legacy frame) is corrupt.
+python3 - "$tmp/badlz4" <<'PY'
+import struct, sys
+img = bytearray(0x1400)
+img[0x1f1] = 4                                   # setup_sects: payload at 0xa00
+struct.pack_into('<I', img, 0x1f4, 0xa00 // 16)  # syssize: the rest of the file
+struct.pack_into('<H', img, 0x1fe, 0xaa55)
+img[0x200:0x202] = b'\xeb\x6a'
+img[0x202:0x206] = b'HdrS'
+struct.pack_into('<H', img, 0x206, 0x020f)
+struct.pack_into('<H', img, 0x236, 1)            # XLF_KERNEL_64
+struct.pack_into('<II', img, 0x248, 0, 52)       # payload_offset, payload_length
+struct.pack_into('<I', img, 0x260, 0x100000)     # init_size
+lz4 = struct.pack('<II', 0x184c2102, 40) + b'\xff' * 40 + struct.pack('<I', 4096)
+img[0xa00:0xa00 + len(lz4)] = lz4
 open(sys.argv[1], 'wb').write(img)
 PY
 head -c 100 "$TARN" >"$tmp/trunc-elf"   # an ELF header cut short
@@ -46,6 +63,8 @@ expect "missing kernel file" "no such file" --kernel "$tmp/nope"
 expect "no --kernel" "kernel" --mem 64M
 expect "truncated bzImage" "truncated" --kernel "$tmp/trunc" --backend emu
 expect "truncated ELF" "truncated" --kernel "$tmp/trunc-elf" --backend emu
+expect "corrupt LZ4 payload" "corrupt" --kernel "$tmp/badlz4" --backend emu
+expect "--unpack nonsense" "host or guest" --kernel "$tmp/badlz4" --unpack sideways
 expect "not a kernel" "not a kernel" --kernel "$tmp/text" --backend emu
 expect "--mem too small" "at least 16 MiB" --kernel "$tmp/text" --mem 8M
 expect "--mem larger than the host" "larger than this host" --kernel "$tmp/text" --mem 64T

@@ -5,6 +5,7 @@
 # value computed here from the same seed; then ACPI power-off, tarn exits 0.
 # With --cpus 2 the guest must see both CPUs online and run the workload
 # pinned to each of them at once. A guest kernel panic ends in a reset (4).
+# The kernel is unpacked by tarn (the default) except in the last boot.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/lib.sh
 
@@ -32,13 +33,13 @@ for _ in range(n):
 print(hashlib.sha256(b).hexdigest())' "$1" "$2"
 }
 
-# boot NAME CPUS SCRIPT: run SCRIPT as tarn.cmd64 in the default guest;
-# leaves the console in $out and tarn's status in $rc.
+# boot NAME CPUS SCRIPT [TARN-OPTIONS...]: run SCRIPT as tarn.cmd64 in the
+# default guest; leaves the console in $out and tarn's status in $rc.
 boot() {
 	local cmd64
 	cmd64=$(printf '%s' "$3" | base64 -w0)
 	out=$(mktemp)
-	timeout 600 "$TARN" run --backend emu --cpus "$2" --mem 512M --kernel "$GUEST_KERNEL" \
+	timeout 600 "$TARN" run --backend emu --cpus "$2" --mem 512M "${@:4}" --kernel "$GUEST_KERNEL" \
 		--initrd "$GUEST_INITRD" --cmdline "$GUEST_CMDLINE tarn.cmd64=$cmd64" \
 		</dev/null >"$out" 2>&1
 	rc=$?
@@ -85,4 +86,10 @@ rm -f "$out"
 boot "panic" 1 "echo c > /proc/sysrq-trigger"
 check "panic" "Kernel panic" "the guest kernel panicked"
 [ $rc -eq 4 ] && ok "panic: tarn exits 4 (guest reset)" || not_ok "panic" "tarn exited $rc, expected 4 (reset)"
+rm -f "$out"
+
+# ---- the kernel's own decompressor in the guest (--unpack guest) ----
+boot "guest unpack" 1 "echo unpacked-by-guest" --unpack guest
+check "guest unpack" "^unpacked-by-guest" "the guest-decompressed kernel runs the command"
+[ $rc -eq 0 ] && ok "guest unpack: power-off, tarn exits 0" || not_ok "guest unpack: power-off" "tarn exited $rc"
 rm -f "$out"

@@ -17,6 +17,8 @@
 
 #include "arch/x86/acpi.h"
 #include "arch/x86/cpu_state.h"
+#include "arch/x86/kpayload.h"
+#include "core/log.h"
 #include "core/vm.h"
 #include "hw/acpi_pm.h"
 #include "mem/gm.h"
@@ -45,6 +47,8 @@
 #define HDR_RELOCATABLE 0x234
 #define HDR_XLOADFLAGS 0x236
 #define HDR_CMDLINE_SIZE 0x238
+#define HDR_PAYLOAD_OFFSET 0x248
+#define HDR_PAYLOAD_LENGTH 0x24c
 #define HDR_PREF_ADDRESS 0x258
 #define HDR_INIT_SIZE 0x260
 #define HDR_END_MIN 0x264
@@ -334,12 +338,69 @@ static int build_acpi(struct boot_ctx *b, uint64_t *rsdp)
 	return 0;
 }
 
+static int elf_parse(struct boot_ctx *b, const struct loaded_file *k, struct elf_info *ei);
+static int elf_load(struct boot_ctx *b, const struct loaded_file *k, const struct elf_info *ei);
+
+/* Unpack a bzImage's payload on the host and load the kernel ELF inside it
+ * at its physical addresses; *entry: its 64-bit entry (phys_startup_64),
+ * entered with boot_params as the decompressor would. -ENOTSUP when the
+ * payload is not in a format we unpack (the guest's decompressor runs). */
+static int load_unpacked(struct boot_ctx *b, const struct loaded_file *k, size_t setup_size,
+			 uint64_t *entry)
+{
+	const char *path = b->vm->cfg.kernel;
+	const uint8_t *d = k->data;
+	uint64_t off = rd32(d + HDR_PAYLOAD_OFFSET), len = rd32(d + HDR_PAYLOAD_LENGTH);
+	size_t avail = k->size - setup_size;
+	struct loaded_file v = { 0 };
+	struct elf_info ei = { 0 };
+	bool inside = false;
+	int ret;
+
+	if (rd16(d + HDR_VERSION) < 0x0208 || !len)
+		return -ENOTSUP; /* no payload fields before protocol 2.08 */
+	if (off > avail || len > avail - off)
+		return fail(b, -EINVAL, "kernel '%s': its payload runs past the end of the file", path);
+	ret = kpayload_unpack(d + setup_size + off, len, gm_low_end(&b->vm->mem), &v.data, &v.size);
+	if (ret == -ENOTSUP)
+		return ret;
+	if (ret == -E2BIG)
+		return fail(b, -ENOMEM, "--mem: kernel '%s' unpacks to more than guest RAM", path);
+	if (ret)
+		return fail(b, ret, "kernel '%s': its compressed payload is corrupt (%s)", path,
+			    strerror(-ret));
+	if (v.size < SELFMAG || memcmp(v.data, ELFMAG, SELFMAG) || v.size < EI_NIDENT ||
+	    v.data[EI_CLASS] != ELFCLASS64) {
+		ret = fail(b, -EINVAL, "kernel '%s': its payload is not an x86-64 ELF kernel", path);
+		goto out;
+	}
+	ret = elf_parse(b, &v, &ei);
+	if (!ret)
+		ret = elf_load(b, &v, &ei);
+	if (ret)
+		goto out;
+	for (int i = 0; i < ei.phnum; i++)
+		inside |= ei.ph[i].type == PT_LOAD && ei.entry >= ei.ph[i].paddr &&
+			  ei.entry - ei.ph[i].paddr < ei.ph[i].filesz;
+	if (!inside) {
+		ret = fail(b, -EINVAL, "kernel '%s': its payload's entry point is outside the kernel", path);
+		goto out;
+	}
+	*entry = ei.entry;
+	pr_debug("boot: unpacked the %llu-byte payload to a %zu-byte kernel ELF on the host",
+		 (unsigned long long)len, v.size);
+out:
+	free(ei.ph);
+	free(v.data);
+	return ret;
+}
+
 static int boot_bzimage(struct boot_ctx *b, const struct loaded_file *k, uint64_t rsdp)
 {
 	const uint8_t *d = k->data;
 	unsigned setup_sects, version;
 	size_t setup_size, hdr_end;
-	uint64_t syssize, payload, init_size, pref, need;
+	uint64_t syssize, payload, init_size, pref, need, entry = 0;
 	int ret;
 
 	if (k->size < 0x270)
@@ -369,18 +430,27 @@ static int boot_bzimage(struct boot_ctx *b, const struct loaded_file *k, uint64_
 	if (need > gm_low_end(&b->vm->mem))
 		return fail(b, -ENOMEM, "--mem: this kernel needs at least %llu MiB of RAM",
 			    (unsigned long long)((need + (1 << 20) - 1) >> 20) + 16);
+	if (!b->vm->cfg.guest_unpack) {
+		ret = load_unpacked(b, k, setup_size, &entry);
+		if (ret != -ENOTSUP)
+			goto loaded;
+	}
 	if (gm_write(&b->vm->mem, BOOT_KERNEL_ADDR, d + setup_size, payload))
 		return fail(b, -EFAULT, "kernel does not fit in guest memory");
 	b->kernel_end = need;
+	entry = BOOT_KERNEL_ADDR + BZIMAGE_64BIT_ENTRY;
+	ret = 0;
+loaded:
 	b->initrd_max = (uint64_t)rd32(d + HDR_INITRD_ADDR_MAX) + 1;
-	ret = write_cmdline(b, rd32(d + HDR_CMDLINE_SIZE) + 1ULL);
+	if (!ret)
+		ret = write_cmdline(b, rd32(d + HDR_CMDLINE_SIZE) + 1ULL);
 	if (!ret)
 		ret = load_initrd(b);
 	if (!ret)
 		ret = write_zero_page(b, d, hdr_end, rsdp);
 	if (ret)
 		return ret;
-	b->vm->boot_state.rip = BOOT_KERNEL_ADDR + BZIMAGE_64BIT_ENTRY;
+	b->vm->boot_state.rip = entry;
 	b->vm->boot_state.gpr[R_RSI] = BOOT_ZERO_PAGE_ADDR;
 	return 0;
 }
