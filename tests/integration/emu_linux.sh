@@ -2,7 +2,8 @@
 # The default guest boots to userspace under the emulator (--backend emu):
 # our init's banner, `uname -a`, /proc/cpuinfo, and the SHA-256 of a file of
 # pseudo-random data the guest generates from a seed, compared with the
-# value computed here from the same seed; then ACPI power-off, tarn exits 0.
+# value computed here from the same seed; the TSC frequency known without
+# calibration (kvmclock), the wall clock right; then ACPI power-off, exit 0.
 # With --cpus 2 the guest must see both CPUs online and run the workload
 # pinned to each of them at once. A guest kernel panic ends in a reset (4).
 # The kernel is unpacked by tarn (the default) except in the last boot.
@@ -57,12 +58,28 @@ GEN"
 script="$prologue
 uname -a
 echo cpus=\$(grep -c ^processor /proc/cpuinfo)
+echo clock=\$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource) epoch=\$(date +%s)
+dmesg | grep -E 'tsc: (Detected|Fast TSC|Refined)'
 sh /tmp/gen.sh $SEED $((KIB * 1024)) > /tmp/data
 echo \"sum=\$(sha256sum < /tmp/data | cut -d' ' -f1)\""
 boot "1 vCPU" 1 "$script"
 check "1 vCPU" "tarn-guest: init ready" "init's banner"
 check "1 vCPU" "^Linux .* x86_64" "uname -a"
 check "1 vCPU" "^cpus=1" "/proc/cpuinfo lists 1 CPU"
+# The TSC frequency comes from kvmclock: no calibration against the PIT.
+check "1 vCPU" "tsc: Detected 1000.000 MHz" "TSC frequency known (1 GHz)"
+if grep -qE "Fast TSC calibration|Refined TSC" "$out"; then
+	not_ok "1 vCPU: no TSC calibration" "$(grep -m1 -E 'Fast TSC|Refined TSC' "$out")"
+else
+	ok "1 vCPU: no TSC calibration loop"
+fi
+check "1 vCPU" "^clock=kvm-clock" "kvm-clock is the clocksource"
+guest_epoch=$(grep -m1 -o 'epoch=[0-9]*' "$out" | cut -d= -f2)
+if [ -n "$guest_epoch" ] && [ $(( $(date +%s) - guest_epoch )) -lt 600 ] && [ $(( guest_epoch - $(date +%s) )) -lt 60 ]; then
+	ok "1 vCPU: guest wall clock matches the host's"
+else
+	not_ok "1 vCPU: guest wall clock" "guest says ${guest_epoch:-nothing}, host $(date +%s)"
+fi
 want=$(expect_sum "$SEED" $((KIB * 1024)))
 check "1 vCPU" "^sum=$want" "sha256 of seeded data matches the host's"
 check "1 vCPU" "command exited with status 0" "command status 0"

@@ -64,12 +64,39 @@ void emu_update_mode(struct emu_cpu *c)
  * advertised in leaf 0x15 (crystal 1 GHz, ratio 1/1), leaf 0x16 (base,
  * max and bus MHz) and the hypervisor leaf 0x40000010 (TSC kHz, bus kHz;
  * the VMware-defined layout that KVM and other hypervisors share).
+ * KVM's paravirtual clock is offered at 0x40000100 (see KVM_CPUID_BASE).
  * Physical address bits 46, linear 48. */
 #define CPUID_MAX_BASIC 0x16u
 #define CPUID_MAX_HV 0x40000010u
 #define EMU_TSC_HZ 1000000000ULL
 _Static_assert(LAPIC_BUS_HZ == EMU_TSC_HZ, "CPUID leaf 0x15 gives both clocks one crystal");
 #define CPUID_MAX_EXT 0x80000008u
+
+/* KVM's paravirtual clock (kvmclock), the interface Linux takes its TSC
+ * frequency from instead of calibrating against the PIT: KVM's signature at
+ * CPUID 0x40000100, beside tarn's own at 0x40000000 (where KVM sits when a
+ * host also offers Hyper-V's interface), with only CLOCKSOURCE2 and the
+ * stable-TSC bit -- no other KVM feature is claimed. */
+#define KVM_CPUID_BASE 0x40000100u
+#define KVM_FEATURE_CLOCKSOURCE2 (1u << 3)
+#define KVM_FEATURE_CLOCKSOURCE_STABLE_BIT (1u << 24)
+#define MSR_KVM_WALL_CLOCK_NEW 0x4b564d00
+#define MSR_KVM_SYSTEM_TIME_NEW 0x4b564d01
+#define PVCLOCK_TSC_STABLE_BIT 1u
+
+struct pvclock_vcpu_time_info {
+	uint32_t version, pad0;
+	uint64_t tsc_timestamp, system_time;
+	uint32_t tsc_to_system_mul;
+	int8_t tsc_shift;
+	uint8_t flags, pad[2];
+} __attribute__((packed));
+_Static_assert(sizeof(struct pvclock_vcpu_time_info) == 32, "pvclock ABI");
+
+struct pvclock_wall_clock {
+	uint32_t version, sec, nsec;
+} __attribute__((packed));
+_Static_assert(sizeof(struct pvclock_wall_clock) == 12, "pvclock ABI");
 
 static void str4(uint32_t *r, const char *s)
 {
@@ -112,6 +139,13 @@ void emu_cpuid(struct emu_cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
 		str4(&out[1], "Tarn");
 		str4(&out[2], "EmuT");
 		memcpy(&out[3], "arn", 4);
+		break;
+	case KVM_CPUID_BASE: /* KVM's paravirtual interface, see emu_kvmclock_wrmsr() */
+		out[0] = KVM_CPUID_BASE + 1;
+		memcpy(&out[1], "KVMKVMKVM\0\0\0", 12);
+		break;
+	case KVM_CPUID_BASE + 1:
+		out[0] = KVM_FEATURE_CLOCKSOURCE2 | KVM_FEATURE_CLOCKSOURCE_STABLE_BIT;
 		break;
 	case 0x40000010:
 		out[0] = (uint32_t)(EMU_TSC_HZ / 1000);
@@ -196,6 +230,43 @@ static inline void timer_poll(struct emu_cpu *c)
 	timer_refresh(c);
 }
 
+/* The guest's kvmclock MSRs point at structures in its RAM that we fill.
+ * The TSC runs at exactly 1 GHz off the host's monotonic clock, so one
+ * write when the guest enables the clock (and again after it writes the
+ * TSC) stays right: scale 1:1 (mul 2^31, shift 1). VM time is nanoseconds
+ * since the BSP was created. An address outside RAM gets #GP. */
+static int kvmclock_write_time(struct emu_cpu *c)
+{
+	uint64_t now = host_ns(), gpa = c->kvm_system_time & ~1ULL;
+	struct pvclock_vcpu_time_info t = {
+		.version = 2, /* even: not being updated */
+		.tsc_timestamp = now + (uint64_t)c->tsc_offset,
+		.system_time = now + (uint64_t)c->clock_offset,
+		.tsc_to_system_mul = 1u << 31,
+		.tsc_shift = 1,
+		.flags = PVCLOCK_TSC_STABLE_BIT,
+	};
+
+	if (!(c->kvm_system_time & 1))
+		return 0;
+	return gm_write(c->gm, gpa, &t, sizeof(t)) ? -EINVAL : 0;
+}
+
+static int kvmclock_write_wall(struct emu_cpu *c)
+{
+	struct timespec rt;
+	uint64_t boot_ns;
+	struct pvclock_wall_clock w = { .version = 2 };
+
+	clock_gettime(CLOCK_REALTIME, &rt);
+	/* Wall-clock time at VM time 0. */
+	boot_ns = (uint64_t)rt.tv_sec * 1000000000ULL + (uint64_t)rt.tv_nsec -
+		  (host_ns() + (uint64_t)c->clock_offset);
+	w.sec = (uint32_t)(boot_ns / 1000000000ULL);
+	w.nsec = (uint32_t)(boot_ns % 1000000000ULL);
+	return gm_write(c->gm, c->kvm_wall_clock, &w, sizeof(w)) ? -EINVAL : 0;
+}
+
 static bool canonical(uint64_t v)
 {
 	return (uint64_t)((int64_t)(v << 16) >> 16) == v;
@@ -225,6 +296,8 @@ int emu_rdmsr(struct emu_cpu *c, uint32_t msr, uint64_t *val)
 	case MSR_GS_BASE: *val = c->seg[SEG_GS].base; return 0;
 	case MSR_KGS_BASE: *val = c->kgs_base; return 0;
 	case MSR_TSC_AUX: *val = c->tsc_aux; return 0;
+	case MSR_KVM_SYSTEM_TIME_NEW: *val = c->kvm_system_time; return 0;
+	case MSR_KVM_WALL_CLOCK_NEW: *val = c->kvm_wall_clock; return 0;
 	default:
 		return -ENOENT;
 	}
@@ -239,8 +312,14 @@ int emu_wrmsr(struct emu_cpu *c, uint32_t msr, uint64_t val)
 		c->tsc_offset = (int64_t)(val - now);
 		lapic_set_tsc_clock(c->lapic, EMU_TSC_HZ, now, val);
 		timer_refresh(c);
-		return 0;
+		return kvmclock_write_time(c);
 	}
+	case MSR_KVM_SYSTEM_TIME_NEW:
+		c->kvm_system_time = val;
+		return kvmclock_write_time(c);
+	case MSR_KVM_WALL_CLOCK_NEW:
+		c->kvm_wall_clock = val;
+		return kvmclock_write_wall(c);
 	case MSR_APIC_BASE:
 		/* Address bits above MAXPHYADDR (46) are reserved; the LAPIC
 		 * refuses the rest (x2APIC, reserved low bits). */
@@ -533,8 +612,14 @@ static int emu_vcpu_init(struct vcpu *vcpu)
 	pthread_condattr_destroy(&ca);
 	c->pat = 0x0007040600070406ULL;
 	c->misc_enable = 1; /* fast strings */
-	c->tsc_offset = -(int64_t)now;
-	lapic_set_tsc_clock(c->lapic, EMU_TSC_HZ, now, 0);
+	/* One TSC for the whole VM, started with the BSP (vCPUs are created
+	 * in order): APs read the same counter, as on one socket. */
+	if (vcpu->id && vcpu->vm->vcpus && vcpu->vm->vcpus[0].priv)
+		c->clock_offset = ((struct emu_cpu *)vcpu->vm->vcpus[0].priv)->clock_offset;
+	else
+		c->clock_offset = -(int64_t)now;
+	c->tsc_offset = c->clock_offset;
+	lapic_set_tsc_clock(c->lapic, EMU_TSC_HZ, now, now + (uint64_t)c->tsc_offset);
 	c->timer_deadline = UINT64_MAX;
 	reset_state(c);
 	emu_fpu_reset(c); /* power-up only: INIT keeps x87/SSE state */

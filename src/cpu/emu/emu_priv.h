@@ -151,6 +151,8 @@ struct emu_cpu {
 	uint64_t star, lstar, cstar, sfmask, kgs_base, tsc_aux, pat;
 	uint64_t sysenter_cs, sysenter_esp, sysenter_eip;
 	int64_t tsc_offset;
+	int64_t clock_offset; /* VM time (ns) = host monotonic + this; TSC writes leave it */
+	uint64_t kvm_system_time, kvm_wall_clock; /* kvmclock MSRs (emu.c) */
 	uint64_t misc_enable;
 
 	/* Derived state, recomputed by emu_update_mode(). */
