@@ -4,6 +4,8 @@
  * the host CPU and compare (defined flags only). */
 #include "unit.h"
 
+#include "assemble.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -128,38 +130,6 @@ static void set_gate(struct emu_t *t, int vec, uint64_t handler, int ist, int dp
 
 	put64(t, IDT + (uint64_t)vec * 16, lo);
 	put64(t, IDT + (uint64_t)vec * 16 + 8, handler >> 32);
-}
-
-/* Assemble Intel-syntax source into buf; returns its size, 0 when `as`
- * is missing. */
-static size_t assemble(const char *src, uint8_t *buf, size_t max)
-{
-	char dir[] = "/tmp/tarn-emu-XXXXXX", cmd[512], path[256];
-	FILE *f;
-	size_t n;
-
-	if (!mkdtemp(dir))
-		fail_msg("mkdtemp: %s", strerror(errno));
-	snprintf(path, sizeof(path), "%s/a.s", dir);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	fprintf(f, ".intel_syntax noprefix\n.code64\n%s\n", src);
-	fclose(f);
-	snprintf(cmd, sizeof(cmd),
-		 "cd %s && as --64 -o a.o a.s 2>err.txt && objcopy -O binary -j .text a.o a.bin", dir);
-	if (system(cmd) != 0) {
-		snprintf(cmd, sizeof(cmd), "cat %s/err.txt >&2; rm -rf %s", dir, dir);
-		(void)!system(cmd);
-		return 0;
-	}
-	snprintf(path, sizeof(path), "%s/a.bin", dir);
-	f = fopen(path, "rb");
-	assert_non_null(f);
-	n = fread(buf, 1, max, f);
-	fclose(f);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	(void)!system(cmd);
-	return n;
 }
 
 static void load_code(struct emu_t *t, const char *src)

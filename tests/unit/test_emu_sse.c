@@ -7,6 +7,8 @@
  * #MF) are checked in the emulator alone. */
 #include "unit.h"
 
+#include "assemble.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,37 +120,6 @@ static void emu_teardown(struct emu_t *t)
 	emu_cpu_ops.vcpu_destroy(&t->vcpu);
 	emu_cpu_ops.vm_destroy(&t->vm);
 	free(t->ram);
-}
-
-/* Assemble Intel-syntax source; returns the size, 0 when `as` failed. */
-static size_t assemble(const char *src, uint8_t *buf, size_t max)
-{
-	char dir[] = "/tmp/tarn-sse-XXXXXX", cmd[512], path[256];
-	FILE *f;
-	size_t n;
-
-	if (!mkdtemp(dir))
-		fail_msg("mkdtemp: %s", strerror(errno));
-	snprintf(path, sizeof(path), "%s/a.s", dir);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	fprintf(f, ".intel_syntax noprefix\n.code64\n%s\n", src);
-	fclose(f);
-	snprintf(cmd, sizeof(cmd),
-		 "cd %s && as --64 -o a.o a.s 2>err.txt && objcopy -O binary -j .text a.o a.bin", dir);
-	if (system(cmd) != 0) {
-		snprintf(cmd, sizeof(cmd), "cat %s/err.txt >&2; rm -rf %s", dir, dir);
-		(void)!system(cmd);
-		return 0;
-	}
-	snprintf(path, sizeof(path), "%s/a.bin", dir);
-	f = fopen(path, "rb");
-	assert_non_null(f);
-	n = fread(buf, 1, max, f);
-	fclose(f);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	(void)!system(cmd);
-	return n;
 }
 
 /* Run the guest from rip until it halts; returns the vector an exception
