@@ -834,21 +834,32 @@ bool emu_lar_lsl(struct emu_cpu *c, uint16_t sel, bool lsl, uint64_t *out)
 	return true;
 }
 
-void emu_ltr(struct emu_cpu *c, uint16_t sel)
+/* The GDT descriptor of a system segment (TSS, LDT) for ltr/lldt: 16 bytes
+ * in long mode. #GP(sel) for an LDT selector or one past the GDT's limit;
+ * *d and *addr: its low quadword and where it is. */
+static void read_sys_desc(struct emu_cpu *c, uint16_t sel, uint64_t *d, uint64_t *addr,
+			  struct x86_seg *s)
 {
-	uint64_t d, hi = 0, addr;
-	struct x86_seg s;
+	uint64_t hi = 0;
 
-	if ((sel & ~3) == 0 || (sel & 4))
-		emu_fault(c, EXC_GP, sel & ~3);
-	if (!read_desc(c, sel, &d, &addr))
+	if ((sel & 4) || !read_desc(c, sel, d, addr))
 		emu_fault(c, EXC_GP, sel & ~3);
 	if (c->efer & X86_EFER_LMA) {
 		if ((uint64_t)(sel | 7) + 8 > c->gdt.limit)
 			emu_fault(c, EXC_GP, sel & ~3);
-		hi = sys_read(c, addr + 8, 8);
+		hi = sys_read(c, *addr + 8, 8);
 	}
-	desc_to_seg(d, hi, c->efer & X86_EFER_LMA, sel, &s);
+	desc_to_seg(*d, hi, c->efer & X86_EFER_LMA, sel, s);
+}
+
+void emu_ltr(struct emu_cpu *c, uint16_t sel)
+{
+	uint64_t d, addr;
+	struct x86_seg s;
+
+	if ((sel & ~3) == 0)
+		emu_fault(c, EXC_GP, 0);
+	read_sys_desc(c, sel, &d, &addr, &s);
 	if (s.s || (s.type != 9 && s.type != 1))
 		emu_fault(c, EXC_GP, sel & ~3);
 	if (!s.present)
@@ -860,7 +871,7 @@ void emu_ltr(struct emu_cpu *c, uint16_t sel)
 
 void emu_lldt(struct emu_cpu *c, uint16_t sel)
 {
-	uint64_t d, hi = 0, addr;
+	uint64_t d, addr;
 	struct x86_seg s;
 
 	if ((sel & ~3) == 0) {
@@ -868,16 +879,7 @@ void emu_lldt(struct emu_cpu *c, uint16_t sel)
 		c->ldt.unusable = 1;
 		return;
 	}
-	if (sel & 4)
-		emu_fault(c, EXC_GP, sel & ~3);
-	if (!read_desc(c, sel, &d, &addr))
-		emu_fault(c, EXC_GP, sel & ~3);
-	if (c->efer & X86_EFER_LMA) {
-		if ((uint64_t)(sel | 7) + 8 > c->gdt.limit)
-			emu_fault(c, EXC_GP, sel & ~3);
-		hi = sys_read(c, addr + 8, 8);
-	}
-	desc_to_seg(d, hi, c->efer & X86_EFER_LMA, sel, &s);
+	read_sys_desc(c, sel, &d, &addr, &s);
 	if (s.s || s.type != 2)
 		emu_fault(c, EXC_GP, sel & ~3);
 	if (!s.present)
