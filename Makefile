@@ -46,6 +46,7 @@ OBJS += src/core/vcpu.o
 OBJS += src/core/console.o
 OBJS += src/mem/gm.o
 OBJS += src/bus/bus.o
+OBJS += src/pci/pci.o
 OBJS += src/cpu/cpu.o
 OBJS += src/cpu/kvm/kvm.o
 OBJS += src/arch/x86/cpu_state.o

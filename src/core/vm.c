@@ -15,12 +15,14 @@
 #include "hw/acpi_pm.h"
 #include "hw/legacy.h"
 #include "hw/uart8250.h"
+#include "pci/pci.h"
 
 struct vm_devices {
 	struct uart8250 com1;
 	struct i8042 kbc;
 	struct cmos_rtc rtc;
 	struct acpi_pm pm;
+	struct pci_root pci;
 };
 
 static int vm_fail(char *err, size_t len, int ret, const char *fmt, ...)
@@ -80,9 +82,12 @@ static int vm_add_devices(struct vm *vm, char *err, size_t len)
 		ret = debug_ports_init(vm);
 	if (!ret)
 		ret = acpi_pm_init(&d->pm, vm);
+	if (!ret)
+		ret = pci_root_init(&d->pci, vm);
 	if (ret)
 		return vm_fail(err, len, ret, "platform devices: %s", strerror(-ret));
 	vm->uart = &d->com1;
+	vm->pci = &d->pci;
 	return 0;
 }
 
@@ -194,6 +199,13 @@ int vm_irq_line(struct vm *vm, unsigned gsi, int level)
 	return vm->cpu->irq_line(vm, gsi, level);
 }
 
+int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
+{
+	if (!vm->cpu || !vm->cpu->signal_msi)
+		return -ENOSYS;
+	return vm->cpu->signal_msi(vm, addr, data);
+}
+
 int vm_run(struct vm *vm)
 {
 	int ret;
@@ -236,6 +248,7 @@ void vm_destroy(struct vm *vm)
 		if (vm->uart)
 			uart8250_destroy(vm->uart);
 		acpi_pm_destroy(&vm->devs->pm);
+		pci_root_destroy(&vm->devs->pci);
 		free(vm->devs);
 	}
 	if (vm->loop) {

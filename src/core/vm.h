@@ -51,6 +51,7 @@ struct vcpu {
 };
 
 struct uart8250;
+struct pci_root;
 struct vm_devices;
 struct evloop;
 
@@ -68,6 +69,7 @@ struct vm {
 
 	struct uart8250 *uart;
 	struct vm_devices *devs; /* the platform devices (vm.c) */
+	struct pci_root *pci;	 /* PCI bus 0 (pci/pci.h), for devices to register on */
 	struct evloop *loop;	 /* host I/O; runs on the thread in vm_run() */
 
 	/* How the VM ended: set once by vm_request_stop(). */
@@ -95,6 +97,9 @@ void vm_destroy(struct vm *vm);
 
 /* Raise or lower an interrupt line (GSI) of the VM's interrupt controller. */
 int vm_irq_line(struct vm *vm, unsigned gsi, int level);
+
+/* Send a message-signalled interrupt (MSI/MSI-X): -ENOSYS without backend support. */
+int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data);
 
 /* Print registers of a vCPU to stderr (crash reports). */
 void vcpu_dump(struct vcpu *vcpu, const char *why);

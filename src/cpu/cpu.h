@@ -66,6 +66,8 @@ struct cpu_ops {
 	void (*kick)(struct vcpu *vcpu);
 	/* Drive an interrupt line (GSI) of the VM's interrupt controller. */
 	int (*irq_line)(struct vm *vm, unsigned gsi, int level);
+	/* Optional: deliver one MSI (x86 address/data format, SDM 11.11). */
+	int (*signal_msi)(struct vm *vm, uint64_t addr, uint32_t data);
 	/* Set the vCPU's CPUID table (the policy decides what it holds). */
 	int (*set_cpuid)(struct vcpu *vcpu);
 };

@@ -18,6 +18,7 @@
 
 #include "core/vm.h"
 #include "hw/uart8250.h"
+#include "pci/pci.h"
 #include "lib/guest.h"
 
 #define STATUS_ABORTED 1000 /* the guest failed an assertion */
@@ -38,6 +39,10 @@ struct ctx {
 	char io_string[64];
 	unsigned io_string_len, io_in_pos;
 	uint8_t mmio_mem[8];
+	/* PCI test device */
+	struct pci_device *pci_dev;
+	uint32_t pci_reg;
+	int pci_msix_ret;
 };
 
 struct gtest {
@@ -351,6 +356,54 @@ static void sync_in_order(struct ctx *c, const struct ucall *uc)
 	CHECK_EQ(uc->args[0], c->syncs);
 }
 
+/* The PCI test device (g_pci.c): BAR0 holds a register at 0 whose value
+ * plus one reads back at 4, and a doorbell at 8 that raises MSI-X vector 0. */
+static void pci_bar_read(void *opaque, int bar, uint64_t off, void *data, unsigned len)
+{
+	struct ctx *c = opaque;
+	uint32_t v = off == 4 ? c->pci_reg + 1 : 0;
+
+	memcpy(data, &v, len < 4 ? len : 4);
+}
+
+static void pci_bar_write(void *opaque, int bar, uint64_t off, const void *data, unsigned len)
+{
+	struct ctx *c = opaque;
+
+	if (off == 0 && len == 4)
+		memcpy(&c->pci_reg, data, 4);
+	else if (off == 8)
+		c->pci_msix_ret = pci_msix_notify(c->pci_dev, 0);
+}
+
+static const struct pci_device_ops pci_test_ops = { .bar_read = pci_bar_read, .bar_write = pci_bar_write };
+
+static int setup_pci(struct ctx *c)
+{
+	static const struct pci_device_info info = {
+		.vendor = 0x7a72, /* test-only IDs */
+		.device = 0x0001,
+		.class_code = 0xff0000,
+		.bars = { [0] = { PCI_BAR_MEM32, 4096, false } },
+		.msix_vectors = 2,
+		.msix_bar = 1,
+	};
+
+	return pci_register_device(c->vm->pci, &pci_test_ops, c, &info, &c->pci_dev);
+}
+
+static void sync_pci(struct ctx *c, const struct ucall *uc)
+{
+	CHECK_EQ(uc->args[0], 1);    /* one MSI-X interrupt taken */
+	CHECK_EQ(uc->args[1], 4096); /* BAR0's size as the guest measured it */
+}
+
+static void check_pci(struct ctx *c)
+{
+	CHECK_EQ(c->pci_reg, 0x1234);
+	CHECK_EQ(c->pci_msix_ret, 0);
+}
+
 #define MiB (1ULL << 20)
 #define GiB (1ULL << 30)
 
@@ -379,6 +432,7 @@ static const struct gtest tests[] = {
 	{ "usermode", 1, 64 * MiB, NULL, 0, 5, NULL, NULL, NULL, NULL },
 	{ "modeswitch", 1, 64 * MiB, NULL, 0, 8, NULL, NULL, sync_modeswitch, NULL },
 	{ "protmode", 1, 64 * MiB, NULL, 0, 6, NULL, NULL, sync_in_order, NULL },
+	{ "pci", 1, 64 * MiB, NULL, 0, 1, NULL, setup_pci, sync_pci, check_pci },
 };
 
 static char guest_dir[PATH_MAX];

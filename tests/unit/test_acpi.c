@@ -14,6 +14,7 @@
 
 #include "arch/x86/acpi.h"
 #include "arch/x86/aml.h"
+#include "pci/pci.h"
 #include "hw/acpi_pm.h"
 #include "mem/gm.h"
 
@@ -91,6 +92,7 @@ struct tables {
 	const struct acpi_header *madt;
 	const struct acpi_header *dsdt;
 	const struct acpi_facs *facs;
+	const struct acpi_mcfg *mcfg;
 };
 
 /* Walk from the RSDP as an OS would, checking every checksum on the way. */
@@ -110,7 +112,7 @@ static void walk(struct fixture *f, uint64_t rsdp_gpa, struct tables *t)
 	t->xsdt = checked_table(f, r->xsdt_addr, "XSDT");
 	size_t n = (t->xsdt->length - sizeof(struct acpi_header)) / 8;
 	assert_int_equal((t->xsdt->length - sizeof(struct acpi_header)) % 8, 0);
-	assert_int_equal(n, 2);
+	assert_int_equal(n, 3); /* FADT, MADT, MCFG */
 	for (size_t i = 0; i < n; i++) {
 		uint64_t gpa;
 		memcpy(&gpa, (const uint8_t *)t->xsdt + sizeof(struct acpi_header) + 8 * i, 8);
@@ -121,6 +123,9 @@ static void walk(struct fixture *f, uint64_t rsdp_gpa, struct tables *t)
 		} else if (!memcmp(h->signature, "APIC", 4)) {
 			assert_null(t->madt);
 			t->madt = checked_table(f, gpa, "APIC");
+		} else if (!memcmp(h->signature, "MCFG", 4)) {
+			assert_null(t->mcfg);
+			t->mcfg = (const void *)checked_table(f, gpa, "MCFG");
 		} else {
 			fail_msg("unexpected table %.4s in the XSDT", h->signature);
 		}
@@ -128,6 +133,13 @@ static void walk(struct fixture *f, uint64_t rsdp_gpa, struct tables *t)
 	assert_non_null(t->fadt);
 	assert_non_null(t->madt);
 	assert_int_equal(t->fadt->h.length, sizeof(struct acpi_fadt));
+	/* MCFG: one ECAM region, segment 0, bus 0 only, where pci/pci.h has it. */
+	assert_non_null(t->mcfg);
+	assert_int_equal(t->mcfg->h.length, sizeof(struct acpi_mcfg));
+	assert_int_equal(t->mcfg->alloc[0].base, PCI_ECAM_BASE);
+	assert_int_equal(t->mcfg->alloc[0].segment, 0);
+	assert_int_equal(t->mcfg->alloc[0].start_bus, 0);
+	assert_int_equal(t->mcfg->alloc[0].end_bus, 0);
 
 	assert_int_equal(t->fadt->x_dsdt, t->fadt->dsdt);
 	t->dsdt = checked_table(f, t->fadt->x_dsdt, "DSDT");
@@ -529,6 +541,17 @@ static void bad_name_dots(struct aml *a) { aml_scope_begin(a, "A..B"); }
 static void bad_name_empty(struct aml *a) { aml_scope_begin(a, ""); }
 static void io_outside_rt(struct aml *a) { aml_rt_io(a, 1, 0, 0, 0, 1); }
 static void extra_end(struct aml *a) { aml_end(a); }
+static void addr_outside_rt(struct aml *a) { aml_rt_addr_space(a, 16, AML_ADDR_IO, 3, 0, 1); }
+static void addr_in_rt(struct aml *a, unsigned bits, uint64_t min, uint64_t len)
+{
+	aml_name(a, "_CRS");
+	aml_rt_begin(a);
+	aml_rt_addr_space(a, bits, AML_ADDR_MEM, 1, min, len);
+	aml_rt_end(a);
+}
+static void addr_bad_width(struct aml *a) { addr_in_rt(a, 24, 0, 1); }
+static void addr_past_16_bits(struct aml *a) { addr_in_rt(a, 16, 0xc000, 0x4001); }
+static void addr_empty(struct aml *a) { addr_in_rt(a, 32, 0xc0000000, 0); }
 static void return_outside_method(struct aml *a)
 {
 	aml_scope_begin(a, "\\");
@@ -567,6 +590,10 @@ static void test_aml_misuse(void **state)
 	assert_int_equal(misuse(bad_name_empty), -EINVAL);
 	assert_int_equal(misuse(io_outside_rt), -EINVAL);
 	assert_int_equal(misuse(extra_end), -EINVAL);
+	assert_int_equal(misuse(addr_outside_rt), -EINVAL);
+	assert_int_equal(misuse(addr_bad_width), -EINVAL);
+	assert_int_equal(misuse(addr_past_16_bits), -EINVAL);
+	assert_int_equal(misuse(addr_empty), -EINVAL);
 	assert_int_equal(misuse(return_outside_method), -EINVAL);
 	assert_int_equal(misuse(name_in_package), -EINVAL);
 	assert_int_equal(misuse(too_many_elements), -E2BIG);
@@ -745,6 +772,7 @@ static void dump_and_disassemble(struct fixture *f, unsigned nr_cpus, const char
 		{ "facs", t.facs, t.facs->length, 0 },
 		{ "apic", t.madt, t.madt->length, hdr },
 		{ "dsdt", t.dsdt, t.dsdt->length, hdr },
+		{ "mcfg", t.mcfg, t.mcfg->h.length, hdr },
 	};
 	for (size_t i = 0; i < sizeof(tabs) / sizeof(tabs[0]); i++) {
 		char file[32];
@@ -805,6 +833,22 @@ static void test_iasl_dsdt_round_trip(void **state)
 		"IRQNoFlags ()",
 		"{4}",
 		"Name (_S5, Package (0x04)",
+		/* The PCI root bridge and what it decodes. */
+		"Device (PCI0)",
+		"EisaId (\"PNP0A08\")",
+		"EisaId (\"PNP0A03\")",
+		"WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode,",
+		"0x0CF8,",
+		"WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,",
+		"0xC000,",
+		"DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed,",
+		"0xC0000000,",
+		"0xCFFFFFFF,",
+		"Name (_PRT, Package (0x7C)",
+		"0x001FFFFF,",
+		"EisaId (\"PNP0C02\")",
+		"Memory32Fixed (ReadWrite,",
+		"0xF0000000,",
 	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		if (!strstr(dsl, want[i]))

@@ -17,6 +17,7 @@
 #include "arch/x86/aml.h"
 #include "hw/acpi_pm.h"
 #include "mem/gm.h"
+#include "pci/pci.h"
 
 /* The packed structs in acpi.h are filled in host byte order. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -35,6 +36,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 #define FACS_VERSION 2
 #define MADT_REVISION 6	 /* ACPI 6.5 Table 5.19 */
 #define DSDT_REVISION 2	 /* >= 2: AML integers are 64 bits */
+#define MCFG_REVISION 1
 
 /* P_LVL2_LAT > 100 and P_LVL3_LAT > 1000 say "no C2/C3" (ACPI 6.5 §5.2.9):
  * a vCPU's only idle state is HLT, which PROC_C1 covers. */
@@ -74,6 +76,7 @@ void acpi_config_default(struct acpi_config *cfg, unsigned nr_cpus)
 		.pm_tmr_port = ACPI_PM_TMR_PORT,
 		.sci_irq = ACPI_SCI_IRQ,
 		.legacy_devs = ACPI_DEV_COM1,
+		.pci = true,
 	};
 }
 
@@ -135,6 +138,61 @@ static struct acpi_gas io_gas(uint16_t port, uint8_t bits, uint8_t access)
 	};
 }
 
+/* The PCI root bridge (PCI Firmware 3.2 §4.1, ACPI 6.5 §6.1/§6.2/§6.4):
+ * PCI Express root (PNP0A08, compatible with PNP0A03), segment 0, bus 0,
+ * and the windows it forwards: the CF8-CFF config ports it consumes, the
+ * I/O and MMIO windows BARs live in. _PRT routes each slot's INTA-D to the
+ * swizzled GSIs of pci_intx_gsi() (Source 0: global interrupts). The ECAM
+ * area is claimed by a motherboard-resources device (PNP0C02), where Linux
+ * looks before trusting MCFG ("reserved in ACPI motherboard resources"). */
+static void build_pci_aml(struct aml *a)
+{
+	aml_device_begin(a, "PCI0");
+	aml_name(a, "_HID");
+	aml_eisaid(a, "PNP0A08");
+	aml_name(a, "_CID");
+	aml_eisaid(a, "PNP0A03");
+	aml_name(a, "_SEG");
+	aml_int(a, 0);
+	aml_name(a, "_BBN");
+	aml_int(a, 0);
+	aml_name(a, "_UID");
+	aml_int(a, 0);
+	aml_name(a, "_CRS");
+	aml_rt_begin(a);
+	aml_rt_addr_space(a, 16, AML_ADDR_BUS, 0, 0, 1);
+	aml_rt_io(a, 1, PCI_CONFIG_ADDR, PCI_CONFIG_ADDR, 1, 8);
+	aml_rt_addr_space(a, 16, AML_ADDR_IO, 3, PCI_IO_BASE, PCI_IO_SIZE);
+	aml_rt_addr_space(a, 32, AML_ADDR_MEM, 1, PCI_MMIO32_BASE, PCI_MMIO32_SIZE);
+	aml_rt_end(a);
+	/* Package { Address 0xSSSSFFFF (any function), Pin 0-3, Source, GSI } */
+	aml_name(a, "_PRT");
+	aml_package_begin(a);
+	for (int slot = 1; slot < PCI_MAX_SLOTS; slot++) {
+		for (unsigned pin = 0; pin < 4; pin++) {
+			aml_package_begin(a);
+			aml_int(a, (uint64_t)slot << 16 | 0xffff);
+			aml_int(a, pin);
+			aml_int(a, 0);
+			aml_int(a, pci_intx_gsi(slot, pin + 1));
+			aml_end(a);
+		}
+	}
+	aml_end(a);
+	aml_end(a); /* PCI0 */
+
+	aml_device_begin(a, "MRES");
+	aml_name(a, "_HID");
+	aml_eisaid(a, "PNP0C02");
+	aml_name(a, "_UID");
+	aml_int(a, 0);
+	aml_name(a, "_CRS");
+	aml_rt_begin(a);
+	aml_rt_mem32_fixed(a, 1, (uint32_t)PCI_ECAM_BASE, (uint32_t)PCI_ECAM_SIZE);
+	aml_rt_end(a);
+	aml_end(a);
+}
+
 /* The DSDT body (ACPI 6.5 §5.2.11.1): processor devices, legacy devices,
  * and the S5 sleep package that makes poweroff work. */
 static int build_dsdt_aml(struct aml *a, const struct acpi_config *cfg)
@@ -186,12 +244,15 @@ static int build_dsdt_aml(struct aml *a, const struct acpi_config *cfg)
 		aml_end(a);
 	}
 
+	if (cfg->pci)
+		build_pci_aml(a);
+
 	aml_end(a); /* \_SB */
 	return aml_finish(a);
 }
 
 struct layout {
-	uint64_t rsdp, xsdt, fadt, facs, madt, dsdt, end;
+	uint64_t rsdp, xsdt, fadt, facs, madt, dsdt, mcfg, end;
 	uint32_t xsdt_len, madt_len, dsdt_len;
 };
 
@@ -204,7 +265,7 @@ static uint64_t align_up(uint64_t v, uint64_t a)
  * 16-byte alignment is for the RSDP scan; the FACS needs 64 (§5.2.10). */
 static int plan(struct layout *l, const struct acpi_config *cfg, size_t aml_len)
 {
-	l->xsdt_len = sizeof(struct acpi_header) + 2 * sizeof(uint64_t); /* FADT, MADT */
+	l->xsdt_len = sizeof(struct acpi_header) + (cfg->pci ? 3 : 2) * sizeof(uint64_t); /* FADT, MADT, MCFG */
 	l->madt_len = sizeof(struct acpi_madt) + cfg->nr_cpus * sizeof(struct acpi_madt_lapic) +
 		      sizeof(struct acpi_madt_ioapic) + 2 * sizeof(struct acpi_madt_iso);
 	if (aml_len > ACPI_AREA_END - ACPI_AREA_START)
@@ -217,7 +278,8 @@ static int plan(struct layout *l, const struct acpi_config *cfg, size_t aml_len)
 	l->facs = align_up(l->fadt + sizeof(struct acpi_fadt), 64);
 	l->madt = align_up(l->facs + sizeof(struct acpi_facs), 16);
 	l->dsdt = align_up(l->madt + l->madt_len, 16);
-	l->end = l->dsdt + l->dsdt_len;
+	l->mcfg = align_up(l->dsdt + l->dsdt_len, 16);
+	l->end = cfg->pci ? l->mcfg + sizeof(struct acpi_mcfg) : l->dsdt + l->dsdt_len;
 	return l->end <= ACPI_AREA_END ? 0 : -ENOSPC;
 }
 
@@ -387,12 +449,21 @@ int acpi_build(struct guest_mem *gm, const struct acpi_config *cfg, uint64_t *rs
 	build_madt(AT(l.madt), cfg, &l);
 	seal(AT(l.madt));
 
+	if (cfg->pci) {
+		struct acpi_mcfg *mcfg = (struct acpi_mcfg *)AT(l.mcfg);
+
+		fill_header(&mcfg->h, "MCFG", sizeof(*mcfg), MCFG_REVISION);
+		mcfg->alloc[0] = (struct acpi_mcfg_alloc){ .base = PCI_ECAM_BASE, .segment = 0,
+							   .start_bus = 0, .end_bus = 0 };
+		seal(mcfg);
+	}
+
 	/* XSDT (§5.2.8): 64-bit pointers to every table but the DSDT and
 	 * FACS, which the FADT points to. */
 	struct acpi_header *xsdt = (struct acpi_header *)AT(l.xsdt);
 	fill_header(xsdt, "XSDT", l.xsdt_len, XSDT_REVISION);
-	uint64_t entries[2] = { l.fadt, l.madt };
-	memcpy(xsdt + 1, entries, sizeof(entries));
+	uint64_t entries[3] = { l.fadt, l.madt, l.mcfg };
+	memcpy(xsdt + 1, entries, l.xsdt_len - sizeof(*xsdt));
 	seal(xsdt);
 
 	/* RSDP (§5.2.5.3): revision 2 with only an XSDT. The first checksum

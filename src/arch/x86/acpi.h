@@ -14,6 +14,7 @@
 #ifndef TARN_ACPI_H
 #define TARN_ACPI_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct guest_mem;
@@ -44,6 +45,7 @@ struct acpi_config {
 	uint16_t pm_tmr_port;	  /* 4 bytes */
 	uint8_t sci_irq;	  /* ISA IRQ, level-triggered active-high */
 	uint32_t legacy_devs;	  /* ACPI_DEV_* */
+	bool pci;		  /* describe the PCI root (pci/pci.h) and its MCFG */
 };
 
 /* The platform tarn emulates: LAPIC/IOAPIC at their usual addresses, IOAPIC
@@ -249,5 +251,23 @@ _Static_assert(sizeof(struct acpi_madt_iso) == 10, "ISO entry is 10 bytes (ACPI 
 #define ACPI_MPS_ACTIVE_LOW 0x3
 #define ACPI_MPS_EDGE (0x1 << 2)
 #define ACPI_MPS_LEVEL (0x3 << 2)
+
+/* MCFG (PCI Firmware 3.2 §4.1.2): header, 8 reserved bytes, then one
+ * allocation per ECAM region. */
+struct acpi_mcfg_alloc {
+	uint64_t base;
+	uint16_t segment;
+	uint8_t start_bus;
+	uint8_t end_bus;
+	uint32_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct acpi_mcfg_alloc) == 16, "MCFG allocation is 16 bytes");
+
+struct acpi_mcfg {
+	struct acpi_header h; /* "MCFG" */
+	uint64_t reserved;
+	struct acpi_mcfg_alloc alloc[1];
+} __attribute__((packed));
+_Static_assert(sizeof(struct acpi_mcfg) == 60, "MCFG with one allocation is 60 bytes");
 
 #endif

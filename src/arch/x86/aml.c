@@ -591,6 +591,36 @@ void aml_rt_mem32_fixed(struct aml *a, int writable, uint32_t base, uint32_t len
 	put(a, d, sizeof(d));
 }
 
+void aml_rt_addr_space(struct aml *a, unsigned bits, uint8_t type, uint8_t type_flags,
+		       uint64_t min, uint64_t len)
+{
+	/* Tags: Word 0x88, DWord 0x87, QWord 0x8A (large items); five
+	 * fields of bits/8 bytes each: _GRA, _MIN, _MAX, _TRA, _LEN. */
+	unsigned w = bits / 8;
+	uint8_t tag = bits == 16 ? 0x88 : bits == 32 ? 0x87 : 0x8a;
+	uint64_t f[5] = { 0, min, min + len - 1, 0, len };
+	uint8_t d[3 + 3 + 5 * 8];
+	size_t n = 0;
+
+	if (!in_rt(a))
+		return;
+	if ((bits != 16 && bits != 32 && bits != 64) || !len ||
+	    (bits < 64 && (min + len - 1) >> bits)) {
+		fail(a, -EINVAL);
+		return;
+	}
+	d[n++] = tag;
+	d[n++] = (uint8_t)(3 + 5 * w); /* length after the 3-byte header */
+	d[n++] = 0;
+	d[n++] = type;
+	d[n++] = 0x0c; /* _MAF, _MIF fixed; positive decode; producer */
+	d[n++] = type_flags;
+	for (int i = 0; i < 5; i++)
+		for (unsigned k = 0; k < w; k++)
+			d[n++] = (uint8_t)(f[i] >> (8 * k));
+	put(a, d, n);
+}
+
 int aml_finish(struct aml *a)
 {
 	if (!a->err && (a->depth || a->want_object))

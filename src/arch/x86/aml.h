@@ -100,6 +100,18 @@ void aml_rt_irq_noflags(struct aml *a, uint16_t irq_mask);
 /* Memory32Fixed(ReadWrite or ReadOnly, base, len) — ACPI 6.5 §6.4.3.4 */
 void aml_rt_mem32_fixed(struct aml *a, int writable, uint32_t base, uint32_t len);
 
+/* Address Space Descriptors — ACPI 6.5 §6.4.3.5: WordBusNumber/WordIO
+ * (bits 16), DWordMemory (32), QWordMemory (64), as a ResourceProducer
+ * (a bridge window) with fixed minimum and maximum, positive decode,
+ * granularity 0 and no translation: [min, min + len). type_flags is the
+ * type-specific byte (memory: bit 0 read-write, bits 2:1 cacheability;
+ * I/O: 3 = entire range). */
+#define AML_ADDR_MEM 0
+#define AML_ADDR_IO 1
+#define AML_ADDR_BUS 2
+void aml_rt_addr_space(struct aml *a, unsigned bits, uint8_t type, uint8_t type_flags,
+		       uint64_t min, uint64_t len);
+
 /* PkgLength encoding of a block whose content (everything after the
  * PkgLength itself) is content_len bytes long. Writes 1-4 bytes into out and
  * returns how many, or 0 when the length does not fit in 28 bits. Exposed for

@@ -22,6 +22,7 @@
 #include "core/vm.h"
 #include "hw/acpi_pm.h"
 #include "mem/gm.h"
+#include "pci/pci.h"
 
 /* boot_params offsets (zero-page.rst) */
 #define BP_ACPI_RSDP_ADDR 0x070
@@ -200,12 +201,15 @@ int x86_e820_build(const struct vm *vm, struct e820_entry *e, int max)
 	const struct guest_mem *gm = &vm->mem;
 	int n = 0;
 
-	if (max < 5)
+	if (max < 4 + gm->nr_regions) /* + the ECAM entry */
 		return 0;
 	e[n++] = (struct e820_entry){ 0, BOOT_EBDA_ADDR, E820_RAM };
 	e[n++] = (struct e820_entry){ BOOT_EBDA_ADDR, 0xa0000 - BOOT_EBDA_ADDR, E820_RESERVED };
 	e[n++] = (struct e820_entry){ BOOT_BIOS_START, BOOT_HIMEM_START - BOOT_BIOS_START, E820_RESERVED };
 	e[n++] = (struct e820_entry){ BOOT_HIMEM_START, gm_low_end(gm) - BOOT_HIMEM_START, E820_RAM };
+	/* Linux uses MCFG's ECAM only if it is reserved here or in ACPI. */
+	if (vm->pci)
+		e[n++] = (struct e820_entry){ PCI_ECAM_BASE, PCI_ECAM_SIZE, E820_RESERVED };
 	for (int i = 1; i < gm->nr_regions; i++)
 		e[n++] = (struct e820_entry){ gm->regions[i].gpa, gm->regions[i].size, E820_RAM };
 	return n;
@@ -332,6 +336,7 @@ static int build_acpi(struct boot_ctx *b, uint64_t *rsdp)
 	int ret;
 
 	acpi_config_default(&cfg, b->vm->nr_vcpus);
+	cfg.pci = b->vm->pci != NULL;
 	ret = acpi_build(&b->vm->mem, &cfg, rsdp);
 	if (ret)
 		return fail(b, ret, "cannot build ACPI tables: %s", strerror(-ret));

@@ -850,5 +850,6 @@ const struct cpu_ops emu_cpu_ops = {
 	.set_state = emu_set_state,
 	.kick = emu_kick,
 	.irq_line = emu_irq_line,
+	.signal_msi = emu_platform_signal_msi,
 	.set_cpuid = emu_set_cpuid,
 };

@@ -236,7 +236,9 @@ void *emu_rmw_ptr(struct emu_cpu *c, uint64_t lin, int size);
 const uint8_t *emu_fetch_page(struct emu_cpu *c, uint64_t lin);
 uint64_t emu_io_in(struct emu_cpu *c, uint16_t port, int size);
 void emu_io_out(struct emu_cpu *c, uint16_t port, int size, uint64_t val);
-/* Linear address outside 64-bit mode: base + offset with limit checks. */
+/* Linear address outside 64-bit mode: base + offset with limit checks.
+ * emu_linear() answers flat 4 GiB segments inline: a check added here
+ * must be added there too. */
 uint64_t emu_linear_legacy(struct emu_cpu *c, int seg, uint64_t off, int size, enum acc acc);
 
 /* ---- exc.c ---- */
@@ -297,6 +299,12 @@ static inline uint64_t emu_linear(struct emu_cpu *c, int seg, uint64_t off, int 
 			emu_fault(c, seg == SEG_SS ? EXC_SS : EXC_GP, 0);
 		return lin;
 	}
+	/* 4 GiB segments that are not expand-down (flat protected mode):
+	 * the only check left is the end of the access. */
+	const struct x86_seg *s = &c->seg[seg];
+	if (likely(s->limit == 0xffffffffu && !s->unusable && (s->type & 0xc) != 4 &&
+		   off + (uint64_t)size - 1 <= 0xffffffffULL))
+		return (s->base + off) & 0xffffffffULL;
 	return emu_linear_legacy(c, seg, off, size, acc);
 }
 

@@ -18,7 +18,7 @@
 struct dec {
 	const uint8_t *p, *end;
 	const uint8_t *start; /* host address of the first byte */
-	int len;
+	uintptr_t pbase; /* p - pbase: bytes consumed (dlen); kept by fetch_more */
 	uint64_t rip;
 	uint64_t lin; /* linear address of the first byte */
 	int opsize, adsize;
@@ -37,31 +37,38 @@ enum { OP_ADD, OP_OR, OP_ADC, OP_SBB, OP_AND, OP_SUB, OP_XOR, OP_CMP, OP_INC, OP
 
 /* ---- fetch ---- */
 
+/* Instruction bytes consumed so far. */
+static inline int dlen(const struct dec *d)
+{
+	return (int)((uintptr_t)d->p - d->pbase);
+}
+
 static void fetch_more(struct emu_cpu *c, struct dec *d)
 {
 	uint64_t lin;
 	const uint8_t *page;
 	unsigned off, avail;
+	int len = dlen(d);
 
-	if (d->len >= 15)
+	if (len >= 15)
 		emu_fault(c, EXC_GP, 0);
-	lin = d->lin + (uint64_t)d->len;
+	lin = d->lin + (uint64_t)len;
 	if (!c->long64)
 		lin &= 0xffffffffULL;
 	page = emu_fetch_page(c, lin);
 	off = lin & 0xfff;
 	avail = 4096 - off;
-	if (avail > 15u - (unsigned)d->len)
-		avail = 15u - (unsigned)d->len;
+	if (avail > 15u - (unsigned)len)
+		avail = 15u - (unsigned)len;
 	d->p = page + off;
 	d->end = d->p + avail;
+	d->pbase = (uintptr_t)d->p - (uintptr_t)len;
 }
 
 static inline __attribute__((always_inline)) uint8_t f8(struct emu_cpu *c, struct dec *d)
 {
 	if (unlikely(d->p >= d->end))
 		fetch_more(c, d);
-	d->len++;
 	return *d->p++;
 }
 
@@ -78,9 +85,13 @@ static inline __attribute__((always_inline)) uint64_t fn(struct emu_cpu *c, stru
 	uint64_t v = 0;
 
 	if (likely(d->p + n <= d->end)) {
-		memcpy(&v, d->p, (size_t)n);
+		switch (n) { /* constant sizes: no call to memcpy */
+		case 1: v = *d->p; break;
+		case 2: { uint16_t t; memcpy(&t, d->p, 2); v = t; break; }
+		case 4: { uint32_t t; memcpy(&t, d->p, 4); v = t; break; }
+		default: memcpy(&v, d->p, 8); break;
+		}
 		d->p += n;
-		d->len += n;
 		return v;
 	}
 	for (int i = 0; i < n; i++)
@@ -108,7 +119,7 @@ static inline int immsz(int sz)
 
 static inline uint64_t next_rip(struct emu_cpu *c, struct dec *d)
 {
-	uint64_t n = d->rip + (uint64_t)d->len;
+	uint64_t n = d->rip + (uint64_t)dlen(d);
 
 	return c->long64 ? n : (c->def_size == 2 ? n & 0xffff : n & 0xffffffffULL);
 }
@@ -173,7 +184,7 @@ static void modrm_mem(struct emu_cpu *c, struct dec *d, int imm_bytes, uint8_t m
 		else if (d->mod == 2)
 			ea += (uint64_t)fimm_s(c, d, 4);
 		if (riprel)
-			ea += d->rip + (uint64_t)d->len + (uint64_t)imm_bytes;
+			ea += d->rip + (uint64_t)dlen(d) + (uint64_t)imm_bytes;
 		if (d->adsize == 4)
 			ea &= 0xffffffffULL;
 	}
@@ -197,7 +208,8 @@ static inline __attribute__((always_inline)) void modrm(struct emu_cpu *c, struc
 
 /* ---- registers ---- */
 
-static inline __attribute__((always_inline)) uint64_t getr(struct emu_cpu *c, const struct dec *d, int r, int sz)
+static inline __attribute__((always_inline)) uint64_t getr(struct emu_cpu *c, const struct dec *d,
+							 int r, int sz)
 {
 	switch (sz) {
 	case 1:
@@ -210,7 +222,8 @@ static inline __attribute__((always_inline)) uint64_t getr(struct emu_cpu *c, co
 	}
 }
 
-static inline __attribute__((always_inline)) void setr(struct emu_cpu *c, const struct dec *d, int r, int sz, uint64_t v)
+static inline __attribute__((always_inline)) void setr(struct emu_cpu *c, const struct dec *d, int r,
+						       int sz, uint64_t v)
 {
 	switch (sz) {
 	case 1:
@@ -225,14 +238,16 @@ static inline __attribute__((always_inline)) void setr(struct emu_cpu *c, const 
 	}
 }
 
-static inline __attribute__((always_inline)) uint64_t rm_read(struct emu_cpu *c, struct dec *d, int sz)
+static inline __attribute__((always_inline)) uint64_t rm_read(struct emu_cpu *c, struct dec *d,
+							    int sz)
 {
 	if (d->mem)
 		return emu_read(c, d->eseg, d->ea, sz);
 	return getr(c, d, d->rm, sz);
 }
 
-static inline __attribute__((always_inline)) void rm_write(struct emu_cpu *c, struct dec *d, int sz, uint64_t v)
+static inline __attribute__((always_inline)) void rm_write(struct emu_cpu *c, struct dec *d, int sz,
+							   uint64_t v)
 {
 	if (d->mem)
 		emu_write(c, d->eseg, d->ea, sz, v);
@@ -281,15 +296,10 @@ static inline uint64_t peek(struct emu_cpu *c, int sz, uint64_t n)
 
 static inline __attribute__((always_inline)) uint64_t szp(uint64_t r, int sz)
 {
-	uint64_t f = 0;
-
-	if (!r)
-		f |= F_ZF;
-	if ((r >> (sz * 8 - 1)) & 1)
-		f |= F_SF;
-	if (!__builtin_parity((unsigned)(r & 0xff)))
-		f |= F_PF;
-	return f;
+	/* Branch-free: these bits follow the data, so branches on them
+	 * would be mispredicted about half the time. */
+	return (r ? 0 : F_ZF) | (((r >> (sz * 8 - 1)) & 1) ? F_SF : 0) |
+	       (uint64_t)!__builtin_parity((unsigned)(r & 0xff)) * F_PF;
 }
 
 static inline __attribute__((always_inline)) uint64_t alu(struct emu_cpu *c, int op, int sz, uint64_t a, uint64_t b)
@@ -359,7 +369,8 @@ static inline __attribute__((always_inline)) uint64_t alu(struct emu_cpu *c, int
  * bits (6 with 64-bit operands) and a masked count of 0 changes nothing.
  * OF is computed with the count-1 formula for every count and AF is
  * cleared (both undefined for count > 1 / shifts). */
-static uint64_t shift(struct emu_cpu *c, int op, int sz, uint64_t a, unsigned count)
+static inline __attribute__((always_inline)) uint64_t shift(struct emu_cpu *c, int op, int sz,
+							  uint64_t a, unsigned count)
 {
 	const unsigned bits = (unsigned)sz * 8, sh = bits - 1;
 	const uint64_t m = emu_size_mask(sz);
@@ -499,18 +510,10 @@ static inline bool cond(uint64_t f, int cc)
 						      __ATOMIC_RELAXED));          \
 	} while (0)
 
-static void rmw(struct emu_cpu *c, struct dec *d, int op, int sz, uint64_t src)
+static void rmw_mem(struct emu_cpu *c, struct dec *d, int op, int sz, uint64_t src)
 {
 	uint64_t lin, a, r;
 
-	if (!d->mem) {
-		if (d->lock)
-			emu_fault(c, EXC_UD, 0);
-		r = alu(c, op, sz, getr(c, d, d->rm, sz), src);
-		if (op != OP_CMP)
-			setr(c, d, d->rm, sz, r);
-		return;
-	}
 	lin = emu_linear(c, d->eseg, d->ea, sz, op == OP_CMP ? ACC_R : ACC_W);
 	if (d->lock) {
 		void *ptr = emu_rmw_ptr(c, lin, sz);
@@ -534,6 +537,23 @@ static void rmw(struct emu_cpu *c, struct dec *d, int op, int sz, uint64_t src)
 		emu_write_lin(c, lin, sz, r);
 }
 
+/* ALU op on the r/m operand: registers inline, memory in rmw_mem(). */
+static inline __attribute__((always_inline)) void rmw(struct emu_cpu *c, struct dec *d, int op,
+						      int sz, uint64_t src)
+{
+	uint64_t r;
+
+	if (d->mem) {
+		rmw_mem(c, d, op, sz, src);
+		return;
+	}
+	if (d->lock)
+		emu_fault(c, EXC_UD, 0);
+	r = alu(c, op, sz, getr(c, d, d->rm, sz), src);
+	if (op != OP_CMP)
+		setr(c, d, d->rm, sz, r);
+}
+
 /* ---- misc helpers ---- */
 
 static _Noreturn void undef(struct emu_cpu *c, struct dec *d)
@@ -541,8 +561,8 @@ static _Noreturn void undef(struct emu_cpu *c, struct dec *d)
 	char hex[64];
 	int n = 0, avail = (int)(d->end - d->start);
 
-	if (d->len < avail)
-		avail = d->len;
+	if (dlen(d) < avail)
+		avail = dlen(d);
 	if (avail > 15)
 		avail = 15;
 	for (int i = 0; i < avail && n < (int)sizeof(hex) - 4; i++)
@@ -666,7 +686,8 @@ static void mul1(struct emu_cpu *c, struct dec *d, int sz, uint64_t src, bool si
 }
 
 /* Two/three-operand imul: truncated product, CF=OF on overflow. */
-static uint64_t imul2(struct emu_cpu *c, int sz, uint64_t a, uint64_t b)
+static inline __attribute__((always_inline)) uint64_t imul2(struct emu_cpu *c, int sz, uint64_t a,
+							  uint64_t b)
 {
 	uint64_t r;
 	bool ovf;
@@ -1047,7 +1068,7 @@ static void fpu_decode(struct emu_cpu *c, struct dec *d, uint8_t opc, bool imm,
 
 /* ---- the two-byte map ---- */
 
-static void exec_0f(struct emu_cpu *c, struct dec *d)
+static inline __attribute__((always_inline)) void exec_0f(struct emu_cpu *c, struct dec *d)
 {
 	uint8_t b = f8(c, d);
 	int sz = d->opsize;
@@ -1589,7 +1610,13 @@ static void exec_0f(struct emu_cpu *c, struct dec *d)
 
 /* ---- the one-byte map ---- */
 
-static __attribute__((noinline)) void exec_one(struct emu_cpu *c)
+/* Bytes that are (or, 40-4f, may be) prefixes. */
+static const bool maybe_prefix[256] = {
+	[0x26] = true, [0x2e] = true, [0x36] = true, [0x3e] = true, [0x40 ... 0x4f] = true,
+	[0x64 ... 0x67] = true, [0xf0] = true, [0xf2] = true, [0xf3] = true,
+};
+
+static inline __attribute__((always_inline)) void exec_one(struct emu_cpu *c)
 {
 	struct dec d;
 	uint64_t lin, tag, v, s;
@@ -1611,7 +1638,7 @@ static __attribute__((noinline)) void exec_one(struct emu_cpu *c)
 	avail = 4096 - (unsigned)(lin & 0xfff);
 	d.end = d.p + (avail > 15 ? 15 : avail);
 	d.lin = lin;
-	d.len = 0;
+	d.pbase = (uintptr_t)d.p;
 	d.rip = c->rip;
 	d.seg = SEG_NONE;
 	d.rep = 0;
@@ -1622,6 +1649,14 @@ static __attribute__((noinline)) void exec_one(struct emu_cpu *c)
 
 	for (;;) {
 		b = f8(c, &d);
+		if (likely(!maybe_prefix[b])) /* most instructions: skip the switch */
+			break;
+		if ((b & 0xf0) == 0x40) { /* REX in 64-bit mode, else inc/dec */
+			if (!c->long64)
+				break;
+			d.rex = b;
+			continue;
+		}
 		switch (b) {
 		case 0x66: d.p66 = true; d.rex = 0; continue;
 		case 0x67: a67 = true; d.rex = 0; continue;
@@ -1633,13 +1668,6 @@ static __attribute__((noinline)) void exec_one(struct emu_cpu *c)
 		case 0x65: d.seg = SEG_GS; d.rex = 0; continue;
 		case 0xf0: d.lock = true; d.rex = 0; continue;
 		case 0xf2: case 0xf3: d.rep = b; d.rex = 0; continue;
-		case 0x40: case 0x41: case 0x42: case 0x43: case 0x44: case 0x45: case 0x46: case 0x47:
-		case 0x48: case 0x49: case 0x4a: case 0x4b: case 0x4c: case 0x4d: case 0x4e: case 0x4f:
-			if (c->long64) {
-				d.rex = b;
-				continue;
-			}
-			break;
 		default:
 			break;
 		}

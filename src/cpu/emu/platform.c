@@ -274,6 +274,34 @@ void emu_platform_remove_cpu(struct vm *vm, struct emu_cpu *c)
 	c->lapic = NULL;
 }
 
+/* MSI address: 0xFEE in 31:20, destination ID in 19:12, destination mode
+ * in bit 2 (1: logical); data: vector in 7:0, delivery mode in 10:8
+ * (SDM 11.11.1-2). MSIs are edge messages: the trigger bits are ignored,
+ * like KVM does for fixed/lowest-priority delivery. */
+int emu_platform_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
+{
+	struct emu_platform *p = vm->cpu_priv;
+	struct apic_msg m = {
+		.vector = (uint8_t)data,
+		.dm = (uint8_t)((data >> 8) & 7),
+		.logical = addr & 4,
+		.assert = true,
+		.dest = (uint8_t)(addr >> 12),
+		.src_cpu = -1,
+	};
+
+	if (!p || (addr >> 20) != 0xfee)
+		return -EINVAL;
+	switch (m.dm) {
+	case APIC_DM_FIXED: case APIC_DM_LOWEST: case APIC_DM_NMI: case APIC_DM_INIT:
+		break;
+	default:
+		return -EINVAL;
+	}
+	apic_bus_deliver(&p->apic, &m);
+	return 0;
+}
+
 int emu_platform_irq_line(struct vm *vm, unsigned gsi, int level)
 {
 	struct emu_platform *p = vm->cpu_priv;

@@ -5,6 +5,8 @@
 #ifndef TARN_CPU_EMU_PLATFORM_H
 #define TARN_CPU_EMU_PLATFORM_H
 
+#include <stdint.h>
+
 struct vm;
 struct emu_cpu;
 
@@ -20,5 +22,7 @@ void emu_platform_remove_cpu(struct vm *vm, struct emu_cpu *c);
 
 /* cpu_ops.irq_line: drive GSI gsi (IOAPIC pin; ISA IRQ on the PIC too). */
 int emu_platform_irq_line(struct vm *vm, unsigned gsi, int level);
+/* cpu_ops.signal_msi: an MSI write turned into an APIC bus message. */
+int emu_platform_signal_msi(struct vm *vm, uint64_t addr, uint32_t data);
 
 #endif

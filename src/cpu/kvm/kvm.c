@@ -480,6 +480,23 @@ static int kvm_irq_line(struct vm *vm, unsigned gsi, int level)
 	return 0;
 }
 
+/* KVM_SIGNAL_MSI (KVM API 4.71): returns >0 delivered, 0 blocked by the
+ * guest (e.g. a masked LAPIC), <0 on error. Needs KVM_CAP_SIGNAL_MSI, which
+ * every kernel with an in-kernel irqchip (KVM_CREATE_IRQCHIP) has. */
+static int kvm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
+{
+	struct kvm_vm *k = vm->cpu_priv;
+	struct kvm_msi msi = {
+		.address_lo = (uint32_t)addr,
+		.address_hi = (uint32_t)(addr >> 32),
+		.data = data,
+	};
+
+	if (ioctl(k->vm_fd, KVM_SIGNAL_MSI, &msi) < 0)
+		return -errno;
+	return 0;
+}
+
 const struct cpu_ops kvm_cpu_ops = {
 	.name = "kvm",
 	.probe = kvm_probe,
@@ -492,5 +509,6 @@ const struct cpu_ops kvm_cpu_ops = {
 	.set_state = kvm_set_state,
 	.kick = kvm_kick,
 	.irq_line = kvm_irq_line,
+	.signal_msi = kvm_signal_msi,
 	.set_cpuid = kvm_set_cpuid,
 };
