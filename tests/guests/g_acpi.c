@@ -2,15 +2,7 @@
  * BIOS area for the RSDP, check checksums, walk the XSDT, count the MADT's
  * processors, follow FADT -> DSDT, then power off through PM1a_CNT with the
  * SLP_TYP that \_S5 declares. */
-#include "lib/guest.h"
-
-struct sdt {
-	char sig[4];
-	uint32_t len;
-	uint8_t rev, sum;
-	char oem[6], table[8];
-	uint32_t oemrev, creator, crev;
-} __attribute__((packed));
+#include "lib/acpi.h"
 
 static uint8_t sum8(const void *p, uint32_t n)
 {
@@ -20,20 +12,6 @@ static uint8_t sum8(const void *p, uint32_t n)
 	while (n--)
 		s += *b++;
 	return s;
-}
-
-static const struct sdt *find(const struct sdt *xsdt, const char *sig)
-{
-	uint32_t n = (xsdt->len - sizeof(*xsdt)) / 8;
-	const uint64_t *e = (const uint64_t *)(xsdt + 1);
-
-	for (uint32_t i = 0; i < n; i++) {
-		const struct sdt *t = (const struct sdt *)(uintptr_t)e[i];
-
-		if (!memcmp(t->sig, sig, 4))
-			return t;
-	}
-	return 0;
 }
 
 /* Find "_S5_" in the DSDT and read SLP_TYPa: Name(_S5_, Package(){a, b, ...}) */
@@ -58,7 +36,7 @@ static int s5_slp_typ(const struct sdt *dsdt)
 
 void guest_main(unsigned cpu, uint64_t arg)
 {
-	const uint8_t *rsdp = 0;
+	const uint8_t *rsdp;
 	const struct sdt *xsdt, *madt, *fadt, *dsdt;
 	uint32_t lapics = 0, ioapics = 0;
 
@@ -67,20 +45,16 @@ void guest_main(unsigned cpu, uint64_t arg)
 		for (;;)
 			__asm__ volatile("cli; hlt");
 
-	for (uint64_t a = 0xe0000; a < 0x100000; a += 16)
-		if (!memcmp((void *)a, "RSD PTR ", 8)) {
-			rsdp = (const uint8_t *)a;
-			break;
-		}
+	rsdp = acpi_find_rsdp();
 	GUEST_ASSERT(rsdp);
 	GUEST_ASSERT_EQ(sum8(rsdp, 20), 0);
 	GUEST_ASSERT_EQ(rsdp[15], 2); /* revision */
 	GUEST_ASSERT_EQ(sum8(rsdp, 36), 0);
-	xsdt = (const struct sdt *)(uintptr_t)*(const uint64_t *)(rsdp + 24);
+	xsdt = acpi_xsdt(rsdp);
 	GUEST_ASSERT(!memcmp(xsdt->sig, "XSDT", 4));
 	GUEST_ASSERT_EQ(sum8(xsdt, xsdt->len), 0);
 
-	madt = find(xsdt, "APIC");
+	madt = acpi_find_table(xsdt, "APIC");
 	GUEST_ASSERT(madt);
 	GUEST_ASSERT_EQ(sum8(madt, madt->len), 0);
 	for (const uint8_t *e = (const uint8_t *)madt + 44; e < (const uint8_t *)madt + madt->len; e += e[1]) {
@@ -90,7 +64,7 @@ void guest_main(unsigned cpu, uint64_t arg)
 		if (e[0] == 1)
 			ioapics++;
 	}
-	fadt = find(xsdt, "FACP");
+	fadt = acpi_find_table(xsdt, "FACP");
 	GUEST_ASSERT(fadt);
 	GUEST_ASSERT_EQ(sum8(fadt, fadt->len), 0);
 	dsdt = (const struct sdt *)(uintptr_t)*(const uint64_t *)((const uint8_t *)fadt + 140);

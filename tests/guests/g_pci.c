@@ -2,21 +2,13 @@
  * ports and through ECAM (found via the MCFG table), find the host bridge
  * and the runner's test device, size and move its BAR0, talk to it through
  * the new address, and take an MSI-X interrupt on a vector of our choice. */
-#include "lib/guest.h"
+#include "lib/acpi.h"
 
 #define TEST_VENDOR 0x7a72 /* the runner's test device (tests/guests/runner.c) */
 #define TEST_DEVICE 0x0001
 #define HOST_ID 0x0d578086u
 #define NEW_BAR0 0xc1000000u /* inside the root's MMIO window (_CRS) */
 #define VEC 0x51
-
-struct sdt {
-	char sig[4];
-	uint32_t len;
-	uint8_t rev, sum;
-	char oem[6], table[8];
-	uint32_t oemrev, creator, crev;
-} __attribute__((packed));
 
 static uint64_t ecam_base;
 static volatile int hits;
@@ -45,29 +37,16 @@ static void ecam_write16(unsigned slot, unsigned reg, uint16_t v)
 
 static uint64_t find_mcfg_ecam(void)
 {
-	const uint8_t *rsdp = 0;
+	const uint8_t *rsdp = acpi_find_rsdp();
+	const uint8_t *t;
 
-	for (uint64_t a = 0xe0000; a < 0x100000; a += 16)
-		if (!memcmp((void *)a, "RSD PTR ", 8)) {
-			rsdp = (const uint8_t *)a;
-			break;
-		}
 	GUEST_ASSERT(rsdp);
-	const struct sdt *xsdt = (const struct sdt *)(uintptr_t)*(const uint64_t *)(rsdp + 24);
-	const uint64_t *e = (const uint64_t *)(xsdt + 1);
-
-	for (uint32_t i = 0; i < (xsdt->len - sizeof(*xsdt)) / 8; i++) {
-		const uint8_t *t = (const uint8_t *)(uintptr_t)e[i];
-
-		if (memcmp(t, "MCFG", 4))
-			continue;
-		/* header, 8 reserved, then {base u64, segment u16, start bus, end bus, u32} */
-		GUEST_ASSERT_EQ(*(const uint16_t *)(t + 44 + 8), 0); /* segment */
-		GUEST_ASSERT_EQ(t[44 + 10], 0);			     /* start bus */
-		return *(const uint64_t *)(t + 44);
-	}
-	GUEST_ASSERT(0 && "no MCFG");
-	return 0;
+	t = (const uint8_t *)acpi_find_table(acpi_xsdt(rsdp), "MCFG");
+	GUEST_ASSERT(t);
+	/* header, 8 reserved, then {base u64, segment u16, start bus, end bus, u32} */
+	GUEST_ASSERT_EQ(*(const uint16_t *)(t + 44 + 8), 0); /* segment */
+	GUEST_ASSERT_EQ(t[44 + 10], 0);			     /* start bus */
+	return *(const uint64_t *)(t + 44);
 }
 
 static void on_msi(struct irq_frame *f)

@@ -13,7 +13,7 @@ GUEST_LIB := tests/guests/lib/start.S tests/guests/lib/isr.S tests/guests/lib/ru
 GUEST_SRCS := $(wildcard tests/guests/g_*.c)
 GUEST_ELFS := $(patsubst tests/guests/%.c,$(O)/tests/guests/%.elf,$(GUEST_SRCS))
 
-$(O)/tests/guests/%.elf: tests/guests/%.c $(GUEST_LIB) tests/guests/lib/guest.h tests/guests/lib/link.ld
+$(O)/tests/guests/%.elf: tests/guests/%.c $(GUEST_LIB) tests/guests/lib/guest.h tests/guests/lib/acpi.h tests/guests/lib/link.ld
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  GUEST   $@")
 	$(Q)$(GUEST_CC) $(GUEST_CFLAGS) $(GUEST_LDFLAGS) -o $@ $< $(GUEST_LIB)
