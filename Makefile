@@ -65,6 +65,7 @@ OBJS += src/hw/ioapic.o
 OBJS += src/hw/pic.o
 OBJS += src/hw/pit.o
 -include src/cpu/emu/emu.mk
+-include src/virtio/virtio.mk
 
 LIB := $(O)/libtarn.a
 BIN := $(O)/tarn
@@ -89,7 +90,7 @@ include guest/guest.mk
 include bench/bench.mk
 
 # Install missing Debian packages (needs root; does nothing when all present).
-DEBS := build-essential clang llvm lld qemu-system-x86 acpica-tools busybox-static \
+DEBS := build-essential clang llvm lld libclang-rt-14-dev qemu-system-x86 acpica-tools busybox-static \
 	cpio lz4 zstd e2fsprogs libcapstone-dev libcmocka-dev liblz4-dev iproute2 python3 kmod time
 setup:
 	$(Q)./tools/setup.sh $(DEBS)
