@@ -27,6 +27,7 @@ static const char run_usage[] =
 	"  --backend NAME    kvm, emu or auto (default auto: kvm when /dev/kvm works)\n"
 	"  --unpack WHERE    bzImage payload: host (default; unpacked by tarn when LZ4)\n"
 	"                    or guest (the kernel's own decompressor runs)\n"
+	"  --rng             add a virtio-rng PCI device fed by getrandom(2) (dev.rng = on)\n"
 	"  --config FILE     read options as dotted keys (vm.mem = 1G, boot.kernel = ...)\n"
 	"  -v, --verbose     log more (twice for debug)\n"
 	"  -h, --help        this text\n"
@@ -59,6 +60,7 @@ static const struct option run_opts[] = {
 	{ "cpus", required_argument, NULL, 'p' },
 	{ "backend", required_argument, NULL, 'b' },
 	{ "unpack", required_argument, NULL, 'u' },
+	{ "rng", no_argument, NULL, 'R' },
 	{ "config", required_argument, NULL, 'f' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -86,6 +88,7 @@ static void config_to_vm(const struct config *c, struct vm_config *vc)
 	const char *mem = config_get(c, "vm.mem");
 	const char *cpus = config_get(c, "vm.cpus");
 	const char *unpack = config_get(c, "boot.unpack");
+	const char *rng = config_get(c, "dev.rng");
 	uint64_t v;
 
 	memset(vc, 0, sizeof(*vc));
@@ -106,6 +109,9 @@ static void config_to_vm(const struct config *c, struct vm_config *vc)
 	if (unpack && strcmp(unpack, "host") && strcmp(unpack, "guest"))
 		die("--unpack %s: expected host or guest", unpack);
 	vc->guest_unpack = unpack && !strcmp(unpack, "guest");
+	if (rng && strcmp(rng, "on") && strcmp(rng, "off"))
+		die("dev.rng = %s: expected on or off", rng);
+	vc->rng = rng && !strcmp(rng, "on");
 	vc->console_in = STDIN_FILENO;
 	vc->console_out = STDOUT_FILENO;
 }
@@ -135,6 +141,9 @@ static int cmd_run(int argc, char **argv)
 		case 'f':
 			if (config_load_file(&cfg, optarg, err, sizeof(err)))
 				die("--config: %s", err);
+			break;
+		case 'R':
+			set_or_die(&cfg, "dev.rng", "on");
 			break;
 		case 'v':
 			verbose++;

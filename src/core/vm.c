@@ -16,6 +16,7 @@
 #include "hw/legacy.h"
 #include "hw/uart8250.h"
 #include "pci/pci.h"
+#include "virtio/virtio_pci.h"
 
 struct vm_devices {
 	struct uart8250 com1;
@@ -23,6 +24,7 @@ struct vm_devices {
 	struct cmos_rtc rtc;
 	struct acpi_pm pm;
 	struct pci_root pci;
+	struct virtio_dev *rng;
 };
 
 static int vm_fail(char *err, size_t len, int ret, const char *fmt, ...)
@@ -84,6 +86,8 @@ static int vm_add_devices(struct vm *vm, char *err, size_t len)
 		ret = acpi_pm_init(&d->pm, vm);
 	if (!ret)
 		ret = pci_root_init(&d->pci, vm);
+	if (!ret && vm->cfg.rng)
+		ret = virtio_rng_create(&d->pci, &vm->mem, &d->rng);
 	if (ret)
 		return vm_fail(err, len, ret, "platform devices: %s", strerror(-ret));
 	vm->uart = &d->com1;
@@ -249,6 +253,7 @@ void vm_destroy(struct vm *vm)
 			uart8250_destroy(vm->uart);
 		acpi_pm_destroy(&vm->devs->pm);
 		pci_root_destroy(&vm->devs->pci);
+		virtio_rng_destroy(vm->devs->rng);
 		free(vm->devs);
 	}
 	if (vm->loop) {

@@ -39,6 +39,7 @@ struct vm_config {
 	/* Micro-guests: start every vCPU at the kernel's entry in the boot
 	 * state instead of leaving APs waiting for INIT/SIPI. */
 	bool all_cpus_at_entry;
+	bool rng; /* a virtio-rng PCI device (virtio/virtio_pci.h) */
 };
 
 struct vcpu {

@@ -1,4 +1,4 @@
-OBJS += src/virtio/virtqueue.o
+OBJS += src/virtio/virtqueue.o src/virtio/virtio_pci.o src/virtio/rng.o
 
 # Virtqueue fuzzing with libFuzzer. `make fuzz` builds it (clang needed);
 # `make check` builds it when clang and libFuzzer are there, else leaves the

@@ -1,0 +1,84 @@
+/* virtio-rng (virtio spec 5.4): one queue of writable buffers, each filled
+ * with bytes from getrandom(2). */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/random.h>
+
+#include "virtio/virtio_pci.h"
+
+struct virtio_rng {
+	struct virtio_dev vd;
+	struct vq_chain chain; /* used under vd.lock */
+};
+
+/* Fill the chain's writable buffers; returns the bytes written. */
+static uint32_t fill(struct vq_chain *c)
+{
+	uint64_t total = 0;
+
+	for (uint32_t i = c->nr_out; i < c->nr_out + c->nr_in; i++) {
+		uint8_t *p = c->iov[i].iov_base;
+		size_t left = c->iov[i].iov_len;
+
+		while (left) {
+			ssize_t n = getrandom(p, left, 0);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return (uint32_t)total;
+			p += n;
+			left -= (size_t)n;
+			total += (uint64_t)n;
+		}
+	}
+	return (uint32_t)total;
+}
+
+static void rng_notify(struct virtio_dev *vd, unsigned q)
+{
+	struct virtio_rng *rng = vd->opaque;
+	struct vq *vq = &vd->q[q].vq;
+	int r;
+
+	while ((r = vq_pop(vq, &rng->chain)) > 0) {
+		r = vq_push(vq, rng->chain.head, fill(&rng->chain));
+		if (r < 0)
+			break;
+	}
+	if (r < 0)
+		virtio_pci_queue_broken(vd, q, r);
+	else if (vq_needs_notify(vq))
+		virtio_pci_queue_interrupt(vd, q);
+}
+
+static const struct virtio_dev_ops rng_ops = {
+	.device_type = 4,
+	.num_queues = 1,
+	.queue_max = 256,
+	.queue_notify = rng_notify,
+};
+
+int virtio_rng_create(struct pci_root *root, const struct guest_mem *gm, struct virtio_dev **out)
+{
+	struct virtio_rng *rng = calloc(1, sizeof(*rng));
+	int ret;
+
+	if (!rng)
+		return -ENOMEM;
+	ret = virtio_pci_init(&rng->vd, root, gm, &rng_ops, rng);
+	if (ret) {
+		free(rng);
+		return ret;
+	}
+	*out = &rng->vd;
+	return 0;
+}
+
+void virtio_rng_destroy(struct virtio_dev *vd)
+{
+	if (!vd)
+		return;
+	virtio_pci_destroy(vd);
+	free(vd->opaque);
+}

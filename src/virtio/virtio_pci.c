@@ -1,0 +1,306 @@
+/* The virtio 1.x modern PCI transport: see virtio_pci.h. */
+#include "virtio/virtio_pci.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "pci/pci.h"
+
+/* virtio_pci_cap.cfg_type */
+enum { CAP_COMMON = 1, CAP_NOTIFY = 2, CAP_ISR = 3, CAP_DEVICE = 4 };
+
+static uint64_t offered(const struct virtio_dev *vd)
+{
+	return vd->ops->features | 1ULL << VIRTIO_F_VERSION_1;
+}
+
+static struct virtio_queue *selected(struct virtio_dev *vd)
+{
+	return vd->queue_select < vd->ops->num_queues ? &vd->q[vd->queue_select] : NULL;
+}
+
+/* Raise vector (MSI-X), or INTx with isr_bit when MSI-X is off. */
+static void interrupt(struct virtio_dev *vd, uint16_t vector, uint8_t isr_bit)
+{
+	bool msix;
+
+	pthread_mutex_lock(&vd->pci->msix_lock);
+	msix = vd->pci->msix_enabled;
+	pthread_mutex_unlock(&vd->pci->msix_lock);
+	if (msix) {
+		if (vector != VIRTIO_MSI_NO_VECTOR)
+			(void)pci_msix_notify(vd->pci, vector); /* delivered or pending */
+		return;
+	}
+	vd->isr |= isr_bit;
+	pci_set_irq(vd->pci, true);
+}
+
+void virtio_pci_queue_interrupt(struct virtio_dev *vd, unsigned q)
+{
+	if (q < vd->ops->num_queues)
+		interrupt(vd, vd->q[q].msix_vector, VIRTIO_ISR_QUEUE);
+}
+
+void virtio_pci_queue_broken(struct virtio_dev *vd, unsigned q, int err)
+{
+	pr_warn_ratelimited("virtio %u: queue %u broken (%s): device needs reset", vd->ops->device_type, q,
+			    vq_strerror(err));
+	if (vd->status & VIRTIO_STATUS_NEEDS_RESET)
+		return;
+	vd->status |= VIRTIO_STATUS_NEEDS_RESET;
+	vd->config_generation++;
+	interrupt(vd, vd->msix_config, VIRTIO_ISR_CONFIG);
+}
+
+static void reset(struct virtio_dev *vd)
+{
+	vd->dfselect = vd->gfselect = 0;
+	vd->driver_features = 0;
+	vd->msix_config = VIRTIO_MSI_NO_VECTOR;
+	vd->queue_select = 0;
+	vd->status = 0;
+	vd->isr = 0;
+	pci_set_irq(vd->pci, false);
+	for (unsigned i = 0; i < VIRTIO_PCI_MAX_QUEUES; i++) {
+		memset(&vd->q[i], 0, sizeof(vd->q[i]));
+		vd->q[i].size = vd->ops->queue_max;
+		vd->q[i].msix_vector = VIRTIO_MSI_NO_VECTOR;
+	}
+	if (vd->ops->reset)
+		vd->ops->reset(vd);
+}
+
+/* The common configuration as the driver reads it. */
+static void common_image(struct virtio_dev *vd, uint8_t img[VIRTIO_COMMON_SIZE])
+{
+	struct virtio_queue *q = selected(vd);
+	uint32_t df = vd->dfselect < 2 ? (uint32_t)(offered(vd) >> (32 * vd->dfselect)) : 0;
+	uint32_t gf = vd->gfselect < 2 ? (uint32_t)(vd->driver_features >> (32 * vd->gfselect)) : 0;
+	uint16_t nq = vd->ops->num_queues, noff = vd->queue_select;
+
+	memset(img, 0, VIRTIO_COMMON_SIZE);
+	memcpy(img + VIRTIO_COMMON_DFSELECT, &vd->dfselect, 4);
+	memcpy(img + VIRTIO_COMMON_DF, &df, 4);
+	memcpy(img + VIRTIO_COMMON_GFSELECT, &vd->gfselect, 4);
+	memcpy(img + VIRTIO_COMMON_GF, &gf, 4);
+	memcpy(img + VIRTIO_COMMON_MSIX, &vd->msix_config, 2);
+	memcpy(img + VIRTIO_COMMON_NUMQ, &nq, 2);
+	img[VIRTIO_COMMON_STATUS] = vd->status;
+	img[VIRTIO_COMMON_CFGGEN] = vd->config_generation;
+	memcpy(img + VIRTIO_COMMON_Q_SELECT, &vd->queue_select, 2);
+	if (!q)
+		return; /* queue_size 0: no such queue */
+	uint16_t en = q->enabled;
+	memcpy(img + VIRTIO_COMMON_Q_SIZE, &q->size, 2);
+	memcpy(img + VIRTIO_COMMON_Q_MSIX, &q->msix_vector, 2);
+	memcpy(img + VIRTIO_COMMON_Q_ENABLE, &en, 2);
+	memcpy(img + VIRTIO_COMMON_Q_NOFF, &noff, 2);
+	memcpy(img + VIRTIO_COMMON_Q_DESC, &q->desc, 8);
+	memcpy(img + VIRTIO_COMMON_Q_DRIVER, &q->driver, 8);
+	memcpy(img + VIRTIO_COMMON_Q_DEVICE, &q->device, 8);
+}
+
+static uint16_t checked_vector(const struct virtio_dev *vd, uint16_t v)
+{
+	return v < vd->pci->msix_n ? v : VIRTIO_MSI_NO_VECTOR;
+}
+
+static void status_write(struct virtio_dev *vd, uint8_t s)
+{
+	if (!s) {
+		reset(vd);
+		return;
+	}
+	if ((s & VIRTIO_STATUS_FEATURES_OK) && !(vd->status & VIRTIO_STATUS_FEATURES_OK)) {
+		/* Accept only offered features, and only the 1.x interface. */
+		if ((vd->driver_features & ~offered(vd)) ||
+		    !(vd->driver_features & 1ULL << VIRTIO_F_VERSION_1))
+			s &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
+	}
+	vd->status = (uint8_t)(s | (vd->status & VIRTIO_STATUS_NEEDS_RESET));
+}
+
+static void queue_enable(struct virtio_dev *vd, struct virtio_queue *q)
+{
+	struct vq_config c = {
+		.size = q->size,
+		.desc_gpa = q->desc,
+		.avail_gpa = q->driver,
+		.used_gpa = q->device,
+		.features = vd->driver_features,
+	};
+	int ret;
+
+	q->enabled = true;
+	ret = vq_init(&q->vq, vd->gm, &c);
+	if (ret)
+		virtio_pci_queue_broken(vd, (unsigned)(q - vd->q), ret);
+}
+
+static bool covers(unsigned off, unsigned len, unsigned field)
+{
+	return field >= off && field < off + len;
+}
+
+static void common_write(struct virtio_dev *vd, unsigned off, const void *data, unsigned len)
+{
+	uint8_t img[VIRTIO_COMMON_SIZE];
+	struct virtio_queue *q;
+	uint16_t v16;
+	uint32_t v32;
+
+	if (off >= VIRTIO_COMMON_SIZE || off + len > VIRTIO_COMMON_SIZE)
+		return;
+	common_image(vd, img);
+	memcpy(img + off, data, len);
+#define FIELD(o, v) (memcpy(&(v), img + (o), sizeof(v)), covers(off, len, (o)))
+	if (FIELD(VIRTIO_COMMON_DFSELECT, v32))
+		vd->dfselect = v32;
+	if (FIELD(VIRTIO_COMMON_GFSELECT, v32))
+		vd->gfselect = v32;
+	if (FIELD(VIRTIO_COMMON_GF, v32) && vd->gfselect < 2 && !(vd->status & VIRTIO_STATUS_FEATURES_OK)) {
+		unsigned sh = 32 * vd->gfselect;
+
+		vd->driver_features = (vd->driver_features & ~(0xffffffffULL << sh)) | (uint64_t)v32 << sh;
+	}
+	if (FIELD(VIRTIO_COMMON_MSIX, v16))
+		vd->msix_config = checked_vector(vd, v16);
+	if (covers(off, len, VIRTIO_COMMON_STATUS))
+		status_write(vd, img[VIRTIO_COMMON_STATUS]);
+	if (FIELD(VIRTIO_COMMON_Q_SELECT, v16))
+		vd->queue_select = v16;
+	q = selected(vd);
+	if (!q || q->enabled)
+		return; /* the queue registers are fixed once enabled */
+	if (FIELD(VIRTIO_COMMON_Q_SIZE, v16) && v16 <= vd->ops->queue_max)
+		q->size = v16; /* a non-power of two breaks the queue at enable */
+	if (FIELD(VIRTIO_COMMON_Q_MSIX, v16))
+		q->msix_vector = checked_vector(vd, v16);
+	if (covers(off, len, VIRTIO_COMMON_Q_DESC) || covers(off, len, VIRTIO_COMMON_Q_DESC + 4))
+		memcpy(&q->desc, img + VIRTIO_COMMON_Q_DESC, 8);
+	if (covers(off, len, VIRTIO_COMMON_Q_DRIVER) || covers(off, len, VIRTIO_COMMON_Q_DRIVER + 4))
+		memcpy(&q->driver, img + VIRTIO_COMMON_Q_DRIVER, 8);
+	if (covers(off, len, VIRTIO_COMMON_Q_DEVICE) || covers(off, len, VIRTIO_COMMON_Q_DEVICE + 4))
+		memcpy(&q->device, img + VIRTIO_COMMON_Q_DEVICE, 8);
+	if (FIELD(VIRTIO_COMMON_Q_ENABLE, v16) && v16 == 1)
+		queue_enable(vd, q);
+#undef FIELD
+}
+
+static void bar_read(void *opaque, int bar, uint64_t off, void *data, unsigned len)
+{
+	struct virtio_dev *vd = opaque;
+
+	memset(data, 0, len);
+	if (bar != 0)
+		return;
+	pthread_mutex_lock(&vd->lock);
+	if (off < VIRTIO_PCI_ISR_OFF) {
+		uint8_t img[VIRTIO_COMMON_SIZE];
+
+		if (off + len <= VIRTIO_COMMON_SIZE) {
+			common_image(vd, img);
+			memcpy(data, img + off, len);
+		}
+	} else if (off == VIRTIO_PCI_ISR_OFF) {
+		*(uint8_t *)data = vd->isr; /* reading clears it */
+		vd->isr = 0;
+		pci_set_irq(vd->pci, false);
+	} else if (off >= VIRTIO_PCI_DEVICE_OFF && off < VIRTIO_PCI_NOTIFY_OFF) {
+		off -= VIRTIO_PCI_DEVICE_OFF;
+		if (vd->ops->config_read && off + len <= vd->ops->config_size)
+			vd->ops->config_read(vd, (unsigned)off, data, len);
+	}
+	pthread_mutex_unlock(&vd->lock);
+}
+
+static void bar_write(void *opaque, int bar, uint64_t off, const void *data, unsigned len)
+{
+	struct virtio_dev *vd = opaque;
+
+	if (bar != 0)
+		return;
+	pthread_mutex_lock(&vd->lock);
+	if (off < VIRTIO_PCI_ISR_OFF) {
+		common_write(vd, (unsigned)off, data, len);
+	} else if (off >= VIRTIO_PCI_DEVICE_OFF && off < VIRTIO_PCI_NOTIFY_OFF) {
+		off -= VIRTIO_PCI_DEVICE_OFF;
+		if (vd->ops->config_write && off + len <= vd->ops->config_size)
+			vd->ops->config_write(vd, (unsigned)off, data, len);
+	} else if (off >= VIRTIO_PCI_NOTIFY_OFF) {
+		unsigned qi = (unsigned)((off - VIRTIO_PCI_NOTIFY_OFF) / VIRTIO_PCI_NOTIFY_MULT);
+
+		if (qi < vd->ops->num_queues && vd->q[qi].enabled && !vd->q[qi].vq.broken &&
+		    (vd->status & VIRTIO_STATUS_DRIVER_OK) && !(vd->status & VIRTIO_STATUS_NEEDS_RESET))
+			vd->ops->queue_notify(vd, qi);
+	}
+	pthread_mutex_unlock(&vd->lock);
+}
+
+static const struct pci_device_ops virtio_pci_ops = { bar_read, bar_write, NULL };
+
+static int add_cap(struct pci_device *d, uint8_t type, uint32_t off, uint32_t len, uint32_t extra, bool has_extra)
+{
+	/* struct virtio_pci_cap after cap_vndr/cap_next: cap_len, cfg_type,
+	 * bar, id, padding[2], offset, length [, notify_off_multiplier]. */
+	uint8_t body[18] = { 0 };
+	unsigned n = has_extra ? 18 : 14;
+
+	body[0] = (uint8_t)(n + 2);
+	body[1] = type;
+	body[2] = 0; /* BAR 0 */
+	memcpy(body + 6, &off, 4);
+	memcpy(body + 10, &len, 4);
+	memcpy(body + 14, &extra, 4);
+	return pci_add_capability(d, PCI_CAP_ID_VNDR, body, n) ? 0 : -ENOSPC;
+}
+
+int virtio_pci_init(struct virtio_dev *vd, struct pci_root *root, const struct guest_mem *gm,
+		    const struct virtio_dev_ops *ops, void *opaque)
+{
+	struct pci_device_info info = {
+		.vendor = VIRTIO_PCI_VENDOR,
+		.device = (uint16_t)(VIRTIO_PCI_DEVICE_BASE + ops->device_type),
+		.subsys_vendor = VIRTIO_PCI_VENDOR,
+		.subsys_id = (uint16_t)(VIRTIO_PCI_DEVICE_BASE + ops->device_type),
+		.class_code = 0xff0000,
+		.revision = 1,
+		.irq_pin = 1,
+		.bars = { [0] = { PCI_BAR_MEM64, VIRTIO_PCI_BAR_SIZE, false } },
+		.msix_vectors = 1u + ops->num_queues,
+		.msix_bar = VIRTIO_PCI_MSIX_BAR,
+	};
+	int ret;
+
+	if (!ops->num_queues || ops->num_queues > VIRTIO_PCI_MAX_QUEUES || !ops->queue_max ||
+	    ops->queue_max > VQ_MAX_SIZE || (ops->queue_max & (ops->queue_max - 1)) || ops->config_size > 4096 ||
+	    !ops->queue_notify)
+		return -EINVAL;
+	memset(vd, 0, sizeof(*vd));
+	vd->ops = ops;
+	vd->opaque = opaque;
+	vd->gm = gm;
+	ret = pci_register_device(root, &virtio_pci_ops, vd, &info, &vd->pci);
+	if (ret)
+		return ret;
+	ret = add_cap(vd->pci, CAP_COMMON, VIRTIO_PCI_COMMON_OFF, VIRTIO_COMMON_SIZE, 0, false);
+	if (!ret)
+		ret = add_cap(vd->pci, CAP_NOTIFY, VIRTIO_PCI_NOTIFY_OFF,
+			      VIRTIO_PCI_NOTIFY_MULT * ops->num_queues, VIRTIO_PCI_NOTIFY_MULT, true);
+	if (!ret)
+		ret = add_cap(vd->pci, CAP_ISR, VIRTIO_PCI_ISR_OFF, 1, 0, false);
+	if (!ret && ops->config_size)
+		ret = add_cap(vd->pci, CAP_DEVICE, VIRTIO_PCI_DEVICE_OFF, ops->config_size, 0, false);
+	if (ret)
+		return ret;
+	pthread_mutex_init(&vd->lock, NULL);
+	reset(vd);
+	return 0;
+}
+
+void virtio_pci_destroy(struct virtio_dev *vd)
+{
+	pthread_mutex_destroy(&vd->lock);
+}

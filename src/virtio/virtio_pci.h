@@ -1,0 +1,125 @@
+/* The virtio 1.x modern PCI transport (virtio spec 4.1): vendor 0x1af4,
+ * device 0x1040 + type, revision 1. One 64-bit memory BAR (BAR 0) holds the
+ * four structures the vendor capabilities point at:
+ *   0x0000 common configuration   0x1000 ISR status
+ *   0x2000 device configuration   0x3000 notifications (4 bytes per queue)
+ * MSI-X (BAR 2) has one vector for configuration changes plus one per queue;
+ * with MSI-X disabled interrupts go through INTA# and the ISR register.
+ *
+ * A device supplies a virtio_dev_ops table. Its callbacks run with the
+ * transport's lock held (vd->lock), in the thread of the guest access (a
+ * vCPU); from there it may call virtio_pci_queue_interrupt and
+ * virtio_pci_queue_broken, which expect that lock held. */
+#ifndef TARN_VIRTIO_PCI_H
+#define TARN_VIRTIO_PCI_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mem/gm.h"
+#include "virtio/virtqueue.h"
+
+struct pci_root;
+struct pci_device;
+struct virtio_dev;
+
+#define VIRTIO_PCI_VENDOR 0x1af4
+#define VIRTIO_PCI_DEVICE_BASE 0x1040
+#define VIRTIO_PCI_MAX_QUEUES 8
+#define VIRTIO_F_VERSION_1 32
+#define VIRTIO_MSI_NO_VECTOR 0xffff
+
+/* device_status bits */
+#define VIRTIO_STATUS_ACKNOWLEDGE 1
+#define VIRTIO_STATUS_DRIVER 2
+#define VIRTIO_STATUS_DRIVER_OK 4
+#define VIRTIO_STATUS_FEATURES_OK 8
+#define VIRTIO_STATUS_NEEDS_RESET 0x40
+#define VIRTIO_STATUS_FAILED 0x80
+
+/* ISR bits */
+#define VIRTIO_ISR_QUEUE 1
+#define VIRTIO_ISR_CONFIG 2
+
+/* BAR 0 layout */
+#define VIRTIO_PCI_COMMON_OFF 0x0000
+#define VIRTIO_PCI_ISR_OFF 0x1000
+#define VIRTIO_PCI_DEVICE_OFF 0x2000
+#define VIRTIO_PCI_NOTIFY_OFF 0x3000
+#define VIRTIO_PCI_BAR_SIZE 0x4000
+#define VIRTIO_PCI_NOTIFY_MULT 4
+#define VIRTIO_PCI_MSIX_BAR 2
+
+/* Common configuration offsets (spec 4.1.4.3) */
+#define VIRTIO_COMMON_DFSELECT 0x00
+#define VIRTIO_COMMON_DF 0x04
+#define VIRTIO_COMMON_GFSELECT 0x08
+#define VIRTIO_COMMON_GF 0x0c
+#define VIRTIO_COMMON_MSIX 0x10
+#define VIRTIO_COMMON_NUMQ 0x12
+#define VIRTIO_COMMON_STATUS 0x14
+#define VIRTIO_COMMON_CFGGEN 0x15
+#define VIRTIO_COMMON_Q_SELECT 0x16
+#define VIRTIO_COMMON_Q_SIZE 0x18
+#define VIRTIO_COMMON_Q_MSIX 0x1a
+#define VIRTIO_COMMON_Q_ENABLE 0x1c
+#define VIRTIO_COMMON_Q_NOFF 0x1e
+#define VIRTIO_COMMON_Q_DESC 0x20
+#define VIRTIO_COMMON_Q_DRIVER 0x28
+#define VIRTIO_COMMON_Q_DEVICE 0x30
+#define VIRTIO_COMMON_SIZE 0x38
+
+struct virtio_dev_ops {
+	uint16_t device_type;	/* virtio device ID: 4 for entropy */
+	uint16_t num_queues;	/* 1 .. VIRTIO_PCI_MAX_QUEUES */
+	uint16_t queue_max;	/* largest queue size offered, power of two */
+	uint64_t features;	/* offered; VIRTIO_F_VERSION_1 is added */
+	unsigned config_size;	/* bytes of device configuration (<= 4096) */
+	/* Optional: device configuration accesses, off < config_size. */
+	void (*config_read)(struct virtio_dev *vd, unsigned off, void *data, unsigned len);
+	void (*config_write)(struct virtio_dev *vd, unsigned off, const void *data, unsigned len);
+	/* The driver kicked queue q (enabled, DRIVER_OK set). */
+	void (*queue_notify)(struct virtio_dev *vd, unsigned q);
+	/* Optional: the driver reset the device (status 0). */
+	void (*reset)(struct virtio_dev *vd);
+};
+
+struct virtio_queue {
+	uint16_t size, msix_vector;
+	bool enabled;
+	uint64_t desc, driver, device;
+	struct vq vq;
+};
+
+struct virtio_dev {
+	const struct virtio_dev_ops *ops;
+	void *opaque; /* the device's */
+	const struct guest_mem *gm;
+	struct pci_device *pci;
+	pthread_mutex_t lock;
+	uint32_t dfselect, gfselect;
+	uint64_t driver_features;
+	uint16_t msix_config, queue_select;
+	uint8_t status, isr, config_generation;
+	struct virtio_queue q[VIRTIO_PCI_MAX_QUEUES];
+};
+
+/* Register a virtio device on root. vd is the caller's; it must stay put
+ * until the root is destroyed. 0 or -errno. */
+int virtio_pci_init(struct virtio_dev *vd, struct pci_root *root, const struct guest_mem *gm,
+		    const struct virtio_dev_ops *ops, void *opaque) __attribute__((warn_unused_result));
+void virtio_pci_destroy(struct virtio_dev *vd);
+
+/* Interrupt the driver for queue q (after vq_needs_notify said so). */
+void virtio_pci_queue_interrupt(struct virtio_dev *vd, unsigned q);
+/* A queue reported a malformed ring: set NEEDS_RESET and raise a
+ * configuration-change interrupt. */
+void virtio_pci_queue_broken(struct virtio_dev *vd, unsigned q, int err);
+
+/* virtio-rng (rng.c): an entropy device filled from getrandom(2). */
+int virtio_rng_create(struct pci_root *root, const struct guest_mem *gm, struct virtio_dev **out)
+	__attribute__((warn_unused_result));
+void virtio_rng_destroy(struct virtio_dev *vd);
+
+#endif

@@ -1,0 +1,408 @@
+/* The virtio modern PCI transport (virtio/virtio_pci.c) with virtio-rng
+ * (virtio/rng.c), driven the way a guest driver does: config space through
+ * the PCI root, BAR 0 through the MMIO bus, rings in fake guest memory.
+ * The backend is a fake recording MSIs and INTx levels. */
+#include "unit.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/vm.h"
+#include "pci/pci.h"
+#include "virtio/virtio_pci.h"
+
+static struct {
+	int n;
+	uint32_t data[16];
+	int gsi_level[24];
+} rec;
+
+static int fake_msi(struct vm *vm, uint64_t addr, uint32_t data)
+{
+	if (rec.n < 16)
+		rec.data[rec.n] = data;
+	rec.n++;
+	return 0;
+}
+
+static int fake_irq_line(struct vm *vm, unsigned gsi, int level)
+{
+	if (gsi < 24)
+		rec.gsi_level[gsi] = level;
+	return 0;
+}
+
+static const struct cpu_ops fake_cpu = { .name = "fake", .irq_line = fake_irq_line, .signal_msi = fake_msi };
+
+#define RAM_SIZE 0x10000
+#define NDEV 2
+
+struct fixture {
+	struct vm vm;
+	struct pci_root root;
+	struct virtio_dev *dev[NDEV];
+	uint8_t ram[RAM_SIZE];
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	memset(&rec, 0, sizeof(rec));
+	bus_init(&f->vm.pio, "pio");
+	bus_init(&f->vm.mmio, "mmio");
+	f->vm.cpu = &fake_cpu;
+	if (gm_init_fake(&f->vm.mem, 0, f->ram, RAM_SIZE) || pci_root_init(&f->root, &f->vm))
+		return -1;
+	for (int i = 0; i < NDEV; i++)
+		if (virtio_rng_create(&f->root, &f->vm.mem, &f->dev[i]))
+			return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	pci_root_destroy(&f->root);
+	for (int i = 0; i < NDEV; i++)
+		virtio_rng_destroy(f->dev[i]);
+	bus_destroy(&f->vm.pio);
+	bus_destroy(&f->vm.mmio);
+	free(f);
+	return 0;
+}
+
+/* ---- guest-style accessors; device i sits in slot i + 1 ---- */
+
+static uint32_t cfg_rd(struct fixture *f, int i, unsigned reg, unsigned len)
+{
+	return pci_config_read(&f->root, i + 1, 0, reg, len);
+}
+
+static void cfg_wr(struct fixture *f, int i, unsigned reg, unsigned len, uint32_t v)
+{
+	pci_config_write(&f->root, i + 1, 0, reg, len, v);
+}
+
+static uint64_t bar(struct fixture *f, int i, int n)
+{
+	uint64_t lo = cfg_rd(f, i, PCI_BAR0 + 4 * (unsigned)n, 4);
+
+	if ((lo & 6) == 4)
+		lo |= (uint64_t)cfg_rd(f, i, PCI_BAR0 + 4 * (unsigned)n + 4, 4) << 32;
+	return lo & ~0xfULL;
+}
+
+static uint64_t rd(struct fixture *f, int i, uint64_t off, unsigned len)
+{
+	uint64_t v = 0;
+
+	bus_access(&f->vm.mmio, bar(f, i, 0) + off, &v, len, false);
+	return v;
+}
+
+static void wr(struct fixture *f, int i, uint64_t off, unsigned len, uint64_t v)
+{
+	bus_access(&f->vm.mmio, bar(f, i, 0) + off, &v, len, true);
+}
+
+/* The vendor capability of cfg_type type: its config offset, or 0. */
+static unsigned find_vcap(struct fixture *f, int i, unsigned type)
+{
+	for (unsigned p = cfg_rd(f, i, PCI_CAPABILITY_LIST, 1); p; p = cfg_rd(f, i, p + 1, 1))
+		if (cfg_rd(f, i, p, 1) == PCI_CAP_ID_VNDR && cfg_rd(f, i, p + 3, 1) == type)
+			return p;
+	return 0;
+}
+
+static unsigned find_cap(struct fixture *f, int i, unsigned id)
+{
+	for (unsigned p = cfg_rd(f, i, PCI_CAPABILITY_LIST, 1); p; p = cfg_rd(f, i, p + 1, 1))
+		if (cfg_rd(f, i, p, 1) == id)
+			return p;
+	return 0;
+}
+
+static uint8_t status(struct fixture *f, int i)
+{
+	return (uint8_t)rd(f, i, VIRTIO_COMMON_STATUS, 1);
+}
+
+/* ACKNOWLEDGE, DRIVER, features (high word), FEATURES_OK. */
+static void negotiate(struct fixture *f, int i, uint32_t hi)
+{
+	wr(f, i, VIRTIO_COMMON_STATUS, 1, 0);
+	wr(f, i, VIRTIO_COMMON_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	wr(f, i, VIRTIO_COMMON_GFSELECT, 4, 1);
+	wr(f, i, VIRTIO_COMMON_GF, 4, hi);
+	wr(f, i, VIRTIO_COMMON_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
+}
+
+#define QSIZE 8
+/* Rings of device i at RAM 0x1000 + i * 0x4000: desc, avail +0x400,
+ * used +0x800; buffers from +0x1000. */
+static uint64_t ring_base(int i) { return 0x1000 + (uint64_t)i * 0x4000; }
+
+static void queue_up(struct fixture *f, int i, uint16_t config_vector, uint16_t vector)
+{
+	uint64_t b = ring_base(i);
+
+	negotiate(f, i, 1); /* VIRTIO_F_VERSION_1 */
+	wr(f, i, VIRTIO_COMMON_MSIX, 2, config_vector);
+	wr(f, i, VIRTIO_COMMON_Q_SELECT, 2, 0);
+	wr(f, i, VIRTIO_COMMON_Q_SIZE, 2, QSIZE);
+	wr(f, i, VIRTIO_COMMON_Q_MSIX, 2, vector);
+	wr(f, i, VIRTIO_COMMON_Q_DESC, 4, b);
+	wr(f, i, VIRTIO_COMMON_Q_DESC + 4, 4, 0);
+	wr(f, i, VIRTIO_COMMON_Q_DRIVER, 4, b + 0x400);
+	wr(f, i, VIRTIO_COMMON_Q_DRIVER + 4, 4, 0);
+	wr(f, i, VIRTIO_COMMON_Q_DEVICE, 4, b + 0x800);
+	wr(f, i, VIRTIO_COMMON_Q_DEVICE + 4, 4, 0);
+	wr(f, i, VIRTIO_COMMON_Q_ENABLE, 2, 1);
+	wr(f, i, VIRTIO_COMMON_STATUS, 1, status(f, i) | VIRTIO_STATUS_DRIVER_OK);
+}
+
+/* Descriptor d of device i; then put head on the avail ring and kick. */
+static void put_desc(struct fixture *f, int i, uint16_t d, uint64_t addr, uint32_t len, uint16_t flags,
+		     uint16_t next)
+{
+	uint8_t *p = f->ram + ring_base(i) + 16 * d;
+
+	memcpy(p, &addr, 8);
+	memcpy(p + 8, &len, 4);
+	memcpy(p + 12, &flags, 2);
+	memcpy(p + 14, &next, 2);
+}
+
+static void kick(struct fixture *f, int i, uint16_t head)
+{
+	uint16_t *avail = (uint16_t *)(f->ram + ring_base(i) + 0x400);
+	uint16_t idx = avail[1];
+
+	avail[2 + idx % QSIZE] = head;
+	avail[1] = (uint16_t)(idx + 1);
+	wr(f, i, VIRTIO_PCI_NOTIFY_OFF + VIRTIO_PCI_NOTIFY_MULT * rd(f, i, VIRTIO_COMMON_Q_NOFF, 2), 2, 0);
+}
+
+static uint16_t used_idx(struct fixture *f, int i)
+{
+	uint16_t v;
+
+	memcpy(&v, f->ram + ring_base(i) + 0x800 + 2, 2);
+	return v;
+}
+
+static uint32_t used_len(struct fixture *f, int i, unsigned n)
+{
+	uint32_t v;
+
+	memcpy(&v, f->ram + ring_base(i) + 0x800 + 4 + 8 * (n % QSIZE) + 4, 4);
+	return v;
+}
+
+/* Enable MSI-X on device i with every vector unmasked, data = vector. */
+static void msix_on(struct fixture *f, int i)
+{
+	unsigned cap = find_cap(f, i, PCI_CAP_ID_MSIX);
+	uint64_t t = bar(f, i, VIRTIO_PCI_MSIX_BAR);
+
+	assert_true(cap);
+	for (uint32_t v = 0; v < 2; v++) {
+		uint32_t e[4] = { 0xfee00000, 0, v, 0 };
+
+		for (int k = 0; k < 4; k++)
+			bus_access(&f->vm.mmio, t + 16 * v + 4 * (uint64_t)k, &e[k], 4, true);
+	}
+	cfg_wr(f, i, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+}
+
+/* ---- tests ---- */
+
+static void test_identity_and_caps(void **state)
+{
+	struct fixture *f = *state;
+	unsigned c, n;
+
+	assert_int_equal(cfg_rd(f, 0, PCI_VENDOR_ID, 2), 0x1af4);
+	assert_int_equal(cfg_rd(f, 0, PCI_DEVICE_ID, 2), 0x1044);
+	assert_int_equal(cfg_rd(f, 0, PCI_CLASS_REVISION, 1), 1);
+	assert_int_equal(cfg_rd(f, 0, PCI_SUBSYSTEM_VENDOR_ID, 2), 0x1af4);
+	assert_true(cfg_rd(f, 0, PCI_SUBSYSTEM_ID, 2) >= 0x40);
+	assert_int_equal(cfg_rd(f, 0, PCI_BAR0, 4) & 7, 4); /* 64-bit memory */
+	assert_int_equal(bar(f, 0, 0) & 0xfff, 0);
+	for (unsigned type = 1; type <= 3; type++) {
+		c = find_vcap(f, 0, type);
+		assert_true(c);
+		assert_int_equal(cfg_rd(f, 0, c + 4, 1), 0); /* BAR 0 */
+	}
+	c = find_vcap(f, 0, 1);
+	assert_int_equal(cfg_rd(f, 0, c + 8, 4), VIRTIO_PCI_COMMON_OFF);
+	assert_int_equal(cfg_rd(f, 0, c + 12, 4), VIRTIO_COMMON_SIZE);
+	c = find_vcap(f, 0, 2);
+	assert_int_equal(cfg_rd(f, 0, c + 2, 1), 20);
+	assert_int_equal(cfg_rd(f, 0, c + 16, 4), 4); /* notify_off_multiplier */
+	assert_int_equal(find_vcap(f, 0, 4), 0);     /* rng has no device config */
+	/* MSI-X: config vector + one queue. */
+	c = find_cap(f, 0, PCI_CAP_ID_MSIX);
+	assert_true(c);
+	n = (cfg_rd(f, 0, c + 2, 2) & 0x7ff) + 1;
+	assert_int_equal(n, 2);
+	/* The common config: one queue, reset state. */
+	cfg_wr(f, 0, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	assert_int_equal(rd(f, 0, VIRTIO_COMMON_NUMQ, 2), 1);
+	assert_int_equal(status(f, 0), 0);
+	assert_int_equal(rd(f, 0, VIRTIO_COMMON_MSIX, 2), VIRTIO_MSI_NO_VECTOR);
+	assert_int_equal(rd(f, 0, VIRTIO_COMMON_Q_SIZE, 2), 256);
+	wr(f, 0, VIRTIO_COMMON_Q_SIZE, 2, 512); /* above the maximum: ignored */
+	assert_int_equal(rd(f, 0, VIRTIO_COMMON_Q_SIZE, 2), 256);
+	wr(f, 0, VIRTIO_COMMON_Q_SELECT, 2, 1);
+	assert_int_equal(rd(f, 0, VIRTIO_COMMON_Q_SIZE, 2), 0); /* no queue 1 */
+}
+
+static void test_feature_negotiation(void **state)
+{
+	struct fixture *f = *state;
+
+	cfg_wr(f, 0, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	wr(f, 0, VIRTIO_COMMON_DFSELECT, 4, 1);
+	assert_int_equal(rd(f, 0, VIRTIO_COMMON_DF, 4) & 1, 1); /* VERSION_1 offered */
+	wr(f, 0, VIRTIO_COMMON_DFSELECT, 4, 0);
+	assert_int_equal(rd(f, 0, VIRTIO_COMMON_DF, 4), 0);
+	/* A legacy driver (no VERSION_1): FEATURES_OK does not stick. */
+	negotiate(f, 0, 0);
+	assert_int_equal(status(f, 0), VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	/* A feature not offered: refused too. */
+	negotiate(f, 0, 1 | 2);
+	assert_int_equal(status(f, 0) & VIRTIO_STATUS_FEATURES_OK, 0);
+	/* Writing 0 resets: the driver features are gone. */
+	wr(f, 0, VIRTIO_COMMON_STATUS, 1, 0);
+	assert_int_equal(status(f, 0), 0);
+	wr(f, 0, VIRTIO_COMMON_GFSELECT, 4, 1);
+	assert_int_equal(rd(f, 0, VIRTIO_COMMON_GF, 4), 0);
+	negotiate(f, 0, 1);
+	assert_int_equal(status(f, 0), VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
+	/* Features are frozen after FEATURES_OK. */
+	wr(f, 0, VIRTIO_COMMON_GF, 4, 3);
+	assert_int_equal(rd(f, 0, VIRTIO_COMMON_GF, 4), 1);
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		if (p[k])
+			return false;
+	return true;
+}
+
+static void test_rng_request_intx(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t buf = ring_base(0) + 0x1000;
+	unsigned gsi = pci_intx_gsi(1, 1);
+
+	cfg_wr(f, 0, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	queue_up(f, 0, VIRTIO_MSI_NO_VECTOR, VIRTIO_MSI_NO_VECTOR);
+	assert_int_equal(status(f, 0) & 0x4f, 0x0f);
+	assert_int_equal(rd(f, 0, VIRTIO_COMMON_Q_ENABLE, 2), 1);
+	/* Two writable buffers in one chain: 40 + 24 bytes. */
+	put_desc(f, 0, 0, buf, 40, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
+	put_desc(f, 0, 1, buf + 40, 24, VIRTQ_DESC_F_WRITE, 0);
+	kick(f, 0, 0);
+	assert_int_equal(used_idx(f, 0), 1);
+	assert_int_equal(used_len(f, 0, 0), 64);
+	assert_false(all_zero(f->ram + buf, 64));
+	assert_true(all_zero(f->ram + buf + 64, 64)); /* nothing past the buffers */
+	/* MSI-X is off: INTA# and ISR bit 0; reading the ISR clears both. */
+	assert_int_equal(rec.gsi_level[gsi], 1);
+	assert_int_equal(rec.n, 0);
+	assert_int_equal(rd(f, 0, VIRTIO_PCI_ISR_OFF, 1), VIRTIO_ISR_QUEUE);
+	assert_int_equal(rec.gsi_level[gsi], 0);
+	assert_int_equal(rd(f, 0, VIRTIO_PCI_ISR_OFF, 1), 0);
+}
+
+static void test_rng_request_msix(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t buf = ring_base(0) + 0x1000;
+
+	cfg_wr(f, 0, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	msix_on(f, 0);
+	wr(f, 0, VIRTIO_COMMON_MSIX, 2, 0);
+	assert_int_equal(rd(f, 0, VIRTIO_COMMON_MSIX, 2), 0);
+	wr(f, 0, VIRTIO_COMMON_MSIX, 2, 7); /* no such vector: reads back NO_VECTOR */
+	assert_int_equal(rd(f, 0, VIRTIO_COMMON_MSIX, 2), VIRTIO_MSI_NO_VECTOR);
+	wr(f, 0, VIRTIO_COMMON_MSIX, 2, 0);
+	queue_up(f, 0, 0, 1);
+	assert_int_equal(rd(f, 0, VIRTIO_COMMON_Q_MSIX, 2), 1);
+	for (uint16_t k = 0; k < 3; k++) {
+		put_desc(f, 0, k, buf + 256 * k, 256, VIRTQ_DESC_F_WRITE, 0);
+		kick(f, 0, k);
+		assert_int_equal(used_idx(f, 0), k + 1);
+		assert_int_equal(used_len(f, 0, k), 256);
+		assert_false(all_zero(f->ram + buf + 256 * k, 256));
+	}
+	assert_int_equal(rec.n, 3);
+	assert_int_equal(rec.data[0], 1); /* the queue's vector */
+	assert_int_equal(rec.gsi_level[pci_intx_gsi(1, 1)], 0);
+	/* Different bytes each time. */
+	assert_memory_not_equal(f->ram + buf, f->ram + buf + 256, 256);
+}
+
+static void test_needs_reset_isolated(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t buf0 = ring_base(0) + 0x1000, buf1 = ring_base(1) + 0x1000;
+
+	for (int i = 0; i < NDEV; i++) {
+		cfg_wr(f, i, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+		msix_on(f, i);
+		queue_up(f, i, 0, 1);
+	}
+	/* Device 0: a chain that loops back on itself. */
+	put_desc(f, 0, 0, buf0, 16, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
+	put_desc(f, 0, 1, buf0 + 16, 16, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 0);
+	kick(f, 0, 0);
+	assert_true(status(f, 0) & VIRTIO_STATUS_NEEDS_RESET);
+	assert_int_equal(used_idx(f, 0), 0);
+	assert_int_equal(rec.n, 1);
+	assert_int_equal(rec.data[0], 0); /* configuration-change vector */
+	/* Further kicks do nothing. */
+	kick(f, 0, 0);
+	assert_int_equal(rec.n, 1);
+	/* Device 1 keeps working. */
+	assert_int_equal(status(f, 1) & VIRTIO_STATUS_NEEDS_RESET, 0);
+	put_desc(f, 1, 0, buf1, 32, VIRTQ_DESC_F_WRITE, 0);
+	kick(f, 1, 0);
+	assert_int_equal(used_idx(f, 1), 1);
+	assert_int_equal(used_len(f, 1, 0), 32);
+	assert_false(all_zero(f->ram + buf1, 32));
+	/* A reset brings device 0 back. */
+	wr(f, 0, VIRTIO_COMMON_STATUS, 1, 0);
+	assert_int_equal(status(f, 0), 0);
+	memset(f->ram + ring_base(0), 0, 0x1000);
+	queue_up(f, 0, 0, 1);
+	assert_int_equal(status(f, 0) & VIRTIO_STATUS_NEEDS_RESET, 0);
+	put_desc(f, 0, 0, buf0, 8, VIRTQ_DESC_F_WRITE, 0);
+	kick(f, 0, 0);
+	assert_int_equal(used_idx(f, 0), 1);
+	assert_int_equal(used_len(f, 0, 0), 8);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_identity_and_caps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_feature_negotiation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rng_request_intx, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rng_request_msix, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_needs_reset_isolated, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
