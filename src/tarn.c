@@ -27,7 +27,11 @@ static const char run_usage[] =
 	"  --backend NAME    kvm, emu or auto (default auto: kvm when /dev/kvm works)\n"
 	"  --unpack WHERE    bzImage payload: host (default; unpacked by tarn when LZ4)\n"
 	"                    or guest (the kernel's own decompressor runs)\n"
-	"  --rng             add a virtio-rng PCI device fed by getrandom(2) (dev.rng = on)\n"
+	"  --disk SPEC       add a virtio-blk disk: PATH[,ro][,direct] (repeatable;\n"
+	"                    dev.disk.N); see README \"Devices\"\n"
+	"  --net SPEC        add a virtio-net NIC: tap=NAME[,mac=XX:XX:XX:XX:XX:XX]\n"
+	"                    (repeatable; dev.net.N)\n"
+	"  --rng             add a virtio-rng device fed by getrandom(2) (dev.rng = on)\n"
 	"  --config FILE     read options as dotted keys (vm.mem = 1G, boot.kernel = ...)\n"
 	"  -v, --verbose     log more (twice for debug)\n"
 	"  -h, --help        this text\n"
@@ -60,6 +64,8 @@ static const struct option run_opts[] = {
 	{ "cpus", required_argument, NULL, 'p' },
 	{ "backend", required_argument, NULL, 'b' },
 	{ "unpack", required_argument, NULL, 'u' },
+	{ "disk", required_argument, NULL, 'D' },
+	{ "net", required_argument, NULL, 'N' },
 	{ "rng", no_argument, NULL, 'R' },
 	{ "config", required_argument, NULL, 'f' },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -80,6 +86,48 @@ static void set_or_die(struct config *c, const char *key, const char *val)
 {
 	if (config_set(c, key, val))
 		die("out of memory");
+}
+
+/* Repeatable options live under PREFIX.0, PREFIX.1, ...: set the first
+ * free index. */
+static void add_indexed(struct config *c, const char *prefix, int max, const char *val)
+{
+	char key[64];
+
+	for (int i = 0; i < max; i++) {
+		snprintf(key, sizeof(key), "%s.%d", prefix, i);
+		if (!config_get(c, key)) {
+			set_or_die(c, key, val);
+			return;
+		}
+	}
+	die("--%s: at most %d", strrchr(prefix, '.') + 1, max);
+}
+
+/* Collect PREFIX.N values in index order; any other key under PREFIX is an
+ * error (a typo would otherwise drop a device silently). */
+static int get_indexed(const struct config *c, const char *prefix, int max, const char **out)
+{
+	size_t plen = strlen(prefix);
+	int n = 0;
+
+	for (int i = 0; i < c->nr; i++) {
+		const char *k = c->e[i].key;
+		uint64_t idx;
+
+		if (strncmp(k, prefix, plen) || (k[plen] != '.' && k[plen]))
+			continue;
+		if (!k[plen] || parse_uint(k + plen + 1, 0, (uint64_t)max - 1, &idx))
+			die("%s: expected %s.0 .. %s.%d", k, prefix, prefix, max - 1);
+		out[idx] = c->e[i].value;
+	}
+	for (int i = 0; i < max; i++) {
+		if (out[i])
+			out[n++] = out[i];
+	}
+	for (int i = n; i < max; i++)
+		out[i] = NULL;
+	return n;
 }
 
 /* Turn the config tree into a vm_config; exits with status 2 on bad values. */
@@ -112,6 +160,8 @@ static void config_to_vm(const struct config *c, struct vm_config *vc)
 	if (rng && strcmp(rng, "on") && strcmp(rng, "off"))
 		die("dev.rng = %s: expected on or off", rng);
 	vc->rng = rng && !strcmp(rng, "on");
+	vc->nr_disks = get_indexed(c, "dev.disk", VM_MAX_DISKS, vc->disks);
+	vc->nr_nets = get_indexed(c, "dev.net", VM_MAX_NETS, vc->nets);
 	vc->console_in = STDIN_FILENO;
 	vc->console_out = STDOUT_FILENO;
 }
@@ -141,6 +191,12 @@ static int cmd_run(int argc, char **argv)
 		case 'f':
 			if (config_load_file(&cfg, optarg, err, sizeof(err)))
 				die("--config: %s", err);
+			break;
+		case 'D':
+			add_indexed(&cfg, "dev.disk", VM_MAX_DISKS, optarg);
+			break;
+		case 'N':
+			add_indexed(&cfg, "dev.net", VM_MAX_NETS, optarg);
 			break;
 		case 'R':
 			set_or_die(&cfg, "dev.rng", "on");

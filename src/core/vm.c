@@ -16,7 +16,10 @@
 #include "hw/legacy.h"
 #include "hw/uart8250.h"
 #include "pci/pci.h"
+#include "virtio/devices.h"
 #include "virtio/virtio_pci.h"
+
+#define VM_MAX_VIRTIO (2 + VM_MAX_DISKS + VM_MAX_NETS)
 
 struct vm_devices {
 	struct uart8250 com1;
@@ -24,7 +27,8 @@ struct vm_devices {
 	struct cmos_rtc rtc;
 	struct acpi_pm pm;
 	struct pci_root pci;
-	struct virtio_dev *rng;
+	struct virtio_dev *virtio[VM_MAX_VIRTIO];
+	int nr_virtio;
 };
 
 static int vm_fail(char *err, size_t len, int ret, const char *fmt, ...)
@@ -67,6 +71,26 @@ static int vm_check_config(const struct vm_config *cfg, char *err, size_t len)
 	return 0;
 }
 
+static int vm_add_virtio(struct vm *vm, virtio_create_fn *create, const char *spec, char *err, size_t len)
+{
+	struct vm_devices *d = vm->devs;
+
+	if (d->nr_virtio == VM_MAX_VIRTIO)
+		return vm_fail(err, len, -ENOSPC, "too many virtio devices (at most %d)", VM_MAX_VIRTIO);
+	return create(vm, spec, &d->virtio[d->nr_virtio++], err, len);
+}
+
+/* The virtio devices, in a fixed order so that PCI slots are stable. */
+static int vm_add_virtio_devices(struct vm *vm, char *err, size_t len)
+{
+	const struct vm_config *c = &vm->cfg;
+	int ret = 0;
+
+	if (c->rng)
+		ret = vm_add_virtio(vm, virtio_rng_create, NULL, err, len);
+	return ret;
+}
+
 static int vm_add_devices(struct vm *vm, char *err, size_t len)
 {
 	struct vm_devices *d = calloc(1, sizeof(*d));
@@ -86,13 +110,11 @@ static int vm_add_devices(struct vm *vm, char *err, size_t len)
 		ret = acpi_pm_init(&d->pm, vm);
 	if (!ret)
 		ret = pci_root_init(&d->pci, vm);
-	if (!ret && vm->cfg.rng)
-		ret = virtio_rng_create(&d->pci, &vm->mem, &d->rng);
 	if (ret)
 		return vm_fail(err, len, ret, "platform devices: %s", strerror(-ret));
 	vm->uart = &d->com1;
 	vm->pci = &d->pci;
-	return 0;
+	return vm_add_virtio_devices(vm, err, len);
 }
 
 static int vm_add_vcpus(struct vm *vm, char *err, size_t len)
@@ -252,8 +274,9 @@ void vm_destroy(struct vm *vm)
 		if (vm->uart)
 			uart8250_destroy(vm->uart);
 		acpi_pm_destroy(&vm->devs->pm);
+		for (int i = 0; i < vm->devs->nr_virtio; i++)
+			virtio_device_destroy(vm->devs->virtio[i]);
 		pci_root_destroy(&vm->devs->pci);
-		virtio_rng_destroy(vm->devs->rng);
 		free(vm->devs);
 	}
 	if (vm->loop) {

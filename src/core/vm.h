@@ -13,6 +13,8 @@
 #include "mem/gm.h"
 
 #define VM_MAX_CPUS 255 /* xAPIC IDs 0..254 in the MADT */
+#define VM_MAX_DISKS 8
+#define VM_MAX_NETS 8
 
 /* Process exit status of `tarn run`, by how the VM ended. Odd values are
  * reserved for the debug-exit port: (value << 1) | 1. */
@@ -39,7 +41,12 @@ struct vm_config {
 	/* Micro-guests: start every vCPU at the kernel's entry in the boot
 	 * state instead of leaving APs waiting for INIT/SIPI. */
 	bool all_cpus_at_entry;
-	bool rng; /* a virtio-rng PCI device (virtio/virtio_pci.h) */
+	/* virtio devices (virtio/devices.h), each as its option string */
+	bool rng;
+	const char *disks[VM_MAX_DISKS]; /* --disk */
+	int nr_disks;
+	const char *nets[VM_MAX_NETS]; /* --net */
+	int nr_nets;
 };
 
 struct vcpu {

@@ -1,9 +1,13 @@
 /* virtio-rng (virtio spec 5.4): one queue of writable buffers, each filled
  * with bytes from getrandom(2). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 
+#include "core/vm.h"
+#include "virtio/devices.h"
 #include "virtio/virtio_pci.h"
 
 struct virtio_rng {
@@ -52,33 +56,33 @@ static void rng_notify(struct virtio_dev *vd, unsigned q)
 		virtio_pci_queue_interrupt(vd, q);
 }
 
+static void rng_destroy(struct virtio_dev *vd)
+{
+	free(vd->opaque);
+}
+
 static const struct virtio_dev_ops rng_ops = {
 	.device_type = 4,
 	.num_queues = 1,
 	.queue_max = 256,
 	.queue_notify = rng_notify,
+	.destroy = rng_destroy,
 };
 
-int virtio_rng_create(struct pci_root *root, const struct guest_mem *gm, struct virtio_dev **out)
+int virtio_rng_create(struct vm *vm, const char *spec, struct virtio_dev **out, char *err, size_t len)
 {
 	struct virtio_rng *rng = calloc(1, sizeof(*rng));
 	int ret;
 
+	(void)spec;
 	if (!rng)
 		return -ENOMEM;
-	ret = virtio_pci_init(&rng->vd, root, gm, &rng_ops, rng);
+	ret = virtio_pci_init(&rng->vd, vm->pci, &vm->mem, &rng_ops, rng);
 	if (ret) {
+		snprintf(err, len, "virtio-rng: %s", strerror(-ret));
 		free(rng);
 		return ret;
 	}
 	*out = &rng->vd;
 	return 0;
-}
-
-void virtio_rng_destroy(struct virtio_dev *vd)
-{
-	if (!vd)
-		return;
-	virtio_pci_destroy(vd);
-	free(vd->opaque);
 }

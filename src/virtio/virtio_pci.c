@@ -300,7 +300,11 @@ int virtio_pci_init(struct virtio_dev *vd, struct pci_root *root, const struct g
 	return 0;
 }
 
-void virtio_pci_destroy(struct virtio_dev *vd)
+void virtio_device_destroy(struct virtio_dev *vd)
 {
+	if (!vd)
+		return;
 	pthread_mutex_destroy(&vd->lock);
+	if (vd->ops->destroy)
+		vd->ops->destroy(vd);
 }

@@ -83,6 +83,8 @@ struct virtio_dev_ops {
 	void (*queue_notify)(struct virtio_dev *vd, unsigned q);
 	/* Optional: the driver reset the device (status 0). */
 	void (*reset)(struct virtio_dev *vd);
+	/* Free the device (virtio_device_destroy, after the VM stopped). */
+	void (*destroy)(struct virtio_dev *vd);
 };
 
 struct virtio_queue {
@@ -106,10 +108,9 @@ struct virtio_dev {
 };
 
 /* Register a virtio device on root. vd is the caller's; it must stay put
- * until the root is destroyed. 0 or -errno. */
+ * until virtio_device_destroy (after the VM stopped). 0 or -errno. */
 int virtio_pci_init(struct virtio_dev *vd, struct pci_root *root, const struct guest_mem *gm,
 		    const struct virtio_dev_ops *ops, void *opaque) __attribute__((warn_unused_result));
-void virtio_pci_destroy(struct virtio_dev *vd);
 
 /* Interrupt the driver for queue q (after vq_needs_notify said so). */
 void virtio_pci_queue_interrupt(struct virtio_dev *vd, unsigned q);
@@ -117,9 +118,8 @@ void virtio_pci_queue_interrupt(struct virtio_dev *vd, unsigned q);
  * configuration-change interrupt. */
 void virtio_pci_queue_broken(struct virtio_dev *vd, unsigned q, int err);
 
-/* virtio-rng (rng.c): an entropy device filled from getrandom(2). */
-int virtio_rng_create(struct pci_root *root, const struct guest_mem *gm, struct virtio_dev **out)
-	__attribute__((warn_unused_result));
-void virtio_rng_destroy(struct virtio_dev *vd);
+/* Tear down a device made by one of the create functions in
+ * virtio/devices.h: the transport, then the device's own destroy. */
+void virtio_device_destroy(struct virtio_dev *vd);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "core/vm.h"
 #include "pci/pci.h"
+#include "virtio/devices.h"
 #include "virtio/virtio_pci.h"
 
 static struct {
@@ -49,6 +50,7 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
+	char err[128];
 
 	if (!f)
 		return -1;
@@ -58,8 +60,9 @@ static int setup(void **state)
 	f->vm.cpu = &fake_cpu;
 	if (gm_init_fake(&f->vm.mem, 0, f->ram, RAM_SIZE) || pci_root_init(&f->root, &f->vm))
 		return -1;
+	f->vm.pci = &f->root;
 	for (int i = 0; i < NDEV; i++)
-		if (virtio_rng_create(&f->root, &f->vm.mem, &f->dev[i]))
+		if (virtio_rng_create(&f->vm, NULL, &f->dev[i], err, sizeof(err)))
 			return -1;
 	*state = f;
 	return 0;
@@ -69,9 +72,9 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	pci_root_destroy(&f->root);
 	for (int i = 0; i < NDEV; i++)
-		virtio_rng_destroy(f->dev[i]);
+		virtio_device_destroy(f->dev[i]);
+	pci_root_destroy(&f->root);
 	bus_destroy(&f->vm.pio);
 	bus_destroy(&f->vm.mmio);
 	free(f);

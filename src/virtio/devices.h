@@ -1,0 +1,21 @@
+/* The virtio devices a VM can have. Each is created from its option string
+ * (the value of a --disk, --net, ... option or dev.* config key), registers
+ * itself on vm->pci with vm->mem as its guest memory, and is torn down with
+ * virtio_device_destroy() (virtio/virtio_pci.h). A create function returns
+ * 0, or -errno with a one-line reason in err for the user (a bad option, a
+ * file that cannot be opened). */
+#ifndef TARN_VIRTIO_DEVICES_H
+#define TARN_VIRTIO_DEVICES_H
+
+#include <stddef.h>
+
+struct vm;
+struct virtio_dev;
+
+typedef int virtio_create_fn(struct vm *vm, const char *spec, struct virtio_dev **out, char *err,
+			     size_t err_len);
+
+/* virtio-rng (rng.c): an entropy device filled from getrandom(2); spec unused. */
+virtio_create_fn virtio_rng_create;
+
+#endif
