@@ -7,6 +7,8 @@
 #   BENCH_QEMU=PATH    the peer (default qemu-system-x86_64)
 #   BENCH_CPU_RUNS=N   runs of the emulator-speed workload (default 5)
 #   BENCH_BOOT_RUNS=N  Linux boots per VMM (default 5)
+#   BENCH_IO_RUNS=N    I/O benchmark boots per VMM (default 3; bench/io.py
+#                      lists BENCH_IO_MIB, _READS, _NET_MIB, _IMAGE_MIB)
 
 BENCH_PYTHON ?= python3
 BENCH_GUEST_CC ?= $(or $(GUEST_CC),gcc)
@@ -39,6 +41,9 @@ bench: $(BENCH_GUEST) $(BENCH_INT_GUEST) $(GUEST_KERNEL) $(GUEST_INITRD)
 	$(Q)$(BENCH_PYTHON) bench/cpu.py --tarn $(BIN) --guest $(BENCH_INT_GUEST) \
 		--empty $(BENCH_GUEST) $$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
 	$(Q)$(BENCH_PYTHON) bench/boot.py --tarn $(BIN) --kernel $(GUEST_KERNEL) \
+		--initrd $(GUEST_INITRD) --cmdline "$(GUEST_CMDLINE)" \
+		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
+	$(Q)$(BENCH_PYTHON) bench/io.py --tarn $(BIN) --kernel $(GUEST_KERNEL) \
 		--initrd $(GUEST_INITRD) --cmdline "$(GUEST_CMDLINE)" \
 		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
 

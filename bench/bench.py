@@ -35,6 +35,7 @@ import argparse
 import ctypes
 import fcntl
 import os
+import selectors
 import shutil
 import signal
 import statistics
@@ -280,6 +281,44 @@ def run_traced(argv):
     return r
 
 
+def run_console(argv, timeout):
+    """Run a VMM that boots a Linux guest, with its serial console (stdout,
+    stderr merged) on a pipe, and note when each console line arrives.
+    Returns (lines, exit_ns, status, tail): lines is [(ns since the spawn,
+    line)] in order (bytes, line ends stripped), exit_ns the time the VMM had
+    exited, status its exit status; both None when it timed out (it is then
+    killed). tail is the console's last 300 bytes. For boot.py and io.py."""
+    t0 = time.perf_counter_ns()
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    sel = selectors.DefaultSelector()
+    sel.register(p.stdout, selectors.EVENT_READ)
+    lines = []
+    part = b""
+    tail = b""
+    deadline = t0 + int(timeout * 1e9)
+    while True:
+        left = (deadline - time.perf_counter_ns()) / 1e9
+        if left <= 0:
+            p.kill()
+            p.wait()
+            return lines, None, None, tail
+        if not sel.select(timeout=left):
+            continue
+        chunk = os.read(p.stdout.fileno(), 65536)
+        if not chunk:
+            break
+        now = time.perf_counter_ns() - t0
+        tail = (tail + chunk)[-300:]
+        *done, part = (part + chunk).split(b"\n")
+        lines += [(now, l.rstrip(b"\r")) for l in done]
+        part = part[-65536:]
+    status = p.wait()
+    if part:
+        lines.append((time.perf_counter_ns() - t0, part))
+    return lines, time.perf_counter_ns() - t0, status, tail
+
+
 # ---------------------------------------------------------------- the VMMs
 
 class Side:
@@ -307,6 +346,24 @@ class Side:
         if ok:
             return None
         return "FAILED (%s%s: %s)" % (what, r.exit_desc(), r.first_stderr_line())
+
+
+def guest_arg_parser(description, what, runs, timeout):
+    """The options every default-guest benchmark takes; BENCH_<WHAT>_RUNS and
+    BENCH_<WHAT>_TIMEOUT override the defaults."""
+    env = lambda key, default: os.environ.get("BENCH_%s_%s" % (what, key)) or default
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--tarn", required=True)
+    ap.add_argument("--tarn-unbuilt", action="store_true")
+    ap.add_argument("--qemu", default=os.environ.get("BENCH_QEMU") or "qemu-system-x86_64")
+    ap.add_argument("--kernel", required=True)
+    ap.add_argument("--initrd", required=True)
+    ap.add_argument("--cmdline", required=True)
+    ap.add_argument("--mem", default="512M")
+    ap.add_argument("--runs", type=int, default=int(env("RUNS", runs)))
+    ap.add_argument("--accel", default=os.environ.get("BENCH_ACCEL", ""))
+    ap.add_argument("--timeout", type=float, default=float(env("TIMEOUT", timeout)))
+    return ap
 
 
 def kvm_usable():
@@ -397,12 +454,16 @@ def side_text(side, metric, fmt, unit):
     return med, "%s %s (min %s)" % (fmt(med), unit, fmt(min(v)))
 
 
+def print_row(tag, title, tarn_text, qemu_text, ratio):
+    """One figure's line, the same in every bench script."""
+    print("%s %-30s tarn: %-26s  qemu: %-26s  tarn/qemu: %s"
+          % (tag, title, tarn_text, qemu_text, ratio), flush=True)
+
+
 def print_line(tag, title, tarn, qemu, metric, fmt, unit):
     tm, ts = side_text(tarn, metric, fmt, unit)
     qm, qs = side_text(qemu, metric, fmt, unit)
-    ratio = "%.3f" % (tm / qm) if tm is not None and qm else "n/a"
-    print("%s %-30s tarn: %-26s  qemu: %-26s  tarn/qemu: %s"
-          % (tag, title, ts, qs, ratio), flush=True)
+    print_row(tag, title, ts, qs, "%.3f" % (tm / qm) if tm is not None and qm else "n/a")
 
 
 def ms(ns):

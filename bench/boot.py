@@ -13,15 +13,11 @@ tarn.cmd=true, so init starts, runs nothing and powers off.
 
 Standard library only; shares bench.py's helpers for choosing the pair."""
 
-import argparse
 import os
-import selectors
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench as b  # noqa: E402
@@ -42,44 +38,13 @@ def qemu_argv(qemu, accel, kernel, initrd, cmdline, mem):
 
 def boot_once(argv, timeout):
     """(banner_ns, exit_ns, status, tail) of one boot; None for what did not happen."""
-    t0 = time.perf_counter_ns()
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT)
-    sel = selectors.DefaultSelector()
-    sel.register(p.stdout, selectors.EVENT_READ)
-    banner = None
-    buf = b""
-    deadline = t0 + int(timeout * 1e9)
-    while True:
-        left = (deadline - time.perf_counter_ns()) / 1e9
-        if left <= 0:
-            p.kill()
-            p.wait()
-            return banner, None, None, buf[-300:]
-        if not sel.select(timeout=left):
-            continue
-        chunk = os.read(p.stdout.fileno(), 65536)
-        if not chunk:
-            break
-        buf = (buf + chunk)[-65536:]
-        if banner is None and BANNER in buf:
-            banner = time.perf_counter_ns() - t0
-    status = p.wait()
-    return banner, time.perf_counter_ns() - t0, status, buf[-300:]
+    lines, off, status, tail = b.run_console(argv, timeout)
+    banner = next((t for t, line in lines if BANNER in line), None)
+    return banner, off, status, tail
 
 
 def main():
-    ap = argparse.ArgumentParser(description="tarn vs QEMU: Linux boot to init and to power-off")
-    ap.add_argument("--tarn", required=True)
-    ap.add_argument("--tarn-unbuilt", action="store_true")
-    ap.add_argument("--qemu", default=os.environ.get("BENCH_QEMU") or "qemu-system-x86_64")
-    ap.add_argument("--kernel", required=True)
-    ap.add_argument("--initrd", required=True)
-    ap.add_argument("--cmdline", required=True)
-    ap.add_argument("--mem", default="512M")
-    ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_BOOT_RUNS") or 5))
-    ap.add_argument("--accel", default=os.environ.get("BENCH_ACCEL", ""))
-    ap.add_argument("--timeout", type=float, default=float(os.environ.get("BENCH_BOOT_TIMEOUT") or 120))
+    ap = b.guest_arg_parser("tarn vs QEMU: Linux boot to init and to power-off", "BOOT", 5, 120)
     a = ap.parse_args()
     qaccel, tbackend = b.choose_pair(a.accel)
     tag = "[tarn=%s qemu=%s]" % (tbackend, qaccel)
@@ -130,9 +95,7 @@ def main():
     for m, title in (("banner", "boot to init's banner"), ("off", "boot to power-off")):
         tm, ts = text("tarn", m)
         qm, qs = text("qemu", m)
-        ratio = "%.2f" % (tm / qm) if tm is not None and qm else "n/a"
-        print("%s %-30s tarn: %-26s  qemu: %-26s  tarn/qemu: %s" % (tag, title, ts, qs, ratio),
-              flush=True)
+        b.print_row(tag, title, ts, qs, "%.2f" % (tm / qm) if tm is not None and qm else "n/a")
     return 0
 
 

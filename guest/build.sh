@@ -164,6 +164,12 @@ done
 [ -L "$R/bin/sh" ] || die "busybox provides no sh"
 cp "$HERE/init" "$R/init"
 chmod 0755 "$R/init"
+# Our own guest tools (guest/tools/*.c), static so they need no libc in the
+# guest: randread (4 KiB O_DIRECT random reads, for bench/io.py).
+for t in randread; do
+	${GUEST_TOOLS_CC:-gcc} -static -O2 -s -Wall -Werror -o "$R/usr/bin/$t" "$HERE/tools/$t.c" ||
+		die "cannot build guest/tools/$t.c (apt-get install gcc libc6-dev)"
+done
 
 # Copy the picked modules, decompressed, preserving their paths.
 MD=$R/lib/modules/$KVER

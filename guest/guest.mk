@@ -15,7 +15,7 @@ GUEST_CMDLINE := console=ttyS0 tsc=reliable panic=-1 quiet cryptomgr.notests
 
 # Both files come out of one run of build.sh; a second `make guest` does
 # nothing until build.sh or init change (or an output is removed).
-$(GUEST_KERNEL) $(GUEST_INITRD) &: guest/build.sh guest/init
+$(GUEST_KERNEL) $(GUEST_INITRD) &: guest/build.sh guest/init $(wildcard guest/tools/*.c)
 	@$(if $(Q),echo "  GUEST   $(GUEST_DIR)")
 	$(Q)guest/build.sh $(GUEST_DIR)
 

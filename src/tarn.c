@@ -27,11 +27,12 @@ static const char run_usage[] =
 	"  --backend NAME    kvm, emu or auto (default auto: kvm when /dev/kvm works)\n"
 	"  --unpack WHERE    bzImage payload: host (default; unpacked by tarn when LZ4)\n"
 	"                    or guest (the kernel's own decompressor runs)\n"
-	"  --disk SPEC       add a virtio-blk disk: PATH[,ro][,direct] (repeatable;\n"
-	"                    dev.disk.N); see README \"Devices\"\n"
-	"  --net SPEC        add a virtio-net NIC: tap=NAME[,mac=XX:XX:XX:XX:XX:XX]\n"
-	"                    (repeatable; dev.net.N)\n"
+	"  --disk SPEC       add a virtio-blk disk: PATH[,ro][,direct][,serial=ID]\n"
+	"                    (repeatable; dev.disk.N)\n"
+	"  --net SPEC        add a virtio-net NIC: tap=NAME|fd=N[,mac=XX:XX:XX:XX:XX:XX]\n"
+	"                    [,offload=on|csum|off] (repeatable; dev.net.N)\n"
 	"  --rng             add a virtio-rng device fed by getrandom(2) (dev.rng = on)\n"
+	"  --vconsole SPEC   add a virtio-console (hvc0): pty or file=PATH (dev.console)\n"
 	"  --config FILE     read options as dotted keys (vm.mem = 1G, boot.kernel = ...)\n"
 	"  -v, --verbose     log more (twice for debug)\n"
 	"  -h, --help        this text\n"
@@ -67,6 +68,7 @@ static const struct option run_opts[] = {
 	{ "disk", required_argument, NULL, 'D' },
 	{ "net", required_argument, NULL, 'N' },
 	{ "rng", no_argument, NULL, 'R' },
+	{ "vconsole", required_argument, NULL, 'C' },
 	{ "config", required_argument, NULL, 'f' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -79,7 +81,7 @@ static const struct {
 } opt_keys[] = {
 	{ 'k', "boot.kernel" }, { 'i', "boot.initrd" }, { 'c', "boot.cmdline" },
 	{ 'm', "vm.mem" },	{ 'p', "vm.cpus" },	{ 'b', "vm.backend" },
-	{ 'u', "boot.unpack" },
+	{ 'u', "boot.unpack" },	{ 'C', "dev.console" },
 };
 
 static void set_or_die(struct config *c, const char *key, const char *val)
@@ -159,9 +161,10 @@ static void config_to_vm(const struct config *c, struct vm_config *vc)
 	vc->guest_unpack = unpack && !strcmp(unpack, "guest");
 	if (rng && strcmp(rng, "on") && strcmp(rng, "off"))
 		die("dev.rng = %s: expected on or off", rng);
-	vc->rng = rng && !strcmp(rng, "on");
+	vc->nr_rng = rng && !strcmp(rng, "on");
 	vc->nr_disks = get_indexed(c, "dev.disk", VM_MAX_DISKS, vc->disks);
 	vc->nr_nets = get_indexed(c, "dev.net", VM_MAX_NETS, vc->nets);
+	vc->vconsole = config_get(c, "dev.console");
 	vc->console_in = STDIN_FILENO;
 	vc->console_out = STDOUT_FILENO;
 }

@@ -58,6 +58,18 @@ void evloop_del(struct evloop *l, int fd)
 	}
 }
 
+int evloop_mod(struct evloop *l, int fd, uint32_t events)
+{
+	for (int i = 0; i < EVLOOP_MAX_HANDLERS; i++) {
+		struct evloop_handler *h = &l->h[i];
+		struct epoll_event ev = { .events = events, .data.ptr = h };
+
+		if (h->in_use && h->fd == fd)
+			return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+	}
+	return -ENOENT;
+}
+
 int evloop_run(struct evloop *l)
 {
 	struct epoll_event evs[16];

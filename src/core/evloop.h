@@ -30,6 +30,9 @@ void evloop_destroy(struct evloop *l);
 int evloop_add(struct evloop *l, int fd, uint32_t events, evloop_cb cb, void *opaque)
 	__attribute__((warn_unused_result));
 void evloop_del(struct evloop *l, int fd);
+/* Change the events a registered fd is watched for (0: none for now). Safe
+ * from any thread while the loop runs. 0, -ENOENT, or -errno. */
+int evloop_mod(struct evloop *l, int fd, uint32_t events) __attribute__((warn_unused_result));
 /* Dispatch events until evloop_stop(). Returns 0, or -errno on failure. */
 int evloop_run(struct evloop *l);
 void evloop_stop(struct evloop *l);

@@ -86,8 +86,14 @@ static int vm_add_virtio_devices(struct vm *vm, char *err, size_t len)
 	const struct vm_config *c = &vm->cfg;
 	int ret = 0;
 
-	if (c->rng)
+	for (int i = 0; i < c->nr_rng && !ret; i++)
 		ret = vm_add_virtio(vm, virtio_rng_create, NULL, err, len);
+	for (int i = 0; i < c->nr_disks && !ret; i++)
+		ret = vm_add_virtio(vm, virtio_blk_create, c->disks[i], err, len);
+	if (c->vconsole && !ret)
+		ret = vm_add_virtio(vm, virtio_console_create, c->vconsole, err, len);
+	for (int i = 0; i < c->nr_nets && !ret; i++)
+		ret = vm_add_virtio(vm, virtio_net_create, c->nets[i], err, len);
 	return ret;
 }
 

@@ -42,11 +42,12 @@ struct vm_config {
 	 * state instead of leaving APs waiting for INIT/SIPI. */
 	bool all_cpus_at_entry;
 	/* virtio devices (virtio/devices.h), each as its option string */
-	bool rng;
+	int nr_rng; /* virtio-rng devices (--rng: one) */
 	const char *disks[VM_MAX_DISKS]; /* --disk */
 	int nr_disks;
 	const char *nets[VM_MAX_NETS]; /* --net */
 	int nr_nets;
+	const char *vconsole; /* --vconsole: pty or file=PATH, NULL for none */
 };
 
 struct vcpu {

@@ -17,5 +17,14 @@ typedef int virtio_create_fn(struct vm *vm, const char *spec, struct virtio_dev 
 
 /* virtio-rng (rng.c): an entropy device filled from getrandom(2); spec unused. */
 virtio_create_fn virtio_rng_create;
+/* virtio-console (console.c), /dev/hvc0 in the guest: spec "pty" (a new
+ * pseudo-terminal, path printed on stderr) or "file=PATH" (output appended). */
+virtio_create_fn virtio_console_create;
+/* virtio-blk (blk.c): spec "PATH[,ro][,direct][,serial=ID]", a raw image
+ * file or block device (README "Devices"). */
+virtio_create_fn virtio_blk_create;
+/* virtio-net (net.c): spec "tap=NAME|fd=N[,mac=52:54:00:XX:XX:XX][,offload=on|csum|off]",
+ * backends in virtio/net_backend.h. */
+virtio_create_fn virtio_net_create;
 
 #endif

@@ -16,7 +16,7 @@ struct virtio_rng {
 };
 
 /* Fill the chain's writable buffers; returns the bytes written. */
-static uint32_t fill(struct vq_chain *c)
+static uint32_t fill(struct virtio_dev *vd, struct vq_chain *c)
 {
 	uint64_t total = 0;
 
@@ -42,18 +42,8 @@ static uint32_t fill(struct vq_chain *c)
 static void rng_notify(struct virtio_dev *vd, unsigned q)
 {
 	struct virtio_rng *rng = vd->opaque;
-	struct vq *vq = &vd->q[q].vq;
-	int r;
 
-	while ((r = vq_pop(vq, &rng->chain)) > 0) {
-		r = vq_push(vq, rng->chain.head, fill(&rng->chain));
-		if (r < 0)
-			break;
-	}
-	if (r < 0)
-		virtio_pci_queue_broken(vd, q, r);
-	else if (vq_needs_notify(vq))
-		virtio_pci_queue_interrupt(vd, q);
+	virtio_pci_queue_serve(vd, q, &rng->chain, fill);
 }
 
 static void rng_destroy(struct virtio_dev *vd)
@@ -65,6 +55,7 @@ static const struct virtio_dev_ops rng_ops = {
 	.device_type = 4,
 	.num_queues = 1,
 	.queue_max = 256,
+	.features = 1ULL << VIRTIO_F_INDIRECT_DESC, /* the queue code handles it; QEMU offers it too */
 	.queue_notify = rng_notify,
 	.destroy = rng_destroy,
 };

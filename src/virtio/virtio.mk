@@ -1,32 +1,50 @@
-OBJS += src/virtio/virtqueue.o src/virtio/virtio_pci.o src/virtio/rng.o
+OBJS += src/virtio/virtqueue.o src/virtio/virtio_pci.o src/virtio/iov.o src/virtio/rng.o
+OBJS += src/virtio/console.o
+OBJS += src/virtio/blk.o
+OBJS += src/virtio/net.o src/virtio/tap.o
 
-# Virtqueue fuzzing with libFuzzer. `make fuzz` builds it (clang needed);
-# `make check` builds it when clang and libFuzzer are there, else leaves the
-# reason for tests/fuzz/fuzz_virtqueue.sh to report as a SKIP, and runs it
-# for a short budget (FUZZ_VQ_TIME seconds, default 20).
-FUZZ_VQ := $(O)/fuzz/fuzz_virtqueue
-FUZZ_VQ_SRCS := tests/fuzz/fuzz_virtqueue.c src/virtio/virtqueue.c src/mem/gm.c
-FUZZ_VQ_FLAGS := -O1 -g -std=gnu17 $(WARN) -Isrc -D_GNU_SOURCE -fno-omit-frame-pointer \
+# libFuzzer harnesses of the virtio parsers. Each is tests/fuzz/fuzz_NAME.c,
+# built with the sources named on its line below into $(O)/fuzz/fuzz_NAME,
+# and run by tests/fuzz/fuzz_NAME.sh for a short budget. `make fuzz` builds
+# them (clang needed); `make check` builds them when clang and libFuzzer are
+# there, else leaves the reason in $(O)/fuzz/fuzz_NAME.skip for the .sh to
+# report as a SKIP. A new harness: one FUZZERS line, one sources line, one
+# TEST_BINS line.
+FUZZERS += virtqueue
+$(O)/fuzz/fuzz_virtqueue: src/virtio/virtqueue.c src/mem/gm.c
+TEST_BINS += tests/fuzz/fuzz_virtqueue.sh
+FUZZERS += blk
+$(O)/fuzz/fuzz_blk: src/virtio/blk.c src/virtio/iov.c src/virtio/virtqueue.c src/mem/gm.c src/core/log.c
+TEST_BINS += tests/fuzz/fuzz_blk.sh
+FUZZERS += net
+$(O)/fuzz/fuzz_net: src/virtio/net.c src/virtio/iov.c src/virtio/tap.c src/virtio/virtqueue.c src/mem/gm.c src/core/log.c \
+	src/core/evloop.c
+TEST_BINS += tests/fuzz/fuzz_net.sh
+
+FUZZ_FLAGS := -O1 -g -std=gnu17 $(WARN) -Isrc -D_GNU_SOURCE -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-fuzz: $(FUZZ_VQ)
-
-$(FUZZ_VQ): $(FUZZ_VQ_SRCS) src/virtio/virtqueue.h src/mem/gm.h
+$(O)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/virtio_stub.h $(wildcard src/virtio/*.h) src/mem/gm.h src/core/log.h
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ-CC $@")
-	$(Q)clang $(FUZZ_VQ_FLAGS) -o $@ $(FUZZ_VQ_SRCS)
+	$(Q)clang $(FUZZ_FLAGS) -o $@ $(filter %.c,$^)
 
-fuzz-vq-maybe:
-	@mkdir -p $(O)/fuzz; rm -f $(FUZZ_VQ).skip
+fuzz:
+	$(Q)$(MAKE) --no-print-directory $(FUZZERS:%=$(O)/fuzz/fuzz_%)
+
+fuzz-maybe:
+	@mkdir -p $(O)/fuzz; rm -f $(O)/fuzz/*.skip
 	$(Q)if ! command -v clang >/dev/null; then \
-		echo "clang is not installed" >$(FUZZ_VQ).skip; \
+		why="clang is not installed"; \
 	elif ! echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' | \
 		clang -fsanitize=fuzzer -x c - -o $(O)/fuzz/probe >/dev/null 2>&1; then \
-		echo "clang cannot link libFuzzer (-fsanitize=fuzzer)" >$(FUZZ_VQ).skip; \
+		why="clang cannot link libFuzzer (-fsanitize=fuzzer)"; \
+	fi; rm -f $(O)/fuzz/probe; \
+	if [ -n "$$why" ]; then \
+		for f in $(FUZZERS); do echo "$$why" >$(O)/fuzz/fuzz_$$f.skip; done; \
 	else \
-		$(MAKE) -s --no-print-directory $(FUZZ_VQ); \
-	fi; rm -f $(O)/fuzz/probe
+		$(MAKE) -s --no-print-directory $(FUZZERS:%=$(O)/fuzz/fuzz_%); \
+	fi
 
-tests: fuzz-vq-maybe
-TEST_BINS += tests/fuzz/fuzz_virtqueue.sh
-.PHONY: fuzz-vq-maybe
+tests: fuzz-maybe
+.PHONY: fuzz-maybe

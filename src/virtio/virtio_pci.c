@@ -43,10 +43,19 @@ void virtio_pci_queue_interrupt(struct virtio_dev *vd, unsigned q)
 		interrupt(vd, vd->q[q].msix_vector, VIRTIO_ISR_QUEUE);
 }
 
+/* "net", "blk", ... for log lines, by virtio device ID. */
+static const char *kind(const struct virtio_dev *vd)
+{
+	static const char *const names[] = { [1] = "net", [2] = "blk", [3] = "console", [4] = "rng" };
+	unsigned t = vd->ops->device_type;
+
+	return t < sizeof(names) / sizeof(names[0]) && names[t] ? names[t] : "device";
+}
+
 void virtio_pci_queue_broken(struct virtio_dev *vd, unsigned q, int err)
 {
-	pr_warn_ratelimited("virtio %u: queue %u broken (%s): device needs reset", vd->ops->device_type, q,
-			    vq_strerror(err));
+	pr_warn_ratelimited("virtio-%s at 00:%02x.0: queue %u broken (%s): device needs reset", kind(vd),
+			    vd->pci->slot, q, vq_strerror(err));
 	if (vd->status & VIRTIO_STATUS_NEEDS_RESET)
 		return;
 	vd->status |= VIRTIO_STATUS_NEEDS_RESET;
@@ -232,8 +241,7 @@ static void bar_write(void *opaque, int bar, uint64_t off, const void *data, uns
 	} else if (off >= VIRTIO_PCI_NOTIFY_OFF) {
 		unsigned qi = (unsigned)((off - VIRTIO_PCI_NOTIFY_OFF) / VIRTIO_PCI_NOTIFY_MULT);
 
-		if (qi < vd->ops->num_queues && vd->q[qi].enabled && !vd->q[qi].vq.broken &&
-		    (vd->status & VIRTIO_STATUS_DRIVER_OK) && !(vd->status & VIRTIO_STATUS_NEEDS_RESET))
+		if (qi < vd->ops->num_queues && virtio_pci_queue_ready(vd, qi))
 			vd->ops->queue_notify(vd, qi);
 	}
 	pthread_mutex_unlock(&vd->lock);

@@ -112,11 +112,42 @@ struct virtio_dev {
 int virtio_pci_init(struct virtio_dev *vd, struct pci_root *root, const struct guest_mem *gm,
 		    const struct virtio_dev_ops *ops, void *opaque) __attribute__((warn_unused_result));
 
+/* May the device serve queue q (< num_queues)? Enabled, not broken, the
+ * driver ready (DRIVER_OK) and no NEEDS_RESET: when kicks are delivered. */
+static inline bool virtio_pci_queue_ready(const struct virtio_dev *vd, unsigned q)
+{
+	return vd->q[q].enabled && !vd->q[q].vq.broken && (vd->status & VIRTIO_STATUS_DRIVER_OK) &&
+	       !(vd->status & VIRTIO_STATUS_NEEDS_RESET);
+}
 /* Interrupt the driver for queue q (after vq_needs_notify said so). */
 void virtio_pci_queue_interrupt(struct virtio_dev *vd, unsigned q);
 /* A queue reported a malformed ring: set NEEDS_RESET and raise a
  * configuration-change interrupt. */
 void virtio_pci_queue_broken(struct virtio_dev *vd, unsigned q, int err);
+
+/* Serve every chain the driver made available on queue q, one at a time in
+ * c (the device's scratch chain): handle returns the bytes it wrote into
+ * the chain's writable buffers and the chain goes back with that length.
+ * Then a malformed ring breaks the queue (NEEDS_RESET), or the driver is
+ * interrupted if it asked to be. vd->lock held. */
+typedef uint32_t virtio_chain_fn(struct virtio_dev *vd, struct vq_chain *c);
+
+static inline void virtio_pci_queue_serve(struct virtio_dev *vd, unsigned q, struct vq_chain *c,
+					  virtio_chain_fn *handle)
+{
+	struct vq *vq = &vd->q[q].vq;
+	int r;
+
+	while ((r = vq_pop(vq, c)) > 0) {
+		r = vq_push(vq, c->head, handle(vd, c));
+		if (r < 0)
+			break;
+	}
+	if (r < 0)
+		virtio_pci_queue_broken(vd, q, r);
+	else if (vq_needs_notify(vq))
+		virtio_pci_queue_interrupt(vd, q);
+}
 
 /* Tear down a device made by one of the create functions in
  * virtio/devices.h: the transport, then the device's own destroy. */

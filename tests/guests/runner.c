@@ -4,6 +4,13 @@
  * (console bytes, guest memory, device registers). Output is TAP.
  *
  *   runner [-b kvm|emu] [test-name...]
+ *
+ * tarn's log lines (core/log.c writes them to stderr) are captured per test,
+ * for checks on what a user would read, and echoed as TAP comments.
+ *
+ * Built with RUNNER_SAN_ONLY (runner-san, tarn under ASan + UBSan, see
+ * guests.mk) it runs by default only the tests marked .sanitized: a
+ * sanitizer report aborts it, which tests/run.sh counts as a failure.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +26,9 @@
 #include "core/vm.h"
 #include "hw/uart8250.h"
 #include "pci/pci.h"
+#include "virtio/virtqueue.h"
 #include "lib/guest.h"
+#include "lib/virtio.h"
 
 #define STATUS_ABORTED 1000 /* the guest failed an assertion */
 #define STATUS_TIMEOUT 1001
@@ -43,6 +52,12 @@ struct ctx {
 	struct pci_device *pci_dev;
 	uint32_t pci_reg;
 	int pci_msix_ret;
+	/* tarn's log during the test (under lock) */
+	char log[16384];
+	size_t log_len;
+	size_t log_seen; /* bytes of it the test has looked at */
+	int warnings;	 /* virtio warnings counted so far */
+	char disk[64];	 /* a scratch disk image, removed after the test */
 };
 
 struct gtest {
@@ -56,6 +71,8 @@ struct gtest {
 	int (*setup)(struct ctx *c); /* after vm_create, before vm_run */
 	void (*on_sync)(struct ctx *c, const struct ucall *uc);
 	void (*check)(struct ctx *c);
+	int (*configure)(struct ctx *c, struct vm_config *cfg); /* before vm_create */
+	bool sanitized; /* also run by runner-san */
 };
 
 static void fail(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -404,6 +421,143 @@ static void check_pci(struct ctx *c)
 	CHECK_EQ(c->pci_msix_ret, 0);
 }
 
+/* ---- virtio (lib/virtio.h is the guests' driver) ---- */
+
+static int config_rng(struct ctx *c, struct vm_config *cfg)
+{
+	cfg->nr_rng = 1;
+	return 0;
+}
+
+/* virtio-rng for the hostile driver, and a virtio-blk disk beside it: a
+ * scratch image whose sector 0 holds HOSTILE_DISK_BYTE(0, i). */
+static int config_rng_disk(struct ctx *c, struct vm_config *cfg)
+{
+	uint8_t s[512];
+	int fd, ret = 0;
+
+	snprintf(c->disk, sizeof(c->disk), "/tmp/tarn-runner-disk-XXXXXX");
+	fd = mkstemp(c->disk);
+	if (fd < 0) {
+		c->disk[0] = '\0';
+		return -errno;
+	}
+	for (unsigned i = 0; i < sizeof(s); i++)
+		s[i] = HOSTILE_DISK_BYTE(0, i);
+	if (pwrite(fd, s, sizeof(s), 0) != (ssize_t)sizeof(s) ||
+	    ftruncate(fd, HOSTILE_DISK_SECTORS * 512))
+		ret = -EIO;
+	close(fd);
+	cfg->nr_rng = 1;
+	cfg->disks[0] = c->disk;
+	cfg->nr_disks = 1;
+	return ret;
+}
+
+/* The next complete line of tarn's log that mentions what and that the
+ * test has not looked at, into line; false when there is none. Caller
+ * holds c->lock. */
+static bool next_log_line(struct ctx *c, const char *what, char *line, size_t len)
+{
+	for (;;) {
+		const char *start = c->log + c->log_seen, *nl = memchr(start, '\n', c->log_len - c->log_seen);
+
+		if (!nl)
+			return false;
+		snprintf(line, len, "%.*s", (int)(nl - start), start);
+		c->log_seen += (size_t)(nl - start) + 1;
+		if (strstr(line, what))
+			return true;
+	}
+}
+
+static void sync_virtio(struct ctx *c, const struct ucall *uc)
+{
+	CHECK_EQ(uc->args[0], 27); /* requests completed */
+	CHECK_EQ(uc->args[2], 1);  /* the one not polled: an MSI-X interrupt */
+}
+
+static void check_virtio(struct ctx *c)
+{
+	char line[512];
+	bool any;
+
+	pthread_mutex_lock(&c->lock);
+	any = next_log_line(c, "virtio", line, sizeof(line));
+	pthread_mutex_unlock(&c->lock);
+	if (any)
+		fail(c, "correct requests made tarn log \"%s\"", line);
+}
+
+/* What tarn must report for each hostile case; 0: legal, nothing to report. */
+static const int hostile_err[HOSTILE_NR_CASES] = {
+	[HOSTILE_LOOP] = VQ_ERR_LOOP,
+	[HOSTILE_NEXT] = VQ_ERR_NEXT,
+	[HOSTILE_HEAD] = VQ_ERR_HEAD,
+	[HOSTILE_AVAIL_IDX] = VQ_ERR_AVAIL_IDX,
+	[HOSTILE_BEYOND_RAM] = VQ_ERR_BUF_ADDR,
+	[HOSTILE_MMIO] = VQ_ERR_BUF_ADDR,
+	[HOSTILE_WRAP] = VQ_ERR_BUF_ADDR,
+	[HOSTILE_HUGE_LEN] = VQ_ERR_BUF_ADDR,
+	[HOSTILE_NESTED] = VQ_ERR_INDIRECT_NESTED,
+	[HOSTILE_INDIRECT_LEN] = VQ_ERR_INDIRECT_LEN,
+	[HOSTILE_QUEUE_SIZE3] = VQ_ERR_SIZE,
+};
+
+/* A guest can make tarn warn at most this often per second (the burst of
+ * core/log.c's rate limiter); later warnings in the window are dropped. */
+#define LOG_BURST 10
+
+/* After each case the guest checked NEEDS_RESET itself; here: tarn logged
+ * one readable warning naming what was wrong (or none for a legal case),
+ * unless the rate limiter's burst is spent. */
+static void sync_virtio_hostile(struct ctx *c, const struct ucall *uc)
+{
+	uint64_t n = uc->args[0];
+	char line[512], bad[512] = "";
+	int lines = 0, err;
+
+	CHECK_EQ(n, c->syncs - 1);
+	if (n >= HOSTILE_NR_CASES)
+		return;
+	err = hostile_err[n];
+	pthread_mutex_lock(&c->lock);
+	while (next_log_line(c, "virtio", line, sizeof(line))) {
+		lines++;
+		if (!err || !strstr(line, "warning: ") || !strstr(line, "queue 0") ||
+		    !strstr(line, vq_strerror(err)) || !strstr(line, "reset"))
+			snprintf(bad, sizeof(bad), "%s", line);
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (bad[0])
+		fail(c, "hostile case %llu: tarn logged \"%s\"%s%s", (unsigned long long)n, bad,
+		     err ? ", expected a warning naming " : "", err ? vq_strerror(err) : "");
+	else if (err && lines != 1 && !(lines == 0 && c->warnings >= LOG_BURST))
+		fail(c, "hostile case %llu: %d warnings logged, expected one naming %s", (unsigned long long)n,
+		     lines, vq_strerror(err));
+	c->warnings += lines;
+}
+
+/* The disk's writes after every case reached the image. */
+static void check_virtio_hostile(struct ctx *c)
+{
+	uint8_t s[512];
+	int fd = open(c->disk, O_RDONLY | O_CLOEXEC);
+
+	CHECK(c->warnings > 0);
+	CHECK(fd >= 0);
+	for (unsigned n = 1; fd >= 0 && n <= (unsigned)c->syncs; n++) {
+		bool same = pread(fd, s, sizeof(s), n * 512) == (ssize_t)sizeof(s);
+
+		for (unsigned i = 0; same && i < sizeof(s); i++)
+			same = s[i] == HOSTILE_DISK_BYTE(n, i);
+		if (!same)
+			fail(c, "sector %u of the disk does not hold what the guest wrote after case %u", n, n - 1);
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
 #define MiB (1ULL << 20)
 #define GiB (1ULL << 30)
 
@@ -433,6 +587,10 @@ static const struct gtest tests[] = {
 	{ "modeswitch", 1, 64 * MiB, NULL, 0, 8, NULL, NULL, sync_modeswitch, NULL },
 	{ "protmode", 1, 64 * MiB, NULL, 0, 6, NULL, NULL, sync_in_order, NULL },
 	{ "pci", 1, 64 * MiB, NULL, 0, 1, NULL, setup_pci, sync_pci, check_pci },
+	{ "virtio", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, sync_virtio, check_virtio,
+	  .configure = config_rng, .sanitized = true },
+	{ "virtio_hostile", 1, 64 * MiB, NULL, 0, HOSTILE_NR_CASES, NULL, NULL, sync_virtio_hostile,
+	  check_virtio_hostile, .configure = config_rng_disk, .sanitized = true },
 };
 
 static char guest_dir[PATH_MAX];
@@ -456,6 +614,63 @@ static void *watchdog(void *arg)
 	return NULL;
 }
 
+/* ---- tarn's log, captured per test: stderr is pointed at a stream that
+ * appends to c->log (sanitizers write to fd 2 directly, not through it) ---- */
+
+static ssize_t log_capture_write(void *cookie, const char *buf, size_t len)
+{
+	struct ctx *c = cookie;
+	size_t room;
+
+	pthread_mutex_lock(&c->lock);
+	room = sizeof(c->log) - 1 - c->log_len;
+	memcpy(c->log + c->log_len, buf, len < room ? len : room);
+	c->log_len += len < room ? len : room;
+	c->log[c->log_len] = '\0';
+	pthread_mutex_unlock(&c->lock);
+	return (ssize_t)len;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double last_warning_s; /* when a test that broke virtqueues ended */
+
+/* Guest-triggered warnings are rate-limited per call site for the whole
+ * process (core/log.h). virtio_hostile counts those of broken queues, so
+ * it must start in a fresh window: if the previous test logged them less
+ * than a second ago (on a KVM host: kvm/virtio_hostile), wait. */
+static void wait_log_window(void)
+{
+	double left = last_warning_s + 1.01 - now_s();
+
+	if (last_warning_s > 0 && left > 0) {
+		struct timespec ts = { (time_t)left, (long)((left - (double)(time_t)left) * 1e9) };
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void echo_log(struct ctx *c)
+{
+	const char *p = c->log;
+
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		int n = nl ? (int)(nl - p) : (int)strlen(p);
+
+		printf("# %.*s\n", n, p);
+		p += n + (nl != NULL);
+	}
+	if (strstr(c->log, "needs reset"))
+		last_warning_s = now_s();
+}
+
 /* Returns 1 pass, 0 fail; message in c->failure. */
 static int run_one(const struct gtest *t, const char *backend, struct ctx *c)
 {
@@ -463,6 +678,7 @@ static int run_one(const struct gtest *t, const char *backend, struct ctx *c)
 	struct vm_config cfg = { 0 };
 	int pipefd[2], status;
 	pthread_t wd;
+	FILE *log_stream, *saved_stderr = stderr;
 
 	memset(c, 0, sizeof(*c));
 	pthread_mutex_init(&c->lock, NULL);
@@ -472,6 +688,16 @@ static int run_one(const struct gtest *t, const char *backend, struct ctx *c)
 		fail(c, "pipe: %s", strerror(errno));
 		return 0;
 	}
+	log_stream = fopencookie(c, "w", (cookie_io_functions_t){ .write = log_capture_write });
+	if (!log_stream) {
+		fail(c, "fopencookie: %s", strerror(errno));
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return 0;
+	}
+	setvbuf(log_stream, NULL, _IOLBF, 0);
+	wait_log_window();
+	stderr = log_stream;
 	c->console_rd = pipefd[0];
 	cfg.kernel = kernel;
 	cfg.cmdline = t->cmdline;
@@ -481,6 +707,10 @@ static int run_one(const struct gtest *t, const char *backend, struct ctx *c)
 	cfg.console_in = -1;
 	cfg.console_out = pipefd[1];
 	cfg.all_cpus_at_entry = true;
+	if (t->configure && (status = t->configure(c, &cfg))) {
+		fail(c, "test configuration: %s", strerror(-status));
+		goto out;
+	}
 	if (vm_create(&c->vm, &cfg, err, sizeof(err))) {
 		fail(c, "vm_create: %s", err);
 		goto out;
@@ -503,9 +733,32 @@ static int run_one(const struct gtest *t, const char *backend, struct ctx *c)
 		fail(c, "guest reported %d checkpoints, expected %d", c->syncs, t->expect_syncs);
 out:
 	vm_destroy(c->vm);
+	if (c->disk[0])
+		unlink(c->disk);
+	stderr = saved_stderr;
+	fclose(log_stream);
+	echo_log(c);
 	close(pipefd[0]);
 	close(pipefd[1]);
 	return !c->failure[0];
+}
+
+#define NR_TESTS (sizeof(tests) / sizeof(tests[0]))
+
+/* Named on the command line, or by default all (runner-san: the .sanitized). */
+static bool selected(const struct gtest *t, int argc, char **argv)
+{
+	if (optind >= argc) {
+#ifdef RUNNER_SAN_ONLY
+		return t->sanitized;
+#else
+		return true;
+#endif
+	}
+	for (int a = optind; a < argc; a++)
+		if (!strcmp(argv[a], t->name))
+			return true;
+	return false;
 }
 
 int main(int argc, char **argv)
@@ -514,7 +767,7 @@ int main(int argc, char **argv)
 	const char *only_backend = NULL;
 	char exe[PATH_MAX], why[200];
 	ssize_t n;
-	int num = 0, failed = 0, opt;
+	int num = 0, failed = 0, opt, planned = 0;
 
 	while ((opt = getopt(argc, argv, "b:")) != -1) {
 		if (opt == 'b')
@@ -528,7 +781,9 @@ int main(int argc, char **argv)
 	exe[n] = '\0';
 	snprintf(guest_dir, sizeof(guest_dir), "%s", dirname(exe));
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("1..%zu\n", (sizeof(tests) / sizeof(tests[0])) * (only_backend ? 1 : 2));
+	for (size_t i = 0; i < NR_TESTS; i++)
+		planned += selected(&tests[i], argc, argv);
+	printf("1..%d\n", planned * (only_backend ? 1 : 2));
 	for (size_t b = 0; b < 2; b++) {
 		const char *be = backends[b];
 		const struct cpu_ops *ops;
@@ -536,14 +791,11 @@ int main(int argc, char **argv)
 		if (only_backend && strcmp(only_backend, be))
 			continue;
 		ops = cpu_select(be, why, sizeof(why));
-		for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		for (size_t i = 0; i < NR_TESTS; i++) {
 			const struct gtest *t = &tests[i];
 			struct ctx c;
-			bool selected = optind >= argc;
 
-			for (int a = optind; a < argc; a++)
-				selected |= !strcmp(argv[a], t->name);
-			if (!selected)
+			if (!selected(t, argc, argv))
 				continue;
 			num++;
 			if (!ops) {

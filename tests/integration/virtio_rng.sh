@@ -5,28 +5,9 @@
 # RNG, /dev/hwrng hands out bytes, and the queue's interrupts arrive as
 # MSI-X. Without --rng there is no hardware RNG.
 cd "$(dirname "$0")/../.." || exit 1
-. tests/integration/lib.sh
+. tests/integration/guest.sh
 
-. <(make -s --no-print-directory guest-vars O="$O")
-if [ ! -f "$GUEST_KERNEL" ] || [ ! -f "$GUEST_INITRD" ]; then
-	not_ok "virtio-rng" "default guest missing: $GUEST_KERNEL (make guest)"
-	exit 0
-fi
-
-# boot SCRIPT [TARN-OPTIONS...]: console in $out, tarn's status in $rc.
-boot() {
-	local cmd64
-	cmd64=$(printf '%s' "$1" | base64 -w0)
-	out=$(mktemp)
-	timeout 600 "$TARN" run --backend emu --mem 512M "${@:2}" --kernel "$GUEST_KERNEL" \
-		--initrd "$GUEST_INITRD" --cmdline "$GUEST_CMDLINE tarn.cmd64=$cmd64" \
-		</dev/null >"$out" 2>&1
-	rc=$?
-}
-
-check() { # NAME PATTERN WHAT
-	if grep -qE "$2" "$out"; then ok "$1: $3"; else not_ok "$1" "no '$2' on the console: $(tail -5 "$out" | tr '\r\n' '  ')"; fi
-}
+need_guest "virtio-rng"
 
 script='echo rng=$(cat /sys/class/misc/hw_random/rng_current)
 echo bytes=$(head -c 64 /dev/hwrng | wc -c)

@@ -1,7 +1,7 @@
 /* The virtio modern PCI transport (virtio/virtio_pci.c) with virtio-rng
  * (virtio/rng.c), driven the way a guest driver does: config space through
  * the PCI root, BAR 0 through the MMIO bus, rings in fake guest memory.
- * The backend is a fake recording MSIs and INTx levels. */
+ * The backend is a fake recording MSIs and INTx levels (vh_rec). */
 #include "unit.h"
 
 #include <errno.h>
@@ -9,33 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/vm.h"
-#include "pci/pci.h"
 #include "virtio/devices.h"
-#include "virtio/virtio_pci.h"
-
-static struct {
-	int n;
-	uint32_t data[16];
-	int gsi_level[24];
-} rec;
-
-static int fake_msi(struct vm *vm, uint64_t addr, uint32_t data)
-{
-	if (rec.n < 16)
-		rec.data[rec.n] = data;
-	rec.n++;
-	return 0;
-}
-
-static int fake_irq_line(struct vm *vm, unsigned gsi, int level)
-{
-	if (gsi < 24)
-		rec.gsi_level[gsi] = level;
-	return 0;
-}
-
-static const struct cpu_ops fake_cpu = { .name = "fake", .irq_line = fake_irq_line, .signal_msi = fake_msi };
+#include "virtio_harness.h"
 
 #define RAM_SIZE 0x10000
 #define NDEV 2
@@ -44,7 +19,7 @@ struct fixture {
 	struct vm vm;
 	struct pci_root root;
 	struct virtio_dev *dev[NDEV];
-	uint8_t ram[RAM_SIZE];
+	_Alignas(16) uint8_t ram[RAM_SIZE]; /* the rings need aligned host views */
 };
 
 static int setup(void **state)
@@ -52,15 +27,8 @@ static int setup(void **state)
 	struct fixture *f = calloc(1, sizeof(*f));
 	char err[128];
 
-	if (!f)
+	if (!f || vh_vm_init(&f->vm, &f->root, NULL, f->ram, RAM_SIZE))
 		return -1;
-	memset(&rec, 0, sizeof(rec));
-	bus_init(&f->vm.pio, "pio");
-	bus_init(&f->vm.mmio, "mmio");
-	f->vm.cpu = &fake_cpu;
-	if (gm_init_fake(&f->vm.mem, 0, f->ram, RAM_SIZE) || pci_root_init(&f->root, &f->vm))
-		return -1;
-	f->vm.pci = &f->root;
 	for (int i = 0; i < NDEV; i++)
 		if (virtio_rng_create(&f->vm, NULL, &f->dev[i], err, sizeof(err)))
 			return -1;
@@ -74,9 +42,7 @@ static int teardown(void **state)
 
 	for (int i = 0; i < NDEV; i++)
 		virtio_device_destroy(f->dev[i]);
-	pci_root_destroy(&f->root);
-	bus_destroy(&f->vm.pio);
-	bus_destroy(&f->vm.mmio);
+	vh_vm_destroy(&f->vm);
 	free(f);
 	return 0;
 }
@@ -85,35 +51,18 @@ static int teardown(void **state)
 
 static uint32_t cfg_rd(struct fixture *f, int i, unsigned reg, unsigned len)
 {
-	return pci_config_read(&f->root, i + 1, 0, reg, len);
+	return vh_cfg_rd(&f->vm, i + 1, reg, len);
 }
 
 static void cfg_wr(struct fixture *f, int i, unsigned reg, unsigned len, uint32_t v)
 {
-	pci_config_write(&f->root, i + 1, 0, reg, len, v);
+	vh_cfg_wr(&f->vm, i + 1, reg, len, v);
 }
 
-static uint64_t bar(struct fixture *f, int i, int n)
-{
-	uint64_t lo = cfg_rd(f, i, PCI_BAR0 + 4 * (unsigned)n, 4);
-
-	if ((lo & 6) == 4)
-		lo |= (uint64_t)cfg_rd(f, i, PCI_BAR0 + 4 * (unsigned)n + 4, 4) << 32;
-	return lo & ~0xfULL;
-}
-
-static uint64_t rd(struct fixture *f, int i, uint64_t off, unsigned len)
-{
-	uint64_t v = 0;
-
-	bus_access(&f->vm.mmio, bar(f, i, 0) + off, &v, len, false);
-	return v;
-}
-
-static void wr(struct fixture *f, int i, uint64_t off, unsigned len, uint64_t v)
-{
-	bus_access(&f->vm.mmio, bar(f, i, 0) + off, &v, len, true);
-}
+static uint64_t bar(struct fixture *f, int i, int n) { return vh_bar(&f->vm, i + 1, n); }
+static uint64_t rd(struct fixture *f, int i, uint64_t off, unsigned len) { return vh_rd(&f->vm, i + 1, off, len); }
+static void wr(struct fixture *f, int i, uint64_t off, unsigned len, uint64_t v) { vh_wr(&f->vm, i + 1, off, len, v); }
+static uint8_t status(struct fixture *f, int i) { return vh_status(&f->vm, i + 1); }
 
 /* The vendor capability of cfg_type type: its config offset, or 0. */
 static unsigned find_vcap(struct fixture *f, int i, unsigned type)
@@ -132,82 +81,36 @@ static unsigned find_cap(struct fixture *f, int i, unsigned id)
 	return 0;
 }
 
-static uint8_t status(struct fixture *f, int i)
-{
-	return (uint8_t)rd(f, i, VIRTIO_COMMON_STATUS, 1);
-}
-
 /* ACKNOWLEDGE, DRIVER, features (high word), FEATURES_OK. */
-static void negotiate(struct fixture *f, int i, uint32_t hi)
-{
-	wr(f, i, VIRTIO_COMMON_STATUS, 1, 0);
-	wr(f, i, VIRTIO_COMMON_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
-	wr(f, i, VIRTIO_COMMON_GFSELECT, 4, 1);
-	wr(f, i, VIRTIO_COMMON_GF, 4, hi);
-	wr(f, i, VIRTIO_COMMON_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
-}
+static void negotiate(struct fixture *f, int i, uint32_t hi) { vh_negotiate(&f->vm, i + 1, (uint64_t)hi << 32); }
 
 #define QSIZE 8
-/* Rings of device i at RAM 0x1000 + i * 0x4000: desc, avail +0x400,
- * used +0x800; buffers from +0x1000. */
+/* Rings of device i at RAM 0x1000 + i * 0x4000 (desc, avail +VH_AVAIL,
+ * used +VH_USED); buffers from +0x1000. */
 static uint64_t ring_base(int i) { return 0x1000 + (uint64_t)i * 0x4000; }
 
 static void queue_up(struct fixture *f, int i, uint16_t config_vector, uint16_t vector)
 {
-	uint64_t b = ring_base(i);
-
 	negotiate(f, i, 1); /* VIRTIO_F_VERSION_1 */
 	wr(f, i, VIRTIO_COMMON_MSIX, 2, config_vector);
-	wr(f, i, VIRTIO_COMMON_Q_SELECT, 2, 0);
-	wr(f, i, VIRTIO_COMMON_Q_SIZE, 2, QSIZE);
-	wr(f, i, VIRTIO_COMMON_Q_MSIX, 2, vector);
-	wr(f, i, VIRTIO_COMMON_Q_DESC, 4, b);
-	wr(f, i, VIRTIO_COMMON_Q_DESC + 4, 4, 0);
-	wr(f, i, VIRTIO_COMMON_Q_DRIVER, 4, b + 0x400);
-	wr(f, i, VIRTIO_COMMON_Q_DRIVER + 4, 4, 0);
-	wr(f, i, VIRTIO_COMMON_Q_DEVICE, 4, b + 0x800);
-	wr(f, i, VIRTIO_COMMON_Q_DEVICE + 4, 4, 0);
-	wr(f, i, VIRTIO_COMMON_Q_ENABLE, 2, 1);
-	wr(f, i, VIRTIO_COMMON_STATUS, 1, status(f, i) | VIRTIO_STATUS_DRIVER_OK);
+	vh_queue(&f->vm, i + 1, 0, QSIZE, ring_base(i), vector);
+	vh_driver_ok(&f->vm, i + 1);
 }
 
-/* Descriptor d of device i; then put head on the avail ring and kick. */
-static void put_desc(struct fixture *f, int i, uint16_t d, uint64_t addr, uint32_t len, uint16_t flags,
-		     uint16_t next)
+/* Descriptor d of device i; kick puts head on the avail ring and notifies. */
+static void put_desc(struct fixture *f, int i, uint16_t d, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
 {
-	uint8_t *p = f->ram + ring_base(i) + 16 * d;
-
-	memcpy(p, &addr, 8);
-	memcpy(p + 8, &len, 4);
-	memcpy(p + 12, &flags, 2);
-	memcpy(p + 14, &next, 2);
+	vh_desc(&f->vm, ring_base(i), d, addr, len, flags, next);
 }
 
 static void kick(struct fixture *f, int i, uint16_t head)
 {
-	uint16_t *avail = (uint16_t *)(f->ram + ring_base(i) + 0x400);
-	uint16_t idx = avail[1];
-
-	avail[2 + idx % QSIZE] = head;
-	avail[1] = (uint16_t)(idx + 1);
-	wr(f, i, VIRTIO_PCI_NOTIFY_OFF + VIRTIO_PCI_NOTIFY_MULT * rd(f, i, VIRTIO_COMMON_Q_NOFF, 2), 2, 0);
+	vh_avail(&f->vm, ring_base(i), QSIZE, head);
+	vh_notify(&f->vm, i + 1, 0);
 }
 
-static uint16_t used_idx(struct fixture *f, int i)
-{
-	uint16_t v;
-
-	memcpy(&v, f->ram + ring_base(i) + 0x800 + 2, 2);
-	return v;
-}
-
-static uint32_t used_len(struct fixture *f, int i, unsigned n)
-{
-	uint32_t v;
-
-	memcpy(&v, f->ram + ring_base(i) + 0x800 + 4 + 8 * (n % QSIZE) + 4, 4);
-	return v;
-}
+static uint16_t used_idx(struct fixture *f, int i) { return vh_used_idx(&f->vm, ring_base(i)); }
+static uint32_t used_len(struct fixture *f, int i, unsigned n) { return vh_used_len(&f->vm, ring_base(i), QSIZE, n); }
 
 /* Enable MSI-X on device i with every vector unmasked, data = vector. */
 static void msix_on(struct fixture *f, int i)
@@ -224,7 +127,6 @@ static void msix_on(struct fixture *f, int i)
 	}
 	cfg_wr(f, i, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
 }
-
 /* ---- tests ---- */
 
 static void test_identity_and_caps(void **state)
@@ -276,7 +178,7 @@ static void test_feature_negotiation(void **state)
 	wr(f, 0, VIRTIO_COMMON_DFSELECT, 4, 1);
 	assert_int_equal(rd(f, 0, VIRTIO_COMMON_DF, 4) & 1, 1); /* VERSION_1 offered */
 	wr(f, 0, VIRTIO_COMMON_DFSELECT, 4, 0);
-	assert_int_equal(rd(f, 0, VIRTIO_COMMON_DF, 4), 0);
+	assert_int_equal(rd(f, 0, VIRTIO_COMMON_DF, 4), 1u << VIRTIO_F_INDIRECT_DESC);
 	/* A legacy driver (no VERSION_1): FEATURES_OK does not stick. */
 	negotiate(f, 0, 0);
 	assert_int_equal(status(f, 0), VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
@@ -295,14 +197,6 @@ static void test_feature_negotiation(void **state)
 	assert_int_equal(rd(f, 0, VIRTIO_COMMON_GF, 4), 1);
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	for (size_t k = 0; k < n; k++)
-		if (p[k])
-			return false;
-	return true;
-}
-
 static void test_rng_request_intx(void **state)
 {
 	struct fixture *f = *state;
@@ -319,13 +213,13 @@ static void test_rng_request_intx(void **state)
 	kick(f, 0, 0);
 	assert_int_equal(used_idx(f, 0), 1);
 	assert_int_equal(used_len(f, 0, 0), 64);
-	assert_false(all_zero(f->ram + buf, 64));
-	assert_true(all_zero(f->ram + buf + 64, 64)); /* nothing past the buffers */
+	assert_false(vh_all_zero(f->ram + buf, 64));
+	assert_true(vh_all_zero(f->ram + buf + 64, 64)); /* nothing past the buffers */
 	/* MSI-X is off: INTA# and ISR bit 0; reading the ISR clears both. */
-	assert_int_equal(rec.gsi_level[gsi], 1);
-	assert_int_equal(rec.n, 0);
+	assert_int_equal(vh_rec.gsi_level[gsi], 1);
+	assert_int_equal(vh_rec.n, 0);
 	assert_int_equal(rd(f, 0, VIRTIO_PCI_ISR_OFF, 1), VIRTIO_ISR_QUEUE);
-	assert_int_equal(rec.gsi_level[gsi], 0);
+	assert_int_equal(vh_rec.gsi_level[gsi], 0);
 	assert_int_equal(rd(f, 0, VIRTIO_PCI_ISR_OFF, 1), 0);
 }
 
@@ -348,11 +242,11 @@ static void test_rng_request_msix(void **state)
 		kick(f, 0, k);
 		assert_int_equal(used_idx(f, 0), k + 1);
 		assert_int_equal(used_len(f, 0, k), 256);
-		assert_false(all_zero(f->ram + buf + 256 * k, 256));
+		assert_false(vh_all_zero(f->ram + buf + 256 * k, 256));
 	}
-	assert_int_equal(rec.n, 3);
-	assert_int_equal(rec.data[0], 1); /* the queue's vector */
-	assert_int_equal(rec.gsi_level[pci_intx_gsi(1, 1)], 0);
+	assert_int_equal(vh_rec.n, 3);
+	assert_int_equal(vh_rec.data[0], 1); /* the queue's vector */
+	assert_int_equal(vh_rec.gsi_level[pci_intx_gsi(1, 1)], 0);
 	/* Different bytes each time. */
 	assert_memory_not_equal(f->ram + buf, f->ram + buf + 256, 256);
 }
@@ -373,18 +267,18 @@ static void test_needs_reset_isolated(void **state)
 	kick(f, 0, 0);
 	assert_true(status(f, 0) & VIRTIO_STATUS_NEEDS_RESET);
 	assert_int_equal(used_idx(f, 0), 0);
-	assert_int_equal(rec.n, 1);
-	assert_int_equal(rec.data[0], 0); /* configuration-change vector */
+	assert_int_equal(vh_rec.n, 1);
+	assert_int_equal(vh_rec.data[0], 0); /* configuration-change vector */
 	/* Further kicks do nothing. */
 	kick(f, 0, 0);
-	assert_int_equal(rec.n, 1);
+	assert_int_equal(vh_rec.n, 1);
 	/* Device 1 keeps working. */
 	assert_int_equal(status(f, 1) & VIRTIO_STATUS_NEEDS_RESET, 0);
 	put_desc(f, 1, 0, buf1, 32, VIRTQ_DESC_F_WRITE, 0);
 	kick(f, 1, 0);
 	assert_int_equal(used_idx(f, 1), 1);
 	assert_int_equal(used_len(f, 1, 0), 32);
-	assert_false(all_zero(f->ram + buf1, 32));
+	assert_false(vh_all_zero(f->ram + buf1, 32));
 	/* A reset brings device 0 back. */
 	wr(f, 0, VIRTIO_COMMON_STATUS, 1, 0);
 	assert_int_equal(status(f, 0), 0);

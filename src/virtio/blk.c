@@ -1,0 +1,546 @@
+/* virtio-blk (virtio spec 5.2): one request queue over a raw image file or
+ * block device. Spec string: PATH[,ro][,direct][,serial=ID].
+ *
+ * Requests run synchronously in the vCPU thread that kicked the queue, with
+ * vd->lock held (as virtio-rng does): simple, and a flush has reached the
+ * file before its status is written. Moving the I/O to the event loop or a
+ * worker thread would let a vCPU run while its disk works; not yet.
+ *
+ * Trust: every byte of a request (header, data lengths, sectors, discard
+ * segments) is guest-controlled. A malformed *request* completes with
+ * status IOERR or UNSUPP and the queue goes on; a malformed *ring* is
+ * caught by vq_pop and breaks the queue (NEEDS_RESET). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/vm.h"
+#include "virtio/devices.h"
+#include "virtio/iov.h"
+#include "virtio/virtio_pci.h"
+
+/* Feature bits (5.2.3) */
+#define VIRTIO_BLK_F_SIZE_MAX 1
+#define VIRTIO_BLK_F_SEG_MAX 2
+#define VIRTIO_BLK_F_RO 5
+#define VIRTIO_BLK_F_BLK_SIZE 6
+#define VIRTIO_BLK_F_FLUSH 9
+#define VIRTIO_BLK_F_DISCARD 13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
+
+/* Request types and status (5.2.6) */
+#define VIRTIO_BLK_T_IN 0
+#define VIRTIO_BLK_T_OUT 1
+#define VIRTIO_BLK_T_FLUSH 4
+#define VIRTIO_BLK_T_GET_ID 8
+#define VIRTIO_BLK_T_DISCARD 11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+#define VIRTIO_BLK_S_OK 0
+#define VIRTIO_BLK_S_IOERR 1
+#define VIRTIO_BLK_S_UNSUPP 2
+#define VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP 1
+
+#define SECTOR 512
+#define ID_BYTES 20
+#define QUEUE_MAX 256
+#define SEG_MAX (QUEUE_MAX - 2)	  /* data segments; + header + status */
+#define SIZE_MAX_SEG (64u << 10)  /* largest data segment */
+#define DATA_MAX ((uint64_t)SEG_MAX * SIZE_MAX_SEG) /* cap on a request's data */
+#define DISCARD_SEG_MAX 32
+#define DISCARD_SECTORS_MAX (1u << 22) /* 2 GiB per segment */
+#define BOUNCE_SIZE (256u << 10)
+
+/* Device configuration (5.2.4), little-endian like the host (x86-64), up
+ * to write_zeroes_may_unmap; the secure-erase fields are not offered. */
+struct virtio_blk_config {
+	uint64_t capacity; /* in 512-byte sectors */
+	uint32_t size_max;
+	uint32_t seg_max;
+	uint16_t cylinders;
+	uint8_t heads, sectors;
+	uint32_t blk_size;
+	uint8_t physical_block_exp, alignment_offset;
+	uint16_t min_io_size;
+	uint32_t opt_io_size;
+	uint8_t writeback, unused0;
+	uint16_t num_queues;
+	uint32_t max_discard_sectors, max_discard_seg, discard_sector_alignment;
+	uint32_t max_write_zeroes_sectors, max_write_zeroes_seg;
+	uint8_t write_zeroes_may_unmap, unused1[3];
+} __attribute__((packed)); /* every field is naturally aligned; packed drops the tail padding */
+_Static_assert(sizeof(struct virtio_blk_config) == 60, "virtio_blk_config layout");
+
+/* Request header (5.2.6): first readable bytes of every request. */
+struct virtio_blk_req_hdr {
+	uint32_t type;
+	uint32_t reserved;
+	uint64_t sector;
+};
+_Static_assert(sizeof(struct virtio_blk_req_hdr) == 16, "virtio_blk_req header layout");
+
+/* One range of a DISCARD or WRITE_ZEROES request (5.2.6). */
+struct virtio_blk_range {
+	uint64_t sector;
+	uint32_t num_sectors;
+	uint32_t flags;
+};
+_Static_assert(sizeof(struct virtio_blk_range) == 16, "virtio_blk_discard_write_zeroes layout");
+
+struct virtio_blk {
+	struct virtio_dev vd;
+	struct virtio_dev_ops ops; /* the template with this disk's features */
+	int fd;
+	bool ro, direct, can_punch;
+	uint64_t capacity; /* sectors */
+	unsigned mem_align, off_align; /* O_DIRECT alignment of buffers, offsets */
+	uint8_t *bounce;	       /* direct: BOUNCE_SIZE bytes, mem_align-aligned */
+	struct virtio_blk_config cfg;
+	char serial[ID_BYTES];
+	/* Per-request scratch, used under vd.lock. */
+	struct vq_chain chain;
+	struct iovec data[VQ_MAX_SEGS];
+};
+
+/* ---- host I/O ---- */
+
+/* preadv/pwritev all of iov[0..n) (consumed) at byte offset off, through
+ * short transfers and EINTR. 0 or -errno; end of file is -EIO (the image
+ * shrank under us). */
+static int io_vec(int fd, struct iovec *iov, unsigned n, off_t off, bool write)
+{
+	for (;;) {
+		ssize_t r;
+
+		while (n && !iov->iov_len) {
+			iov++;
+			n--;
+		}
+		if (!n)
+			return 0;
+		r = write ? pwritev(fd, iov, (int)n, off) : preadv(fd, iov, (int)n, off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EIO;
+		off += r;
+		iov_advance(&iov, &n, (size_t)r);
+	}
+}
+
+/* O_DIRECT takes guest buffers as they are only when every piece is aligned
+ * as the file system wants; otherwise the data goes through b->bounce. */
+static bool dio_aligned(const struct virtio_blk *b, const struct iovec *iov, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if ((uintptr_t)iov[i].iov_base % b->mem_align || iov[i].iov_len % b->off_align)
+			return false;
+	return true;
+}
+
+/* Move len bytes between the image at byte offset off and iov[0..n). */
+static int blk_io(struct virtio_blk *b, struct iovec *iov, unsigned n, uint64_t len, off_t off, bool write)
+{
+	if (!b->direct || dio_aligned(b, iov, n))
+		return io_vec(b->fd, iov, n, off, write);
+	for (uint64_t done = 0; done < len;) {
+		size_t chunk = len - done < BOUNCE_SIZE ? (size_t)(len - done) : BOUNCE_SIZE;
+		struct iovec bv = { b->bounce, chunk };
+		int r;
+
+		if (write)
+			iov_copy(iov, n, done, b->bounce, chunk, false);
+		r = io_vec(b->fd, &bv, 1, off + (off_t)done, write);
+		if (r)
+			return r;
+		if (!write)
+			iov_copy(iov, n, done, b->bounce, chunk, true);
+		done += chunk;
+	}
+	return 0;
+}
+
+static int blk_fallocate(int fd, int mode, off_t off, off_t len)
+{
+	while (fallocate(fd, mode, off, len) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+static int blk_sync(int fd)
+{
+	while (fdatasync(fd) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+/* ---- requests ---- */
+
+/* The sectors [sector, sector + n) lie on the disk (no overflow). */
+static bool in_range(const struct virtio_blk *b, uint64_t sector, uint64_t n)
+{
+	return sector <= b->capacity && n <= b->capacity - sector;
+}
+
+/* DISCARD or WRITE_ZEROES: the ranges are in the readable bytes after the
+ * header. All are checked before any is carried out. */
+static uint8_t blk_ranges(struct virtio_blk *b, const struct vq_chain *c, uint32_t type)
+{
+	struct virtio_blk_range r[DISCARD_SEG_MAX];
+	uint64_t len = c->out_len - sizeof(struct virtio_blk_req_hdr);
+	unsigned n = (unsigned)(len / sizeof(r[0]));
+
+	if (c->in_len != 1 || !len || len % sizeof(r[0]) || len > sizeof(r))
+		return VIRTIO_BLK_S_IOERR;
+	iov_copy(c->iov, c->nr_out, sizeof(struct virtio_blk_req_hdr), r, (size_t)len, false);
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t unknown = r[i].flags & ~(uint32_t)VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
+
+		/* 5.2.6.2: unknown flags, or unmap on a discard, are UNSUPP. */
+		if (unknown || (type == VIRTIO_BLK_T_DISCARD && r[i].flags))
+			return VIRTIO_BLK_S_UNSUPP;
+		if (r[i].num_sectors > DISCARD_SECTORS_MAX || !in_range(b, r[i].sector, r[i].num_sectors))
+			return VIRTIO_BLK_S_IOERR;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		off_t off = (off_t)(r[i].sector * SECTOR), l = (off_t)r[i].num_sectors * SECTOR;
+		int ret = 0;
+
+		if (!l)
+			continue;
+		/* A punched hole reads back as zeroes, so it serves both a
+		 * discard and a write-zeroes that may unmap; one that may not
+		 * keeps its blocks allocated when the file system can. */
+		if (type == VIRTIO_BLK_T_WRITE_ZEROES && !(r[i].flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
+			ret = blk_fallocate(b->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, l);
+		if (ret == -EOPNOTSUPP || type == VIRTIO_BLK_T_DISCARD ||
+		    (r[i].flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
+			ret = blk_fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, l);
+		if (ret) {
+			pr_warn_ratelimited("virtio-blk: fallocate: %s", strerror(-ret));
+			return VIRTIO_BLK_S_IOERR;
+		}
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+/* Carry out one request whose status byte exists (c->in_len >= 1).
+ * Returns the status; *data_written = bytes put into the writable buffers
+ * before the status byte. */
+static uint8_t blk_request(struct virtio_blk *b, const struct vq_chain *c, uint64_t features,
+			   uint32_t *data_written)
+{
+	const size_t hl = sizeof(struct virtio_blk_req_hdr);
+	struct virtio_blk_req_hdr h;
+	uint64_t in_data = c->in_len - 1;
+	unsigned n;
+	int ret;
+
+	*data_written = 0;
+	if (c->out_len < hl)
+		return VIRTIO_BLK_S_IOERR;
+	iov_copy(c->iov, c->nr_out, 0, &h, hl, false); /* read once */
+	switch (h.type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT: {
+		bool write = h.type == VIRTIO_BLK_T_OUT;
+		/* Data: the readable bytes after the header (OUT) or the
+		 * writable ones before the status (IN); nothing else. */
+		uint64_t len = write ? c->out_len - hl : in_data;
+
+		if ((write ? in_data : c->out_len - hl) || len % SECTOR || len > DATA_MAX ||
+		    !in_range(b, h.sector, len / SECTOR))
+			return VIRTIO_BLK_S_IOERR;
+		if (write && b->ro)
+			return VIRTIO_BLK_S_IOERR;
+		if (write)
+			n = iov_slice(c->iov, c->nr_out, hl, len, b->data);
+		else
+			n = iov_slice(c->iov + c->nr_out, c->nr_in, 0, len, b->data);
+		ret = blk_io(b, b->data, n, len, (off_t)(h.sector * SECTOR), write);
+		if (ret) {
+			pr_warn_ratelimited("virtio-blk: %s at sector %llu: %s", write ? "write" : "read",
+					    (unsigned long long)h.sector, strerror(-ret));
+			return VIRTIO_BLK_S_IOERR;
+		}
+		*data_written = write ? 0 : (uint32_t)len;
+		return VIRTIO_BLK_S_OK;
+	}
+	case VIRTIO_BLK_T_FLUSH:
+		if (c->out_len != hl || in_data)
+			return VIRTIO_BLK_S_IOERR;
+		/* The data reaches the file before the guest hears OK. */
+		ret = b->ro ? 0 : blk_sync(b->fd);
+		if (ret) {
+			pr_warn_ratelimited("virtio-blk: fdatasync: %s", strerror(-ret));
+			return VIRTIO_BLK_S_IOERR;
+		}
+		return VIRTIO_BLK_S_OK;
+	case VIRTIO_BLK_T_GET_ID: {
+		size_t l = in_data < ID_BYTES ? (size_t)in_data : ID_BYTES;
+
+		if (c->out_len != hl)
+			return VIRTIO_BLK_S_IOERR;
+		iov_copy(c->iov + c->nr_out, c->nr_in, 0, b->serial, l, true);
+		*data_written = (uint32_t)l;
+		return VIRTIO_BLK_S_OK;
+	}
+	case VIRTIO_BLK_T_DISCARD:
+		if (!(features & 1ULL << VIRTIO_BLK_F_DISCARD))
+			return VIRTIO_BLK_S_UNSUPP;
+		return blk_ranges(b, c, h.type);
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		if (!(features & 1ULL << VIRTIO_BLK_F_WRITE_ZEROES))
+			return VIRTIO_BLK_S_UNSUPP;
+		return blk_ranges(b, c, h.type);
+	default:
+		return VIRTIO_BLK_S_UNSUPP;
+	}
+}
+
+/* One chain: the request, then its status into the last writable byte.
+ * Returns the used length. */
+static uint32_t blk_handle(struct virtio_dev *vd, struct vq_chain *c)
+{
+	struct virtio_blk *b = vd->opaque;
+	uint32_t data = 0;
+	uint8_t status;
+
+	if (!c->in_len) {
+		/* No status byte to answer through: give it back untouched. */
+		pr_warn_ratelimited("virtio-blk: request without a writable status byte");
+		return 0;
+	}
+	status = blk_request(b, c, vd->driver_features, &data);
+	if (status != VIRTIO_BLK_S_OK)
+		data = 0;
+	iov_copy(c->iov + c->nr_out, c->nr_in, c->in_len - 1, &status, 1, true);
+	return data + 1;
+}
+
+static void blk_notify(struct virtio_dev *vd, unsigned q)
+{
+	struct virtio_blk *b = vd->opaque;
+
+	virtio_pci_queue_serve(vd, q, &b->chain, blk_handle);
+}
+
+static void blk_config_read(struct virtio_dev *vd, unsigned off, void *data, unsigned len)
+{
+	struct virtio_blk *b = vd->opaque;
+
+	memcpy(data, (const uint8_t *)&b->cfg + off, len);
+}
+
+static void blk_free(struct virtio_blk *b)
+{
+	if (b->fd >= 0) {
+		/* Whatever the guest wrote reaches the file before we go. */
+		if (!b->ro && blk_sync(b->fd))
+			pr_warn("virtio-blk: fdatasync at shutdown: %s", strerror(errno));
+		close(b->fd);
+	}
+	free(b->bounce);
+	free(b);
+}
+
+static void blk_destroy(struct virtio_dev *vd)
+{
+	blk_free(vd->opaque);
+}
+
+static const struct virtio_dev_ops blk_ops_template = {
+	.device_type = 2,
+	.num_queues = 1,
+	.queue_max = QUEUE_MAX,
+	.config_size = sizeof(struct virtio_blk_config),
+	.config_read = blk_config_read,
+	.queue_notify = blk_notify,
+	.destroy = blk_destroy,
+};
+
+/* ---- opening the image ---- */
+
+static int blk_fail(char *err, size_t len, const char *spec, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+static int blk_fail(char *err, size_t len, const char *spec, int ret, const char *fmt, ...)
+{
+	va_list ap;
+	int n = snprintf(err, len, "--disk %s: ", spec);
+
+	va_start(ap, fmt);
+	if (n >= 0 && (size_t)n < len)
+		vsnprintf(err + n, len - (size_t)n, fmt, ap);
+	va_end(ap);
+	return ret;
+}
+
+/* PATH[,ro][,direct][,serial=ID] into b; *path points into buf. */
+static int blk_parse(struct virtio_blk *b, const char *spec, char *buf, const char **path, char *err, size_t len)
+{
+	char *save, *opt;
+
+	*path = strtok_r(buf, ",", &save);
+	if (!*path || buf[0] == ',')
+		return blk_fail(err, len, spec, -EINVAL, "no image path (PATH[,ro][,direct][,serial=ID])");
+	while ((opt = strtok_r(NULL, ",", &save))) {
+		if (!strcmp(opt, "ro")) {
+			b->ro = true;
+		} else if (!strcmp(opt, "direct")) {
+			b->direct = true;
+		} else if (!strncmp(opt, "serial=", 7)) {
+			const char *s = opt + 7;
+
+			if (!*s || strlen(s) > ID_BYTES || strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+							"0123456789-_.:") != strlen(s))
+				return blk_fail(err, len, spec, -EINVAL,
+						"serial=%s: 1 to %d characters of A-Z a-z 0-9 - _ . :", s, ID_BYTES);
+			memcpy(b->serial, s, strlen(s));
+		} else {
+			return blk_fail(err, len, spec, -EINVAL,
+					"unknown option '%s' (PATH[,ro][,direct][,serial=ID])", opt);
+		}
+	}
+	return 0;
+}
+
+/* Open, lock and measure the image; probe what the file system offers. */
+static int blk_open(struct virtio_blk *b, const char *spec, const char *path, char *err, size_t len)
+{
+	int flags = (b->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | (b->direct ? O_DIRECT : 0);
+	struct stat st;
+	uint64_t size;
+
+	b->fd = open(path, flags);
+	if (b->fd < 0 && errno == EINVAL && b->direct)
+		return blk_fail(err, len, spec, -EINVAL, "the file system does not support direct I/O");
+	if (b->fd < 0 && errno == EROFS)
+		return blk_fail(err, len, spec, -EROFS, "cannot open for writing: %s (add ,ro)", strerror(errno));
+	if (b->fd < 0)
+		return blk_fail(err, len, spec, -errno, "cannot open: %s", strerror(errno));
+	if (fstat(b->fd, &st))
+		return blk_fail(err, len, spec, -errno, "%s", strerror(errno));
+	if (S_ISREG(st.st_mode)) {
+		size = (uint64_t)st.st_size;
+	} else if (S_ISBLK(st.st_mode)) {
+		if (ioctl(b->fd, BLKGETSIZE64, &size))
+			return blk_fail(err, len, spec, -errno, "cannot get the device's size: %s", strerror(errno));
+	} else {
+		return blk_fail(err, len, spec, -EINVAL, "not a regular file or block device");
+	}
+	/* Two tarn processes must not write one image: exclusive for a
+	 * writer, shared among read-only users. */
+	if (flock(b->fd, (b->ro ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
+		if (errno == EWOULDBLOCK)
+			return blk_fail(err, len, spec, -EBUSY, "in use by another process (locked)%s",
+					b->ro ? "" : "; several read-only users can share it with ,ro");
+		return blk_fail(err, len, spec, -errno, "cannot lock: %s", strerror(errno));
+	}
+	if (!size)
+		return blk_fail(err, len, spec, -EINVAL, "the image is empty");
+	if (size % SECTOR)
+		return blk_fail(err, len, spec, -EINVAL, "size %llu bytes is not a multiple of %d",
+				(unsigned long long)size, SECTOR);
+	b->capacity = size / SECTOR;
+	if (!b->serial[0])
+		snprintf(b->serial, sizeof(b->serial), "%llx-%llx", (unsigned long long)st.st_dev,
+			 (unsigned long long)st.st_ino); /* NUL-less when exactly 20: allowed */
+	/* Punching a hole past the end of a file is a no-op that tells
+	 * whether the file system can punch at all. Block devices: not
+	 * offered (a probe there would cost data). */
+	b->can_punch = !b->ro && S_ISREG(st.st_mode) &&
+		       !blk_fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)size, SECTOR);
+	if (b->direct) {
+		struct statx sx;
+
+		b->mem_align = 4096; /* when the kernel does not say */
+		b->off_align = SECTOR;
+		if (!statx(b->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) && (sx.stx_mask & STATX_DIOALIGN) &&
+		    sx.stx_dio_offset_align && sx.stx_dio_mem_align) {
+			b->mem_align = sx.stx_dio_mem_align;
+			b->off_align = sx.stx_dio_offset_align;
+		}
+		if (b->off_align > BOUNCE_SIZE || b->mem_align > BOUNCE_SIZE)
+			return blk_fail(err, len, spec, -EINVAL, "direct I/O alignment %u is too large",
+					b->off_align);
+		b->bounce = aligned_alloc(b->mem_align < 4096 ? 4096 : b->mem_align, BOUNCE_SIZE);
+		if (!b->bounce)
+			return blk_fail(err, len, spec, -ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+static void blk_setup_features(struct virtio_blk *b)
+{
+	struct virtio_blk_config *c = &b->cfg;
+	uint64_t f = 1ULL << VIRTIO_BLK_F_SIZE_MAX | 1ULL << VIRTIO_BLK_F_SEG_MAX | 1ULL << VIRTIO_BLK_F_BLK_SIZE |
+		     1ULL << VIRTIO_BLK_F_FLUSH | 1ULL << VIRTIO_F_INDIRECT_DESC | 1ULL << VIRTIO_F_EVENT_IDX;
+
+	c->capacity = b->capacity;
+	c->size_max = SIZE_MAX_SEG;
+	c->seg_max = SEG_MAX;
+	/* With O_DIRECT the guest's block size is the file system's, so its
+	 * requests need no read-modify-write. */
+	c->blk_size = b->direct && b->off_align > SECTOR ? b->off_align : SECTOR;
+	c->num_queues = 1;
+	if (b->ro)
+		f |= 1ULL << VIRTIO_BLK_F_RO;
+	if (b->can_punch) {
+		f |= 1ULL << VIRTIO_BLK_F_DISCARD | 1ULL << VIRTIO_BLK_F_WRITE_ZEROES;
+		c->max_discard_sectors = c->max_write_zeroes_sectors = DISCARD_SECTORS_MAX;
+		c->max_discard_seg = c->max_write_zeroes_seg = DISCARD_SEG_MAX;
+		c->discard_sector_alignment = 4096 / SECTOR;
+		c->write_zeroes_may_unmap = 1;
+	}
+	b->ops = blk_ops_template;
+	b->ops.features = f;
+}
+
+int virtio_blk_create(struct vm *vm, const char *spec, struct virtio_dev **out, char *err, size_t len)
+{
+	struct virtio_blk *b = calloc(1, sizeof(*b));
+	char *buf;
+	const char *path;
+	int ret;
+
+	spec = spec ? spec : "";
+	buf = strdup(spec);
+
+	if (!b || !buf) {
+		free(buf);
+		free(b);
+		snprintf(err, len, "virtio-blk: out of memory");
+		return -ENOMEM;
+	}
+	b->fd = -1;
+	ret = blk_parse(b, spec, buf, &path, err, len);
+	if (!ret)
+		ret = blk_open(b, spec, path, err, len);
+	if (!ret) {
+		blk_setup_features(b);
+		ret = virtio_pci_init(&b->vd, vm->pci, &vm->mem, &b->ops, b);
+		if (ret)
+			blk_fail(err, len, spec, ret, "virtio-blk: %s", strerror(-ret));
+	}
+	free(buf);
+	if (ret) {
+		blk_free(b);
+		return ret;
+	}
+	*out = &b->vd;
+	return 0;
+}

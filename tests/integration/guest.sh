@@ -1,0 +1,63 @@
+# Helpers for integration tests that boot the default guest under the
+# emulator and run a shell script in it (the guest's /init runs the script
+# given as tarn.cmd64=<base64> and powers off). Sources lib.sh.
+# Usage: . tests/integration/guest.sh; need_guest "name"; boot "script" [TARN-OPTIONS...];
+#        check "name" "pattern" "what"
+. tests/integration/lib.sh
+
+# need_guest NAME: GUEST_KERNEL, GUEST_INITRD and GUEST_CMDLINE from the
+# Makefile; without the guest, report NAME not ok and end the test.
+need_guest() {
+	. <(make -s --no-print-directory guest-vars O="$O")
+	if [ ! -f "$GUEST_KERNEL" ] || [ ! -f "$GUEST_INITRD" ]; then
+		not_ok "$1" "default guest missing: $GUEST_KERNEL (make guest)"
+		exit 0
+	fi
+}
+
+# guest_cmdline SCRIPT: the guest's kernel command line running SCRIPT.
+guest_cmdline() { echo "$GUEST_CMDLINE tarn.cmd64=$(printf '%s' "$1" | base64 -w0)"; }
+
+# boot SCRIPT [TARN-OPTIONS...]: run SCRIPT in the guest (512M, emu, at
+# most BOOT_TIMEOUT seconds, 600 by default; tarn started under the
+# command in the array BOOT_PREFIX if set). The console goes to the file
+# $out (a new temporary file unless $out is set), tarn's status to $rc.
+boot() {
+	: "${out:=$(mktemp)}"
+	timeout "${BOOT_TIMEOUT:-600}" "${BOOT_PREFIX[@]}" "$TARN" run --backend emu --mem 512M "${@:2}" \
+		--kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" --cmdline "$(guest_cmdline "$1")" \
+		</dev/null >"$out" 2>&1
+	rc=$?
+}
+
+# check NAME PATTERN WHAT: ok "NAME: WHAT" if the console ($out) has a line
+# matching the extended regex PATTERN (just "WHAT" if NAME is empty).
+check() {
+	if grep -qE "$2" "$out"; then
+		ok "${1:+$1: }$3"
+	else
+		not_ok "${1:-$3}" "no '$2' on the console: $(tail -5 "$out" | tr '\r\n' '  ')"
+	fi
+}
+
+# Seeded pseudo-random bytes, the same in the guest and on the host: MINSTD
+# (x = x * 48271 mod 2^31-1, exact in awk's doubles, so the guest's busybox
+# awk and python here agree bit for bit), one byte per step.
+# GEN_PROLOGUE is guest shell that installs the generator as /tmp/gen.sh
+# (sh /tmp/gen.sh SEED BYTES writes the bytes); seeded_sum SEED BYTES
+# prints their SHA-256, computed here.
+GEN_PROLOGUE="cat > /tmp/gen.sh <<'GEN'
+"'awk -v s=$1 -v n=$2 "BEGIN { x = s % 2147483647; if (x == 0) x = 1;
+	for (i = 0; i < n; i++) { x = (x * 48271) % 2147483647;
+	printf \"%02x\", int(x / 8388608) % 256; if (i % 32 == 31) printf \"\\n\" } }" | xxd -r -p'"
+GEN"
+seeded_sum() {
+	python3 -c '
+import hashlib, sys
+x, n = int(sys.argv[1]) % 2147483647 or 1, int(sys.argv[2])
+b = bytearray()
+for _ in range(n):
+    x = x * 48271 % 2147483647
+    b.append(x // 8388608 % 256)
+print(hashlib.sha256(b).hexdigest())' "$1" "$2"
+}
