@@ -85,13 +85,7 @@ static uint64_t cur_seed;
 
 static uint64_t rnd(void)
 {
-	uint64_t x = fz.rng;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	fz.rng = x;
-	return x * 0x2545f4914f6cdd1dULL;
+	return unit_rnd(&fz.rng);
 }
 
 static void put64(uint8_t *m, uint64_t gpa, uint64_t v)

@@ -19,4 +19,17 @@
 		skip();                                                       \
 	} while (0)
 
+/* xorshift64*: reproducible pseudo-random numbers for tests (and the
+ * seed in a failure message replays them); *state must not be 0. */
+static inline uint64_t unit_rnd(uint64_t *state)
+{
+	uint64_t x = *state;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * 0x2545f4914f6cdd1dULL;
+}
+
 #endif

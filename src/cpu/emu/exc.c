@@ -89,6 +89,21 @@ static bool legacy_mode(const struct emu_cpu *c)
 	return c->mode == MODE_REAL || (c->flags & F_VM);
 }
 
+/* The SS a privilege change loads in long mode: a null selector at cpl
+ * (also what loading a null SS in 64-bit mode below ring 3 gives). */
+static void null_ss(struct x86_seg *s, int cpl)
+{
+	memset(s, 0, sizeof(*s));
+	s->sel = (uint16_t)cpl;
+	s->dpl = (uint8_t)cpl;
+	s->present = 1;
+	s->s = 1;
+	s->type = 3;
+	s->db = 1;
+	s->g = 1;
+	s->limit = 0xffffffff;
+}
+
 /* A data/stack segment for sel as a load at privilege cpl would produce it;
  * raises the fault the load would. */
 static void seg_for_load(struct emu_cpu *c, int sreg, uint16_t sel, int cpl, struct x86_seg *out)
@@ -97,20 +112,14 @@ static void seg_for_load(struct emu_cpu *c, int sreg, uint16_t sel, int cpl, str
 	int rpl = sel & 3;
 
 	if ((sel & ~3) == 0) {
-		memset(out, 0, sizeof(*out));
-		out->sel = sel;
 		if (sreg == SEG_SS) {
-			/* 64-bit mode allows a null SS below ring 3. */
+			/* 64-bit mode allows a null SS below ring 3 (sel == cpl). */
 			if (!(c->efer & X86_EFER_LMA) || cpl == 3 || rpl != cpl)
 				emu_fault(c, EXC_GP, 0);
-			out->dpl = (uint8_t)cpl;
-			out->present = 1;
-			out->s = 1;
-			out->type = 3;
-			out->db = 1;
-			out->limit = 0xffffffff;
-			out->g = 1;
+			null_ss(out, cpl);
 		} else {
+			memset(out, 0, sizeof(*out));
+			out->sel = sel;
 			out->unusable = 1;
 		}
 		return;
@@ -254,20 +263,6 @@ static void gate_cs(struct emu_cpu *c, uint16_t sel, int ext_bit, struct x86_seg
 		emu_fault(c, EXC_NP, (sel & ~3) + ext_bit);
 	*new_cpl = (cs->type & 4) ? c->cpl : cs->dpl;
 	cs->sel = (uint16_t)((sel & ~3) | *new_cpl);
-}
-
-/* The SS a privilege change loads in long mode: a null selector at cpl. */
-static void null_ss(struct x86_seg *s, int cpl)
-{
-	memset(s, 0, sizeof(*s));
-	s->sel = (uint16_t)cpl;
-	s->dpl = (uint8_t)cpl;
-	s->present = 1;
-	s->s = 1;
-	s->type = 3;
-	s->db = 1;
-	s->g = 1;
-	s->limit = 0xffffffff;
 }
 
 /* A stack pointer from the 64-bit TSS at byte offset slot (RSPn or ISTn). */
