@@ -10,6 +10,7 @@
 #include "core/console.h"
 #include "core/log.h"
 #include "core/vm.h"
+#include "cpu/cpu.h"
 
 #define TARN_VERSION "0.1"
 #define DEFAULT_MEM "512M"
@@ -24,7 +25,8 @@ static const char run_usage[] =
 	"  --cmdline STR     kernel command line (e.g. \"console=ttyS0\")\n"
 	"  --mem SIZE        guest RAM; K/M/G suffixes, plain numbers are MiB (default " DEFAULT_MEM ")\n"
 	"  --cpus N          vCPUs, 1-255 (default 1)\n"
-	"  --backend NAME    kvm, emu or auto (default auto: kvm when /dev/kvm works)\n"
+	"  --backend NAME    kvm, emu or auto (default auto: kvm when /dev/kvm works\n"
+	"                    and is not PVM; tarn probe says which)\n"
 	"  --unpack WHERE    bzImage payload: host (default; unpacked by tarn when LZ4)\n"
 	"                    or guest (the kernel's own decompressor runs)\n"
 	"  --disk SPEC       add a virtio-blk disk: PATH[,ro][,direct][,serial=ID]\n"
@@ -52,6 +54,7 @@ static const char main_usage[] =
 	"\n"
 	"commands:\n"
 	"  run       boot a guest (tarn run --help)\n"
+	"  probe     say which CPU backends this host can run (tarn probe --help)\n"
 	"  version   print the version\n"
 	"  help      this text\n";
 
@@ -223,6 +226,10 @@ static int cmd_run(int argc, char **argv)
 		die("%s", err);
 	pr_info("%s backend, %d vCPU(s), %llu MiB", vm->cpu->name, vm->nr_vcpus,
 		(unsigned long long)(vc.mem_size >> 20));
+	if (vm->cpu == &kvm_cpu_ops && kvm_flavour() == KVM_PVM)
+		pr_warn("/dev/kvm is PVM, a software KVM that runs only kernels built as PVM "
+			"guests: an ordinary kernel stops with a KVM internal error (--backend emu "
+			"runs any kernel)");
 	if (console_attach(vm, vc.console_in))
 		die("cannot attach the console: %s", strerror(errno));
 	status = vm_run(vm);
@@ -237,6 +244,49 @@ static int cmd_run(int argc, char **argv)
 	vm_destroy(vm);
 	config_free(&cfg);
 	return status;
+}
+
+static const char probe_usage[] =
+	"usage: tarn probe [kvm|emu]\n"
+	"\n"
+	"Say which CPU backends work on this host, and what kind of KVM /dev/kvm is:\n"
+	"hardware, nested (this host is itself a VM), nested-tcg (a VM under QEMU's\n"
+	"software emulator) or pvm (a software KVM that runs only kernels built as\n"
+	"PVM guests; --backend auto does not choose it).\n"
+	"With a backend named, print only its line; exit 0 when it is usable, 1 when not.\n";
+
+/* One line per backend: "kvm: usable, hardware" or "kvm: unusable: why". */
+static int probe_line(const char *name)
+{
+	char why[200];
+
+	if (!strcmp(name, "emu")) {
+		puts("emu: usable");
+		return 0;
+	}
+	if (kvm_cpu_ops.probe(why, sizeof(why))) {
+		printf("kvm: unusable: %s\n", why);
+		return 1;
+	}
+	printf("kvm: usable, %s\n", kvm_flavour_name(kvm_flavour()));
+	return 0;
+}
+
+static int cmd_probe(int argc, char **argv)
+{
+	if (argc > 2 || (argc == 2 && strcmp(argv[1], "kvm") && strcmp(argv[1], "emu"))) {
+		if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+			fputs(probe_usage, stdout);
+			return 0;
+		}
+		fputs(probe_usage, stderr);
+		return 2;
+	}
+	if (argc == 2)
+		return probe_line(argv[1]);
+	probe_line("kvm");
+	probe_line("emu");
+	return 0;
 }
 
 static int cmd_version(int argc, char **argv)
@@ -256,6 +306,7 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 } commands[] = {
 	{ "run", cmd_run },
+	{ "probe", cmd_probe },
 	{ "version", cmd_version },
 	{ "help", cmd_help },
 	{ "--help", cmd_help },

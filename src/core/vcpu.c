@@ -91,7 +91,11 @@ static void *vcpu_thread(void *arg)
 		case VCPU_EXIT_INTR:
 			break;
 		case VCPU_EXIT_SHUTDOWN:
-			vcpu_dump(vcpu, "triple fault: the guest crashed");
+			if (e->shutdown.state_lost)
+				fprintf(stderr, "tarn: vCPU %d: triple fault: the guest crashed (its registers "
+					"are lost: KVM on AMD SVM resets the vCPU on a triple fault)\n", vcpu->id);
+			else
+				vcpu_dump(vcpu, "triple fault: the guest crashed");
 			vm_request_stop(vm, VM_EXIT_CRASH);
 			break;
 		case VCPU_EXIT_RESET:

@@ -2,6 +2,8 @@
 #include "core/vm.h"
 
 #include <errno.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,6 +240,45 @@ int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
 	return vm->cpu->signal_msi(vm, addr, data);
 }
 
+int vm_ioeventfd(struct vm *vm, uint64_t gpa, unsigned len, int fd, bool assign)
+{
+	if (!vm->cpu || !vm->cpu->ioeventfd)
+		return -ENOSYS;
+	return vm->cpu->ioeventfd(vm, gpa, len, fd, assign);
+}
+
+int vm_irqfd_send(struct vm *vm, struct vm_irqfd *r, uint64_t addr, uint32_t data)
+{
+	int ret;
+
+	if (!vm->cpu || !vm->cpu->msi_irqfd)
+		return -ENOSYS;
+	if (r->fd < 0) {
+		r->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (r->fd < 0)
+			return -errno;
+	}
+	if (r->gsi < 0 || r->addr != addr || r->data != data) {
+		ret = vm->cpu->msi_irqfd(vm, &r->gsi, r->fd, addr, data);
+		if (ret)
+			return ret;
+		r->addr = addr;
+		r->data = data;
+	}
+	if (write(r->fd, &(uint64_t){ 1 }, sizeof(uint64_t)) != sizeof(uint64_t))
+		return -errno;
+	return 0;
+}
+
+void vm_irqfd_release(struct vm *vm, struct vm_irqfd *r)
+{
+	if (r->gsi >= 0 && vm->cpu && vm->cpu_priv && vm->cpu->msi_irqfd_release)
+		vm->cpu->msi_irqfd_release(vm, r->gsi, r->fd);
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = r->gsi = -1;
+}
+
 int vm_run(struct vm *vm)
 {
 	int ret;
@@ -271,6 +312,12 @@ void vm_destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
+	/* Virtio devices and the PCI bus first: their I/O threads and irqfds
+	 * still use the backend. */
+	for (int i = 0; vm->devs && i < vm->devs->nr_virtio; i++)
+		virtio_device_destroy(vm->devs->virtio[i]);
+	if (vm->devs)
+		pci_root_destroy(&vm->devs->pci);
 	for (int i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
 		vm->cpu->vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
@@ -280,9 +327,6 @@ void vm_destroy(struct vm *vm)
 		if (vm->uart)
 			uart8250_destroy(vm->uart);
 		acpi_pm_destroy(&vm->devs->pm);
-		for (int i = 0; i < vm->devs->nr_virtio; i++)
-			virtio_device_destroy(vm->devs->virtio[i]);
-		pci_root_destroy(&vm->devs->pci);
 		free(vm->devs);
 	}
 	if (vm->loop) {

@@ -110,6 +110,23 @@ int vm_irq_line(struct vm *vm, unsigned gsi, int level);
 /* Send a message-signalled interrupt (MSI/MSI-X): -ENOSYS without backend support. */
 int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data);
 
+/* Have guest writes of len bytes to gpa signal eventfd fd without an exit
+ * (cpu_ops.ioeventfd), or stop that: -ENOSYS where the backend cannot. */
+int vm_ioeventfd(struct vm *vm, uint64_t gpa, unsigned len, int fd, bool assign);
+
+/* An MSI the backend sends whenever fd is written (cpu_ops.msi_irqfd). */
+struct vm_irqfd {
+	int fd, gsi; /* -1 until first used */
+	uint64_t addr;
+	uint32_t data;
+};
+
+/* Send (addr, data) through r: bind r on first use, re-target it when the
+ * message changed. -ENOSYS where the backend has no irqfd; the caller then
+ * sends with vm_signal_msi. */
+int vm_irqfd_send(struct vm *vm, struct vm_irqfd *r, uint64_t addr, uint32_t data);
+void vm_irqfd_release(struct vm *vm, struct vm_irqfd *r);
+
 /* Print registers of a vCPU to stderr (crash reports). */
 void vcpu_dump(struct vcpu *vcpu, const char *why);
 

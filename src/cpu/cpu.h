@@ -44,6 +44,11 @@ struct vcpu_exit {
 			uint8_t *data;
 		} mmio;
 		struct {
+			/* The backend could not keep the registers of the
+			 * crash (KVM on AMD re-initialises the vCPU). */
+			bool state_lost;
+		} shutdown;
+		struct {
 			char msg[128];
 		} error;
 	};
@@ -70,12 +75,40 @@ struct cpu_ops {
 	int (*signal_msi)(struct vm *vm, uint64_t addr, uint32_t data);
 	/* Set the vCPU's CPUID table (the policy decides what it holds). */
 	int (*set_cpuid)(struct vcpu *vcpu);
+	/* Optional: while assigned, a guest write of exactly len bytes to
+	 * gpa does not exit: the backend signals eventfd fd instead and the
+	 * vCPU goes on (KVM_IOEVENTFD). Other writes there exit as usual. */
+	int (*ioeventfd)(struct vm *vm, uint64_t gpa, unsigned len, int fd, bool assign);
+	/* Optional: each write to eventfd fd sends the MSI (addr, data)
+	 * without a system call into the VM (KVM_IRQFD on a GSI routed to the
+	 * MSI). *gsi < 0: bind fd to a new route, set *gsi; else re-target
+	 * *gsi. msi_irqfd_release undoes the binding. */
+	int (*msi_irqfd)(struct vm *vm, int *gsi, int fd, uint64_t addr, uint32_t data);
+	void (*msi_irqfd_release)(struct vm *vm, int gsi, int fd);
 };
 
 extern const struct cpu_ops kvm_cpu_ops;
 extern const struct cpu_ops emu_cpu_ops;
 
-/* "kvm", "emu" or "auto". Returns NULL and fills why when none fits. */
+/* What kind of KVM /dev/kvm is (ask after kvm_cpu_ops.probe succeeded):
+ *   KVM_HARDWARE  this host's own VT-x/AMD-V
+ *   KVM_NESTED    this host is itself a VM (CPUID's hypervisor bit): the
+ *                 KVM virtualizes on its hypervisor's nested VT-x/SVM
+ *   KVM_NESTED_TCG  ... whose hypervisor is QEMU's software emulator
+ *                 (signature "TCGTCGTCGTCG"): its SVM and MMU are QEMU's
+ *                 code, with QEMU's gaps (tests/nested/bed.sh makes one)
+ *   KVM_PVM       PVM, a software KVM (module kvm_pvm) that runs guests in
+ *                 ring 3 under page-table isolation: it runs only kernels
+ *                 built as PVM guests, and emulates everything outside
+ *                 64-bit mode with KVM's instruction emulator.
+ * The one probe the backend, `tarn probe` and the tests share. */
+enum kvm_flavour { KVM_HARDWARE, KVM_NESTED, KVM_NESTED_TCG, KVM_PVM };
+enum kvm_flavour kvm_flavour(void);
+const char *kvm_flavour_name(enum kvm_flavour f);
+
+/* "kvm", "emu" or "auto" (KVM unless /dev/kvm is unusable or is PVM, on
+ * which an ordinary kernel cannot run). Returns NULL and fills why when
+ * none fits. */
 const struct cpu_ops *cpu_select(const char *name, char *why, size_t why_len);
 
 #endif

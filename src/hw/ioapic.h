@@ -32,6 +32,9 @@ struct bus;
 #define IOAPIC_DEFAULT_BASE 0xfec00000ULL
 #define IOAPIC_MMIO_SIZE 0x1000
 #define IOAPIC_NR_PINS 24
+/* The PC wires the PIT's ISA IRQ 0 to pin 2 (the MADT says so with an
+ * interrupt source override); every other ISA IRQ n is pin n. */
+#define IOAPIC_PIT_PIN 2
 #define IOAPIC_VERSION 0x00170011u
 #define IOAPIC_IOREGSEL 0x00
 #define IOAPIC_IOWIN 0x10

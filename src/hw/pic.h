@@ -30,6 +30,16 @@ struct bus;
 #define PIC_SLAVE_BASE 0xa0
 #define PIC_ELCR_BASE 0x4d0
 
+/* tarn boots kernels directly, without firmware, so both backends leave the
+ * 8259s as a PC BIOS does: vectors 0x08 and 0x70, cascade on IRQ 2, every
+ * line masked but the cascade, 8086 mode (ICW4 = 1). Linux reprograms them;
+ * a guest that uses only the IOAPIC must not also get ExtINTs through LINT0
+ * (an unprogrammed 8259 would send IRQ n as vector n, an exception). */
+#define PIC_FW_MASTER_VECTOR 0x08
+#define PIC_FW_SLAVE_VECTOR 0x70
+#define PIC_FW_MASTER_IMR 0xfb
+#define PIC_FW_SLAVE_IMR 0xff
+
 struct pic_ops {
 	/* The master's INTR line changed to level (0 or 1). Optional. */
 	void (*intr)(void *opaque, int level);

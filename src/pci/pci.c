@@ -146,6 +146,18 @@ static int setup_bar(struct pci_root *r, struct pci_device *d, int i, const stru
 
 /* ---- MSI-X ---- */
 
+/* Send vector v's message: through its irqfd where the backend has them
+ * (KVM: a write to an eventfd, no ioctl), else as one MSI (msix_lock held). */
+static void msix_send(struct pci_device *d, unsigned v, uint64_t addr, uint32_t data)
+{
+	if (d->msix_irqfd && !vm_irqfd_send(d->root->vm, &d->msix_irqfd[v], addr, data)) {
+		d->msix_sent_irqfd++;
+		return;
+	}
+	vm_signal_msi(d->root->vm, addr, data);
+	d->msix_sent_ioctl++;
+}
+
 /* Deliver vector v if it is pending and nothing masks it (msix_lock held). */
 static void msix_flush(struct pci_device *d, unsigned v)
 {
@@ -156,7 +168,7 @@ static void msix_flush(struct pci_device *d, unsigned v)
 	if (!(d->msix_pba[v / 64] & (1ULL << (v % 64))))
 		return;
 	d->msix_pba[v / 64] &= ~(1ULL << (v % 64));
-	vm_signal_msi(d->root->vm, (uint64_t)e->addr_hi << 32 | e->addr_lo, e->data);
+	msix_send(d, v, (uint64_t)e->addr_hi << 32 | e->addr_lo, e->data);
 }
 
 int pci_msix_notify(struct pci_device *d, unsigned v)
@@ -244,6 +256,13 @@ static int setup_msix(struct pci_root *r, struct pci_device *d, const struct pci
 	d->msix_pba = calloc((n + 63) / 64, 8);
 	if (!d->msix_table || !d->msix_pba)
 		return -ENOMEM;
+	if (r->vm->cpu && r->vm->cpu->msi_irqfd) {
+		d->msix_irqfd = calloc(n, sizeof(*d->msix_irqfd));
+		if (!d->msix_irqfd)
+			return -ENOMEM;
+		for (unsigned v = 0; v < n; v++)
+			d->msix_irqfd[v] = (struct vm_irqfd){ .fd = -1, .gsi = -1 };
+	}
 	for (unsigned v = 0; v < n; v++)
 		d->msix_table[v].ctrl = PCI_MSIX_ENTRY_MASKED; /* reset state: masked */
 	ret = setup_bar(r, d, d->msix_bar, &(struct pci_bar_info){ PCI_BAR_MEM32, size, false });
@@ -536,6 +555,9 @@ int pci_root_init(struct pci_root *r, struct vm *vm)
 
 static void free_device(struct pci_device *d)
 {
+	for (unsigned v = 0; d->msix_irqfd && v < d->msix_n; v++)
+		vm_irqfd_release(d->root->vm, &d->msix_irqfd[v]);
+	free(d->msix_irqfd);
 	free(d->msix_table);
 	free(d->msix_pba);
 	pthread_mutex_destroy(&d->msix_lock);

@@ -32,6 +32,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/vm.h"
+
 struct vm;
 
 #define PCI_ECAM_BASE 0xF0000000ULL
@@ -141,6 +143,8 @@ struct pci_device {
 	struct pci_msix_entry *msix_table;
 	uint64_t *msix_pba;
 	bool msix_enabled, msix_masked; /* control bits, cached under msix_lock */
+	struct vm_irqfd *msix_irqfd;	/* per vector, where the backend has irqfds */
+	uint64_t msix_sent_irqfd, msix_sent_ioctl; /* messages sent, by path */
 	pthread_mutex_t msix_lock;
 };
 

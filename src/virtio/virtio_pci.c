@@ -2,9 +2,13 @@
 #include "virtio/virtio_pci.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "core/log.h"
+#include "core/vm.h"
 #include "pci/pci.h"
 
 /* virtio_pci_cap.cfg_type */
@@ -198,6 +202,95 @@ static void common_write(struct virtio_dev *vd, unsigned off, const void *data, 
 #undef FIELD
 }
 
+/* ---- kicks through eventfds ---- */
+
+/* Serve the kicks the backend queued on the eventfds (vd->lock held). A
+ * kick of a queue that is not ready is dropped, as bar_write drops it. */
+static void serve_kicks(struct virtio_dev *vd)
+{
+	for (unsigned q = 0; vd->kick_gpa && q < vd->ops->num_queues; q++) {
+		uint64_t n;
+
+		if (read(vd->kick_fd[q], &n, sizeof(n)) == (ssize_t)sizeof(n) && virtio_pci_queue_ready(vd, q)) {
+			vd->kicks_eventfd++;
+			vd->ops->queue_notify(vd, q);
+		}
+	}
+}
+
+static void *io_thread(void *arg)
+{
+	struct virtio_dev *vd = arg;
+	struct pollfd p[VIRTIO_PCI_MAX_QUEUES + 1];
+	unsigned n = vd->ops->num_queues;
+
+	for (unsigned q = 0; q < n; q++)
+		p[q] = (struct pollfd){ .fd = vd->kick_fd[q], .events = POLLIN };
+	p[n] = (struct pollfd){ .fd = vd->stop_fd, .events = POLLIN };
+	for (;;) {
+		if (poll(p, n + 1, -1) < 0 && errno != EINTR)
+			break;
+		if (p[n].revents)
+			break;
+		pthread_mutex_lock(&vd->lock);
+		serve_kicks(vd);
+		pthread_mutex_unlock(&vd->lock);
+	}
+	return NULL;
+}
+
+/* (Un)register every queue's notify address at base with the backend. */
+static int kicks_assign(struct virtio_dev *vd, uint64_t base, bool assign)
+{
+	struct vm *vm = vd->pci->root->vm;
+	int ret = 0;
+
+	for (unsigned q = 0; q < vd->ops->num_queues && !ret; q++) {
+		ret = vm_ioeventfd(vm, base + VIRTIO_PCI_NOTIFY_MULT * q, 2, vd->kick_fd[q], assign);
+		if (ret && assign)
+			while (q--)
+				(void)vm_ioeventfd(vm, base + VIRTIO_PCI_NOTIFY_MULT * q, 2, vd->kick_fd[q], false);
+	}
+	return ret;
+}
+
+/* Keep the eventfds on the notify area wherever the guest puts BAR 0 (and
+ * off it while memory decoding is off); start the I/O thread the first
+ * time. Where the backend has no ioeventfd (the emulator) kicks stay MMIO
+ * writes handled in bar_write. Root lock held (pci.h), then vd->lock. */
+static void kicks_follow_bar(struct virtio_dev *vd)
+{
+	struct pci_device *d = vd->pci;
+	uint64_t want = d->bar_on[0] ? d->bar_addr[0] + VIRTIO_PCI_NOTIFY_OFF : 0;
+
+	pthread_mutex_lock(&vd->lock);
+	if (want == vd->kick_gpa || vd->stop_fd < 0)
+		goto out;
+	if (vd->kick_gpa) {
+		(void)kicks_assign(vd, vd->kick_gpa, false);
+		serve_kicks(vd); /* what came before the move */
+		vd->kick_gpa = 0;
+	}
+	if (!want || kicks_assign(vd, want, true))
+		goto out;
+	vd->kick_gpa = want;
+	if (!vd->io_started) {
+		if (pthread_create(&vd->io_thread, NULL, io_thread, vd)) {
+			(void)kicks_assign(vd, want, false);
+			vd->kick_gpa = 0;
+			goto out;
+		}
+		vd->io_started = true;
+	}
+out:
+	pthread_mutex_unlock(&vd->lock);
+}
+
+static void config_written(void *opaque, unsigned off, unsigned len)
+{
+	kicks_follow_bar(opaque);
+}
+
 static void bar_read(void *opaque, int bar, uint64_t off, void *data, unsigned len)
 {
 	struct virtio_dev *vd = opaque;
@@ -206,6 +299,7 @@ static void bar_read(void *opaque, int bar, uint64_t off, void *data, unsigned l
 	if (bar != 0)
 		return;
 	pthread_mutex_lock(&vd->lock);
+	serve_kicks(vd);
 	if (off < VIRTIO_PCI_ISR_OFF) {
 		uint8_t img[VIRTIO_COMMON_SIZE];
 
@@ -241,13 +335,15 @@ static void bar_write(void *opaque, int bar, uint64_t off, const void *data, uns
 	} else if (off >= VIRTIO_PCI_NOTIFY_OFF) {
 		unsigned qi = (unsigned)((off - VIRTIO_PCI_NOTIFY_OFF) / VIRTIO_PCI_NOTIFY_MULT);
 
-		if (qi < vd->ops->num_queues && virtio_pci_queue_ready(vd, qi))
+		if (qi < vd->ops->num_queues && virtio_pci_queue_ready(vd, qi)) {
+			vd->kicks_mmio++;
 			vd->ops->queue_notify(vd, qi);
+		}
 	}
 	pthread_mutex_unlock(&vd->lock);
 }
 
-static const struct pci_device_ops virtio_pci_ops = { bar_read, bar_write, NULL };
+static const struct pci_device_ops virtio_pci_ops = { bar_read, bar_write, config_written };
 
 static int add_cap(struct pci_device *d, uint8_t type, uint32_t off, uint32_t len, uint32_t extra, bool has_extra)
 {
@@ -290,6 +386,9 @@ int virtio_pci_init(struct virtio_dev *vd, struct pci_root *root, const struct g
 	vd->ops = ops;
 	vd->opaque = opaque;
 	vd->gm = gm;
+	vd->stop_fd = -1;
+	for (unsigned q = 0; q < VIRTIO_PCI_MAX_QUEUES; q++)
+		vd->kick_fd[q] = -1;
 	ret = pci_register_device(root, &virtio_pci_ops, vd, &info, &vd->pci);
 	if (ret)
 		return ret;
@@ -305,6 +404,16 @@ int virtio_pci_init(struct virtio_dev *vd, struct pci_root *root, const struct g
 		return ret;
 	pthread_mutex_init(&vd->lock, NULL);
 	reset(vd);
+	/* Without eventfds (stop_fd -1) kicks stay MMIO writes. */
+	vd->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	for (unsigned q = 0; q < ops->num_queues && vd->stop_fd >= 0; q++) {
+		vd->kick_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (vd->kick_fd[q] < 0) {
+			close(vd->stop_fd);
+			vd->stop_fd = -1;
+		}
+	}
+	kicks_follow_bar(vd); /* the BAR decodes from the start (pci.c) */
 	return 0;
 }
 
@@ -312,6 +421,17 @@ void virtio_device_destroy(struct virtio_dev *vd)
 {
 	if (!vd)
 		return;
+	if (vd->io_started) {
+		(void)write(vd->stop_fd, &(uint64_t){ 1 }, sizeof(uint64_t));
+		pthread_join(vd->io_thread, NULL);
+	}
+	if (vd->kick_gpa)
+		(void)kicks_assign(vd, vd->kick_gpa, false);
+	for (unsigned q = 0; q < VIRTIO_PCI_MAX_QUEUES; q++)
+		if (vd->kick_fd[q] >= 0)
+			close(vd->kick_fd[q]);
+	if (vd->stop_fd >= 0)
+		close(vd->stop_fd);
 	pthread_mutex_destroy(&vd->lock);
 	if (vd->ops->destroy)
 		vd->ops->destroy(vd);

@@ -7,9 +7,12 @@
  * with MSI-X disabled interrupts go through INTA# and the ISR register.
  *
  * A device supplies a virtio_dev_ops table. Its callbacks run with the
- * transport's lock held (vd->lock), in the thread of the guest access (a
- * vCPU); from there it may call virtio_pci_queue_interrupt and
- * virtio_pci_queue_broken, which expect that lock held. */
+ * transport's lock held (vd->lock): in the thread of the guest access (a
+ * vCPU), or for queue_notify in the device's I/O thread when the backend
+ * delivers kicks through eventfds (KVM), so that no vCPU waits on the
+ * device's I/O; from there it may call virtio_pci_queue_interrupt and
+ * virtio_pci_queue_broken, which expect that lock held. Devices do not
+ * know which backend runs them. */
 #ifndef TARN_VIRTIO_PCI_H
 #define TARN_VIRTIO_PCI_H
 
@@ -105,6 +108,17 @@ struct virtio_dev {
 	uint16_t msix_config, queue_select;
 	uint8_t status, isr, config_generation;
 	struct virtio_queue q[VIRTIO_PCI_MAX_QUEUES];
+	/* Kicks the backend delivers without a vCPU exit (KVM's ioeventfd):
+	 * one eventfd per queue, registered for the notify area wherever
+	 * BAR 0 decodes, served by the device's I/O thread -- or first by any
+	 * read of BAR 0 that follows them, so the driver sees the effect of
+	 * its kick when it next looks (as a read flushes posted writes). */
+	int kick_fd[VIRTIO_PCI_MAX_QUEUES];
+	uint64_t kick_gpa; /* notify area's address as registered; 0: not */
+	int stop_fd;	   /* ends the I/O thread */
+	pthread_t io_thread;
+	bool io_started;
+	uint64_t kicks_mmio, kicks_eventfd; /* kicks served, by path */
 };
 
 /* Register a virtio device on root. vd is the caller's; it must stay put

@@ -1,7 +1,8 @@
 /* Exceptions are delivered through the guest's IDT with the right vector,
  * error code and CR2: #DE, #UD, #BP, #GP(0) from a non-canonical access and
  * #PF on a not-present page; and what a real CPU gives for what tarn's
- * emulator does not implement: #GP(0) for an MSR no CPU model has, #UD for
+ * emulator does not implement: #GP(0) for an MSR no CPU model has (and for
+ * a PMU counter: tarn offers no PMU on either backend), #UD for
  * a VEX-encoded (AVX) instruction while CR4.OSXSAVE is clear. */
 #include "lib/guest.h"
 
@@ -47,6 +48,10 @@ void guest_main(unsigned cpu, uint64_t arg)
 	EXPECT_FAULT("mov $0x4b564dff, %%ecx; rdmsr", 13, "i"(0));
 	GUEST_ASSERT_EQ(seen_err, 0);
 	EXPECT_FAULT("mov $0x4b564dff, %%ecx; xor %%eax, %%eax; xor %%edx, %%edx; wrmsr", 13, "i"(0));
+	/* No PMU on either backend: AMD's legacy counter 3, which Linux's
+	 * perf probes, is unknown too. */
+	EXPECT_FAULT("mov $0xc0010007, %%ecx; mov $0xffff, %%eax; xor %%edx, %%edx; wrmsr", 13, "i"(0));
+	EXPECT_FAULT("mov $0xc0010007, %%ecx; rdmsr", 13, "i"(0));
 	EXPECT_FAULT(".byte 0xc5, 0xf8, 0x77", 6, "i"(0)); /* vzeroupper */
 	GUEST_SYNC(1, 0);
 }

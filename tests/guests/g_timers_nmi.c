@@ -59,7 +59,7 @@ void guest_main(unsigned cpu, uint64_t arg)
 	/* NMI to self via all-including-self shorthand */
 	lapic_write(LAPIC_ICR_HI, 0);
 	lapic_write(LAPIC_ICR_LO, (2u << 18) | (4u << 8));
-	for (int i = 0; i < 1000 && !nmis; i++)
+	for (int i = 0; i < 1000000 && nmis < 2; i++)
 		pause();
 	GUEST_ASSERT_EQ(nmis, 2);
 	{

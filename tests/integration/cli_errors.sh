@@ -45,7 +45,7 @@ expect() {
 	local name=$1 word=$2
 	shift 2
 	local err rc lines
-	err=$("$TARN" run "$@" 2>&1 >/dev/null </dev/null)
+	err=$("${EXPECT_WRAP[@]}" "$TARN" run "$@" 2>&1 >/dev/null </dev/null)
 	rc=$?
 	lines=$(printf '%s\n' "$err" | grep -c .)
 	if [ $rc -ne 2 ]; then
@@ -71,11 +71,23 @@ expect "--mem larger than the host" "larger than this host" --kernel "$tmp/text"
 expect "--mem not a size" "not a size" --kernel "$tmp/text" --mem lots
 expect "--cpus 0" "between 1 and" --kernel "$tmp/text" --cpus 0
 expect "unknown backend" "unknown backend" --kernel "$tmp/text" --backend xen
+# Without /dev/kvm: where the host has one, hide it in a mount namespace
+# (an empty /dev) for this one command.
+EXPECT_WRAP=()
 if kvm_usable; then
-	skip "--backend kvm without /dev/kvm" "this host has a usable /dev/kvm"
+	EXPECT_WRAP=(unshare -m sh -c 'mount -t tmpfs tmpfs /dev && exec "$0" "$@"')
+	"${EXPECT_WRAP[@]}" true 2>/dev/null || EXPECT_WRAP=(false)
+fi
+if [ "${EXPECT_WRAP[0]}" = false ]; then
+	skip "--backend kvm without /dev/kvm" "this host has /dev/kvm and cannot hide it (unshare -m needs root)"
 else
 	expect "--backend kvm without /dev/kvm" "/dev/kvm" --kernel "$tmp/text" --backend kvm
+	probe=$("${EXPECT_WRAP[@]}" "$TARN" probe kvm)
+	rc=$?
+	[ $rc -eq 1 ] && [[ $probe == "kvm: unusable: cannot open /dev/kvm: "* ]] &&
+		ok "probe without /dev/kvm ($probe)" || not_ok "probe without /dev/kvm" "exit $rc: $probe"
 fi
+EXPECT_WRAP=()
 # An unknown option: usage hint, status 2.
 "$TARN" run --frobnicate >/dev/null 2>&1 </dev/null
 rc=$?

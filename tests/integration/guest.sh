@@ -24,7 +24,7 @@ guest_cmdline() { echo "$GUEST_CMDLINE tarn.cmd64=$(printf '%s' "$1" | base64 -w
 # $out (a new temporary file unless $out is set), tarn's status to $rc.
 boot() {
 	: "${out:=$(mktemp)}"
-	timeout "${BOOT_TIMEOUT:-600}" "${BOOT_PREFIX[@]}" "$TARN" run --backend emu --mem 512M "${@:2}" \
+	timeout "${BOOT_TIMEOUT:-600}" "${BOOT_PREFIX[@]}" "$TARN" run --backend "$BACKEND" --mem 512M "${@:2}" \
 		--kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" --cmdline "$(guest_cmdline "$1")" \
 		</dev/null >"$out" 2>&1
 	rc=$?

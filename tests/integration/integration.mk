@@ -1,6 +1,11 @@
 # Integration tests: shell scripts speaking TAP, run against $(O)/tarn.
-INTEGRATION_TESTS := tests/integration/cli_errors.sh tests/integration/kvm_linux_uart.sh \
-	tests/integration/emu_linux.sh tests/integration/virtio_rng.sh
+INTEGRATION_TESTS := tests/integration/cli_errors.sh \
+	tests/integration/linux.sh tests/integration/virtio_rng.sh
 INTEGRATION_TESTS += tests/integration/virtio_console.sh
 INTEGRATION_TESTS += tests/integration/virtio_blk.sh
 INTEGRATION_TESTS += tests/integration/virtio_net.sh
+INTEGRATION_TESTS += tests/integration/stop.sh
+
+# The KVM half of the suite on a real KVM: this host's, or the nested bed's
+# (tests/nested/kvm_suite.sh says which and why).
+INTEGRATION_TESTS += tests/nested/kvm_suite.sh

@@ -1,10 +1,15 @@
 # TAP helpers for integration tests written in shell.
 # Usage: . tests/integration/lib.sh; ok "name"; not_ok "name" "why"; skip "name" "why"
+# The guest tests run under the emulator unless TARN_BACKEND names another
+# backend (the nested KVM bed runs them with TARN_BACKEND=kvm); then each
+# test's name starts with the backend's.
+BACKEND=${TARN_BACKEND:-emu}
+TAP_PREFIX=${TARN_BACKEND:+$TARN_BACKEND/}
 TAP_N=0
-ok() { TAP_N=$((TAP_N + 1)); echo "ok $TAP_N - $1"; }
-not_ok() { TAP_N=$((TAP_N + 1)); echo "not ok $TAP_N - $1: $2"; }
-skip() { TAP_N=$((TAP_N + 1)); echo "# SKIP: $2"; echo "ok $TAP_N # SKIP $1"; }
+ok() { TAP_N=$((TAP_N + 1)); echo "ok $TAP_N - $TAP_PREFIX$1"; }
+not_ok() { TAP_N=$((TAP_N + 1)); echo "not ok $TAP_N - $TAP_PREFIX$1: $2"; }
+skip() { TAP_N=$((TAP_N + 1)); echo "# SKIP: $2"; echo "ok $TAP_N # SKIP $TAP_PREFIX$1"; }
 O=${O:-build}
 TARN=${TARN:-$O/tarn}
-# Usable KVM: the device opens read-write.
-kvm_usable() { [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] && : 2>/dev/null </dev/kvm; }
+# Usable KVM: tarn's own probe (the one the backend and the runner use).
+kvm_usable() { "$TARN" probe kvm >/dev/null 2>&1; }

@@ -29,7 +29,7 @@ img=$tmp/disk.img
 # ---- bad input: exit 2, one clear line, nothing boots ----
 bad() { # NAME PATTERN SPEC
 	local msg rc
-	msg=$(timeout 60 "$TARN" run --backend emu --kernel "$GUEST_KERNEL" --disk "$3" </dev/null 2>&1)
+	msg=$(timeout 60 "$TARN" run --backend "$BACKEND" --kernel "$GUEST_KERNEL" --disk "$3" </dev/null 2>&1)
 	rc=$?
 	if [ $rc -eq 2 ] && grep -qF -- "$2" <<<"$msg"; then
 		ok "$1: exit 2, '$(head -1 <<<"$msg")'"
@@ -46,7 +46,7 @@ bad "size not a multiple of 512" "size 1000 bytes is not a multiple of 512" "$tm
 bad "bad serial" "serial=" "$img,serial=has space"
 if command -v flock >/dev/null; then
 	# Another process holds the image's lock: tarn must not write it too.
-	msg=$(flock -x "$img" timeout 60 "$TARN" run --backend emu --kernel "$GUEST_KERNEL" --disk "$img" \
+	msg=$(flock -x "$img" timeout 60 "$TARN" run --backend "$BACKEND" --kernel "$GUEST_KERNEL" --disk "$img" \
 		</dev/null 2>&1)
 	rc=$?
 	if [ $rc -eq 2 ] && grep -q "in use by another process" <<<"$msg"; then

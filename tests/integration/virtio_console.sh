@@ -15,7 +15,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 # ---- bad specs: refused before anything runs ----
 for spec in bogus file= "file=$tmp/no/such/dir/log"; do
-	err=$("$TARN" run --backend emu --vconsole "$spec" --kernel "$GUEST_KERNEL" </dev/null 2>&1 >/dev/null)
+	err=$("$TARN" run --backend "$BACKEND" --vconsole "$spec" --kernel "$GUEST_KERNEL" </dev/null 2>&1 >/dev/null)
 	rc=$?
 	if [ $rc -eq 2 ] && grep -q -- "--vconsole" <<<"$err"; then
 		ok "--vconsole '$spec': exit 2 ($err)"
@@ -46,11 +46,11 @@ echo hello-from-guest >&3
 read -r line <&3
 echo "got=$line"'
 token=pty-$RANDOM$RANDOM
-python3 - "$TARN" "$GUEST_KERNEL" "$GUEST_INITRD" "$(guest_cmdline "$script")" "$token" >"$tmp/pty" 2>&1 <<'EOF'
+python3 - "$TARN" "$BACKEND" "$GUEST_KERNEL" "$GUEST_INITRD" "$(guest_cmdline "$script")" "$token" >"$tmp/pty" 2>&1 <<'EOF'
 import os, re, select, subprocess, sys, time
 
-tarn, kernel, initrd, cmdline, token = sys.argv[1:]
-p = subprocess.Popen([tarn, "run", "--backend", "emu", "--mem", "512M", "--vconsole", "pty",
+tarn, backend, kernel, initrd, cmdline, token = sys.argv[1:]
+p = subprocess.Popen([tarn, "run", "--backend", backend, "--mem", "512M", "--vconsole", "pty",
                       "--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline],
                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 deadline = time.monotonic() + 600

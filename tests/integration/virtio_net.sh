@@ -166,10 +166,10 @@ grep "^features=" "$out" | sed 's/^/# /'
 [ $rc -eq 0 ] && ok "power-off, tarn exits 0" || not_ok "power-off" "tarn exited $rc: $(tail -3 "$out" | tr '\r\n' '  ')"
 
 # Errors the user sees: a bad MAC, an unknown key, a tap that is busy.
-err=$(timeout 20 ip netns exec "$NS" "$TARN" run --backend emu --kernel "$GUEST_KERNEL" --net "tap=$TAP,mac=zz" 2>&1)
+err=$(timeout 20 ip netns exec "$NS" "$TARN" run --backend "$BACKEND" --kernel "$GUEST_KERNEL" --net "tap=$TAP,mac=zz" 2>&1)
 [ $? -eq 2 ] && grep -q "mac=zz" <<<"$err" && ok "--net mac=zz is refused with a reason" ||
 	not_ok "--net mac=zz" "$err"
-err=$(timeout 20 ip netns exec "$NS" "$TARN" run --backend emu --kernel "$GUEST_KERNEL" --net "tap=$TAP,colour=blue" 2>&1)
+err=$(timeout 20 ip netns exec "$NS" "$TARN" run --backend "$BACKEND" --kernel "$GUEST_KERNEL" --net "tap=$TAP,colour=blue" 2>&1)
 [ $? -eq 2 ] && grep -q "unknown key 'colour'" <<<"$err" && ok "--net with an unknown key is refused" ||
 	not_ok "--net colour=blue" "$err"
 # Another process holds the tap (a tap without multi_queue takes one).
@@ -181,7 +181,7 @@ print('held', flush=True)
 time.sleep(60)" >"$work/held" &
 holder=$!
 for _ in $(seq 50); do grep -q held "$work/held" && break; sleep 0.1; done
-err=$(timeout 20 ip netns exec "$NS" "$TARN" run --backend emu --kernel "$GUEST_KERNEL" --net "tap=$TAP" 2>&1)
+err=$(timeout 20 ip netns exec "$NS" "$TARN" run --backend "$BACKEND" --kernel "$GUEST_KERNEL" --net "tap=$TAP" 2>&1)
 [ $? -eq 2 ] && grep -q "busy" <<<"$err" && ok "--net tap=NAME of a tap in use: refused, 'busy'" ||
 	not_ok "--net busy tap" "$err"
 kill $holder 2>/dev/null

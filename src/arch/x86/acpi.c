@@ -16,6 +16,7 @@
 
 #include "arch/x86/aml.h"
 #include "hw/acpi_pm.h"
+#include "hw/ioapic.h"
 #include "mem/gm.h"
 #include "pci/pci.h"
 
@@ -46,7 +47,6 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 /* The ISA IRQ the PIT's output reaches on the IOAPIC: pin 2, as on real
  * chipsets where pin 0 carries the 8259's INTR. */
 #define PIT_ISA_IRQ 0
-#define PIT_IOAPIC_PIN 2
 
 /* Legacy devices the DSDT can describe; indexed by ACPI_DEV_* bit. */
 struct legacy_dev {
@@ -391,7 +391,7 @@ static void build_madt(uint8_t *p, const struct acpi_config *cfg, const struct l
 			.length = sizeof(iso[0]),
 			.bus = 0,
 			.source = PIT_ISA_IRQ,
-			.gsi = cfg->ioapic_gsi_base + PIT_IOAPIC_PIN,
+			.gsi = cfg->ioapic_gsi_base + IOAPIC_PIT_PIN,
 			.flags = 0, /* conforms to ISA: edge, active-high */
 		},
 		{

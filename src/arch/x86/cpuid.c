@@ -68,3 +68,23 @@ int cpuid_apply_policy(struct cpuid_entry *e, int n, unsigned vcpu_id, unsigned 
 	}
 	return out;
 }
+
+const struct msr_range msr_pmu_ranges[] = {
+	{ 0x0c1, 0x0c8 },	    /* IA32_PMC0-7 */
+	{ 0x186, 0x18d },	    /* IA32_PERFEVTSEL0-7 */
+	{ 0x309, 0x30b },	    /* IA32_FIXED_CTR0-2 */
+	{ 0x345, 0x345 },	    /* IA32_PERF_CAPABILITIES */
+	{ 0x38d, 0x391 },	    /* fixed-counter control, global status/control */
+	{ 0x4c1, 0x4c8 },	    /* IA32_A_PMC0-7 */
+	{ 0xc0010000, 0xc0010007 }, /* AMD PERF_CTL0-3, PERF_CTR0-3 */
+	{ 0xc0010200, 0xc001020b }, /* AMD core PERF_CTL/CTR 0-5 */
+};
+const unsigned msr_pmu_nr_ranges = sizeof(msr_pmu_ranges) / sizeof(msr_pmu_ranges[0]);
+
+bool msr_is_pmu(uint32_t index)
+{
+	for (unsigned i = 0; i < msr_pmu_nr_ranges; i++)
+		if (index >= msr_pmu_ranges[i].first && index <= msr_pmu_ranges[i].last)
+			return true;
+	return false;
+}

@@ -700,6 +700,7 @@ static int emu_vcpu_run(struct vcpu *vcpu, struct vcpu_exit *exit)
 			pr_warn_ratelimited("emu: vcpu %d: triple fault at rip 0x%llx",
 					    vcpu->id, (unsigned long long)c->rip);
 			exit->reason = VCPU_EXIT_SHUTDOWN;
+			exit->shutdown.state_lost = false;
 			return 0;
 		}
 		break;

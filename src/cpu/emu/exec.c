@@ -11,6 +11,7 @@
  * where that is well known, else a fixed choice (documented at the helper). */
 #include <stdio.h>
 
+#include "arch/x86/cpuid.h"
 #include "core/log.h"
 #include "core/vm.h"
 #include "cpu/emu/emu_priv.h"
@@ -1282,8 +1283,9 @@ static inline __attribute__((always_inline)) void exec_0f(struct emu_cpu *c, str
 		need_cpl0(c);
 		v = ((c->r[R_RDX] & 0xffffffffULL) << 32) | (c->r[R_RAX] & 0xffffffffULL);
 		if (emu_wrmsr(c, (uint32_t)c->r[R_RCX], v) < 0) {
-			pr_warn_ratelimited("emu: wrmsr 0x%x <- 0x%llx refused (#GP)",
-					    (unsigned)c->r[R_RCX], (unsigned long long)v);
+			if (!msr_is_pmu((uint32_t)c->r[R_RCX])) /* no PMU: no warning (cpuid.h) */
+				pr_warn_ratelimited("emu: wrmsr 0x%x <- 0x%llx refused (#GP)",
+						    (unsigned)c->r[R_RCX], (unsigned long long)v);
 			emu_fault(c, EXC_GP, 0);
 		}
 		break;
@@ -1297,7 +1299,8 @@ static inline __attribute__((always_inline)) void exec_0f(struct emu_cpu *c, str
 	case 0x32: /* rdmsr */
 		need_cpl0(c);
 		if (emu_rdmsr(c, (uint32_t)c->r[R_RCX], &v) < 0) {
-			pr_warn_ratelimited("emu: rdmsr 0x%x unknown (#GP)", (unsigned)c->r[R_RCX]);
+			if (!msr_is_pmu((uint32_t)c->r[R_RCX]))
+				pr_warn_ratelimited("emu: rdmsr 0x%x unknown (#GP)", (unsigned)c->r[R_RCX]);
 			emu_fault(c, EXC_GP, 0);
 		}
 		c->r[R_RAX] = v & 0xffffffffULL;

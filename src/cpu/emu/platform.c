@@ -39,7 +39,6 @@
 #include "hw/pic.h"
 #include "hw/pit.h"
 
-#define PIT_IOAPIC_PIN 2 /* ISA IRQ 0's GSI: the MADT's interrupt source override */
 
 struct emu_platform {
 	struct vm *vm;
@@ -105,15 +104,15 @@ static void pic_intr(void *opaque, int level)
 
 static const struct pic_ops pic_ops = { .intr = pic_intr };
 
-/* tarn boots kernels directly, without firmware, so leave the 8259s as a
- * PC BIOS does: vectors 0x08 and 0x70, cascade on IRQ 2, every line masked
- * but the cascade. Linux reprograms them anyway; a guest that uses only the
- * IOAPIC (the micro-guests) must not also get ExtINTs through LINT0. */
+/* The firmware hand-off state (hw/pic.h), programmed as a BIOS does:
+ * ICW1-4, then OCW1 (the mask). */
 static void pic_firmware_setup(struct pic *pic)
 {
 	static const struct { uint16_t port; uint8_t val; } seq[] = {
-		{ 0x20, 0x11 }, { 0x21, 0x08 }, { 0x21, 0x04 }, { 0x21, 0x01 }, { 0x21, 0xfb },
-		{ 0xa0, 0x11 }, { 0xa1, 0x70 }, { 0xa1, 0x02 }, { 0xa1, 0x01 }, { 0xa1, 0xff },
+		{ 0x20, 0x11 }, { 0x21, PIC_FW_MASTER_VECTOR }, { 0x21, 0x04 }, { 0x21, 0x01 },
+		{ 0x21, PIC_FW_MASTER_IMR },
+		{ 0xa0, 0x11 }, { 0xa1, PIC_FW_SLAVE_VECTOR }, { 0xa1, 0x02 }, { 0xa1, 0x01 },
+		{ 0xa1, PIC_FW_SLAVE_IMR },
 	};
 
 	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++)
@@ -127,7 +126,7 @@ static void pit_irq(void *opaque, int level)
 	struct emu_platform *p = opaque;
 
 	pic_set_irq(&p->pic, 0, level);
-	ioapic_set_irq(&p->ioapic, PIT_IOAPIC_PIN, level);
+	ioapic_set_irq(&p->ioapic, IOAPIC_PIT_PIN, level);
 }
 
 /* Point the timerfd at the PIT's next IRQ 0 edge (or disarm it). */

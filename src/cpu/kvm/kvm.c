@@ -2,6 +2,7 @@
  * the guest: they are the fastest path on KVM and the guest programs them
  * through ACPI's MADT like on hardware. The emulator backend has userspace
  * models of the same chips. */
+#include <cpuid.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
@@ -17,6 +18,8 @@
 #include "core/log.h"
 #include "core/vm.h"
 #include "cpu/cpu.h"
+#include "hw/ioapic.h"
+#include "hw/pic.h"
 
 #define KVM_DEV "/dev/kvm"
 /* Three pages KVM needs inside the guest-physical space on Intel (real-mode
@@ -25,11 +28,24 @@
 #define KVM_TSS_ADDR 0xfeffd000ULL
 #define KVM_MAX_CPUID 256
 
+/* GSIs from here up carry MSIs for irqfds (below: the irqchip pins). */
+#define KVM_MSI_GSI_BASE IOAPIC_NR_PINS
+#define KVM_MSI_GSIS 1024
+
 struct kvm_vm {
 	int sys_fd;
 	int vm_fd;
 	int run_size;
 	struct kvm_cpuid2 *supported;
+	bool tsc_deadline; /* KVM_CAP_TSC_DEADLINE_TIMER */
+	/* The GSI routing table: the irqchip routes, then one MSI route per
+	 * irqfd (gsi KVM_MSI_GSI_BASE + i, used[i]). KVM takes the whole
+	 * table at each change. */
+	pthread_mutex_t routes_lock;
+	struct kvm_irq_routing *routes;
+	unsigned nr_chip_routes;
+	bool msi_used[KVM_MSI_GSIS];
+	struct kvm_irq_routing_msi msi[KVM_MSI_GSIS];
 };
 
 struct kvm_vcpu {
@@ -82,6 +98,172 @@ static void kvm_signal_handler(int sig)
 	/* Only interrupts KVM_RUN; immediate_exit does the rest. */
 }
 
+/* The interrupt routing of the emulator's platform (emu_platform_irq_line,
+ * pit_irq): GSI n < 16 drives PIC input n, and IOAPIC pin n, but the PIT's
+ * GSI 0 goes to pin 2 as the MADT's override says. KVM's default table
+ * sends GSI 0 to pin 0 instead. GSI 2 is the PIC cascade: no route. */
+static unsigned kvm_chip_routes(struct kvm_irq_routing_entry *e)
+{
+	unsigned n = 0;
+
+	for (unsigned gsi = 0; gsi < IOAPIC_NR_PINS; gsi++) {
+		if (gsi == IOAPIC_PIT_PIN)
+			continue;
+		if (gsi < 16)
+			e[n++] = (struct kvm_irq_routing_entry){
+				.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+				.u.irqchip = { gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE, gsi % 8 },
+			};
+		e[n++] = (struct kvm_irq_routing_entry){
+			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+			.u.irqchip = { KVM_IRQCHIP_IOAPIC, gsi ? gsi : IOAPIC_PIT_PIN },
+		};
+	}
+	return n;
+}
+
+/* Give KVM the table: the irqchip routes and every MSI route in use
+ * (routes_lock held). */
+static int kvm_commit_routes(struct kvm_vm *k)
+{
+	unsigned n = k->nr_chip_routes;
+
+	for (unsigned i = 0; i < KVM_MSI_GSIS; i++)
+		if (k->msi_used[i])
+			k->routes->entries[n++] = (struct kvm_irq_routing_entry){
+				.gsi = KVM_MSI_GSI_BASE + i, .type = KVM_IRQ_ROUTING_MSI, .u.msi = k->msi[i],
+			};
+	k->routes->nr = n;
+	if (ioctl(k->vm_fd, KVM_SET_GSI_ROUTING, k->routes) < 0)
+		return -errno;
+	return 0;
+}
+
+static int kvm_init_routes(struct kvm_vm *k)
+{
+	size_t max = 16 + IOAPIC_NR_PINS + KVM_MSI_GSIS;
+
+	k->routes = calloc(1, sizeof(*k->routes) + max * sizeof(struct kvm_irq_routing_entry));
+	if (!k->routes)
+		return -ENOMEM;
+	pthread_mutex_init(&k->routes_lock, NULL);
+	k->nr_chip_routes = kvm_chip_routes(k->routes->entries);
+	return kvm_commit_routes(k);
+}
+
+/* cpu_ops.msi_irqfd: *gsi < 0 takes a free GSI, routes it to the MSI and
+ * binds fd to it (KVM_IRQFD); otherwise re-targets *gsi's route. */
+static int kvm_msi_irqfd(struct vm *vm, int *gsi, int fd, uint64_t addr, uint32_t data)
+{
+	struct kvm_vm *k = vm->cpu_priv;
+	struct kvm_irq_routing_msi m = { .address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32),
+					 .data = data };
+	unsigned i;
+	int ret;
+
+	pthread_mutex_lock(&k->routes_lock);
+	if (*gsi >= 0) {
+		i = (unsigned)(*gsi - KVM_MSI_GSI_BASE);
+		k->msi[i] = m;
+		ret = kvm_commit_routes(k);
+		goto out;
+	}
+	for (i = 0; i < KVM_MSI_GSIS && k->msi_used[i]; i++)
+		;
+	ret = -ENOSPC;
+	if (i == KVM_MSI_GSIS)
+		goto out;
+	k->msi_used[i] = true;
+	k->msi[i] = m;
+	ret = kvm_commit_routes(k);
+	if (!ret) {
+		struct kvm_irqfd irqfd = { .fd = (uint32_t)fd, .gsi = KVM_MSI_GSI_BASE + i };
+
+		if (ioctl(k->vm_fd, KVM_IRQFD, &irqfd) < 0)
+			ret = -errno;
+	}
+	if (ret) {
+		k->msi_used[i] = false;
+		(void)kvm_commit_routes(k);
+		goto out;
+	}
+	*gsi = (int)(KVM_MSI_GSI_BASE + i);
+out:
+	pthread_mutex_unlock(&k->routes_lock);
+	return ret;
+}
+
+static void kvm_msi_irqfd_release(struct vm *vm, int gsi, int fd)
+{
+	struct kvm_vm *k = vm->cpu_priv;
+	struct kvm_irqfd irqfd = { .fd = (uint32_t)fd, .gsi = (uint32_t)gsi, .flags = KVM_IRQFD_FLAG_DEASSIGN };
+
+	pthread_mutex_lock(&k->routes_lock);
+	(void)ioctl(k->vm_fd, KVM_IRQFD, &irqfd);
+	k->msi_used[gsi - KVM_MSI_GSI_BASE] = false;
+	(void)kvm_commit_routes(k);
+	pthread_mutex_unlock(&k->routes_lock);
+}
+
+/* KVM's PIC starts as after a reset (vector base 0, nothing masked); give
+ * it the firmware hand-off state the emulator's PIC has (hw/pic.h). */
+static int kvm_pic_firmware_setup(int vm_fd)
+{
+	static const struct { uint32_t id; uint8_t vector, imr; } chips[] = {
+		{ KVM_IRQCHIP_PIC_MASTER, PIC_FW_MASTER_VECTOR, PIC_FW_MASTER_IMR },
+		{ KVM_IRQCHIP_PIC_SLAVE, PIC_FW_SLAVE_VECTOR, PIC_FW_SLAVE_IMR },
+	};
+
+	for (size_t i = 0; i < sizeof(chips) / sizeof(chips[0]); i++) {
+		struct kvm_irqchip chip = { .chip_id = chips[i].id };
+
+		if (ioctl(vm_fd, KVM_GET_IRQCHIP, &chip) < 0)
+			return -errno;
+		chip.chip.pic.irq_base = chips[i].vector;
+		chip.chip.pic.imr = chips[i].imr;
+		chip.chip.pic.init_state = 0;
+		chip.chip.pic.init4 = 1;
+		if (ioctl(vm_fd, KVM_SET_IRQCHIP, &chip) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+/* The MSR policy on KVM, as on the emulator (arch/x86/cpuid.h): no PMU --
+ * KVM's virtual one switched off (KVM_CAP_PMU_CAPABILITY) and the counter
+ * MSRs filtered to tarn (KVM_X86_SET_MSR_FILTER), since KVM would take
+ * writes to AMD's legacy counters and log "Unhandled WRMSR" in the host's
+ * kernel log for every guest whose perf probes one -- and every MSR KVM
+ * does not know exits to tarn too (KVM_CAP_X86_USER_SPACE_MSR). tarn
+ * answers both with #GP, as hardware does. Kernels without these
+ * capabilities keep KVM's own behaviour. */
+static void kvm_msr_policy(int vm_fd)
+{
+	static uint8_t deny[64]; /* all zero: each bit denies one MSR */
+	struct kvm_enable_cap pmu = { .cap = KVM_CAP_PMU_CAPABILITY, .args[0] = KVM_PMU_CAP_DISABLE };
+	struct kvm_enable_cap msr = { .cap = KVM_CAP_X86_USER_SPACE_MSR,
+				      .args[0] = KVM_MSR_EXIT_REASON_UNKNOWN | KVM_MSR_EXIT_REASON_FILTER };
+	struct kvm_msr_filter f = { .flags = KVM_MSR_FILTER_DEFAULT_ALLOW };
+
+	if (ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_PMU_CAPABILITY) > 0 && ioctl(vm_fd, KVM_ENABLE_CAP, &pmu) < 0)
+		pr_debug("KVM: cannot switch the virtual PMU off: %s", strerror(errno));
+	if (ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_X86_USER_SPACE_MSR) <= 0 ||
+	    ioctl(vm_fd, KVM_ENABLE_CAP, &msr) < 0) {
+		pr_debug("KVM: MSRs stay KVM's: %s", strerror(errno));
+		return;
+	}
+	for (unsigned i = 0; i < msr_pmu_nr_ranges && i < KVM_MSR_FILTER_MAX_RANGES; i++)
+		f.ranges[i] = (struct kvm_msr_filter_range){
+			.flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE,
+			.nmsrs = msr_pmu_ranges[i].last - msr_pmu_ranges[i].first + 1,
+			.base = msr_pmu_ranges[i].first,
+			.bitmap = deny,
+		};
+	if (ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_X86_MSR_FILTER) <= 0 ||
+	    ioctl(vm_fd, KVM_X86_SET_MSR_FILTER, &f) < 0)
+		pr_debug("KVM: PMU MSRs stay KVM's: %s", strerror(errno));
+}
+
 static int kvm_vm_init(struct vm *vm)
 {
 	struct kvm_vm *k = calloc(1, sizeof(*k));
@@ -120,6 +302,13 @@ static int kvm_vm_init(struct vm *vm)
 		pr_err("KVM VM set-up: %s", strerror(errno));
 		goto err;
 	}
+	ret = kvm_pic_firmware_setup(k->vm_fd);
+	if (!ret)
+		ret = kvm_init_routes(k);
+	if (ret) {
+		pr_err("KVM interrupt controller set-up: %s", strerror(-ret));
+		goto err;
+	}
 	for (int i = 0; i < vm->mem.nr_regions; i++) {
 		const struct gm_region *r = &vm->mem.regions[i];
 		struct kvm_userspace_memory_region mr = {
@@ -146,6 +335,8 @@ static int kvm_vm_init(struct vm *vm)
 		pr_err("KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
 		goto err;
 	}
+	k->tsc_deadline = ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+	kvm_msr_policy(k->vm_fd);
 	struct sigaction sa = { .sa_handler = kvm_signal_handler };
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGUSR1, &sa, NULL); /* no SA_RESTART: KVM_RUN returns EINTR */
@@ -157,6 +348,9 @@ err:
 	if (k->sys_fd >= 0)
 		close(k->sys_fd);
 	free(k->supported);
+	if (k->routes)
+		pthread_mutex_destroy(&k->routes_lock);
+	free(k->routes);
 	free(k);
 	return ret;
 }
@@ -170,6 +364,9 @@ static void kvm_vm_destroy(struct vm *vm)
 	close(k->vm_fd);
 	close(k->sys_fd);
 	free(k->supported);
+	if (k->routes)
+		pthread_mutex_destroy(&k->routes_lock);
+	free(k->routes);
 	free(k);
 	vm->cpu_priv = NULL;
 }
@@ -278,6 +475,11 @@ static int kvm_set_cpuid(struct vcpu *vcpu)
 		e[i] = (struct cpuid_entry){ s->function, s->index,
 					     s->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX ? CPUID_FLAG_INDEXED : 0,
 					     s->eax, s->ebx, s->ecx, s->edx };
+		/* KVM emulates the LAPIC's TSC-deadline mode on every host but
+		 * leaves the bit out of KVM_GET_SUPPORTED_CPUID where the host
+		 * CPU lacks it (KVM API: KVM_CAP_TSC_DEADLINE_TIMER). */
+		if (s->function == 1 && k->tsc_deadline)
+			e[i].ecx |= CPUID_1_ECX_TSC_DEADLINE;
 	}
 	n = cpuid_apply_policy(e, n, (unsigned)vcpu->id, (unsigned)vcpu->vm->nr_vcpus);
 	c = calloc(1, sizeof(*c) + (size_t)n * sizeof(struct kvm_cpuid_entry2));
@@ -396,11 +598,52 @@ static int kvm_set_state(struct vcpu *vcpu, const struct x86_state *st)
 	return 0;
 }
 
+/* On AMD, KVM answers a triple fault by re-initialising the vCPU, since the
+ * VMCB is undefined after a SHUTDOWN intercept (Linux arch/x86/kvm/svm/
+ * svm.c, shutdown_interception): the registers read back as after INIT,
+ * not as at the crash. VMX keeps them. */
+static bool kvm_shutdown_state_lost(int fd)
+{
+	unsigned a, b, c, d;
+	struct kvm_regs r;
+	struct kvm_sregs s;
+
+	if (!__get_cpuid(0, &a, &b, &c, &d) ||
+	    !((b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163) || /* AuthenticAMD */
+	      (b == 0x6f677948 && d == 0x6e65476e && c == 0x656e6975)))  /* HygonGenuine */
+		return false;
+	if (ioctl(fd, KVM_GET_REGS, &r) < 0 || ioctl(fd, KVM_GET_SREGS, &s) < 0)
+		return true;
+	return r.rip == 0xfff0 && s.cs.selector == 0xf000;
+}
+
+/* KVM gave up on the guest. An emulation failure names the instruction
+ * KVM's emulator could not run (when KVM reports its bytes): the first
+ * thing to look at, e.g. a software KVM that emulates what hardware runs. */
+static void kvm_describe_internal_error(const struct kvm_run *run, char *msg, size_t len)
+{
+	const __typeof__(run->emulation_failure) *ef = &run->emulation_failure;
+	int n;
+
+	if (run->internal.suberror != KVM_INTERNAL_ERROR_EMULATION) {
+		snprintf(msg, len, "KVM internal error (suberror %u)", run->internal.suberror);
+		return;
+	}
+	n = snprintf(msg, len, "KVM internal error: its instruction emulator failed");
+	if (ef->ndata >= 3 && (ef->flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) &&
+	    ef->insn_size <= sizeof(ef->insn_bytes)) {
+		n += snprintf(msg + n, len - (size_t)n, " on the instruction");
+		for (unsigned i = 0; i < ef->insn_size && (size_t)n + 4 < len; i++)
+			n += snprintf(msg + n, len - (size_t)n, " %02x", ef->insn_bytes[i]);
+	}
+}
+
 static int kvm_vcpu_run(struct vcpu *vcpu, struct vcpu_exit *exit)
 {
 	struct kvm_vcpu *v = vcpu->priv;
 	struct kvm_run *run = v->run;
 
+again:
 	if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 		if (errno == EINTR || errno == EAGAIN) {
 			__atomic_store_n(&run->immediate_exit, 0, __ATOMIC_RELAXED);
@@ -428,8 +671,19 @@ static int kvm_vcpu_run(struct vcpu *vcpu, struct vcpu_exit *exit)
 	case KVM_EXIT_HLT:
 		exit->reason = VCPU_EXIT_HLT;
 		return 0;
+	case KVM_EXIT_X86_RDMSR:
+	case KVM_EXIT_X86_WRMSR:
+		/* An MSR KVM does not know (kvm_msr_policy): #GP, as the
+		 * emulator answers one outside its model (cpuid.h). */
+		if (!msr_is_pmu(run->msr.index))
+			pr_warn_ratelimited("vCPU %d: %s 0x%x: unknown MSR (#GP)", vcpu->id,
+					    run->exit_reason == KVM_EXIT_X86_RDMSR ? "rdmsr" : "wrmsr",
+					    run->msr.index);
+		run->msr.error = 1;
+		goto again;
 	case KVM_EXIT_SHUTDOWN:
 		exit->reason = VCPU_EXIT_SHUTDOWN;
+		exit->shutdown.state_lost = kvm_shutdown_state_lost(v->fd);
 		return 0;
 	case KVM_EXIT_INTR:
 		exit->reason = VCPU_EXIT_INTR;
@@ -446,8 +700,7 @@ static int kvm_vcpu_run(struct vcpu *vcpu, struct vcpu_exit *exit)
 		return 0;
 	case KVM_EXIT_INTERNAL_ERROR:
 		exit->reason = VCPU_EXIT_ERROR;
-		snprintf(exit->error.msg, sizeof(exit->error.msg),
-			 "KVM internal error (suberror %u)", run->internal.suberror);
+		kvm_describe_internal_error(run, exit->error.msg, sizeof(exit->error.msg));
 		return 0;
 	default:
 		exit->reason = VCPU_EXIT_ERROR;
@@ -497,6 +750,23 @@ static int kvm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
 	return 0;
 }
 
+/* KVM_IOEVENTFD (KVM API 4.59): MMIO writes of len bytes at gpa, any
+ * value, signal fd inside KVM_RUN. */
+static int kvm_ioeventfd(struct vm *vm, uint64_t gpa, unsigned len, int fd, bool assign)
+{
+	struct kvm_vm *k = vm->cpu_priv;
+	struct kvm_ioeventfd io = {
+		.addr = gpa,
+		.len = len,
+		.fd = fd,
+		.flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN,
+	};
+
+	if (ioctl(k->vm_fd, KVM_IOEVENTFD, &io) < 0)
+		return -errno;
+	return 0;
+}
+
 const struct cpu_ops kvm_cpu_ops = {
 	.name = "kvm",
 	.probe = kvm_probe,
@@ -511,4 +781,7 @@ const struct cpu_ops kvm_cpu_ops = {
 	.irq_line = kvm_irq_line,
 	.signal_msi = kvm_signal_msi,
 	.set_cpuid = kvm_set_cpuid,
+	.ioeventfd = kvm_ioeventfd,
+	.msi_irqfd = kvm_msi_irqfd,
+	.msi_irqfd_release = kvm_msi_irqfd_release,
 };
