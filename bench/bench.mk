@@ -46,6 +46,8 @@ bench: $(BENCH_GUEST) $(BENCH_INT_GUEST) $(GUEST_KERNEL) $(GUEST_INITRD)
 	$(Q)$(BENCH_PYTHON) bench/io.py --tarn $(BIN) --kernel $(GUEST_KERNEL) \
 		--initrd $(GUEST_INITRD) --cmdline "$(GUEST_CMDLINE)" \
 		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
+	$(Q)test -e $(BENCH_UNBUILT) || bench/kvm.sh $(abspath $(BIN)) $(abspath $(GUEST_KERNEL)) \
+		$(abspath $(GUEST_INITRD)) "$(GUEST_CMDLINE)" $(abspath $(BENCH_GUEST))
 
 bench-guest: $(BENCH_GUEST) $(BENCH_INT_GUEST)
 

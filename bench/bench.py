@@ -366,7 +366,19 @@ def guest_arg_parser(description, what, runs, timeout):
     return ap
 
 
-def kvm_usable():
+def kvm_usable(tarn=None):
+    """None when KVM can run the benchmark guests, else why not. Where tarn
+    is built its own probe decides (`tarn probe kvm`, the one the tests use):
+    PVM, a software KVM that runs only kernels built as PVM guests, does
+    not count. Without tarn: /dev/kvm must open and speak API 12."""
+    if tarn and os.access(tarn, os.X_OK):
+        r = subprocess.run([tarn, "probe", "kvm"], capture_output=True, text=True)
+        line = r.stdout.strip()
+        if r.returncode != 0:
+            return line.split("unusable: ", 1)[-1] or "tarn probe kvm failed"
+        if line.endswith(", pvm"):
+            return "/dev/kvm is PVM, which runs only kernels built as PVM guests"
+        return None
     try:
         fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
     except OSError as e:
@@ -390,19 +402,19 @@ def side_skips(tarn_path, tarn_unbuilt, qemu_path, qemu_name, tbackend, qaccel):
         skip["tarn"] = "tarn not built"
     if not qemu_path:
         skip["qemu"] = "%s not found (apt-get install qemu-system-x86)" % qemu_name
-    why = kvm_usable()
+    why = kvm_usable(tarn_path)
     for side, acc in (("tarn", tbackend), ("qemu", qaccel)):
         if acc == "kvm" and why:
             skip[side] = skip[side] or why
     return skip
 
 
-def choose_pair(spec):
-    """BENCH_ACCEL -> (qemu accel, tarn backend). Empty: kvm when /dev/kvm
-    works, else the software pair tcg/emu. 'kvm', 'tcg' or 'emu' name a
-    pair; 'QEMU/TARN' (e.g. tcg/kvm) names each side."""
+def choose_pair(spec, tarn=None):
+    """BENCH_ACCEL -> (qemu accel, tarn backend). Empty: kvm when KVM is
+    usable (kvm_usable), else the software pair tcg/emu. 'kvm', 'tcg' or
+    'emu' name a pair; 'QEMU/TARN' (e.g. tcg/kvm) names each side."""
     if not spec:
-        return ("kvm", "kvm") if kvm_usable() is None else ("tcg", "emu")
+        return ("kvm", "kvm") if kvm_usable(tarn) is None else ("tcg", "emu")
     if "/" in spec:
         q, t = spec.split("/", 1)
         return q, t
@@ -499,7 +511,7 @@ def main():
         sys.exit("bench: no guest at %s (make bench builds it)" % a.guest)
     signal.signal(signal.SIGALRM, _on_alarm)
 
-    qaccel, tbackend = choose_pair(a.accel)
+    qaccel, tbackend = choose_pair(a.accel, os.path.abspath(a.tarn))
     tag = "[tarn=%s qemu=%s]" % (tbackend, qaccel)
     guest = os.path.abspath(a.guest)
 
@@ -514,7 +526,7 @@ def main():
     if not qemu_path:
         qskip = "%s not found (apt-get install qemu-system-x86)" % a.qemu
     if "kvm" in (qaccel, tbackend):
-        why = kvm_usable()
+        why = kvm_usable(tarn_path)
         if why and qaccel == "kvm":
             qskip = qskip or "accel kvm: " + why
         if why and tbackend == "kvm":

@@ -48,7 +48,7 @@ def main():
     a = ap.parse_args()
     b.TIMEOUT = max(a.timeout, 1.0)
     signal.signal(signal.SIGALRM, b._on_alarm)
-    qaccel, tbackend = b.choose_pair(a.accel)
+    qaccel, tbackend = b.choose_pair(a.accel, os.path.abspath(a.tarn))
     tag = "[tarn=%s qemu=%s]" % (tbackend, qaccel)
     insns = guest_insns(a.guest)
     guest, empty = os.path.abspath(a.guest), os.path.abspath(a.empty)

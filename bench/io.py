@@ -197,7 +197,7 @@ def main():
     for f in (a.kernel, a.initrd):
         if not os.path.isfile(f):
             sys.exit("bench: %s missing (make guest)" % f)
-    qaccel, tbackend = b.choose_pair(a.accel)
+    qaccel, tbackend = b.choose_pair(a.accel, os.path.abspath(a.tarn))
     tag = "[tarn=%s qemu=%s]" % (tbackend, qaccel)
     qemu_path = shutil.which(a.qemu)
     tarn_path = os.path.abspath(a.tarn)

@@ -35,6 +35,8 @@ static const char run_usage[] =
 	"                    [,offload=on|csum|off] (repeatable; dev.net.N)\n"
 	"  --rng             add a virtio-rng device fed by getrandom(2) (dev.rng = on)\n"
 	"  --vconsole SPEC   add a virtio-console (hvc0): pty or file=PATH (dev.console)\n"
+	"  --ioeventfd on|off  KVM: virtio kicks through ioeventfds to per-device I/O\n"
+	"                    threads (vm.ioeventfd; default off, experimental: README)\n"
 	"  --config FILE     read options as dotted keys (vm.mem = 1G, boot.kernel = ...)\n"
 	"  -v, --verbose     log more (twice for debug)\n"
 	"  -h, --help        this text\n"
@@ -72,6 +74,7 @@ static const struct option run_opts[] = {
 	{ "net", required_argument, NULL, 'N' },
 	{ "rng", no_argument, NULL, 'R' },
 	{ "vconsole", required_argument, NULL, 'C' },
+	{ "ioeventfd", required_argument, NULL, 'E' },
 	{ "config", required_argument, NULL, 'f' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -84,7 +87,7 @@ static const struct {
 } opt_keys[] = {
 	{ 'k', "boot.kernel" }, { 'i', "boot.initrd" }, { 'c', "boot.cmdline" },
 	{ 'm', "vm.mem" },	{ 'p', "vm.cpus" },	{ 'b', "vm.backend" },
-	{ 'u', "boot.unpack" },	{ 'C', "dev.console" },
+	{ 'u', "boot.unpack" },	{ 'C', "dev.console" }, { 'E', "vm.ioeventfd" },
 };
 
 static void set_or_die(struct config *c, const char *key, const char *val)
@@ -142,6 +145,7 @@ static void config_to_vm(const struct config *c, struct vm_config *vc)
 	const char *cpus = config_get(c, "vm.cpus");
 	const char *unpack = config_get(c, "boot.unpack");
 	const char *rng = config_get(c, "dev.rng");
+	const char *ioeventfd = config_get(c, "vm.ioeventfd");
 	uint64_t v;
 
 	memset(vc, 0, sizeof(*vc));
@@ -165,6 +169,9 @@ static void config_to_vm(const struct config *c, struct vm_config *vc)
 	if (rng && strcmp(rng, "on") && strcmp(rng, "off"))
 		die("dev.rng = %s: expected on or off", rng);
 	vc->nr_rng = rng && !strcmp(rng, "on");
+	if (ioeventfd && strcmp(ioeventfd, "on") && strcmp(ioeventfd, "off"))
+		die("--ioeventfd %s: expected on or off", ioeventfd);
+	vc->ioeventfd = ioeventfd && !strcmp(ioeventfd, "on");
 	vc->nr_disks = get_indexed(c, "dev.disk", VM_MAX_DISKS, vc->disks);
 	vc->nr_nets = get_indexed(c, "dev.net", VM_MAX_NETS, vc->nets);
 	vc->vconsole = config_get(c, "dev.console");

@@ -242,7 +242,7 @@ int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
 
 int vm_ioeventfd(struct vm *vm, uint64_t gpa, unsigned len, int fd, bool assign)
 {
-	if (!vm->cpu || !vm->cpu->ioeventfd)
+	if (!vm->cfg.ioeventfd || !vm->cpu || !vm->cpu->ioeventfd)
 		return -ENOSYS;
 	return vm->cpu->ioeventfd(vm, gpa, len, fd, assign);
 }

@@ -48,6 +48,9 @@ struct vm_config {
 	const char *nets[VM_MAX_NETS]; /* --net */
 	int nr_nets;
 	const char *vconsole; /* --vconsole: pty or file=PATH, NULL for none */
+	/* KVM: deliver virtio kicks through ioeventfds to the devices' I/O
+	 * threads (virtio_pci.h). Off by default: see README "Devices". */
+	bool ioeventfd;
 };
 
 struct vcpu {
@@ -111,7 +114,8 @@ int vm_irq_line(struct vm *vm, unsigned gsi, int level);
 int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data);
 
 /* Have guest writes of len bytes to gpa signal eventfd fd without an exit
- * (cpu_ops.ioeventfd), or stop that: -ENOSYS where the backend cannot. */
+ * (cpu_ops.ioeventfd), or stop that: -ENOSYS where the backend cannot or
+ * the VM's configuration does not ask for it (vm_config.ioeventfd). */
 int vm_ioeventfd(struct vm *vm, uint64_t gpa, unsigned len, int fd, bool assign);
 
 /* An MSI the backend sends whenever fd is written (cpu_ops.msi_irqfd). */

@@ -71,6 +71,7 @@ expect "--mem larger than the host" "larger than this host" --kernel "$tmp/text"
 expect "--mem not a size" "not a size" --kernel "$tmp/text" --mem lots
 expect "--cpus 0" "between 1 and" --kernel "$tmp/text" --cpus 0
 expect "unknown backend" "unknown backend" --kernel "$tmp/text" --backend xen
+expect "--ioeventfd maybe" "expected on or off" --kernel "$tmp/text" --ioeventfd maybe
 # Without /dev/kvm: where the host has one, hide it in a mount namespace
 # (an empty /dev) for this one command.
 EXPECT_WRAP=()

@@ -8,9 +8,9 @@
 # runs COMMAND as root with /dev/kvm, in this directory, on this host's
 # own file system: the host's / is shared read-only over virtio-9p, with
 # a fresh /run (tmpfs) and /tmp (ext4 on a RAM disk); writes there stay
-# inside the VM. COMMAND's
-# standard output goes to --tap FILE (or this terminal), its standard error
-# and L1's console to WORK/l1.log. Without COMMAND: an interactive shell.
+# inside the VM. COMMAND's standard output goes to --tap FILE at the end, or
+# to this terminal as it comes; its standard error and L1's console go to
+# WORK/l1.log. Without COMMAND: an interactive shell.
 #
 #   --work DIR     cache and logs (default build/nested): the kernel package
 #                  (apt-get download), its modules, the L1 initramfs
@@ -123,14 +123,19 @@ if [ $mode = shell ]; then
 	timeout --foreground "$TIMEOUT" "${QEMU[@]}"
 	rc=$?
 else
-	timeout "$TIMEOUT" "${QEMU[@]}" </dev/null >"$WORK/l1.log" 2>&1
-	rc=$?
-	cat "$RUN/err" >>"$WORK/l1.log" 2>/dev/null
+	timeout "$TIMEOUT" "${QEMU[@]}" </dev/null >"$WORK/l1.log" 2>&1 &
+	qpid=$!
 	if [ -n "$TAP" ]; then
+		wait $qpid
+		rc=$?
 		cat "$RUN/out" >"$TAP" 2>/dev/null
 	else
-		cat "$RUN/out" 2>/dev/null
+		# Pass COMMAND's output on as it comes (long benchmarks).
+		tail -n +1 -F --pid=$qpid "$RUN/out" 2>/dev/null
+		wait $qpid
+		rc=$?
 	fi
+	cat "$RUN/err" >>"$WORK/l1.log" 2>/dev/null
 fi
 if [ $rc -eq 124 ]; then
 	log "the nested VM ran past $TIMEOUT s; its console: $WORK/l1.log"

@@ -88,7 +88,7 @@ esac
 echo "# the KVM suite runs in a nested VM: this host's /dev/kvm cannot run Linux (${probe#kvm: })"
 tap=$(mktemp)
 trap 'rm -f "$tap"' EXIT
-tests/nested/bed.sh --work "$O_ABS/nested" --tap "$tap" -- \
+tests/nested/bed.sh --work "$O_ABS/nested" --timeout 900 --tap "$tap" -- \
 	env O="$O_ABS" TARN_REQUIRE_KVM=1 tests/nested/kvm_suite.sh --direct
 rc=$?
 run_tap nested cat "$tap"
