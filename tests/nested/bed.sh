@@ -102,6 +102,7 @@ fi
 # second, writable 9p share (WORK/run) ----
 RUN=$WORK/run
 rm -rf "$RUN" && mkdir -p "$RUN" || exit 125
+echo "$PWD" >"$RUN/workdir"
 {
 	printf 'cd %q\n' "$PWD"
 	printf 'export PATH=%q\n' "$PATH"
