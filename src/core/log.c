@@ -29,26 +29,35 @@ void log_msg(enum log_level lvl, const char *file, int line, const char *fmt, ..
 		fprintf(stderr, "tarn: %s: %s\n", level_names[lvl], buf);
 }
 
-#define RATELIMIT_BURST 10
-#define RATELIMIT_WINDOW_NS 1000000000ULL
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t (*ratelimit_clock)(void) = monotonic_ns;
+
+void log_set_ratelimit_clock(uint64_t (*now_ns)(void))
+{
+	ratelimit_clock = now_ns ? now_ns : monotonic_ns;
+}
 
 bool ratelimit_ok(struct ratelimit *rl)
 {
-	struct timespec ts;
-	uint64_t now;
+	uint64_t now = ratelimit_clock();
 	bool ok;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 	/* Racy across threads by design: worst case a few extra lines. */
-	if (now - rl->window_start_ns >= RATELIMIT_WINDOW_NS) {
+	if (now - rl->window_start_ns >= LOG_RATELIMIT_WINDOW_NS) {
 		if (rl->suppressed && log_threshold >= LOG_WARN)
 			fprintf(stderr, "tarn: warning: %u similar messages suppressed\n", rl->suppressed);
 		rl->window_start_ns = now;
 		rl->printed = 0;
 		rl->suppressed = 0;
 	}
-	ok = rl->printed < RATELIMIT_BURST;
+	ok = rl->printed < LOG_RATELIMIT_BURST;
 	if (ok)
 		rl->printed++;
 	else

@@ -14,13 +14,23 @@ void log_msg(enum log_level lvl, const char *file, int line, const char *fmt, ..
 	__attribute__((format(printf, 4, 5)));
 
 /* Token bucket shared by all call sites of one rate-limit state. Returns true
- * when a line may be printed now. */
+ * when a line may be printed now: at most LOG_RATELIMIT_BURST per window of
+ * LOG_RATELIMIT_WINDOW_NS. The first call in a later window first prints
+ * "tarn: warning: N similar messages suppressed" for the N refused before. */
+#define LOG_RATELIMIT_BURST 10
+#define LOG_RATELIMIT_WINDOW_NS 1000000000ULL
 struct ratelimit {
 	uint64_t window_start_ns;
 	unsigned printed;
 	unsigned suppressed;
 };
 bool ratelimit_ok(struct ratelimit *rl);
+
+/* For tests: the rate limiter's windows run on now_ns() instead of
+ * CLOCK_MONOTONIC (NULL restores it), so a test decides when one ends and
+ * checks the limit exactly, however slow the host. Call it before any
+ * thread logs; now_ns is called from any thread. */
+void log_set_ratelimit_clock(uint64_t (*now_ns)(void));
 
 #define pr_err(...) log_msg(LOG_ERR, __FILE__, __LINE__, __VA_ARGS__)
 #define pr_warn(...) log_msg(LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)

@@ -6,7 +6,9 @@
  * after the reset A is brought up again from scratch and works. The legal
  * oddities (zero-length buffers, notifies to queues never enabled, writes
  * outside the registers) must leave A running untouched. One SYNC per case:
- * args = case, A's device_status; the host checks the warning tarn logged. */
+ * args = case, A's device_status; the host checks the warning tarn logged.
+ * The malformed cases outnumber the log's burst: the host also checks the
+ * ones past it (lib/virtio.h, HOSTILE_AGAIN). */
 #include "lib/virtio.h"
 
 #define QSIZE 8
@@ -208,8 +210,45 @@ static void run_case(enum hostile_case c)
 		stray_writes();
 		break;
 	case HOSTILE_NR_CASES:
+	case HOSTILE_AGAIN:
 		break;
 	}
+}
+
+/* Case c against A (on a fresh ring, but for the cases that set A up
+ * themselves), then a round of the disk's sector n; returns A's status. */
+static uint8_t one_case(enum hostile_case c, unsigned n)
+{
+	int legal = c >= HOSTILE_ZERO_LEN;
+	uint16_t used = 0;
+	uint8_t st;
+
+	if (c != HOSTILE_NOTIFY && c != HOSTILE_QUEUE_SIZE3) {
+		bring_up(&a, &qa, ring_a, QSIZE);
+		GUEST_ASSERT(a.features & 1ULL << VIRTIO_F_INDIRECT_DESC);
+		good_request(&qa);
+		used = virtq_used_idx(&qa);
+	}
+	run_case(c);
+	st = virtio_status(&a);
+	/* The case number rides along in both values of a failed check. */
+	GUEST_ASSERT_EQ(c << 8 | st, c << 8 | (legal ? STATUS_OK : STATUS_OK | VIRTIO_NEEDS_RESET));
+	if (legal) {
+		good_request(&qa);
+	} else {
+		/* Nothing completed, and the queue stays stopped. */
+		GUEST_ASSERT_EQ(c << 16 | virtq_used_idx(&qa), c << 16 | used);
+		if (c != HOSTILE_QUEUE_SIZE3) {
+			struct virtq_used_elem e;
+
+			offer_one(bufp(0), 16, W);
+			GUEST_ASSERT_EQ(c << 8 | virtq_poll_for(&qa, &e, 1000), c << 8);
+		}
+	}
+	/* The other device never noticed. */
+	disk_round(n);
+	GUEST_ASSERT_EQ(virtio_status(&b), STATUS_OK);
+	return st;
 }
 
 void guest_main(unsigned cpu, uint64_t arg)
@@ -220,39 +259,18 @@ void guest_main(unsigned cpu, uint64_t arg)
 	disk_round(HOSTILE_DISK_SECTORS - 1);
 
 	for (unsigned c = 0; c < HOSTILE_NR_CASES; c++) {
-		int legal = c >= HOSTILE_ZERO_LEN;
-		uint16_t used = 0; /* on a fresh ring for the cases that set A up themselves */
-		uint8_t st;
-
-		if (c != HOSTILE_NOTIFY && c != HOSTILE_QUEUE_SIZE3) {
-			bring_up(&a, &qa, ring_a, QSIZE);
-			GUEST_ASSERT(a.features & 1ULL << VIRTIO_F_INDIRECT_DESC);
-			good_request(&qa);
-			used = virtq_used_idx(&qa);
-		}
-		run_case(c);
-		st = virtio_status(&a);
-		/* The case number rides along in both values of a failed check. */
-		GUEST_ASSERT_EQ(c << 8 | st, c << 8 | (legal ? STATUS_OK : STATUS_OK | VIRTIO_NEEDS_RESET));
-		if (legal) {
-			good_request(&qa);
-		} else {
-			/* Nothing completed, and the queue stays stopped. */
-			GUEST_ASSERT_EQ(c << 16 | virtq_used_idx(&qa), c << 16 | used);
-			if (c != HOSTILE_QUEUE_SIZE3) {
-				struct virtq_used_elem e;
-
-				offer_one(bufp(0), 16, W);
-				GUEST_ASSERT_EQ(c << 8 | virtq_poll_for(&qa, &e, 1000), c << 8);
-			}
-		}
-		/* The other device never noticed. */
-		disk_round(c + 1);
-		GUEST_ASSERT_EQ(virtio_status(&b), STATUS_OK);
-		GUEST_SYNC(c, st);
+		GUEST_SYNC(c, one_case(c, c + 1));
 		virtio_reset(&a);
 	}
 	/* A works again after the last reset. */
+	bring_up(&a, &qa, ring_a, QSIZE);
+	good_request(&qa);
+	/* The host starts a new window of its log's rate limiter. */
+	GUEST_SYNC(HOSTILE_NR_CASES, virtio_status(&a));
+	/* Past the burst, the first malformed queue is still caught and
+	 * named, after the count of the warnings that were not. */
+	GUEST_SYNC(HOSTILE_AGAIN, one_case(HOSTILE_LOOP, HOSTILE_NR_CASES + 1));
+	virtio_reset(&a);
 	bring_up(&a, &qa, ring_a, QSIZE);
 	good_request(&qa);
 }

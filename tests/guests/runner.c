@@ -11,7 +11,11 @@
  * "not ok ... # TODO" on that KVM only.
  *
  * tarn's log lines (core/log.c writes them to stderr) are captured per test,
- * for checks on what a user would read, and echoed as TAP comments.
+ * for checks on what a user would read, and echoed as TAP comments. Its
+ * rate limiter runs on a clock of the runner's, which each test starts in a
+ * new window and some tests move, so the limit is checked exactly.
+ *
+ * Timers are checked against the host's clock (check_took).
  *
  * Built with RUNNER_SAN_ONLY (runner-san, tarn under ASan + UBSan, see
  * guests.mk) it runs by default only the tests marked .sanitized: a
@@ -22,13 +26,17 @@
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/vm.h"
+#include "hw/lapic.h"
+#include "hw/pit.h"
 #include "hw/uart8250.h"
 #include "pci/pci.h"
 #include "virtio/virtio_pci.h"
@@ -48,6 +56,8 @@ struct ctx {
 	int syncs;
 	int dones;
 	uint64_t sync_args[VM_MAX_CPUS][4];
+	uint64_t sync_ns[VM_MAX_CPUS]; /* when each SYNC came (CLOCK_MONOTONIC) */
+	time_t start;		       /* wall-clock time before the guest ran */
 	int console_rd; /* read end of the guest's console */
 	/* port-I/O test device state */
 	uint32_t io_reg;
@@ -63,6 +73,7 @@ struct ctx {
 	size_t log_len;
 	size_t log_seen; /* bytes of it the test has looked at */
 	int warnings;	 /* virtio warnings counted so far */
+	unsigned dropped; /* warnings the log's rate limiter dropped so far */
 	char disk[64];	 /* a scratch disk image, removed after the test */
 };
 
@@ -119,6 +130,77 @@ static void fail(struct ctx *c, const char *fmt, ...)
 			     __LINE__, #a, #b, a_, b_);                       \
 	} while (0)
 
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- tarn's log (see run_one) ---- */
+
+/* The rate limiter's clock (log_set_ratelimit_clock): it stands still
+ * unless a test moves it, and each test starts a new window, so every
+ * window holds exactly the warnings the test made in it. It starts far
+ * from 0, where a limiter's state says its last window began, as
+ * CLOCK_MONOTONIC does on any host that has been up a while. */
+static _Atomic uint64_t log_clock_ns = 1000 * LOG_RATELIMIT_WINDOW_NS;
+
+static uint64_t log_clock(void)
+{
+	return atomic_load(&log_clock_ns);
+}
+
+static void log_clock_advance(uint64_t ns)
+{
+	atomic_fetch_add(&log_clock_ns, ns);
+}
+
+/* The next complete line of tarn's log that mentions what and that the
+ * test has not looked at, into line; false when there is none. Caller
+ * holds c->lock. */
+static bool next_log_line(struct ctx *c, const char *what, char *line, size_t len)
+{
+	for (;;) {
+		const char *start = c->log + c->log_seen, *nl = memchr(start, '\n', c->log_len - c->log_seen);
+
+		if (!nl)
+			return false;
+		snprintf(line, len, "%.*s", (int)(nl - start), start);
+		c->log_seen += (size_t)(nl - start) + 1;
+		if (strstr(line, what))
+			return true;
+	}
+}
+
+#define LOG_LINE 256
+#define MAX_LINES 16
+
+/* The lines of tarn's log that mention what and that the test has not
+ * looked at: the first MAX_LINES into lines; returns how many there were. */
+static int new_log_lines(struct ctx *c, const char *what, char (*lines)[LOG_LINE])
+{
+	char line[LOG_LINE];
+	int n = 0;
+
+	pthread_mutex_lock(&c->lock);
+	while (next_log_line(c, what, line, sizeof(line))) {
+		if (n < MAX_LINES)
+			memcpy(lines[n], line, sizeof(line));
+		n++;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+/* The line tarn prints, in the first call of a window, for the warnings
+ * the rate limiter dropped in the last one (core/log.c). */
+static void suppressed_line(char *buf, size_t len, unsigned n)
+{
+	snprintf(buf, len, "tarn: warning: %u similar messages suppressed", n);
+}
+
 /* ---- the ucall port: guest memory is read through the checked API ---- */
 
 static void ucall_read(void *opaque, uint64_t off, void *data, unsigned len)
@@ -146,8 +228,10 @@ static void ucall_write(void *opaque, uint64_t off, const void *data, unsigned l
 	switch (uc.cmd) {
 	case UCALL_SYNC:
 		pthread_mutex_lock(&c->lock);
-		if (c->syncs < VM_MAX_CPUS)
+		if (c->syncs < VM_MAX_CPUS) {
 			memcpy(c->sync_args[c->syncs], uc.args, sizeof(uc.args));
+			c->sync_ns[c->syncs] = monotonic_ns();
+		}
 		c->syncs++;
 		pthread_mutex_unlock(&c->lock);
 		if (c->t->on_sync)
@@ -242,6 +326,51 @@ static void sync_mmio(struct ctx *c, const struct ucall *uc)
 	CHECK_EQ(uc->args[0], 0x1122cdef5566ab88ULL);
 }
 
+/* g_mmio_unmapped: tarn names each access in a warning, at most
+ * LOG_RATELIMIT_BURST in a window of its rate limiter, whose clock the
+ * steps move, and counts those it dropped at the start of the next window.
+ * args = step, address, accesses since the last SYNC. */
+static void sync_mmio_unmapped(struct ctx *c, const struct ucall *uc)
+{
+	char lines[MAX_LINES][LOG_LINE], want[LOG_LINE];
+	uint64_t step = uc->args[0], addr = uc->args[1], accesses = uc->args[2];
+	/* Step 1 may find the count another test's accesses left behind. */
+	int n = new_log_lines(c, step == 1 ? "unmapped MMIO" : "", lines), i;
+
+	CHECK_EQ(step, c->syncs);
+	switch (step) {
+	case 1: /* the burst's lines, in the order of the writes */
+		CHECK(accesses > LOG_RATELIMIT_BURST);
+		CHECK_EQ(n, LOG_RATELIMIT_BURST);
+		for (i = 0; i < n && i < MAX_LINES; i++) {
+			snprintf(want, sizeof(want),
+				 "tarn: warning: vCPU 0: 4-byte write to unmapped MMIO at %#llx (dropped)",
+				 (unsigned long long)(addr + 4 * (uint64_t)i));
+			if (strcmp(lines[i], want))
+				fail(c, "unmapped MMIO: tarn logged \"%s\", expected \"%s\"", lines[i], want);
+		}
+		c->dropped = (unsigned)(accesses - LOG_RATELIMIT_BURST);
+		log_clock_advance(LOG_RATELIMIT_WINDOW_NS - 1);
+		break;
+	case 2: /* 1 ns before the window ends: still dropped */
+		CHECK_EQ(n, 0);
+		c->dropped += (unsigned)accesses;
+		log_clock_advance(1);
+		break;
+	case 3: /* a new window: the count, then this access */
+		CHECK_EQ(n, 2);
+		suppressed_line(want, sizeof(want), c->dropped);
+		if (n >= 1 && strcmp(lines[0], want))
+			fail(c, "unmapped MMIO: tarn logged \"%s\", expected \"%s\"", lines[0], want);
+		snprintf(want, sizeof(want),
+			 "tarn: warning: vCPU 0: 2-byte read from unmapped MMIO at %#llx (reads all-ones)",
+			 (unsigned long long)addr);
+		if (n >= 2 && strcmp(lines[1], want))
+			fail(c, "unmapped MMIO: tarn logged \"%s\", expected \"%s\"", lines[1], want);
+		break;
+	}
+}
+
 static char *read_console(struct ctx *c, char *buf, size_t len)
 {
 	ssize_t n = read(c->console_rd, buf, len - 1);
@@ -272,9 +401,78 @@ static void sync_uart_in(struct ctx *c, const struct ucall *uc)
 	CHECK_EQ(uc->args[1], 5);
 }
 
+/* ---- timers against the host's clock ----
+ * A timer guest sets a timer going right after one SYNC and reports at the
+ * next one what it asked to be timed. The host's time between the two SYNCs
+ * must be at least that, as no timer fires early (so one that fires at once
+ * fails), and not absurdly more: TIMED_LATE times it plus TIMED_SLACK_NS,
+ * for slow and nested hosts. */
+#define TIMED_MIN_NS 5000000ULL /* less, and a timer firing at once could pass */
+#define TIMED_LATE 20
+#define TIMED_SLACK_NS 1000000000ULL
+
+/* ns for n cycles of a hz clock, rounded down: never more than asked. */
+static uint64_t cycles_ns(uint64_t n, uint64_t hz)
+{
+	return (uint64_t)((unsigned __int128)n * 1000000000ULL / hz);
+}
+
+/* The host's time from the SYNC before this one to this one. */
+static uint64_t since_last_sync(struct ctx *c)
+{
+	int i = c->syncs - 1;
+
+	return i > 0 && i < VM_MAX_CPUS ? c->sync_ns[i] - c->sync_ns[i - 1] : 0;
+}
+
+/* The guest timed want_ns (at least, when early is false); the host saw took. */
+static void check_took(struct ctx *c, const char *what, uint64_t want_ns, bool early)
+{
+	uint64_t took = since_last_sync(c);
+
+	printf("# %s: %.3f ms of host time for %.3f ms\n", what, took / 1e6, want_ns / 1e6);
+	if (want_ns < TIMED_MIN_NS)
+		fail(c, "%s: timed only %.3f ms, too short to tell", what, want_ns / 1e6);
+	else if (!early && took < want_ns)
+		fail(c, "%s: fired after %.3f ms of host time, before its %.3f ms", what, took / 1e6,
+		     want_ns / 1e6);
+	else if (took > TIMED_LATE * want_ns + TIMED_SLACK_NS)
+		fail(c, "%s: took %.3f ms of host time for %.3f ms", what, took / 1e6, want_ns / 1e6);
+}
+
+/* g_lapic_timer: even steps report (bus clocks, periods): a one-shot, then
+ * periodic ticks. tarn's LAPIC and KVM's run from a 1 GHz APIC bus. */
 static void sync_lapic_timer(struct ctx *c, const struct ucall *uc)
 {
-	CHECK(uc->args[0] >= 5);
+	uint64_t step = uc->args[0];
+
+	CHECK_EQ(step, c->syncs);
+	if (step == 2 || step == 4)
+		check_took(c, step == 2 ? "LAPIC one-shot" : "LAPIC periodic",
+			   cycles_ns(uc->args[1] * uc->args[2], LAPIC_BUS_HZ), false);
+}
+
+/* g_timers_nmi: steps 2 and 4 report (PIT count, ticks) through the IOAPIC,
+ * then the PIC: all but one tick are timed, as one may have been latched
+ * before the count was written. Step 6 reports the TSC-deadline timer's
+ * cycles: the guest saw it not early on its TSC; here it is not absurdly
+ * late, at the guest's TSC rate measured over steps 1 to 4 (args[3]). */
+static void sync_timers_nmi(struct ctx *c, const struct ucall *uc)
+{
+	uint64_t step = uc->args[0], tsc_hz;
+
+	CHECK_EQ(step, c->syncs);
+	if (step == 2 || step == 4) {
+		CHECK(uc->args[2] >= 2);
+		check_took(c, step == 2 ? "PIT through the IOAPIC" : "PIT through the PIC",
+			   cycles_ns(uc->args[1] * (uc->args[2] - 1), PIT_FREQ_HZ), false);
+	} else if (step == 6) {
+		tsc_hz = (uint64_t)((unsigned __int128)(c->sync_args[3][3] - c->sync_args[0][3]) * 1000000000ULL /
+				    (c->sync_ns[3] - c->sync_ns[0]));
+		CHECK(tsc_hz > 0);
+		if (tsc_hz)
+			check_took(c, "TSC deadline", cycles_ns(uc->args[1], tsc_hz), true);
+	}
 }
 
 static void check_smp(struct ctx *c)
@@ -289,27 +487,35 @@ static void check_smp(struct ctx *c)
 	CHECK_EQ(seen, (1ULL << c->t->cpus) - 1);
 }
 
-/* The crash left the vCPU's state readable, as the dump needs, with RIP at
- * the ud2 that started it; or, on KVM on AMD, where KVM re-initialises a
- * vCPU that triple-faulted, tarn says that the registers are lost. */
+/* g_triple_fault reported where its ud2 is (and the host sees one there).
+ * The crash left the vCPU's state readable, as the dump needs, with RIP
+ * exactly at that ud2, and the dump names it; or, on KVM on AMD, where KVM
+ * re-initialises a vCPU that triple-faulted, tarn says that the registers
+ * are lost, and they read as after INIT. */
 static void check_crash(struct ctx *c)
 {
+	uint64_t ud2_at = c->sync_args[0][0];
+	uint8_t insn[2] = { 0 };
 	struct x86_state s;
-	bool lost;
+	char rip[64];
+	bool lost, said, named;
 
-	bool said;
-
+	CHECK(gm_read(&c->vm->mem, ud2_at, insn, 2) == 0 && insn[0] == 0x0f && insn[1] == 0x0b);
 	CHECK(c->vm->cpu->get_state(&c->vm->vcpus[0], &s) == 0);
+	snprintf(rip, sizeof(rip), "\n  rip %016llx ", (unsigned long long)ud2_at);
 	pthread_mutex_lock(&c->lock); /* not across CHECK: fail() takes it */
 	lost = strstr(c->log, "triple fault: the guest crashed (its registers are lost: KVM on AMD") != NULL;
 	said = lost || strstr(c->log, "triple fault: the guest crashed\n");
+	named = strstr(c->log, rip) != NULL;
 	pthread_mutex_unlock(&c->lock);
 	CHECK(said);
 	if (lost) {
 		CHECK(c->vm->cpu == &kvm_cpu_ops);
 		CHECK_EQ(s.rip, 0xfff0);
+		CHECK_EQ(s.cs.sel, 0xf000);
 	} else {
-		CHECK_EQ(s.rip, c->sync_args[0][0]);
+		CHECK_EQ(s.rip, ud2_at);
+		CHECK(named);
 	}
 }
 
@@ -361,19 +567,23 @@ static void sync_highmem(struct ctx *c, const struct ucall *uc)
 	CHECK_EQ(uc->args[0], 0x5555555555555555ULL);
 }
 
+/* The guest's reading of the RTC (date as yyyymmdd, seconds of the day,
+ * UTC) lies between the test's start and now: the second it was read. */
 static void sync_rtc(struct ctx *c, const struct ucall *uc)
 {
-	time_t now = time(NULL);
-	struct tm tm;
-	long host, guest;
+	uint64_t date = uc->args[0], secs = uc->args[1];
+	struct tm tm = {
+		.tm_year = (int)(date / 10000) - 1900, .tm_mon = (int)(date / 100 % 100) - 1,
+		.tm_mday = (int)(date % 100), .tm_hour = (int)(secs / 3600),
+		.tm_min = (int)(secs / 60 % 60), .tm_sec = (int)(secs % 60),
+	};
+	time_t guest = timegm(&tm), now = time(NULL);
 
-	gmtime_r(&now, &tm);
-	CHECK_EQ(uc->args[0], (uint64_t)(tm.tm_year + 1900) * 10000 + (uint64_t)(tm.tm_mon + 1) * 100 +
-				      (uint64_t)tm.tm_mday);
-	host = tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec;
-	guest = (long)uc->args[1];
-	/* Same time of day within a few seconds (the guest read it just now). */
-	CHECK(labs(host - guest) <= 5);
+	if (guest < c->start || guest > now)
+		fail(c, "the RTC read %llu %02llu:%02llu:%02llu UTC, not between the test's start and now "
+		     "(%lld..%lld, read %lld)", (unsigned long long)date, (unsigned long long)secs / 3600,
+		     (unsigned long long)secs / 60 % 60, (unsigned long long)secs % 60, (long long)c->start,
+		     (long long)now, (long long)guest);
 }
 
 static void check_guest_assert(struct ctx *c)
@@ -505,27 +715,30 @@ static int config_rng_disk(struct ctx *c, struct vm_config *cfg)
 	return ret;
 }
 
-/* The next complete line of tarn's log that mentions what and that the
- * test has not looked at, into line; false when there is none. Caller
- * holds c->lock. */
-static bool next_log_line(struct ctx *c, const char *what, char *line, size_t len)
-{
-	for (;;) {
-		const char *start = c->log + c->log_seen, *nl = memchr(start, '\n', c->log_len - c->log_seen);
+#define VIRTIO_ID_RNG 4
 
-		if (!nl)
-			return false;
-		snprintf(line, len, "%.*s", (int)(nl - start), start);
-		c->log_seen += (size_t)(nl - start) + 1;
-		if (strstr(line, what))
-			return true;
+/* The PCI slot of the virtio device of type id; -1 if none. */
+static int virtio_slot(struct ctx *c, unsigned id)
+{
+	for (int i = 0; i < PCI_MAX_SLOTS; i++) {
+		struct pci_device *d = c->vm->pci->slots[i];
+		uint16_t vendor, device;
+
+		if (!d)
+			continue;
+		memcpy(&vendor, d->cfg + PCI_VENDOR_ID, 2);
+		memcpy(&device, d->cfg + PCI_DEVICE_ID, 2);
+		if (vendor == VIRTIO_PCI_VENDOR && device == VIRTIO_PCI_DEVICE_BASE + id)
+			return i;
 	}
+	return -1;
 }
 
 static void sync_virtio(struct ctx *c, const struct ucall *uc)
 {
 	CHECK_EQ(uc->args[0], 27); /* requests completed */
 	CHECK_EQ(uc->args[2], 1);  /* the one not polled: an MSI-X interrupt */
+	CHECK_EQ(uc->args[3], virtio_slot(c, VIRTIO_ID_RNG)); /* where the guest found it */
 }
 
 /* On KVM the driver's kicks reach the device through KVM's ioeventfd and
@@ -534,16 +747,13 @@ static void sync_virtio(struct ctx *c, const struct ucall *uc)
  * vCPU made them, and interrupts go to the emulated APIC bus. */
 static void check_kick_path(struct ctx *c, int slot)
 {
-	struct pci_device *d = c->vm->pci->slots[slot];
+	struct pci_device *d;
 	struct virtio_dev *vd;
 
-	uint16_t vendor = 0;
-
-	if (d)
-		memcpy(&vendor, d->cfg + PCI_VENDOR_ID, 2);
-	CHECK_EQ(vendor, VIRTIO_PCI_VENDOR);
-	if (vendor != VIRTIO_PCI_VENDOR)
+	CHECK(slot >= 0);
+	if (slot < 0)
 		return;
+	d = c->vm->pci->slots[slot];
 	vd = d->opaque;
 	if (c->vm->cpu == &kvm_cpu_ops) {
 		CHECK_EQ(vd->kicks_mmio, 0);
@@ -563,7 +773,7 @@ static void check_virtio(struct ctx *c)
 	char line[512];
 	bool any;
 
-	check_kick_path(c, 1);
+	check_kick_path(c, virtio_slot(c, VIRTIO_ID_RNG));
 
 	pthread_mutex_lock(&c->lock);
 	any = next_log_line(c, "virtio", line, sizeof(line));
@@ -587,38 +797,73 @@ static const int hostile_err[HOSTILE_NR_CASES] = {
 	[HOSTILE_QUEUE_SIZE3] = VQ_ERR_SIZE,
 };
 
-/* A guest can make tarn warn at most this often per second (the burst of
- * core/log.c's rate limiter); later warnings in the window are dropped. */
-#define LOG_BURST 10
+#define VIRTIO_STATUS_LIVE (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | \
+			    VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK)
 
-/* After each case the guest checked NEEDS_RESET itself; here: tarn logged
- * one readable warning naming what was wrong (or none for a legal case),
- * unless the rate limiter's burst is spent. */
+/* The warning tarn logs when the guest broke queue 0 of the rng. */
+static void broken_line(struct ctx *c, char *buf, size_t len, int err)
+{
+	snprintf(buf, len, "tarn: warning: virtio-rng at 00:%02x.0: queue 0 broken (%s): device needs reset",
+		 virtio_slot(c, VIRTIO_ID_RNG), vq_strerror(err));
+}
+
+/* The malformed cases, and the warnings of those past the log's burst. */
+static unsigned hostile_malformed(void)
+{
+	unsigned n = 0;
+
+	for (int i = 0; i < HOSTILE_NR_CASES; i++)
+		n += hostile_err[i] != 0;
+	return n;
+}
+
+/* After each case the guest checked NEEDS_RESET itself (args[1] is the
+ * device status it saw); here: the malformed cases up to the rate
+ * limiter's burst got one warning each naming what was wrong, those past
+ * it none, legal ones none. Then (HOSTILE_NR_CASES) the host starts a new
+ * window, and the next malformed queue (HOSTILE_AGAIN) is warned about
+ * after the count of the warnings that were dropped. */
 static void sync_virtio_hostile(struct ctx *c, const struct ucall *uc)
 {
-	uint64_t n = uc->args[0];
-	char line[512], bad[512] = "";
-	int lines = 0, err;
+	uint64_t n = uc->args[0], status = uc->args[1];
+	char lines[MAX_LINES][LOG_LINE], want[LOG_LINE], note[LOG_LINE];
+	int nl = new_log_lines(c, n == HOSTILE_AGAIN ? "" : "virtio", lines), err, i = 0;
 
 	CHECK_EQ(n, c->syncs - 1);
-	if (n >= HOSTILE_NR_CASES)
+	if (n > HOSTILE_AGAIN)
 		return;
-	err = hostile_err[n];
-	pthread_mutex_lock(&c->lock);
-	while (next_log_line(c, "virtio", line, sizeof(line))) {
-		lines++;
-		if (!err || !strstr(line, "warning: ") || !strstr(line, "queue 0") ||
-		    !strstr(line, vq_strerror(err)) || !strstr(line, "reset"))
-			snprintf(bad, sizeof(bad), "%s", line);
+	if (n == HOSTILE_NR_CASES) {
+		CHECK_EQ(status, VIRTIO_STATUS_LIVE);
+		CHECK_EQ(nl, 0);
+		CHECK(hostile_malformed() > LOG_RATELIMIT_BURST); /* or nothing is past the burst */
+		log_clock_advance(LOG_RATELIMIT_WINDOW_NS);
+		return;
 	}
-	pthread_mutex_unlock(&c->lock);
-	if (bad[0])
-		fail(c, "hostile case %llu: tarn logged \"%s\"%s%s", (unsigned long long)n, bad,
-		     err ? ", expected a warning naming " : "", err ? vq_strerror(err) : "");
-	else if (err && lines != 1 && !(lines == 0 && c->warnings >= LOG_BURST))
-		fail(c, "hostile case %llu: %d warnings logged, expected one naming %s", (unsigned long long)n,
-		     lines, vq_strerror(err));
-	c->warnings += lines;
+	err = hostile_err[n == HOSTILE_AGAIN ? HOSTILE_LOOP : n];
+	if (status != (err ? VIRTIO_STATUS_LIVE | VIRTIO_STATUS_NEEDS_RESET : VIRTIO_STATUS_LIVE))
+		fail(c, "hostile case %llu: device status %#llx", (unsigned long long)n, (unsigned long long)status);
+	if (n == HOSTILE_AGAIN) {
+		suppressed_line(note, sizeof(note), c->dropped);
+		if (nl != 2 || strcmp(lines[0], note))
+			fail(c, "hostile case %llu: %d lines logged, the first \"%s\"; expected \"%s\", then the warning",
+			     (unsigned long long)n, nl, nl ? lines[0] : "", note);
+		i = 1;
+		nl--;
+	}
+	if (err && c->warnings >= LOG_RATELIMIT_BURST && n != HOSTILE_AGAIN) {
+		c->dropped++;
+		if (nl)
+			fail(c, "hostile case %llu: past the log's burst of %d, tarn logged \"%s\"",
+			     (unsigned long long)n, LOG_RATELIMIT_BURST, lines[i]);
+		return;
+	}
+	broken_line(c, want, sizeof(want), err);
+	if (!err && nl)
+		fail(c, "hostile case %llu (legal): tarn logged \"%s\"", (unsigned long long)n, lines[i]);
+	else if (err && (nl != 1 || strcmp(lines[i], want)))
+		fail(c, "hostile case %llu: %d warnings logged (\"%s\"), expected one: \"%s\"", (unsigned long long)n,
+		     nl, nl > 0 ? lines[i] : "", want);
+	c->warnings += nl;
 }
 
 /* The disk's writes after every case reached the image. */
@@ -627,9 +872,9 @@ static void check_virtio_hostile(struct ctx *c)
 	uint8_t s[512];
 	int fd = open(c->disk, O_RDONLY | O_CLOEXEC);
 
-	CHECK(c->warnings > 0);
+	CHECK_EQ(c->warnings, LOG_RATELIMIT_BURST + 1);
 	CHECK(fd >= 0);
-	for (unsigned n = 1; fd >= 0 && n <= (unsigned)c->syncs; n++) {
+	for (unsigned n = 1; fd >= 0 && n <= HOSTILE_NR_CASES + 1; n++) {
 		bool same = pread(fd, s, sizeof(s), n * 512) == (ssize_t)sizeof(s);
 
 		for (unsigned i = 0; same && i < sizeof(s); i++)
@@ -679,11 +924,11 @@ static void check_virtio_hostile(struct ctx *c)
 static const struct gtest tests[] = {
 	{ "port_io", 1, 64 * MiB, NULL, 0, 0, NULL, setup_port_io, NULL, check_port_io },
 	{ "mmio", 1, 64 * MiB, NULL, 0, 1, NULL, setup_mmio, sync_mmio, NULL },
-	{ "mmio_unmapped", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, NULL, NULL },
+	{ "mmio_unmapped", 1, 64 * MiB, NULL, 0, 3, NULL, NULL, sync_mmio_unmapped, NULL },
 	{ "uart_out", 1, 64 * MiB, NULL, 0, 0, NULL, NULL, NULL, check_uart_out },
 	{ "uart_in", 1, 64 * MiB, NULL, 0, 1, NULL, setup_uart_in, sync_uart_in, NULL },
 	{ "ioapic_irq", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, NULL, NULL },
-	{ "lapic_timer", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, sync_lapic_timer, NULL },
+	{ "lapic_timer", 1, 64 * MiB, NULL, 0, 4, NULL, NULL, sync_lapic_timer, NULL },
 	{ "smp", 4, 64 * MiB, NULL, 0, 4, NULL, NULL, NULL, check_smp },
 	{ "triple_fault", 1, 64 * MiB, NULL, VM_EXIT_CRASH, 1, NULL, NULL, NULL, check_crash },
 	{ "debug_exit", 1, 64 * MiB, NULL, (0x2a << 1) | 1, 0, NULL, NULL, NULL, NULL },
@@ -696,7 +941,7 @@ static const struct gtest tests[] = {
 	{ "guest_assert", 1, 64 * MiB, NULL, STATUS_ABORTED, 0, NULL, NULL, NULL, check_guest_assert },
 	{ "exceptions", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, NULL, check_exceptions,
 	  .xfail = { PVM_NO_PROT_INT("emulator failed on the instruction cc ") } },
-	{ "timers_nmi", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, NULL, NULL },
+	{ "timers_nmi", 1, 64 * MiB, NULL, 0, 7, NULL, NULL, sync_timers_nmi, NULL },
 	{ "sipi", 2, 64 * MiB, NULL, (0x21 << 1) | 1, 0, NULL, NULL, NULL, NULL },
 	{ "pagefault", 1, 64 * MiB, NULL, 0, 5, NULL, NULL, NULL, NULL,
 	  .xfail = { TCG_SVM("f_err == 1 | 8 (0x8, 0x9)",
@@ -713,7 +958,7 @@ static const struct gtest tests[] = {
 	{ "pci", 1, 64 * MiB, NULL, 0, 1, NULL, setup_pci, sync_pci, check_pci },
 	{ "virtio", 1, 64 * MiB, NULL, 0, 1, NULL, NULL, sync_virtio, check_virtio,
 	  .configure = config_rng, .sanitized = true },
-	{ "virtio_hostile", 1, 64 * MiB, NULL, 0, HOSTILE_NR_CASES, NULL, NULL, sync_virtio_hostile,
+	{ "virtio_hostile", 1, 64 * MiB, NULL, 0, HOSTILE_AGAIN + 1, NULL, NULL, sync_virtio_hostile,
 	  check_virtio_hostile, .configure = config_rng_disk, .sanitized = true },
 };
 
@@ -755,31 +1000,6 @@ static ssize_t log_capture_write(void *cookie, const char *buf, size_t len)
 	return (ssize_t)len;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double last_warning_s; /* when a test that broke virtqueues ended */
-
-/* Guest-triggered warnings are rate-limited per call site for the whole
- * process (core/log.h). virtio_hostile counts those of broken queues, so
- * it must start in a fresh window: if the previous test logged them less
- * than a second ago (on a KVM host: kvm/virtio_hostile), wait. */
-static void wait_log_window(void)
-{
-	double left = last_warning_s + 1.01 - now_s();
-
-	if (last_warning_s > 0 && left > 0) {
-		struct timespec ts = { (time_t)left, (long)((left - (double)(time_t)left) * 1e9) };
-
-		nanosleep(&ts, NULL);
-	}
-}
-
 static void echo_log(struct ctx *c)
 {
 	const char *p = c->log;
@@ -791,8 +1011,6 @@ static void echo_log(struct ctx *c)
 		printf("# %.*s\n", n, p);
 		p += n + (nl != NULL);
 	}
-	if (strstr(c->log, "needs reset"))
-		last_warning_s = now_s();
 }
 
 /* Returns 1 pass, 0 fail; message in c->failure. */
@@ -820,7 +1038,7 @@ static int run_one(const struct gtest *t, const char *backend, struct ctx *c)
 		return 0;
 	}
 	setvbuf(log_stream, NULL, _IOLBF, 0);
-	wait_log_window();
+	log_clock_advance(LOG_RATELIMIT_WINDOW_NS); /* a new window */
 	stderr = log_stream;
 	c->console_rd = pipefd[0];
 	cfg.kernel = kernel;
@@ -844,6 +1062,7 @@ static int run_one(const struct gtest *t, const char *backend, struct ctx *c)
 		fail(c, "test set-up failed");
 		goto out;
 	}
+	c->start = time(NULL);
 	pthread_create(&wd, NULL, watchdog, c->vm);
 	status = vm_run(c->vm);
 	pthread_join(wd, NULL);
@@ -928,6 +1147,7 @@ int main(int argc, char **argv)
 	exe[n] = '\0';
 	snprintf(guest_dir, sizeof(guest_dir), "%s", dirname(exe));
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	log_set_ratelimit_clock(log_clock);
 	for (size_t i = 0; i < NR_TESTS; i++)
 		planned += selected(&tests[i], argc, argv);
 	printf("1..%d\n", planned * (only_backend ? 1 : 2));

@@ -25,8 +25,8 @@ enum hostile_case {
 	HOSTILE_NESTED,		/* an indirect table inside an indirect table */
 	HOSTILE_INDIRECT_LEN,	/* indirect table of 20 bytes */
 	HOSTILE_QUEUE_SIZE3,	/* queue size 3 at enable */
-	/* these four give the same error, so last: tarn's log rate limit (10 a
-	 * second) may drop the eleventh warning */
+	/* these four give the same error, so last: tarn's log rate limit (a
+	 * burst of 10) drops the eleventh warning, and the host checks that */
 	HOSTILE_BEYOND_RAM,	/* buffer at 4 GiB, past the guest's RAM */
 	HOSTILE_MMIO,		/* buffer on the device's own BAR */
 	HOSTILE_WRAP,		/* addr + len wraps 2^64 */
@@ -35,11 +35,17 @@ enum hostile_case {
 	HOSTILE_ZERO_LEN,	/* zero-length buffers, one at an address past RAM */
 	HOSTILE_NOTIFY,		/* notify queues never enabled or not there */
 	HOSTILE_OFFSETS,	/* writes past the common config and into gaps */
-	HOSTILE_NR_CASES
+	HOSTILE_NR_CASES,
+	/* Then two more SYNCs: at HOSTILE_NR_CASES the host starts a new
+	 * window of tarn's log rate limiter, and HOSTILE_AGAIN is
+	 * HOSTILE_LOOP once more: warned about after the count of the
+	 * warnings the burst dropped. */
+	HOSTILE_AGAIN,
 };
 
 /* g_virtio_hostile's disk: 64 sectors; the host fills sector 0 and the
- * guest writes sector n + 1 after case n, all with these bytes. */
+ * guest writes sector n + 1 after case n (HOSTILE_NR_CASES + 1 after
+ * HOSTILE_AGAIN), all with these bytes. */
 #define HOSTILE_DISK_SECTORS 64
 #define HOSTILE_DISK_BYTE(sector, i) ((uint8_t)((sector) * 31u + (i) * 7u + 1u))
 
