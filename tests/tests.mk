@@ -1,6 +1,8 @@
-# Tests. Every test program speaks TAP (cmocka with CMOCKA_MESSAGE_OUTPUT=TAP,
-# or our own micro-guest runner); tests/run.sh runs them all and prints the
-# tally "N passed, N failed, N skipped".
+# Tests. Every test program speaks TAP on its standard output, with a plan
+# (cmocka with CMOCKA_MESSAGE_OUTPUT=TAP, our own micro-guest runner, shell
+# scripts through tests/integration/lib.sh); tests/run.sh runs them all,
+# checks each one's plan and exit status, and prints the tally "N passed,
+# N failed, N skipped" (the forms it accepts: atop tests/run.sh).
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/unit/%,$(UNIT_SRCS))
@@ -10,7 +12,8 @@ $(O)/tests/unit/%: tests/unit/%.c $(LIB)
 	@$(if $(Q),echo "  TEST-CC $<")
 	$(Q)$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) -lcmocka
 
-TEST_BINS += $(UNIT_BINS)
+# The tallier's own test: fake programs that lie to tests/run.sh.
+TEST_BINS += tests/run_sh_test.sh $(UNIT_BINS)
 
 include tests/guests/guests.mk
 include tests/integration/integration.mk

@@ -9,8 +9,7 @@ name=fuzz_$1
 bin=$O/fuzz/$name
 echo "1..1"
 if [ -f "$bin.skip" ]; then
-	echo "# SKIP: $(cat "$bin.skip")"
-	echo "ok 1 # SKIP $name"
+	echo "ok 1 - $name # SKIP $(cat "$bin.skip")"
 	exit 0
 fi
 if [ ! -x "$bin" ]; then
@@ -28,6 +27,6 @@ if [ $rc -eq 0 ] && [ -n "$runs" ]; then
 	echo "ok 1 - $name: $runs runs in $2 s, no finding (${cov:-cov: ?} edges)"
 else
 	echo "not ok 1 - $name: exit $rc, see $log"
-	tail -30 "$log"
+	tail -30 "$log" >&2
 	exit 1
 fi

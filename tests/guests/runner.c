@@ -1171,11 +1171,11 @@ int main(int argc, char **argv)
 				continue;
 			}
 			if (!ops) {
-				printf("# SKIP: %s\nok %d # SKIP %s/%s\n", why, num, be, t->name);
+				printf("ok %d - %s/%s # SKIP %s\n", num, be, t->name, why);
 				continue;
 			}
 			if (ops == &emu_cpu_ops && t->emu_needs) {
-				printf("# SKIP: needs %s\nok %d # SKIP %s/%s\n", t->emu_needs, num, be, t->name);
+				printf("ok %d - %s/%s # SKIP needs %s\n", num, be, t->name, t->emu_needs);
 				continue;
 			}
 			const struct xfail *xf = ops == &kvm_cpu_ops ? xfail_here(t) : NULL;

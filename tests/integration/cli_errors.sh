@@ -94,3 +94,4 @@ EXPECT_WRAP=()
 rc=$?
 [ $rc -eq 2 ] && ok "unknown option" || not_ok "unknown option" "exit status $rc"
 "$TARN" run --help | grep -q -- "--backend" && ok "run --help" || not_ok "run --help" "no options listed"
+done_testing

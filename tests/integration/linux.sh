@@ -94,3 +94,4 @@ boot "echo unpacked-by-guest" --cpus 1 --unpack guest
 check "guest unpack" "^unpacked-by-guest" "the guest-decompressed kernel runs the command"
 [ $rc -eq 0 ] && ok "guest unpack: power-off, tarn exits 0" || not_ok "guest unpack: power-off" "tarn exited $rc"
 rm -f "$out"
+done_testing

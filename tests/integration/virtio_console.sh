@@ -109,3 +109,4 @@ else
 fi
 grep -q "^status=0$" <<<"$console" && ok "pty: power-off, tarn exits 0" ||
 	not_ok "pty: power-off" "$(grep '^status=' <<<"$console")"
+done_testing

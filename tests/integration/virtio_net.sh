@@ -20,15 +20,15 @@ MIB=${NET_MIB:-2}
 
 if [ "$(id -u)" != 0 ]; then
 	skip "virtio-net tap" "needs root to make a network namespace and a tap device"
-	exit 0
+	done_testing
 fi
 if [ ! -c /dev/net/tun ]; then
 	skip "virtio-net tap" "no /dev/net/tun (modprobe tun)"
-	exit 0
+	done_testing
 fi
 if ! command -v ip >/dev/null || ! ip netns add "$NS" 2>/dev/null; then
 	skip "virtio-net tap" "cannot make a network namespace (ip netns add; iproute2 missing or no CAP_SYS_ADMIN)"
-	exit 0
+	done_testing
 fi
 work=$(mktemp -d)
 cleanup() {
@@ -42,18 +42,18 @@ in_ns() { ip netns exec "$NS" "$@"; }
 need_guest "virtio-net"
 if ! grep -q '^ko virtio_net ' "$(dirname "$GUEST_INITRD")/manifest.txt"; then
 	not_ok "virtio-net" "virtio_net is not in the guest's initramfs ($(dirname "$GUEST_INITRD")/manifest.txt)"
-	exit 0
+	done_testing
 fi
 if ! command -v python3 >/dev/null; then
 	skip "virtio-net tap" "python3 missing (the host-side servers)"
-	exit 0
+	done_testing
 fi
 
 in_ns ip link set lo up
 if ! in_ns ip tuntap add "$TAP" mode tap || ! in_ns ip addr add 10.0.2.1/24 dev "$TAP" ||
 	! in_ns ip link set "$TAP" up; then
 	not_ok "virtio-net" "cannot make tap $TAP in namespace $NS"
-	exit 0
+	done_testing
 fi
 
 # Seeded data, the same on every run.
@@ -185,3 +185,4 @@ err=$(timeout 20 ip netns exec "$NS" "$TARN" run --backend "$BACKEND" --kernel "
 [ $? -eq 2 ] && grep -q "busy" <<<"$err" && ok "--net tap=NAME of a tap in use: refused, 'busy'" ||
 	not_ok "--net busy tap" "$err"
 kill $holder 2>/dev/null
+done_testing

@@ -28,3 +28,4 @@ rm -f "$out"
 boot 'echo rng=$(cat /sys/class/misc/hw_random/rng_current)'
 check "no --rng" "^rng=none\b" "no hardware RNG without --rng"
 rm -f "$out"
+done_testing

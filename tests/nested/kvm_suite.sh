@@ -23,41 +23,57 @@ O=${O:-build}
 export O
 O_ABS=$(cd "$O" && pwd)
 
-# run_tap NAME CMD...: run a TAP program, re-number its lines into this
-# stream and pass its comments on; a SKIP becomes a failure when
-# TARN_REQUIRE_KVM=1; an exit status != 0 with no failure reported, or no
-# result at all, is a failure.
+# run_tap NAME CMD...: run a TAP program and pass its test lines on into
+# this stream, renumbered, with its comments; tests/run.sh then judges
+# every line as if the program had printed it. What it cannot see is
+# checked here: the program's plan (one, matching its test lines), that it
+# reported anything, and its exit status (!= 0 with no failure reported is
+# a failure); any of these adds one "not ok". Only standard output is TAP;
+# the end of standard error comes as comments then. A SKIP becomes a
+# failure when TARN_REQUIRE_KVM=1. This script's own plan, printed last,
+# counts the test lines it printed ($n).
 n=0
 run_tap() {
-	local name=$1 line out rc results=0 failed=0
+	local name=$1 line out err rc results=0 failed=0 plans=0 plan= why= status rest
+	local re='^(not ok|ok)( [0-9]+)?(.*)$'
 	shift
-	out=$(mktemp)
-	"$@" >"$out" 2>&1
+	out=$(mktemp) err=$(mktemp)
+	"$@" >"$out" 2>"$err"
 	rc=$?
 	while IFS= read -r line; do
 		case "$line" in
-		"ok "*"# SKIP"*)
+		"ok"|"ok "*|"not ok"|"not ok "*)
 			n=$((n + 1)) results=$((results + 1))
-			if [ "${TARN_REQUIRE_KVM:-0}" = 1 ]; then
-				failed=$((failed + 1))
-				echo "not ok $n - ${line#ok * # SKIP }: skipped, but TARN_REQUIRE_KVM=1"
-			else
-				echo "ok $n # SKIP ${line#ok * # SKIP }"
-			fi ;;
-		"ok "*|"not ok "*)
-			n=$((n + 1)) results=$((results + 1))
-			[[ $line == "not ok "* && $line != *"# TODO "* ]] && failed=$((failed + 1))
-			# "ok 12 - x" -> "ok N - x"
-			echo "$line" | sed -E "s/^(not ok|ok) [0-9]+/\\1 $n/" ;;
+			[[ $line =~ $re ]]
+			status=${BASH_REMATCH[1]} rest=${BASH_REMATCH[3]}
+			if [[ $rest == *"# SKIP"* ]] && [ "${TARN_REQUIRE_KVM:-0}" = 1 ]; then
+				# " - desc # SKIP why" -> "not ok N - desc: skipped (why), but ..."
+				status="not ok" rest="${rest%% # SKIP*}: skipped (${rest#*# SKIP }), but TARN_REQUIRE_KVM=1"
+				[[ $rest == " - "* ]] || rest=" - $name$rest"
+			fi
+			[[ $status == "not ok" && $rest != *"# TODO "* ]] && failed=$((failed + 1))
+			echo "$status $n$rest" ;;
+		1..*) plans=$((plans + 1)) plan=${line#1..} plan=${plan%% *} ;;
 		"#"*) echo "$line" ;;
 		esac
 	done <"$out"
-	if [ $results -eq 0 ] || { [ $rc -ne 0 ] && [ $failed -eq 0 ]; }; then
-		n=$((n + 1))
-		echo "not ok $n - $name: exited with status $rc after $results results"
-		tail -20 "$out" | sed 's/^/# | /'
+	if [ $results -eq 0 ]; then
+		why="no result"
+	elif [ $plans -eq 0 ]; then
+		why="no plan (1..N)"
+	elif [ $plans -gt 1 ]; then
+		why="$plans plans, expected one"
+	elif [ "$plan" != $results ]; then
+		why="planned $plan results, reported $results"
+	elif [ $rc -ne 0 ] && [ $failed -eq 0 ]; then
+		why="exited non-zero, no failure reported"
 	fi
-	rm -f "$out"
+	if [ -n "$why" ]; then
+		n=$((n + 1))
+		echo "not ok $n - $name: $why (exit status $rc)"
+		tail -20 "$err" | sed 's/^/# | /'
+	fi
+	rm -f "$out" "$err"
 }
 
 direct() {

@@ -491,11 +491,7 @@ static void test_vs_host(void **state)
 
 	(void)state;
 	build_code();
-	if (!code_len)
-		SKIP_BECAUSE("`as` (binutils) missing or failed: cannot assemble test code");
-	exec = mmap(NULL, NSNIP * SLOT, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (exec == MAP_FAILED)
-		SKIP_BECAUSE("no executable mapping for the host reference run");
+	exec = host_exec_map(NSNIP * SLOT);
 	memcpy(exec, code_buf, code_len);
 	host = aligned_alloc(64, B_SIZE);
 	in = aligned_alloc(64, B_SIZE);
@@ -585,8 +581,6 @@ static void test_exceptions(void **state)
 
 		snprintf(src, sizeof(src), "fninit\n%s\nret", e->src);
 		n = assemble(src, code, sizeof(code));
-		if (!n)
-			SKIP_BECAUSE("`as` (binutils) missing or failed: cannot assemble test code");
 		memcpy(t.ram + CODE, code, n);
 		t.st.cr0 = X86_CR0_PE | X86_CR0_PG | X86_CR0_WP | X86_CR0_ET | X86_CR0_NE | X86_CR0_MP;
 		t.st.cr4 = X86_CR4_PAE | X86_CR4_OSFXSR | X86_CR4_OSXMMEXCPT;
@@ -614,8 +608,6 @@ static void test_xm_no_commit(void **state)
 	n = assemble("mov dword ptr [rdi], 0x1d80\nldmxcsr [rdi]\nmov rax, 0x3ff0000000000000\n"
 		     "movq xmm0, rax\nxorps xmm1, xmm1\ndivsd xmm0, xmm1\nret",
 		     code, sizeof(code));
-	if (!n)
-		SKIP_BECAUSE("`as` (binutils) missing or failed: cannot assemble test code");
 	emu_setup(&t);
 	memcpy(t.ram + CODE, code, n);
 	assert_int_equal(run_guest(&t, CODE, DATA), 19);
@@ -639,8 +631,6 @@ static void test_cpuid_bits(void **state)
 
 	(void)state;
 	n = assemble("mov eax, 1\ncpuid\nmov [rdi], rdx\nret", code, sizeof(code));
-	if (!n)
-		SKIP_BECAUSE("`as` (binutils) missing or failed: cannot assemble test code");
 	emu_setup(&t);
 	memcpy(t.ram + CODE, code, n);
 	assert_int_equal(run_guest(&t, CODE, DATA), -1);
@@ -672,8 +662,6 @@ static void test_split_store_fault(void **state)
 
 		snprintf(src, sizeof(src), "pcmpeqb xmm0, xmm0\nfld1\n%s\nret", stores[i]);
 		n = assemble(src, code, sizeof(code));
-		if (!n)
-			SKIP_BECAUSE("`as` (binutils) missing or failed: cannot assemble test code");
 		memcpy(t.ram + CODE, code, n);
 		memset(t.ram + 0x200f00, 0x5a, 256);
 		assert_int_equal(run_guest(&t, CODE, DATA), 14);

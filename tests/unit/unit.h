@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <cmocka.h>
 
-/* Skip with a reason the runner shows (cmocka's TAP output drops it). */
+/* Skip with a reason. cmocka's TAP line for a skip ("not ok N # SKIP name")
+ * has no room for one, so it goes on the line before as "# SKIP: reason",
+ * where tests/run.sh looks for it. */
 #define SKIP_BECAUSE(...)                                                     \
 	do {                                                                  \
 		printf("# SKIP: ");                                           \
