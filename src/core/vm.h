@@ -83,6 +83,7 @@ struct vm {
 	struct vm_devices *devs; /* the platform devices (vm.c) */
 	struct pci_root *pci;	 /* PCI bus 0 (pci/pci.h), for devices to register on */
 	struct evloop *loop;	 /* host I/O; runs on the thread in vm_run() */
+	uint64_t intx_sent_irqfd; /* PCI INTx raises through an irqfd (KVM), atomic */
 
 	/* How the VM ended: set once by vm_request_stop(). */
 	pthread_mutex_t lock;

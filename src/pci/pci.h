@@ -45,6 +45,7 @@ struct vm;
 #define PCI_CONFIG_ADDR 0xCF8
 #define PCI_CONFIG_DATA 0xCFC
 #define PCI_INTX_GSI_BASE 16
+#define PCI_INTX_LINES 4 /* GSIs PCI_INTX_GSI_BASE .. + 3 */
 #define PCI_MAX_SLOTS 32
 #define PCI_CFG_SIZE 4096 /* PCIe extended config space; CF8 reaches 256 */
 
@@ -157,7 +158,7 @@ struct pci_root {
 	uint64_t mmio_next; /* BAR allocators */
 	uint32_t io_next;
 	pthread_mutex_t intx_lock;
-	unsigned intx_count[4]; /* asserted devices per swizzled GSI */
+	unsigned intx_count[PCI_INTX_LINES]; /* asserted devices per swizzled GSI */
 };
 
 /* Create the root on vm's buses. */

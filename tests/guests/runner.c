@@ -736,15 +736,15 @@ static int virtio_slot(struct ctx *c, unsigned id)
 
 static void sync_virtio(struct ctx *c, const struct ucall *uc)
 {
-	CHECK_EQ(uc->args[0], 27); /* requests completed */
+	CHECK_EQ(uc->args[0], 29); /* requests completed */
 	CHECK_EQ(uc->args[2], 1);  /* the one not polled: an MSI-X interrupt */
 	CHECK_EQ(uc->args[3], virtio_slot(c, VIRTIO_ID_RNG)); /* where the guest found it */
 }
 
 /* On KVM the driver's kicks reach the device through KVM's ioeventfd and
- * its I/O thread, never as vCPU exits, and its MSI-X interrupts leave
- * through irqfds; on the emulator kicks are MMIO writes handled where the
- * vCPU made them, and interrupts go to the emulated APIC bus. */
+ * its I/O thread, never as vCPU exits, and its MSI-X and INTx interrupts
+ * leave through irqfds; on the emulator kicks are MMIO writes handled where
+ * the vCPU made them, and interrupts go to the emulated APIC bus. */
 static void check_kick_path(struct ctx *c, int slot)
 {
 	struct pci_device *d;
@@ -760,10 +760,12 @@ static void check_kick_path(struct ctx *c, int slot)
 		CHECK(vd->kicks_eventfd > 0);
 		CHECK_EQ(d->msix_sent_ioctl, 0);
 		CHECK(d->msix_sent_irqfd > 0);
+		CHECK(c->vm->intx_sent_irqfd > 0);
 	} else {
 		CHECK_EQ(vd->kicks_eventfd, 0);
 		CHECK(vd->kicks_mmio > 0);
 		CHECK_EQ(d->msix_sent_irqfd, 0);
+		CHECK_EQ(c->vm->intx_sent_irqfd, 0);
 		CHECK(d->msix_sent_ioctl > 0);
 	}
 }

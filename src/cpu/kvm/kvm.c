@@ -10,16 +10,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "arch/x86/cpuid.h"
+#include "core/evloop.h"
 #include "core/log.h"
 #include "core/vm.h"
 #include "cpu/cpu.h"
 #include "hw/ioapic.h"
 #include "hw/pic.h"
+#include "pci/pci.h"
 
 #define KVM_DEV "/dev/kvm"
 /* Three pages KVM needs inside the guest-physical space on Intel (real-mode
@@ -31,6 +35,16 @@
 /* GSIs from here up carry MSIs for irqfds (below: the irqchip pins). */
 #define KVM_MSI_GSI_BASE IOAPIC_NR_PINS
 #define KVM_MSI_GSIS 1024
+
+/* A PCI INTx line raised through an irqfd (KVM_IRQFD_FLAG_RESAMPLE): a write
+ * to fd asserts the GSI; KVM lowers it when the guest acknowledges the
+ * interrupt (EOI) and signals resample_fd, and tarn raises it again if the
+ * device's line is still high -- a level-triggered line without an ioctl.
+ * fd < 0: this line uses KVM_IRQ_LINE. */
+struct kvm_intx {
+	int fd, resample_fd;
+	bool level; /* the line as the devices drive it (intx_lock) */
+};
 
 struct kvm_vm {
 	int sys_fd;
@@ -46,6 +60,9 @@ struct kvm_vm {
 	unsigned nr_chip_routes;
 	bool msi_used[KVM_MSI_GSIS];
 	struct kvm_irq_routing_msi msi[KVM_MSI_GSIS];
+	struct evloop *loop; /* serves the resample eventfds */
+	pthread_mutex_t intx_lock;
+	struct kvm_intx intx[PCI_INTX_LINES];
 };
 
 struct kvm_vcpu {
@@ -264,6 +281,81 @@ static void kvm_msr_policy(int vm_fd)
 		pr_debug("KVM: PMU MSRs stay KVM's: %s", strerror(errno));
 }
 
+static void intx_raise(struct kvm_intx *l)
+{
+	if (write(l->fd, &(uint64_t){ 1 }, sizeof(uint64_t)) < 0) {
+		/* Only an overflow of the counter (2^64 - 1 raises) fails. */
+	}
+}
+
+/* The guest acknowledged a PCI INTx interrupt and KVM lowered the line:
+ * raise it again while a device still holds it high. */
+static void intx_resample(void *opaque, uint32_t events)
+{
+	struct kvm_vm *k = opaque;
+
+	pthread_mutex_lock(&k->intx_lock);
+	for (unsigned i = 0; i < PCI_INTX_LINES; i++) {
+		struct kvm_intx *l = &k->intx[i];
+		uint64_t n;
+
+		if (l->fd >= 0 && read(l->resample_fd, &n, sizeof(n)) == (ssize_t)sizeof(n) && l->level)
+			intx_raise(l);
+	}
+	pthread_mutex_unlock(&k->intx_lock);
+}
+
+/* Put the PCI INTx GSIs on resampling irqfds. A line that cannot be (a
+ * kernel without KVM_CAP_IRQFD_RESAMPLE) stays on KVM_IRQ_LINE. */
+static void kvm_intx_init(struct vm *vm, struct kvm_vm *k)
+{
+	bool resample = ioctl(k->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQFD_RESAMPLE) > 0;
+
+	k->loop = vm->loop;
+	pthread_mutex_init(&k->intx_lock, NULL);
+	for (unsigned i = 0; i < PCI_INTX_LINES; i++) {
+		struct kvm_intx *l = &k->intx[i];
+		struct kvm_irqfd irqfd = { .gsi = PCI_INTX_GSI_BASE + i, .flags = KVM_IRQFD_FLAG_RESAMPLE };
+
+		l->fd = resample ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
+		l->resample_fd = resample ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
+		irqfd.fd = (uint32_t)l->fd;
+		irqfd.resamplefd = (uint32_t)l->resample_fd;
+		if (l->fd >= 0 && l->resample_fd >= 0 && ioctl(k->vm_fd, KVM_IRQFD, &irqfd) == 0) {
+			if (!evloop_add(k->loop, l->resample_fd, EPOLLIN, intx_resample, k))
+				continue;
+			irqfd.flags = KVM_IRQFD_FLAG_DEASSIGN;
+			(void)ioctl(k->vm_fd, KVM_IRQFD, &irqfd);
+		}
+		if (resample)
+			pr_debug("KVM: INTx GSI %u stays on KVM_IRQ_LINE: %s", irqfd.gsi, strerror(errno));
+		if (l->fd >= 0)
+			close(l->fd);
+		if (l->resample_fd >= 0)
+			close(l->resample_fd);
+		l->fd = l->resample_fd = -1;
+	}
+}
+
+static void kvm_intx_destroy(struct kvm_vm *k)
+{
+	if (!k->loop)
+		return;
+	for (unsigned i = 0; i < PCI_INTX_LINES; i++) {
+		struct kvm_intx *l = &k->intx[i];
+		struct kvm_irqfd irqfd = { .fd = (uint32_t)l->fd, .gsi = PCI_INTX_GSI_BASE + i,
+					   .flags = KVM_IRQFD_FLAG_DEASSIGN };
+
+		if (l->fd < 0)
+			continue;
+		(void)ioctl(k->vm_fd, KVM_IRQFD, &irqfd);
+		evloop_del(k->loop, l->resample_fd);
+		close(l->fd);
+		close(l->resample_fd);
+	}
+	pthread_mutex_destroy(&k->intx_lock);
+}
+
 static int kvm_vm_init(struct vm *vm)
 {
 	struct kvm_vm *k = calloc(1, sizeof(*k));
@@ -309,6 +401,7 @@ static int kvm_vm_init(struct vm *vm)
 		pr_err("KVM interrupt controller set-up: %s", strerror(-ret));
 		goto err;
 	}
+	kvm_intx_init(vm, k);
 	for (int i = 0; i < vm->mem.nr_regions; i++) {
 		const struct gm_region *r = &vm->mem.regions[i];
 		struct kvm_userspace_memory_region mr = {
@@ -343,6 +436,7 @@ static int kvm_vm_init(struct vm *vm)
 	vm->cpu_priv = k;
 	return 0;
 err:
+	kvm_intx_destroy(k);
 	if (k->vm_fd >= 0)
 		close(k->vm_fd);
 	if (k->sys_fd >= 0)
@@ -361,6 +455,7 @@ static void kvm_vm_destroy(struct vm *vm)
 
 	if (!k)
 		return;
+	kvm_intx_destroy(k);
 	close(k->vm_fd);
 	close(k->sys_fd);
 	free(k->supported);
@@ -727,7 +822,19 @@ static int kvm_irq_line(struct vm *vm, unsigned gsi, int level)
 {
 	struct kvm_vm *k = vm->cpu_priv;
 	struct kvm_irq_level irq = { .irq = gsi, .level = (uint32_t)level };
+	unsigned i = gsi - PCI_INTX_GSI_BASE;
 
+	if (i < PCI_INTX_LINES && k->intx[i].fd >= 0) {
+		/* Lowered by KVM at the guest's EOI, not here (intx_resample). */
+		pthread_mutex_lock(&k->intx_lock);
+		k->intx[i].level = level;
+		if (level) {
+			intx_raise(&k->intx[i]);
+			__atomic_fetch_add(&vm->intx_sent_irqfd, 1, __ATOMIC_RELAXED);
+		}
+		pthread_mutex_unlock(&k->intx_lock);
+		return 0;
+	}
 	if (ioctl(k->vm_fd, KVM_IRQ_LINE, &irq) < 0)
 		return -errno;
 	return 0;
