@@ -5,7 +5,8 @@
 #                      when /dev/kvm works, else QEMU tcg and tarn emu
 #   BENCH_TIMEOUT=S    seconds before a run is killed (default 20)
 #   BENCH_QEMU=PATH    the peer (default qemu-system-x86_64)
-#   BENCH_CPU_RUNS=N   runs of the emulator-speed workload (default 5)
+#   BENCH_CPU_RUNS=N   runs of each CPU figure (default 5)
+#   BENCH_CPU_FIGURES=int,chase,syscall,fault  which CPU figures (default all)
 #   BENCH_BOOT_RUNS=N  Linux boots per VMM (default 5)
 #   BENCH_IO_RUNS=N    I/O benchmark boots per VMM (default 3; bench/io.py
 #                      lists BENCH_IO_MIB, _READS, _NET_MIB, _IMAGE_MIB)
@@ -21,25 +22,44 @@ BENCH_GUEST_LDFLAGS := -nostdlib -static -Wl,-T,bench/guest.ld -Wl,--build-id=no
 
 BENCH_GUEST := $(O)/bench/guest_exit.elf
 BENCH_INT_GUEST := $(O)/bench/guest_int.elf
+# bench/guest_long.S, one ELF per figure and its set-up-only twin:
+# $(O)/bench/long_chase.elf, long_chase_setup.elf, ... (bench/cpu.py --long).
+BENCH_LONG := $(O)/bench/long
+BENCH_LONG_FIGURE_chase := 1
+BENCH_LONG_FIGURE_syscall := 2
+BENCH_LONG_FIGURE_fault := 3
+BENCH_LONG_GUESTS := $(foreach f,chase syscall fault,$(BENCH_LONG)_$(f).elf $(BENCH_LONG)_$(f)_setup.elf)
+BENCH_GUESTS := $(BENCH_GUEST) $(BENCH_INT_GUEST) $(BENCH_LONG_GUESTS)
 
-$(O)/bench/%.elf: bench/%.S bench/guest.ld
+define bench_guest_build
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  GUEST   $@")
-	$(Q)$(BENCH_GUEST_CC) $(BENCH_GUEST_CFLAGS) $(BENCH_GUEST_LDFLAGS) -o $@ $<
+	$(Q)$(BENCH_GUEST_CC) $(BENCH_GUEST_CFLAGS) $(BENCH_GUEST_LDFLAGS) $(1) -o $@ $<
+endef
+
+$(O)/bench/%.elf: bench/%.S bench/guest.ld bench/pvh_note.h
+	$(call bench_guest_build)
+# (long_chase_setup.elf: the shorter stem wins, so this rule.)
+$(BENCH_LONG)_%_setup.elf: bench/guest_long.S bench/guest.ld bench/pvh_note.h
+	$(call bench_guest_build,-DFIGURE=$(BENCH_LONG_FIGURE_$*) -DSETUP)
+$(BENCH_LONG)_%.elf: bench/guest_long.S bench/guest.ld bench/pvh_note.h
+	$(call bench_guest_build,-DFIGURE=$(BENCH_LONG_FIGURE_$*))
+
+BENCH_CPU = $(BENCH_PYTHON) bench/cpu.py --tarn $(BIN) --guest $(BENCH_INT_GUEST) \
+	--empty $(BENCH_GUEST) --long $(BENCH_LONG)
 
 # tarn is built first, but a failed build does not stop the benchmark: QEMU's
 # figures still print and tarn's read SKIP (never those of a stale binary).
 # Two recipe lines, so that `make -n bench` only shows the second.
 BENCH_UNBUILT := $(O)/bench/tarn-unbuilt
 
-bench: $(BENCH_GUEST) $(BENCH_INT_GUEST) $(GUEST_KERNEL) $(GUEST_INITRD)
+bench: $(BENCH_GUESTS) $(GUEST_KERNEL) $(GUEST_INITRD)
 	$(Q)rm -f $(BENCH_UNBUILT); $(MAKE) --no-print-directory $(if $(Q),-s) tarn || { \
 		echo "bench: 'make tarn' failed; tarn's figures will read SKIP" >&2; \
 		touch $(BENCH_UNBUILT); }
 	$(Q)$(BENCH_PYTHON) bench/bench.py --tarn $(BIN) --guest $(BENCH_GUEST) \
 		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
-	$(Q)$(BENCH_PYTHON) bench/cpu.py --tarn $(BIN) --guest $(BENCH_INT_GUEST) \
-		--empty $(BENCH_GUEST) $$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
+	$(Q)$(BENCH_CPU) $$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
 	$(Q)$(BENCH_PYTHON) bench/boot.py --tarn $(BIN) --kernel $(GUEST_KERNEL) \
 		--initrd $(GUEST_INITRD) --cmdline "$(GUEST_CMDLINE)" \
 		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
@@ -49,6 +69,10 @@ bench: $(BENCH_GUEST) $(BENCH_INT_GUEST) $(GUEST_KERNEL) $(GUEST_INITRD)
 	$(Q)test -e $(BENCH_UNBUILT) || bench/kvm.sh $(abspath $(BIN)) $(abspath $(GUEST_KERNEL)) \
 		$(abspath $(GUEST_INITRD)) "$(GUEST_CMDLINE)" $(abspath $(BENCH_GUEST))
 
-bench-guest: $(BENCH_GUEST) $(BENCH_INT_GUEST)
+bench-guest: $(BENCH_GUESTS)
 
-.PHONY: bench bench-guest
+# The CPU figures alone (bench/cpu.py), with the tarn built here.
+bench-cpu: $(BIN) $(BENCH_GUESTS)
+	$(Q)$(BENCH_CPU)
+
+.PHONY: bench bench-guest bench-cpu

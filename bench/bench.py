@@ -348,21 +348,39 @@ class Side:
         return "FAILED (%s%s: %s)" % (what, r.exit_desc(), r.first_stderr_line())
 
 
+def arg_parser(description, runs_var, runs, timeout_var, timeout):
+    """A parser with the options every bench script takes: the two VMMs, the
+    pair, runs and timeout (the variables runs_var and timeout_var override
+    their defaults). parse_args() checks runs and timeout."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--tarn", required=True, help="the tarn binary")
+    ap.add_argument("--tarn-unbuilt", action="store_true",
+                    help="tarn's build failed: report its figures as SKIP")
+    ap.add_argument("--qemu", default=os.environ.get("BENCH_QEMU") or "qemu-system-x86_64")
+    ap.add_argument("--runs", type=int, default=int(os.environ.get(runs_var) or runs))
+    ap.add_argument("--accel", default=os.environ.get("BENCH_ACCEL", ""))
+    ap.add_argument("--timeout", type=float, default=float(os.environ.get(timeout_var) or timeout))
+    ap.set_defaults(runs_var=runs_var, timeout_var=timeout_var)
+    return ap
+
+
+def parse_args(ap):
+    a = ap.parse_args()
+    if a.runs < 1:
+        sys.exit("bench: %s must be at least 1" % a.runs_var)
+    if a.timeout <= 0:
+        sys.exit("bench: %s must be positive" % a.timeout_var)
+    return a
+
+
 def guest_arg_parser(description, what, runs, timeout):
     """The options every default-guest benchmark takes; BENCH_<WHAT>_RUNS and
     BENCH_<WHAT>_TIMEOUT override the defaults."""
-    env = lambda key, default: os.environ.get("BENCH_%s_%s" % (what, key)) or default
-    ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--tarn", required=True)
-    ap.add_argument("--tarn-unbuilt", action="store_true")
-    ap.add_argument("--qemu", default=os.environ.get("BENCH_QEMU") or "qemu-system-x86_64")
+    ap = arg_parser(description, "BENCH_%s_RUNS" % what, runs, "BENCH_%s_TIMEOUT" % what, timeout)
     ap.add_argument("--kernel", required=True)
     ap.add_argument("--initrd", required=True)
     ap.add_argument("--cmdline", required=True)
     ap.add_argument("--mem", default="512M")
-    ap.add_argument("--runs", type=int, default=int(env("RUNS", runs)))
-    ap.add_argument("--accel", default=os.environ.get("BENCH_ACCEL", ""))
-    ap.add_argument("--timeout", type=float, default=float(env("TIMEOUT", timeout)))
     return ap
 
 
@@ -492,20 +510,10 @@ DERIVED = ("exit_group", "above_floor")
 
 def main():
     global TIMEOUT
-    ap = argparse.ArgumentParser(description="tarn vs QEMU: start latency, teardown, peak RSS")
-    ap.add_argument("--tarn", required=True, help="the tarn binary")
-    ap.add_argument("--tarn-unbuilt", action="store_true",
-                    help="tarn's build failed: report its figures as SKIP")
-    ap.add_argument("--qemu", default=os.environ.get("BENCH_QEMU") or "qemu-system-x86_64")
+    ap = arg_parser("tarn vs QEMU: start latency, teardown, peak RSS",
+                    "BENCH_RUNS", 10, "BENCH_TIMEOUT", 20)
     ap.add_argument("--guest", required=True, help="the exit-at-once PVH micro-guest")
-    ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS") or 10))
-    ap.add_argument("--accel", default=os.environ.get("BENCH_ACCEL", ""))
-    ap.add_argument("--timeout", type=float, default=float(os.environ.get("BENCH_TIMEOUT") or 20))
-    a = ap.parse_args()
-    if a.runs < 1:
-        sys.exit("bench: BENCH_RUNS must be at least 1")
-    if a.timeout <= 0:
-        sys.exit("bench: BENCH_TIMEOUT must be positive")
+    a = parse_args(ap)
     TIMEOUT = a.timeout
     if not os.path.isfile(a.guest):
         sys.exit("bench: no guest at %s (make bench builds it)" % a.guest)

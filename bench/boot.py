@@ -97,7 +97,7 @@ def measure(a, sides, skip, tag, label):
 
 def main():
     ap = b.guest_arg_parser("tarn vs QEMU: Linux boot to init and to power-off", "BOOT", 5, 120)
-    a = ap.parse_args()
+    a = b.parse_args(ap)
     qaccel, tbackend = b.choose_pair(a.accel, os.path.abspath(a.tarn))
     tag = "[tarn=%s qemu=%s]" % (tbackend, qaccel)
     for f in (a.kernel, a.initrd):

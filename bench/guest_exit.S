@@ -11,7 +11,7 @@
  * ef, fa, f4, eb fc) decode identically in 32- and 64-bit mode, so a loader
  * that ignores the note and enters in 64-bit mode runs the same exit.
  */
-#define XEN_ELFNOTE_PHYS32_ENTRY 18
+#include "pvh_note.h"
 
 	.section .text.start, "ax"
 	.code32
@@ -25,16 +25,4 @@ pvh_start:
 	hlt
 	jmp	1b
 
-	/* The PVH note. 64-bit ELF: the descriptor is 8 bytes (as Linux's
-	 * _ASM_PTR), which QEMU reads as a size_t and tarn as a u64. Notes are
-	 * 4-byte aligned; QEMU pads the name to the segment's p_align, so that
-	 * must stay 4. */
-	.section .note.Xen, "a", @note
-	.balign 4
-	.long	2f - 1f			/* namesz */
-	.long	4f - 3f			/* descsz */
-	.long	XEN_ELFNOTE_PHYS32_ENTRY
-1:	.asciz	"Xen"
-2:	.balign 4
-3:	.quad	pvh_start
-4:	.balign 4
+	pvh_note pvh_start

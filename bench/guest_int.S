@@ -11,7 +11,7 @@
  * (GUEST_INSNS below; bench/cpu.py reads the count from the ELF's symbol
  * table, so the two cannot drift apart).
  */
-#define XEN_ELFNOTE_PHYS32_ENTRY 18
+#include "pvh_note.h"
 #ifndef ITERS
 #define ITERS 10000000
 #endif
@@ -54,12 +54,4 @@ pvh_start:
 	.globl	GUEST_INSNS
 	.set	GUEST_INSNS, 6 + BODY * ITERS + 3
 
-	.section .note.Xen, "a", @note
-	.balign 4
-	.long	4f - 3f			/* namesz */
-	.long	6f - 5f			/* descsz */
-	.long	XEN_ELFNOTE_PHYS32_ENTRY
-3:	.asciz	"Xen"
-4:	.balign 4
-5:	.quad	pvh_start
-6:	.balign 4
+	pvh_note pvh_start

@@ -191,7 +191,7 @@ def main():
     ap.add_argument("--reads", type=int, default=int(os.environ.get("BENCH_IO_READS") or 2000))
     ap.add_argument("--net-mib", type=int, default=int(os.environ.get("BENCH_IO_NET_MIB") or 16))
     ap.add_argument("--dir", default=None, help="where the image goes (default: next to --tarn)")
-    a = ap.parse_args()
+    a = b.parse_args(ap)
     if a.runs < 1 or a.mib < 1 or a.mib > a.image_mib or a.reads < 1 or a.net_mib < 0:
         sys.exit("bench: io: need runs >= 1, 1 <= mib <= image-mib, reads >= 1, net-mib >= 0")
     for f in (a.kernel, a.initrd):
