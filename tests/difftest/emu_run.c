@@ -1,13 +1,20 @@
-/* The emulator side: one vCPU on fake guest RAM in 64-bit mode at CPL 0.
+/* The emulator side: one vCPU on fake guest RAM in 64-bit mode.
+ *
+ * Cases run at CPL 3 in the state Linux gives a 64-bit process: its GDT
+ * selectors (user CS 0x33, SS 0x2b, null DS/ES), RFLAGS.IF set with IOPL 0,
+ * CR0.AM (alignment checks when a case sets RFLAGS.AC), EFER.NXE, int3 and
+ * into through DPL 3 gates, and no I/O bitmap, so privileged and I/O
+ * instructions fault as they do on the host. Its pages mirror the native
+ * child's (difftest.h): the same ones present, writable, executable.
  *
  * Guest physical layout (4 MiB):
  *   [0, 2 MiB)       scratch for the length check (every canonical linear
  *                    address maps here through the "alias" page tables)
- *   [2 MiB, 4 MiB)   identity-mapped in the difftest layout: GDT, IDT,
- *                    TSS, IST stack, page tables, and the physical pages
- *                    behind DT_CODE, DT_DATA (two pages, not physically
- *                    adjacent, as an access straddling them must not
- *                    care) and DT_CTL.
+ *   [2 MiB, 4 MiB)   GDT, IDT, TSS, IST stack (seen at KBASE + 2 MiB),
+ *                    page tables, and the physical pages behind DT_CODE,
+ *                    DT_RO, DT_DATA (two pages, not physically adjacent,
+ *                    as an access straddling them must not care) and
+ *                    DT_CTL.
  * Exceptions go through IST1 to a one-byte hlt per vector, so the guest
  * stack (in the data page) is not touched by the frame. */
 #include <signal.h>
@@ -36,19 +43,39 @@
 #define A_PML4 0x209000 /* alias layout: everything -> [0, 2 MiB) */
 #define A_PDPT 0x20a000
 #define A_PD 0x20b000
+#define K_PDPT 0x20c000 /* the system area's linear mapping */
+#define K_PD 0x20d000
 #define P_CODE 0x210000
 #define P_DATA 0x211000
 #define P_CTL 0x212000
 #define P_DATA2 0x213000 /* DT_DATA's second page */
-#define CTL_END 0x7f0	   /* hlt: the end of a sequence */
+#define P_RO 0x214000
+#define CTL_END 0x7f0	   /* hlt: the end of a sequence (#GP at CPL 3) */
 #define CTL_VEC 0x800	   /* hlt per vector: CTL_VEC + vec */
 #define LEN_CODE 0x100ff0ULL /* the length check's instruction */
+/* [2 MiB, 4 MiB) is seen at KBASE + 2 MiB, supervisor only, in the upper
+ * half like a Linux kernel: the lower half holds nothing the host's user
+ * space does not have too. */
+#define KBASE 0xffffffff80000000ULL
+#define K(pa) (KBASE + (pa))
+/* Selectors, as in Linux's GDT (arch/x86/include/asm/segment.h). */
+#define SEL_KCODE 0x10
+#define SEL_KDATA 0x18
+#define SEL_UCODE32 0x23
+#define SEL_UDATA 0x2b
+#define SEL_UCODE 0x33
+#define SEL_TSS 0x40
+#define PTE_P 1ULL
+#define PTE_W 2ULL
+#define PTE_U 4ULL
+#define PTE_NX (1ULL << 63)
 
 struct dt_emu {
 	struct vm vm;
 	struct vcpu vcpu;
 	uint8_t *ram;
 	struct x86_state st;
+	uint8_t ro[DT_PAGE]; /* what the read-only page holds */
 };
 
 static void put64(struct dt_emu *e, uint64_t gpa, uint64_t v)
@@ -66,10 +93,26 @@ static uint64_t get64(struct dt_emu *e, uint64_t gpa)
 
 static void on_alarm(int sig);
 
+/* The state of a 64-bit Linux process: CPL 3, null DS/ES/FS/GS selectors
+ * (FS and GS bases set as in the native child). */
+static void user_state(struct dt_emu *e)
+{
+	static const struct x86_seg code = { .sel = SEL_UCODE, .limit = 0xffffffff, .type = 0xb, .s = 1, .dpl = 3,
+					     .present = 1, .l = 1, .g = 1 };
+	static const struct x86_seg data = { .sel = SEL_UDATA, .limit = 0xffffffff, .type = 3, .s = 1, .dpl = 3,
+					     .present = 1, .db = 1, .g = 1 };
+	static const struct x86_seg null = { .unusable = 1 };
+
+	e->st.cs = code;
+	e->st.ss = data;
+	e->st.ds = e->st.es = e->st.fs = e->st.gs = null;
+	e->st.fs.base = DT_FS_BASE;
+	e->st.gs.base = DT_GS_BASE;
+	e->st.cr2 = 0;
+}
+
 struct dt_emu *dt_emu_new(void)
 {
-	struct x86_seg code = { .sel = 0x08, .limit = 0xffffffff, .type = 0xb, .s = 1, .present = 1, .l = 1, .g = 1 };
-	struct x86_seg data = { .sel = 0x10, .limit = 0xffffffff, .type = 3, .s = 1, .present = 1, .db = 1, .g = 1 };
 	struct dt_emu *e = calloc(1, sizeof(*e));
 	struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = SA_RESTART };
 
@@ -91,15 +134,24 @@ struct dt_emu *dt_emu_new(void)
 	if (emu_cpu_ops.vm_init(&e->vm) || emu_cpu_ops.vcpu_init(&e->vcpu))
 		goto fail;
 
-	/* Difftest layout. */
+	/* Difftest layout, as the native child maps it: code RWX, data RW
+	 * and not executable, the read-only page, the guard pages absent.
+	 * The control page stays executable: the handlers run there. */
 	put64(e, P_PML4, P_PDPT | 7);
 	put64(e, P_PDPT, P_PD | 7);
-	put64(e, P_PD + 8, 0x200000 | 0x87);
+	put64(e, P_PML4 + 511 * 8, K_PDPT | 3);
+	put64(e, K_PDPT + ((K(0) >> 30) & 511) * 8, K_PD | 3);
+	put64(e, K_PD + ((K(0x200000) >> 21) & 511) * 8, 0x200000 | 0x83);
 	put64(e, P_PD + ((DT_CODE >> 21) & 511) * 8, P_PT | 7);
 	put64(e, P_PT + ((DT_CODE >> 12) & 511) * 8, P_CODE | 7);
-	put64(e, P_PT + ((DT_DATA >> 12) & 511) * 8, P_DATA | 7);
-	put64(e, P_PT + (((DT_DATA + DT_PAGE) >> 12) & 511) * 8, P_DATA2 | 7);
+	put64(e, P_PT + ((DT_RO >> 12) & 511) * 8, P_RO | PTE_P | PTE_U | PTE_NX);
+	put64(e, P_PT + ((DT_DATA >> 12) & 511) * 8, P_DATA | PTE_P | PTE_W | PTE_U | PTE_NX);
+	put64(e, P_PT + (((DT_DATA + DT_PAGE) >> 12) & 511) * 8, P_DATA2 | PTE_P | PTE_W | PTE_U | PTE_NX);
 	put64(e, P_PT + ((DT_CTL >> 12) & 511) * 8, P_CTL | 7);
+	_Static_assert(((DT_CODE ^ DT_CTL) >> 21) == 0 && ((DT_GUARD_LO ^ DT_GUARD_HI) >> 21) == 0,
+		       "one page table");
+	dt_ro_fill(e->ro);
+	memcpy(e->ram + P_RO, e->ro, DT_PAGE);
 	/* Alias layout. */
 	for (int i = 0; i < 512; i++) {
 		put64(e, A_PML4 + (uint64_t)i * 8, A_PDPT | 7);
@@ -107,13 +159,23 @@ struct dt_emu *dt_emu_new(void)
 		put64(e, A_PD + (uint64_t)i * 8, 0x87);
 	}
 
-	put64(e, P_GDT + 0x08, 0x00209a0000000000ULL);
-	put64(e, P_GDT + 0x10, 0x00cf92000000ffffULL);
-	put64(e, P_GDT + 0x28, 0x67 | ((uint64_t)(P_TSS & 0xffffff) << 16) | (0x89ULL << 40));
-	put64(e, P_TSS + 0x24, P_IST_TOP); /* ist1 */
+	put64(e, P_GDT + SEL_KCODE, 0x00209a0000000000ULL);
+	put64(e, P_GDT + SEL_KDATA, 0x00cf92000000ffffULL);
+	put64(e, P_GDT + (SEL_UCODE32 & ~3), 0x00cffa000000ffffULL);
+	put64(e, P_GDT + (SEL_UDATA & ~3), 0x00cff2000000ffffULL);
+	put64(e, P_GDT + (SEL_UCODE & ~3), 0x0020fa0000000000ULL);
+	put64(e, P_GDT + SEL_TSS, 0x67 | ((K(P_TSS) & 0xffffff) << 16) | (0x89ULL << 40) |
+					  ((K(P_TSS) >> 24) & 0xff) << 56);
+	put64(e, P_GDT + SEL_TSS + 8, K(P_TSS) >> 32);
+	put64(e, P_TSS + 0x24, K(P_IST_TOP)); /* ist1 */
+	/* I/O map base beyond the limit: no port allowed at CPL 3, as for a
+	 * Linux task without ioperm (IO_BITMAP_OFFSET_INVALID). */
+	e->ram[P_TSS + 0x66] = 0x68;
 	for (int v = 0; v < 32; v++) {
 		uint64_t h = DT_CTL + CTL_VEC + (uint64_t)v;
-		uint64_t lo = (h & 0xffff) | (0x08ULL << 16) | (1ULL << 32) | (0x8eULL << 40) |
+		/* int3 and into may be used from user mode (Linux's system gates). */
+		uint64_t type = v == 3 || v == 4 ? 0xee : 0x8e;
+		uint64_t lo = (h & 0xffff) | ((uint64_t)SEL_KCODE << 16) | (1ULL << 32) | (type << 40) |
 			      ((h >> 16) & 0xffff) << 48;
 
 		put64(e, P_IDT + (uint64_t)v * 16, lo);
@@ -123,16 +185,16 @@ struct dt_emu *dt_emu_new(void)
 	e->ram[P_CTL + CTL_END] = 0xf4;
 	put64(e, P_CTL + (DT_CTL_RET - DT_CTL), DT_CTL + CTL_END);
 
-	e->st.cs = code;
-	e->st.ds = e->st.es = e->st.ss = e->st.fs = e->st.gs = data;
-	e->st.gs.base = DT_DATA; /* as the native child sets it */
-	e->st.tr = (struct x86_seg){ .sel = 0x28, .base = P_TSS, .limit = 0x67, .type = 0xb, .present = 1 };
+	user_state(e);
+	e->st.tr = (struct x86_seg){ .sel = SEL_TSS, .base = K(P_TSS), .limit = 0x67, .type = 0xb, .present = 1 };
 	e->st.ldt = (struct x86_seg){ .unusable = 1 };
-	e->st.gdt = (struct x86_dtable){ P_GDT, 0x37 };
-	e->st.idt = (struct x86_dtable){ P_IDT, 32 * 16 - 1 };
-	e->st.cr0 = X86_CR0_PE | X86_CR0_PG | X86_CR0_WP | X86_CR0_ET | X86_CR0_NE;
-	e->st.cr4 = X86_CR4_PAE;
-	e->st.efer = X86_EFER_LME | X86_EFER_LMA | X86_EFER_NXE;
+	e->st.gdt = (struct x86_dtable){ K(P_GDT), SEL_TSS + 15 };
+	e->st.idt = (struct x86_dtable){ K(P_IDT), 32 * 16 - 1 };
+	e->st.cr0 = X86_CR0_PE | X86_CR0_MP | X86_CR0_PG | X86_CR0_WP | X86_CR0_ET | X86_CR0_NE | X86_CR0_AM;
+	/* As Linux sets them, where user code can tell: DE (mov dr4 #UD),
+	 * SCE (sysret #GP rather than #UD). */
+	e->st.cr4 = X86_CR4_PAE | X86_CR4_OSFXSR | X86_CR4_OSXMMEXCPT | 0x8 /* DE */;
+	e->st.efer = X86_EFER_LME | X86_EFER_LMA | X86_EFER_NXE | X86_EFER_SCE;
 	/* Faults and unimplemented instructions are expected here: the
 	 * harness reports them itself. */
 	log_threshold = LOG_ERR;
@@ -202,53 +264,58 @@ static int run(struct dt_emu *e)
 	return ex.reason;
 }
 
-static int vec_class(int vec)
-{
-	switch (vec) {
-	case 0: return DT_DE;
-	case 6: return DT_UD;
-	case 12: case 13: case 14: return DT_GP;
-	default: return DT_OTHER;
-	}
-}
-
 void dt_emu_run(struct dt_emu *e, const struct dt_case *c, struct dt_result *r)
 {
-	uint64_t end = DT_CTL + CTL_END + 1, rip;
+	uint64_t rip;
 	int reason;
 
 	memcpy(e->ram + P_CODE, c->code, c->code_len);
 	memcpy(e->ram + P_DATA, c->data, DT_PAGE);
 	memcpy(e->ram + P_DATA2, c->data + DT_PAGE, DT_PAGE);
 	memcpy(e->st.gpr, c->regs, sizeof(e->st.gpr));
-	e->st.rflags = c->flags | 2;
+	/* As dt_enter's popfq leaves them at CPL 3: IF stays set. */
+	e->st.rflags = (c->flags & DT_FLAGS) | X86_RFLAGS_IF | X86_RFLAGS_FIXED;
 	e->st.rip = DT_CODE;
 	e->st.cr3 = P_PML4;
+	user_state(e);
+	emu_set_sse(&e->vcpu, c->xmm, c->mxcsr);
 	reason = run(e);
 	rip = e->st.rip;
 	memset(r, 0, sizeof(*r));
 	memcpy(r->regs, e->st.gpr, sizeof(r->regs));
 	r->flags = e->st.rflags;
+	emu_get_sse(&e->vcpu, r->xmm, &r->mxcsr);
 	memcpy(r->data, e->ram + P_DATA, DT_PAGE);
 	memcpy(r->data + DT_PAGE, e->ram + P_DATA2, DT_PAGE);
-	if (reason == VCPU_EXIT_HLT && rip == end)
-		return;
+	if (memcmp(e->ram + P_RO, e->ro, DT_PAGE)) {
+		r->ro_written = true;
+		memcpy(e->ram + P_RO, e->ro, DT_PAGE);
+	}
 	if (reason == VCPU_EXIT_HLT && rip > DT_CTL + CTL_VEC && rip <= DT_CTL + CTL_VEC + 32) {
 		int vec = (int)(rip - DT_CTL - CTL_VEC - 1);
-		/* Frame, error code below it if any: rip cs rflags rsp ss. */
+		/* Frame: error code (if any), rip, cs, rflags, rsp, ss. */
 		uint64_t f = P_IST_TOP - 40;
 
-		r->fault = vec_class(vec);
+		r->end = DT_FAULT;
+		r->vec = vec;
+		r->err = DT_VEC_HAS_ERR(vec) ? (uint32_t)get64(e, f - 8) : 0;
+		r->addr = vec == 14 ? e->st.cr2 : 0;
 		r->rip = get64(e, f);
 		r->flags = get64(e, f + 16);
 		r->regs[4] = get64(e, f + 24);
+		if (vec == 13 && r->rip == DT_CTL + CTL_END) { /* the sequence's end */
+			r->end = DT_OK;
+			r->vec = 0;
+			r->err = 0;
+			r->rip = 0;
+		}
 		return;
 	}
-	r->fault = DT_CRASH;
+	r->end = DT_CRASH;
 	r->rip = rip;
 }
 
-void dt_emu_cpuid(struct dt_emu *e, uint32_t leaf, uint32_t out[4])
+void dt_emu_cpuid(struct dt_emu *e, uint32_t leaf, uint32_t sub, uint32_t out[4])
 {
 	static struct dt_case c;
 	static struct dt_result r;
@@ -260,6 +327,7 @@ void dt_emu_cpuid(struct dt_emu *e, uint32_t leaf, uint32_t out[4])
 	memcpy(c.code + sizeof(code), &ret, 4);
 	c.code_len = sizeof(code) + 4;
 	c.regs[0] = leaf;
+	c.regs[1] = sub;
 	c.regs[4] = DT_DATA + DT_PAGE / 2;
 	dt_emu_run(e, &c, &r);
 	for (int i = 0; i < 4; i++) /* eax, ebx, ecx, edx: regs 0, 3, 1, 2 */
@@ -274,9 +342,10 @@ static int insn_len_try(struct dt_emu *e, const uint8_t *code, size_t n, uint64_
 	int reason;
 
 	/* The instruction, then hlt bytes: with the right length the emulator
-	 * executes exactly two instructions, ending after the first hlt. Too
-	 * long, it ends after a later hlt; too short, it executes something
-	 * else in between. */
+	 * executes exactly two instructions, the second the first hlt, which
+	 * faults at CPL 3 (no IDT: a shutdown with RIP at it). Too long, it
+	 * stops at a later hlt; too short, it executes something else in
+	 * between. */
 	memcpy(p, code, n);
 	memset(p + n, 0xf4, sizeof(saved) - n);
 	memcpy(saved, p, sizeof(saved));
@@ -288,9 +357,10 @@ static int insn_len_try(struct dt_emu *e, const uint8_t *code, size_t n, uint64_
 	e->st.gpr[0] &= 0xffff;
 	e->st.gpr[1] &= 0xff;
 	e->st.gpr[2] = 0;
-	e->st.rflags = 2 | (dt_rand(&seed) & 0x8d5);
+	e->st.rflags = X86_RFLAGS_FIXED | X86_RFLAGS_IF | (dt_rand(&seed) & 0x8d5);
 	e->st.rip = LEN_CODE;
 	e->st.cr3 = A_PML4;
+	user_state(e);
 	e->st.idt.limit = 0; /* any fault ends in a shutdown exit */
 	before = emu_insn_count(&e->vcpu);
 	reason = run(e);

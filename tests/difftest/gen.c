@@ -1,14 +1,17 @@
-/* Random instruction sequences: an encoder for the user-level integer
- * instructions of 64-bit mode and a generator that strings a few of them
- * together with random operands.
+/* Random instruction sequences: an encoder for the user-level integer and
+ * SSE/SSE2 instructions of 64-bit mode and a generator that strings a few
+ * of them together with random operands.
  *
  * Every memory operand, stack access and string operation is made to hit
- * the data page: just before the instruction, `mov r64, imm64` loads its
- * base/index (or RSI/RDI/RCX/RSP) with values whose sum is the chosen
- * address; other registers keep their random values. The generator tracks
- * which RFLAGS bits are undefined (per the SDM) after each instruction,
- * never emits an instruction that reads an undefined flag, and records the
- * set at each instruction start so the comparison can mask them. */
+ * the data area, now and then straddling its two pages, or its edges: the
+ * read-only page below it, the not-present pages around (difftest.h).
+ * Just before the instruction, `mov r64, imm64` loads its base/index (or
+ * RSI/RDI/RCX/RSP) with values whose sum is the chosen address; other
+ * registers keep their random values. About one item in 30 is made to
+ * fault (i_fault). The generator tracks which RFLAGS bits are undefined
+ * (per the SDM) after each instruction, never emits an instruction that
+ * reads an undefined flag, and records the set at each instruction start so
+ * the comparison can mask them. */
 #include <string.h>
 
 #include "difftest.h"
@@ -38,6 +41,8 @@ struct gen {
 	bool rsp_ok;	  /* RSP points into the data page's stack area */
 	bool opreg;	  /* enc: register in the opcode byte, no ModRM */
 	bool in_jcc;	  /* generating the instruction a jcc may skip */
+	bool stop;	  /* nothing after this instruction can run */
+	bool no_a32;	  /* mem_at: no address-size prefix */
 };
 
 /* A ModRM r/m operand: a register or memory. */
@@ -47,7 +52,7 @@ struct rm {
 	int dispsz;		/* 0, 1 or 4 bytes */
 	int64_t disp;
 	bool a32;
-	bool gs;       /* gs: prefix (GS.base = DT_DATA on both sides) */
+	uint8_t seg;   /* 0, or a 0x64 (fs:) / 0x65 (gs:) prefix: DT_FS_BASE, DT_GS_BASE */
 	uint64_t addr; /* the linear address it must produce */
 };
 
@@ -159,6 +164,11 @@ static int rex_need(int r, bool byte)
 	return 0;
 }
 
+static uint64_t seg_base(const struct rm *m)
+{
+	return m->seg == 0x64 ? DT_FS_BASE : m->seg == 0x65 ? DT_GS_BASE : 0;
+}
+
 /* Choose registers and displacement for a memory operand at addr and load
  * the registers. Registers in avoid (bit mask) are not used; norex: only
  * registers 0-7 (the instruction has ah-bh). */
@@ -171,12 +181,11 @@ static void mem_at(struct gen *g, struct rm *m, uint64_t addr, uint32_t avoid, b
 
 	m->reg = -1;
 	m->addr = addr;
-	m->gs = pct(g, 5);
-	if (m->gs)
-		addr -= DT_DATA; /* the registers and disp make the offset */
+	m->seg = pct(g, 5) ? (pct(g, 50) ? 0x64 : 0x65) : 0;
+	addr -= seg_base(m); /* the registers and disp make the offset */
 	m->base = m->index = -1;
 	m->scale = (int)rn(g, 4);
-	m->a32 = pct(g, 10);
+	m->a32 = pct(g, 10) && !g->no_a32;
 	m->dispsz = (int)(rn(g, 3) == 0 ? 0 : rn(g, 2) ? 1 : 4);
 	if (kind == 0) { /* RIP-relative: disp fixed up by the encoder */
 		m->base = RIPREL;
@@ -219,16 +228,34 @@ static void mem_at(struct gen *g, struct rm *m, uint64_t addr, uint32_t avoid, b
 		set_reg(g, m->index, idxv);
 }
 
-/* A random address in the data page for an access of sz bytes, leaving
- * room around it (bit offsets, string runs). */
+/* A random address in the data area for an access of sz bytes, leaving
+ * room around it (bit offsets, string runs); now and then one straddling
+ * its two pages, or at or across its edges (difftest.h): into the
+ * not-present page above (#PF on any access), the read-only page below
+ * (#PF on a store, with P=1), or the not-present page below that. A
+ * faulting instruction writes nothing, on either side. */
 static uint64_t data_addr(struct gen *g, unsigned sz)
 {
 	uint64_t a = DT_DATA + 256 + rn(g, DT_DATA_SIZE - 512);
+	unsigned k = rn(g, 100);
 
-	if (pct(g, 10)) /* across the page boundary */
+	if (k < 10) { /* across the page boundary */
+		g->c->tags |= DT_TAG_SPLIT;
 		return DT_DATA + DT_PAGE - 1 - rn(g, 15);
-	if (pct(g, 2)) /* across an edge of the data area: #PF, nothing written */
-		return pct(g, 50) ? DT_DATA + DT_DATA_SIZE - 1 - rn(g, 7) : DT_DATA - 1 - rn(g, 7);
+	}
+	if (k < 18) {
+		g->c->tags |= DT_TAG_EDGE;
+		switch (k) {
+		case 10: case 11: case 12: /* across the top edge */
+			return DT_DATA + DT_DATA_SIZE - 1 - rn(g, 7);
+		case 13: case 14: /* across the bottom edge, from the read-only page */
+			return DT_DATA - 1 - rn(g, 7);
+		case 15: case 16: /* in the read-only page */
+			return DT_RO + rn(g, DT_PAGE - 8);
+		default: /* in a not-present page, or across into one */
+			return pct(g, 50) ? DT_GUARD_HI + rn(g, DT_PAGE) : DT_RO - 1 - rn(g, 7);
+		}
+	}
 	if (pct(g, 60))
 		a &= ~(uint64_t)(sz - 1);
 	return a;
@@ -264,8 +291,8 @@ static void enc(struct gen *g, unsigned pfx, unsigned sz, bool w, const uint8_t 
 		g->rsp_ok = false;
 	if (pfx & P_LOCK)
 		out8(g, 0xf0);
-	if (m && m->reg < 0 && m->gs)
-		out8(g, 0x65);
+	if (m && m->reg < 0 && m->seg)
+		out8(g, m->seg);
 	else if (pct(g, 3)) /* es, cs, ss, ds overrides: ignored in 64-bit mode */
 		out8(g, (uint8_t[]){ 0x26, 0x2e, 0x36, 0x3e }[rn(g, 4)]);
 	if (sz == 2 || (pfx & P_66W))
@@ -321,7 +348,7 @@ static void enc(struct gen *g, unsigned pfx, unsigned sz, bool w, const uint8_t 
 		disp_at = g->n;
 		outn(g, 0, 4);
 		outn(g, imm, immlen);
-		disp = (int64_t)(m->addr - (m->gs ? DT_DATA : 0) - (DT_CODE + g->n));
+		disp = (int64_t)(m->addr - seg_base(m) - (DT_CODE + g->n));
 		memcpy(&g->c->code[disp_at], &(int32_t){ (int32_t)disp }, 4);
 		return;
 	}
@@ -711,8 +738,14 @@ static void i_bt(struct gen *g)
 	}
 	reg = (int)rn(g, 16);
 	if (mem) {
-		/* The bit offset reaches beyond the operand: keep it near. */
+		/* The bit offset reaches beyond the operand: keep it near, or
+		 * now and then as far as the pages around the data area. */
 		int64_t off = (int64_t)rn(g, 3200) - 1600;
+
+		if (pct(g, 10)) {
+			off = (pct(g, 50) ? 1 : -1) * (int64_t)(DT_PAGE + rn(g, DT_PAGE)) * 8;
+			g->c->tags |= DT_TAG_EDGE;
+		}
 
 		mem_at(g, &m, DT_DATA + DT_PAGE - 32 + rn(g, 64), 1u << reg, false);
 		set_reg(g, reg, sz == 8 ? (uint64_t)off : (rnd(g) << (sz * 8)) | ((uint64_t)off & ((1ULL << (sz * 8)) - 1)));
@@ -801,8 +834,12 @@ static void i_cmpxchg8b16b(struct gen *g)
 
 	if (pct(g, 5))
 		a += 1 + rn(g, 15); /* misaligned: #GP for cmpxchg16b */
+	else if (pct(g, 5)) { /* into the read-only or not-present page */
+		a = pct(g, 50) ? DT_RO + (rn(g, DT_PAGE) & ~15ULL) : DT_DATA + DT_DATA_SIZE - (w ? 0 : 4);
+		g->c->tags |= DT_TAG_EDGE;
+	}
 	flags_def(g, ZF, 0);
-	if (pct(g, 50)) {
+	if (pct(g, 50) && a - DT_DATA <= DT_DATA_SIZE - 16) {
 		uint64_t lo = val(g), hi = val(g);
 
 		memcpy(&g->c->data[a - DT_DATA], &lo, 8);
@@ -836,6 +873,10 @@ static void stack_ok(struct gen *g)
 	if (!g->rsp_ok || pct(g, 20)) {
 		uint64_t sp = DT_DATA + 1024 + rn(g, DT_DATA_SIZE - 2048);
 
+		if (pct(g, 5)) { /* pushes into the read-only page, pops from the one above */
+			sp = pct(g, 50) ? DT_DATA + rn(g, 24) : DT_DATA + DT_DATA_SIZE - rn(g, 24);
+			g->c->tags |= DT_TAG_EDGE;
+		}
 		set_reg(g, RSP, pct(g, 90) ? sp & ~7ULL : sp);
 		g->rsp_ok = true;
 	}
@@ -906,6 +947,7 @@ static void i_string(struct gen *g, unsigned kind)
 	if (pct(g, 4)) { /* run off an edge of the data area: #PF partway */
 		uint64_t *p = pct(g, 50) ? &si : &di;
 
+		g->c->tags |= DT_TAG_EDGE;
 		*p = pct(g, 50) ? DT_DATA + DT_DATA_SIZE - sz * rn(g, 4) - rn(g, 2) : DT_DATA + sz * rn(g, 4);
 	}
 	if (kind != 1 && kind != 4)
@@ -977,7 +1019,213 @@ static void i_nop(struct gen *g)
 	enc(g, 0, pct(g, 50) ? 2 : 4, true, (uint8_t[]){ 0x0f, 0x1f }, 2, 0, false, &m, false, 0, 0);
 }
 
-unsigned dt_features;
+/* ---- SSE and SSE2 (what the emulator's CPUID claims, sse.c) ---- */
+
+/* Operand forms. X: an XMM register; M16/M8/M4: memory of that many bytes
+ * (A: 16-byte aligned or #GP, as legacy SSE wants); G: a general register
+ * (32 or 64 bits); I: imm8. First the destination. */
+enum {
+	S_X_XM16A,  /* xmm, xmm/m128 aligned */
+	S_X_XM16,   /* xmm, xmm/m128 unaligned (movups, movdqu) */
+	S_X_XM8,    /* xmm, xmm/m64 */
+	S_X_XM4,    /* xmm, xmm/m32 */
+	S_X_XM16AI, /* xmm, xmm/m128 aligned, imm8 */
+	S_X_XM8I,   /* xmm, xmm/m64, imm8 (cmpsd) */
+	S_X_XM4I,   /* xmm, xmm/m32, imm8 (cmpss) */
+	S_XI,	    /* xmm (rm), imm8, /digit: shifts by immediate */
+	S_X_X,	    /* xmm, xmm: movhlps, movlhps (12/16 register forms) */
+	S_X_M8,	    /* xmm, m64: movlps/movhps/movlpd/movhpd loads */
+	S_G_X,	    /* r32/64, xmm: movmskps/pd, pmovmskb */
+	S_G_XI,	    /* r32/64, xmm, imm8: pextrw */
+	S_G_XM4,    /* r32/64, xmm/m32: cvt(t)ss2si */
+	S_G_XM8,    /* r32/64, xmm/m64: cvt(t)sd2si */
+	S_X_GM,	    /* xmm, r/m32/64: cvtsi2ss/sd, movd/movq */
+	S_X_GM2I,   /* xmm, r32/m16, imm8: pinsrw */
+	S_M16A_X,   /* m128 aligned, xmm: movaps, movntps, movdqa, movntdq */
+	S_XM16_X,   /* xmm/m128, xmm: movups, movupd, movdqu stores */
+	S_XM8_X,    /* xmm/m64, xmm: movsd, movq (d6) stores */
+	S_XM4_X,    /* xmm/m32, xmm: movss store */
+	S_M8_X,	    /* m64, xmm: movlps/movhps/movlpd/movhpd stores */
+	S_GM_X,	    /* r/m32/64, xmm: movd/movq (66 7e) */
+	S_M_G,	    /* m32/64, r32/64: movnti */
+	S_M4,	    /* m32: ldmxcsr, stmxcsr (/digit) */
+};
+
+struct sse_op {
+	uint8_t pfx, opc, form, digit;
+};
+
+#define FP(o, f) { 0, o, f, 0 }, { 0x66, o, f, 0 }
+static const struct sse_op sse_ops[] = {
+	{ 0, 0x10, S_X_XM16, 0 }, { 0x66, 0x10, S_X_XM16, 0 }, { 0xf3, 0x10, S_X_XM4, 0 }, { 0xf2, 0x10, S_X_XM8, 0 },
+	{ 0, 0x11, S_XM16_X, 0 }, { 0x66, 0x11, S_XM16_X, 0 }, { 0xf3, 0x11, S_XM4_X, 0 }, { 0xf2, 0x11, S_XM8_X, 0 },
+	{ 0, 0x12, S_X_M8, 0 }, { 0, 0x12, S_X_X, 0 }, { 0x66, 0x12, S_X_M8, 0 },
+	{ 0, 0x13, S_M8_X, 0 }, { 0x66, 0x13, S_M8_X, 0 },
+	FP(0x14, S_X_XM16A), FP(0x15, S_X_XM16A),
+	{ 0, 0x16, S_X_M8, 0 }, { 0, 0x16, S_X_X, 0 }, { 0x66, 0x16, S_X_M8, 0 },
+	{ 0, 0x17, S_M8_X, 0 }, { 0x66, 0x17, S_M8_X, 0 },
+	FP(0x28, S_X_XM16A), FP(0x29, S_M16A_X), FP(0x2b, S_M16A_X),
+	{ 0xf3, 0x2a, S_X_GM, 0 }, { 0xf2, 0x2a, S_X_GM, 0 },
+	{ 0xf3, 0x2c, S_G_XM4, 0 }, { 0xf2, 0x2c, S_G_XM8, 0 }, { 0xf3, 0x2d, S_G_XM4, 0 }, { 0xf2, 0x2d, S_G_XM8, 0 },
+	{ 0, 0x2e, S_X_XM4, 0 }, { 0x66, 0x2e, S_X_XM8, 0 }, { 0, 0x2f, S_X_XM4, 0 }, { 0x66, 0x2f, S_X_XM8, 0 },
+	FP(0x50, S_G_X),
+	FP(0x51, S_X_XM16A), { 0xf3, 0x51, S_X_XM4, 0 }, { 0xf2, 0x51, S_X_XM8, 0 },
+	{ 0, 0x52, S_X_XM16A, 0 }, { 0xf3, 0x52, S_X_XM4, 0 }, { 0, 0x53, S_X_XM16A, 0 }, { 0xf3, 0x53, S_X_XM4, 0 },
+	FP(0x54, S_X_XM16A), FP(0x55, S_X_XM16A), FP(0x56, S_X_XM16A), FP(0x57, S_X_XM16A),
+	FP(0x58, S_X_XM16A), { 0xf3, 0x58, S_X_XM4, 0 }, { 0xf2, 0x58, S_X_XM8, 0 },
+	FP(0x59, S_X_XM16A), { 0xf3, 0x59, S_X_XM4, 0 }, { 0xf2, 0x59, S_X_XM8, 0 },
+	{ 0, 0x5a, S_X_XM8, 0 }, { 0x66, 0x5a, S_X_XM16A, 0 }, { 0xf3, 0x5a, S_X_XM4, 0 }, { 0xf2, 0x5a, S_X_XM8, 0 },
+	{ 0, 0x5b, S_X_XM16A, 0 }, { 0x66, 0x5b, S_X_XM16A, 0 }, { 0xf3, 0x5b, S_X_XM16A, 0 },
+	FP(0x5c, S_X_XM16A), { 0xf3, 0x5c, S_X_XM4, 0 }, { 0xf2, 0x5c, S_X_XM8, 0 },
+	FP(0x5d, S_X_XM16A), { 0xf3, 0x5d, S_X_XM4, 0 }, { 0xf2, 0x5d, S_X_XM8, 0 },
+	FP(0x5e, S_X_XM16A), { 0xf3, 0x5e, S_X_XM4, 0 }, { 0xf2, 0x5e, S_X_XM8, 0 },
+	FP(0x5f, S_X_XM16A), { 0xf3, 0x5f, S_X_XM4, 0 }, { 0xf2, 0x5f, S_X_XM8, 0 },
+	{ 0x66, 0x6e, S_X_GM, 0 }, { 0x66, 0x6f, S_X_XM16A, 0 }, { 0xf3, 0x6f, S_X_XM16, 0 },
+	{ 0x66, 0x70, S_X_XM16AI, 0 }, { 0xf3, 0x70, S_X_XM16AI, 0 }, { 0xf2, 0x70, S_X_XM16AI, 0 },
+	{ 0x66, 0x71, S_XI, 2 }, { 0x66, 0x71, S_XI, 4 }, { 0x66, 0x71, S_XI, 6 },
+	{ 0x66, 0x72, S_XI, 2 }, { 0x66, 0x72, S_XI, 4 }, { 0x66, 0x72, S_XI, 6 },
+	{ 0x66, 0x73, S_XI, 2 }, { 0x66, 0x73, S_XI, 3 }, { 0x66, 0x73, S_XI, 6 }, { 0x66, 0x73, S_XI, 7 },
+	{ 0x66, 0x7e, S_GM_X, 0 }, { 0xf3, 0x7e, S_X_XM8, 0 },
+	{ 0x66, 0x7f, S_M16A_X, 0 }, { 0xf3, 0x7f, S_XM16_X, 0 },
+	FP(0xc2, S_X_XM16AI), { 0xf3, 0xc2, S_X_XM4I, 0 }, { 0xf2, 0xc2, S_X_XM8I, 0 },
+	{ 0, 0xc3, S_M_G, 0 }, { 0x66, 0xc4, S_X_GM2I, 0 }, { 0x66, 0xc5, S_G_XI, 0 }, FP(0xc6, S_X_XM16AI),
+	{ 0x66, 0xd6, S_XM8_X, 0 }, { 0x66, 0xd7, S_G_X, 0 }, { 0x66, 0xe6, S_X_XM16A, 0 },
+	{ 0xf3, 0xe6, S_X_XM8, 0 }, { 0xf2, 0xe6, S_X_XM16A, 0 }, { 0x66, 0xe7, S_M16A_X, 0 },
+	{ 0, 0xae, S_M4, 2 }, { 0, 0xae, S_M4, 3 },
+};
+#undef FP
+
+/* The 66 xx integer ops: 0F 60-6D, 74-76, D1-D5, D8-DF, E0-E5, E8-EF,
+ * F1-F6, F8-FE: all xmm, xmm/m128 aligned. */
+static bool sse_int_op(uint8_t o)
+{
+	return (o >= 0x60 && o <= 0x6d) || (o >= 0x74 && o <= 0x76) || (o >= 0xd1 && o <= 0xd5) ||
+	       (o >= 0xd8 && o <= 0xdf) || (o >= 0xe0 && o <= 0xe5) || (o >= 0xe8 && o <= 0xef) ||
+	       (o >= 0xf1 && o <= 0xf6) || (o >= 0xf8 && o <= 0xfe);
+}
+
+/* A random value for a lane: integers near the edges, or floats that
+ * matter (zeros, ones, denormals, infinities, NaNs, near-overflow). */
+static uint64_t sse_val(struct gen *g, bool dbl)
+{
+	static const uint32_t f[] = { 0, 0x80000000, 0x3f800000, 0xbf800000, 0x00000001, 0x807fffff, 0x7f800000,
+				      0xff800000, 0x7fc00000, 0xffc00000, 0x7f800001, 0x7f7fffff, 0x4f000000,
+				      0xcf000000, 0x3effffff, 0x3f000000 };
+	static const uint64_t d[] = { 0, 0x8000000000000000ULL, 0x3ff0000000000000ULL, 0xbff0000000000000ULL,
+				      1, 0x800fffffffffffffULL, 0x7ff0000000000000ULL, 0xfff0000000000000ULL,
+				      0x7ff8000000000000ULL, 0xfff8000000000000ULL, 0x7ff0000000000001ULL,
+				      0x7fefffffffffffffULL, 0x43e0000000000000ULL, 0xc3e0000000000000ULL,
+				      0x41e0000000000000ULL, 0x3fe0000000000000ULL };
+
+	switch (rn(g, 4)) {
+	case 0:
+		return dbl ? d[rn(g, 16)] : f[rn(g, 16)] | (uint64_t)f[rn(g, 16)] << 32;
+	case 1: /* ordinary numbers in [2, 8), random mantissas */
+		if (dbl)
+			return 0x4000000000000000ULL | (rnd(g) & 0x001fffffffffffffULL);
+		return (0x40000000 | (rnd(g) & 0x00ffffff)) << 32 | (0x40000000 | (rnd(g) & 0x00ffffff));
+	default:
+		return pct(g, 50) ? val(g) : rnd(g);
+	}
+}
+
+static void sse_xmm(struct gen *g, struct rm *m, unsigned msz, bool aligned, bool mem)
+{
+	if (!mem) {
+		m->reg = (int)rn(g, 16);
+		return;
+	}
+	{
+		uint64_t a = data_addr(g, msz);
+
+		if (aligned && pct(g, 90))
+			a &= ~15ULL;
+		mem_at(g, m, a, 0, false);
+	}
+}
+
+/* One SSE/SSE2 instruction with random operands; memory operands in and
+ * around the data area, aligned or not (legacy SSE: #GP on a misaligned
+ * m128 where alignment is required). */
+static void i_sse(struct gen *g)
+{
+	struct sse_op op;
+	struct rm m = { 0 };
+	unsigned pfx, sz = 4, immlen = 0;
+	bool mem = pct(g, 40);
+	int reg = (int)rn(g, 16);
+	uint64_t imm = rnd(g);
+	uint8_t o[2] = { 0x0f, 0 };
+
+	if (pct(g, 35)) { /* 66 0F integer op */
+		do
+			op.opc = (uint8_t)(0x60 + rn(g, 0xa0));
+		while (!sse_int_op(op.opc));
+		op = (struct sse_op){ 0x66, op.opc, S_X_XM16A, 0 };
+	} else {
+		op = sse_ops[rn(g, sizeof(sse_ops) / sizeof(sse_ops[0]))];
+	}
+	o[1] = op.opc;
+	pfx = op.pfx == 0x66 ? P_66W : op.pfx == 0xf3 ? P_REP : op.pfx == 0xf2 ? P_REPNE : 0;
+	/* capstone 4 does not decode some SSE2 instructions with an
+	 * address-size prefix (66 67 0f 6c, 6d, d6, e6): the encoding check
+	 * would fail on its account. */
+	g->no_a32 = true;
+	flags_def(g, op.opc == 0x2e || op.opc == 0x2f ? ARITH : 0, 0);
+	switch (op.form) {
+	case S_X_XM16A: case S_X_XM16AI: sse_xmm(g, &m, 16, true, mem); break;
+	case S_X_XM16: sse_xmm(g, &m, 16, false, mem); break;
+	case S_X_XM8: case S_X_XM8I: case S_G_XM8: sse_xmm(g, &m, 8, false, mem); break;
+	case S_X_XM4: case S_X_XM4I: case S_G_XM4: sse_xmm(g, &m, 4, false, mem); break;
+	case S_XI: case S_X_X: case S_G_X: case S_G_XI: sse_xmm(g, &m, 0, false, false); break;
+	case S_X_M8: case S_M8_X: sse_xmm(g, &m, 8, false, true); break;
+	case S_M16A_X: sse_xmm(g, &m, 16, true, true); break;
+	case S_XM16_X: sse_xmm(g, &m, 16, false, mem); break;
+	case S_XM8_X: sse_xmm(g, &m, 8, false, mem); break;
+	case S_XM4_X: sse_xmm(g, &m, 4, false, mem); break;
+	case S_M4:
+		sse_xmm(g, &m, 4, false, true);
+		reg = op.digit;
+		if (reg == 2 && pct(g, 70) && m.addr - DT_DATA <= DT_DATA_SIZE - 4) { /* a valid MXCSR to load */
+			uint32_t v = 0x1f80 | (uint32_t)(rnd(g) & 0xe07f);
+
+			memcpy(&g->c->data[m.addr - DT_DATA], &v, 4);
+		}
+		break;
+	case S_X_GM: case S_GM_X: case S_M_G: case S_X_GM2I:
+		sz = pct(g, 50) ? 8 : 4;
+		if (op.form == S_X_GM2I)
+			sz = 4;
+		if (mem || op.form == S_M_G)
+			mem_at(g, &m, data_addr(g, sz), 0, false);
+		else
+			m.reg = (int)rn(g, 16);
+		break;
+	default: break;
+	}
+	if (op.form == S_G_X || op.form == S_G_XI || op.form == S_G_XM4 || op.form == S_G_XM8) {
+		sz = pct(g, 50) ? 8 : 4; /* the general register's size (REX.W) */
+		if (reg == RSP && sz == 8)
+			g->rsp_ok = false;
+	}
+	if (op.form == S_XI) {
+		m.reg = reg;
+		reg = op.digit;
+		imm = pct(g, 70) ? rn(g, 70) : rnd(g);
+	}
+	if (op.form == S_X_XM16AI || op.form == S_X_XM8I || op.form == S_X_XM4I || op.form == S_G_XI ||
+	    op.form == S_X_GM2I || op.form == S_XI)
+		immlen = 1;
+	if (op.opc == 0xc2) /* compare predicates 0-7 (8 and up are AVX's) */
+		imm &= 7;
+	if (op.form == S_X_GM || op.form == S_GM_X || op.form == S_M_G) {
+		if (op.form != S_M_G && m.reg == RSP && sz == 8)
+			g->rsp_ok = false;
+	}
+	/* 66 with REX.W (movq) keeps the 66: P_66W does that. */
+	enc(g, pfx, sz, true, o, 2, reg, false, &m, false, immlen, imm);
+	g->no_a32 = false;
+}
 
 /* popcnt (F3 0F B8), tzcnt (F3 0F BC), lzcnt (F3 0F BD): op 0, 1, 2. */
 static void i_bitcount(struct gen *g, unsigned op)
@@ -992,6 +1240,141 @@ static void i_bitcount(struct gen *g, unsigned op)
 		flags_def(g, CF | ZF, OF | SF | PF | AF);
 	rm_pick(g, &m, sz, pct(g, 40), 0, false);
 	enc(g, P_REP, sz, true, (uint8_t[]){ 0x0f, opc[op] }, 2, (int)rn(g, 16), false, &m, false, 0, 0);
+}
+
+unsigned dt_features;
+
+/* pushfq; or dword [rsp], bits; popfq: set TF or AC (IF is 1 on both
+ * sides, the rest as it was). The pushed image is compared, as memory. */
+static void set_rflags_bits(struct gen *g, uint32_t bits)
+{
+	stack_ok(g);
+	begin(g);
+	out8(g, 0x9c);
+	begin(g);
+	outn(g, 0x240c81, 3);
+	outn(g, bits, 4);
+	begin(g);
+	out8(g, 0x9d);
+}
+
+/* An instruction made to fault or trap, as user code on Linux meets it:
+ * invalid in 64-bit mode, privileged or I/O at CPL 3, lock where it does
+ * not belong, int n, non-canonical addresses, a jump to a page that is not
+ * executable or not present, alignment checks (RFLAGS.AC), single-step
+ * traps (RFLAGS.TF). Left out: syscall/sysenter/int 0x80 (the sandbox
+ * kills them), rdtsc/cpuid (values differ), sgdt and the like (UMIP: the
+ * host kernel emulates them), non-canonical jump targets (Intel faults on
+ * the jump, AMD on the target). */
+static void i_fault(struct gen *g)
+{
+	static const uint8_t inval[] = { 0x06, 0x07, 0x0e, 0x16, 0x17, 0x1e, 0x1f, 0x27, 0x2f,
+					 0x37, 0x3f, 0x60, 0x61, 0xce, 0xd4, 0xd5, 0xd6 };
+	static const uint8_t priv[] = { 0xf4, 0xfa, 0xfb, 0xe4, 0xe5, 0xe6, 0xe7, 0xec,
+					0xed, 0xee, 0xef, 0x6c, 0x6d, 0x6e, 0x6f };
+	static const uint8_t priv0f[] = { 0x06, 0x07, 0x08, 0x09, 0x30, 0x32, 0x33, 0x0b, 0xff };
+	static const uint64_t noncanon[] = { 0x0000800000000000ULL, 0x00007ffffffffffcULL, 0xffff7ffffffffffcULL,
+					     0x8000000000000000ULL, 0xffff800000000000ULL - 2 };
+	struct rm m;
+	uint8_t o;
+
+	g->c->tags |= DT_TAG_FAULT;
+	flags_def(g, 0, 0);
+	switch (rn(g, 11)) {
+	case 0: /* invalid in 64-bit mode */
+		begin(g);
+		g->c->opaque |= 1ULL << (g->c->ninsn - 1);
+		out8(g, inval[rn(g, sizeof(inval))]);
+		break;
+	case 1: /* hlt, cli, sti, in, out, ins, outs: #GP at CPL 3, IOPL 0 */
+		begin(g);
+		o = priv[rn(g, sizeof(priv))];
+		out8(g, o);
+		if (o >= 0xe4 && o <= 0xe7)
+			out8(g, rnd(g));
+		break;
+	case 2: /* clts sysret invd wbinvd wrmsr rdmsr rdpmc ud2 ud0, mov cr/dr */
+		begin(g);
+		g->c->opaque |= 1ULL << (g->c->ninsn - 1); /* ud0, cr9 and the like */
+		if (pct(g, 30)) {
+			out8(g, 0x40 | (rn(g, 2) << 2) | rn(g, 2)); /* REX.R: cr8-15, REX.B */
+			outn(g, 0x200f + (rn(g, 4) << 8), 2);
+			out8(g, 0xc0 | rn(g, 64));
+		} else {
+			out8(g, 0x0f);
+			out8(g, priv0f[rn(g, sizeof(priv0f))]);
+		}
+		break;
+	case 3: { /* int n (not 0x80: a system call), int3, int1 */
+		unsigned n = rn(g, 256);
+
+		begin(g);
+		g->c->opaque |= 1ULL << (g->c->ninsn - 1);
+		if (pct(g, 30)) {
+			out8(g, pct(g, 50) ? 0xcc : 0xf1);
+		} else {
+			out8(g, 0xcd);
+			out8(g, n == 0x80 ? 3 : n);
+		}
+		break;
+	}
+	case 4: /* lock on a register destination or on mov */
+		if (pct(g, 50)) {
+			rm_pick(g, &m, 8, false, 0, false);
+			enc(g, P_LOCK, 8, true, (uint8_t[]){ (uint8_t)(rn(g, 8) * 8 + 1) }, 1, (int)rn(g, 16), false, &m,
+			    false, 0, 0);
+		} else {
+			rm_pick(g, &m, 4, true, 0, false);
+			enc(g, P_LOCK, 4, true, (uint8_t[]){ 0x89 }, 1, (int)rn(g, 16), false, &m, false, 0, 0);
+		}
+		g->c->opaque |= 1ULL << (g->c->ninsn - 1); /* capstone may refuse it */
+		break;
+	case 5: case 6: { /* non-canonical: #GP, or #SS with RSP/RBP as base */
+		uint64_t a = noncanon[rn(g, sizeof(noncanon) / sizeof(noncanon[0]))];
+
+		if (pct(g, 50))
+			a ^= rnd(g) & 0x7fffffffffffULL;
+		mem_at(g, &m, a, 0, false);
+		if (m.base == RSP)
+			g->rsp_ok = false;
+		enc(g, 0, 8, true, (uint8_t[]){ pct(g, 50) ? 0x8b : 0x89 }, 1, (int)rn(g, 16), false, &m, false, 0,
+		    0);
+		break;
+	}
+	case 7: { /* jmp r64 into the data area (not executable), a guard page */
+		int r = (int)rn(g, 16);
+		uint64_t t = pct(g, 50) ? DT_DATA + rn(g, DT_DATA_SIZE) : pct(g, 50) ? DT_RO + rn(g, DT_PAGE)
+										 : DT_GUARD_HI + rn(g, DT_PAGE);
+
+		if (r == RSP)
+			r = RAX;
+		set_reg(g, r, t);
+		begin(g);
+		if (r >= 8)
+			out8(g, 0x41);
+		out8(g, 0xff);
+		out8(g, 0xe0 | (r & 7));
+		g->stop = true;
+		break;
+	}
+	case 8: case 9: /* RFLAGS.AC on, then a misaligned load: #AC */
+		if ((g->undef & ARITH) || !(dt_features & DT_F_GAPS)) /* pushf would store undefined flags */
+			return i_fault(g);
+		set_rflags_bits(g, DT_AC);
+		if (pct(g, 50)) {
+			mem_at(g, &m, (data_addr(g, 4) & ~3ULL) + 1 + rn(g, 3), 0, false);
+			enc(g, 0, 4, true, (uint8_t[]){ 0x8b }, 1, (int)rn(g, 16), false, &m, false, 0, 0);
+		}
+		break;
+	default: /* RFLAGS.TF on: #DB after the next instruction (one of
+		  * the case's, not the final jmp into the harness) */
+		if ((g->undef & ARITH) || !(dt_features & DT_F_GAPS))
+			return i_fault(g);
+		set_rflags_bits(g, 0x100);
+		i_mov(g);
+		return;
+	}
+	flags_def(g, 0, 0);
 }
 
 static bool one(struct gen *g);
@@ -1041,9 +1424,19 @@ static void i_branch(struct gen *g, unsigned kind, unsigned sub, unsigned cc)
  * undefined flag (the caller picks another). */
 static bool one(struct gen *g)
 {
-	unsigned k = rn(g, g->in_jcc ? 100 : 113), cc = rn(g, 16), op = rn(g, 8);
+	unsigned k = rn(g, g->in_jcc ? 100 : 125), cc = rn(g, 16), op = rn(g, 8);
 	uint32_t reads = 0;
 
+	if (k >= 117) { /* about one item in 15 */
+		i_sse(g);
+		g->undef = (g->undef & ~g->defw) | g->newundef;
+		return true;
+	}
+	if (k >= 113) { /* about one item in 30 */
+		i_fault(g);
+		g->undef = (g->undef & ~g->defw) | g->newundef;
+		return true;
+	}
 	if (k >= 110 && !(dt_features & (1u << (k - 110))))
 		return false; /* not advertised (or not on the host) */
 	if (k >= 110) {
@@ -1100,35 +1493,97 @@ static bool one(struct gen *g)
 	return true;
 }
 
+/* Random data and registers, RSP in the stack area, and random flags. */
+static void gen_init(struct gen *g)
+{
+	struct dt_case *c = g->c;
+
+	memset(c, 0, offsetof(struct dt_case, data));
+	for (unsigned i = 0; i < DT_DATA_SIZE; i += 8) {
+		uint64_t v = pct(g, 20) ? 0 : rnd(g);
+
+		memcpy(&c->data[i], &v, 8);
+	}
+	for (int i = 0; i < 16; i++)
+		c->regs[i] = val(g);
+	c->regs[RSP] = DT_DATA + 2048 + rn(g, 256) * 8;
+	g->rsp_ok = true;
+	c->flags = (rnd(g) & (ARITH)) | (pct(g, 25) ? DF : 0);
+	c->mxcsr = 0x1f80; /* Linux's default */
+	if (pct(g, 30)) /* rounding, FTZ, DAZ, sticky flags */
+		c->mxcsr |= (uint32_t)(rnd(g) & 0xe07f);
+	if (pct(g, 10)) { /* an exception unmasked: #XM. Overflow and
+			   * underflow only with DT_F_GAPS: the emulator gets
+			   * their flags wrong (sse.c, mx_done). */
+		static const unsigned bits[] = { 7, 8, 9, 12, 10, 11 };
+
+		c->mxcsr &= ~(1u << bits[rn(g, dt_features & DT_F_GAPS ? 6 : 4)]);
+	}
+	for (int i = 0; i < 16; i++) {
+		c->xmm[i][0] = sse_val(g, pct(g, 50));
+		c->xmm[i][1] = sse_val(g, pct(g, 50));
+	}
+}
+
+/* jmp [DT_CTL_RET] */
+static void gen_end(struct gen *g)
+{
+	begin(g);
+	out8(g, 0xff);
+	out8(g, 0x24);
+	out8(g, 0x25);
+	outn(g, DT_CTL_RET, 4);
+	g->c->code_len = g->n;
+	g->c->undef = g->undef;
+}
+
 void dt_gen(struct dt_case *c, uint64_t seed)
 {
 	struct gen g = { .c = c, .rs = seed };
 	unsigned n;
 
-	memset(c, 0, offsetof(struct dt_case, data));
-	for (unsigned i = 0; i < DT_DATA_SIZE; i += 8) {
-		uint64_t v = pct(&g, 20) ? 0 : rnd(&g);
-
-		memcpy(&c->data[i], &v, 8);
-	}
-	for (int i = 0; i < 16; i++)
-		c->regs[i] = val(&g);
-	c->regs[RSP] = DT_DATA + 2048 + rn(&g, 256) * 8;
-	g.rsp_ok = true;
-	c->flags = (rnd(&g) & (ARITH)) | (pct(&g, 25) ? DF : 0);
+	gen_init(&g);
 	/* 1-4 items of at most ~70 bytes and 7 instructions each (a branch
 	 * over the largest setup + instruction): well inside DT_CODE_MAX and
 	 * DT_INSN_MAX. */
 	n = 1 + rn(&g, 4);
-	for (unsigned i = 0; i < n;)
+	for (unsigned i = 0; i < n && !g.stop;)
 		if (one(&g))
 			i++;
-	/* jmp [DT_CTL_RET] */
-	begin(&g);
-	out8(&g, 0xff);
-	out8(&g, 0x24);
-	out8(&g, 0x25);
-	outn(&g, DT_CTL_RET, 4);
-	c->code_len = g.n;
-	c->undef = g.undef;
+	gen_end(&g);
+}
+
+void dt_gen_insn(struct dt_case *c, const uint8_t *insn, size_t len, uint64_t seed)
+{
+	struct gen g = { .c = c, .rs = seed };
+
+	gen_init(&g);
+	/* Memory operands land in the data area, near it, or far off. */
+	for (int i = 0; i < 16; i++) {
+		unsigned k = rn(&g, 4);
+
+		if (i == RSP)
+			continue;
+		if (k < 2)
+			c->regs[i] = DT_DATA + rn(&g, DT_DATA_SIZE);
+		else if (k == 2)
+			c->regs[i] = rn(&g, 256); /* short string runs, small indexes */
+	}
+	if (len) {
+		begin(&g);
+		memcpy(c->code, insn, len);
+		g.n = (unsigned)len;
+	}
+	gen_end(&g);
+}
+
+void dt_ro_fill(uint8_t *p)
+{
+	uint64_t s = 0x726f; /* any fixed seed */
+
+	for (unsigned i = 0; i < DT_PAGE; i += 8) {
+		uint64_t v = dt_rand(&s);
+
+		memcpy(p + i, &v, 8);
+	}
 }

@@ -1,20 +1,28 @@
 /* The native side: cases run on the host CPU in a forked child.
  *
  * The child maps the code, data and control pages at their fixed
- * addresses, installs fault handlers on an alternate stack, then enters
- * seccomp strict mode (only read, write, exit and sigreturn remain) before
- * it runs any generated code. Per case, dt_enter saves the harness's
- * registers, loads the case's GPRs and RFLAGS from the control page and
- * jumps to DT_CODE; the sequence ends with `jmp [DT_CTL_RET]` into
- * dt_return, which stores GPRs and RFLAGS back. A fault in the sequence is
- * caught by the handler, which records the registers from the signal
- * context and resumes the harness through dt_resume. Results go to a
- * shared mapping; a child that dies anyway is replaced by a new one for
- * the remaining cases. */
+ * addresses with the read-only page and the not-present guard pages
+ * around the data area (difftest.h), sets the FS and GS bases, installs
+ * fault handlers on an alternate stack, then enters seccomp strict mode
+ * (only read, write, exit and sigreturn remain) before it runs any
+ * generated code. Per case, dt_enter saves the harness's registers, loads
+ * the case's GPRs and RFLAGS from the control page and jumps to DT_CODE;
+ * the sequence ends with `jmp [DT_CTL_RET]` into dt_return, which stores
+ * GPRs and RFLAGS back. A fault in the sequence is caught by the handler,
+ * which records the exception as the CPU reported it to the kernel (trap
+ * number, error code, and for #PF the address, from the signal's context)
+ * and the registers, and resumes the harness through dt_resume. Results go
+ * to a shared mapping; a child that dies anyway is replaced by a new one
+ * for the remaining cases.
+ *
+ * Once FS points at the data area, glibc's thread pointer is gone: from
+ * there on the child makes its system calls itself (raw_syscall), as
+ * glibc's wrappers write errno through FS. */
 #include <asm/prctl.h>
 #include <errno.h>
 #include <linux/seccomp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -30,7 +38,8 @@
  * literals in step with difftest.h. */
 _Static_assert(DT_CTL == 0x10020000ULL, "asm below");
 _Static_assert(DT_CTL_HOSTRSP == 0x10020008ULL && DT_CTL_ENTRY == 0x10020010ULL &&
-		       DT_CTL_FLAGS == 0x10020018ULL && DT_CTL_REGS == 0x10020020ULL,
+		       DT_CTL_FLAGS == 0x10020018ULL && DT_CTL_REGS == 0x10020020ULL &&
+		       DT_CTL_MXCSR == 0x100200a0ULL && DT_CTL_XMM == 0x10020100ULL,
 	       "asm below");
 
 void dt_enter(void);
@@ -43,6 +52,28 @@ __asm__(".pushsection .text\n"
 	"dt_enter:\n"
 	"	push %rbx\n push %rbp\n push %r12\n push %r13\n push %r14\n push %r15\n"
 	"	mov %rsp, 0x10020008\n"
+	/* x87 as fninit leaves it with its registers zeroed (as emu_set_sse
+	 * does), MXCSR and the XMM registers as given */
+	"	fninit\n"
+	"	fldz\n fldz\n fldz\n fldz\n fldz\n fldz\n fldz\n fldz\n"
+	"	fninit\n"
+	"	ldmxcsr 0x100200a0\n"
+	"	movdqu 0x10020100, %xmm0\n"
+	"	movdqu 0x10020110, %xmm1\n"
+	"	movdqu 0x10020120, %xmm2\n"
+	"	movdqu 0x10020130, %xmm3\n"
+	"	movdqu 0x10020140, %xmm4\n"
+	"	movdqu 0x10020150, %xmm5\n"
+	"	movdqu 0x10020160, %xmm6\n"
+	"	movdqu 0x10020170, %xmm7\n"
+	"	movdqu 0x10020180, %xmm8\n"
+	"	movdqu 0x10020190, %xmm9\n"
+	"	movdqu 0x100201a0, %xmm10\n"
+	"	movdqu 0x100201b0, %xmm11\n"
+	"	movdqu 0x100201c0, %xmm12\n"
+	"	movdqu 0x100201d0, %xmm13\n"
+	"	movdqu 0x100201e0, %xmm14\n"
+	"	movdqu 0x100201f0, %xmm15\n"
 	"	pushq 0x10020018\n"
 	"	popfq\n"
 	"	mov 0x10020020, %rax\n"
@@ -79,11 +110,29 @@ __asm__(".pushsection .text\n"
 	"	mov %r13, 0x10020088\n"
 	"	mov %r14, 0x10020090\n"
 	"	mov %r15, 0x10020098\n"
+	"	stmxcsr 0x100200a0\n"
+	"	movdqu %xmm0, 0x10020100\n"
+	"	movdqu %xmm1, 0x10020110\n"
+	"	movdqu %xmm2, 0x10020120\n"
+	"	movdqu %xmm3, 0x10020130\n"
+	"	movdqu %xmm4, 0x10020140\n"
+	"	movdqu %xmm5, 0x10020150\n"
+	"	movdqu %xmm6, 0x10020160\n"
+	"	movdqu %xmm7, 0x10020170\n"
+	"	movdqu %xmm8, 0x10020180\n"
+	"	movdqu %xmm9, 0x10020190\n"
+	"	movdqu %xmm10, 0x100201a0\n"
+	"	movdqu %xmm11, 0x100201b0\n"
+	"	movdqu %xmm12, 0x100201c0\n"
+	"	movdqu %xmm13, 0x100201d0\n"
+	"	movdqu %xmm14, 0x100201e0\n"
+	"	movdqu %xmm15, 0x100201f0\n"
 	"	mov 0x10020008, %rsp\n"
 	"	pushfq\n"
 	"	popq 0x10020018\n"
 	"dt_resume:\n"
-	"	cld\n"
+	"	pushq $0x202\n" /* DF, AC (a case may set it) and TF clear */
+	"	popfq\n"
 	"	pop %r15\n pop %r14\n pop %r13\n pop %r12\n pop %rbp\n pop %rbx\n"
 	"	ret\n"
 	".size dt_enter, . - dt_enter\n"
@@ -98,14 +147,18 @@ static struct dt_result *cur_res;
 static void *shared_map; /* results and progress, shared with the child */
 static size_t shared_bytes;
 
-static int sig_class(int sig)
+/* A system call with up to three arguments, the others zero (prctl
+ * checks them); returns -errno on failure. */
+static long raw_syscall(long nr, long a, long b, long c)
 {
-	switch (sig) {
-	case SIGFPE: return DT_DE;
-	case SIGILL: return DT_UD;
-	case SIGSEGV: case SIGBUS: return DT_GP;
-	default: return DT_OTHER;
-	}
+	register long r10 __asm__("r10") = 0, r8 __asm__("r8") = 0;
+	long ret;
+
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
+			 : "rcx", "r11", "memory");
+	return ret;
 }
 
 static void on_fault(int sig, siginfo_t *si, void *ucv)
@@ -117,17 +170,36 @@ static void on_fault(int sig, siginfo_t *si, void *ucv)
 	greg_t *g = uc->uc_mcontext.gregs;
 	uint64_t rip = (uint64_t)g[REG_RIP];
 
-	(void)si;
-	if (rip - DT_CODE >= DT_PAGE) /* the harness itself: give up */
-		syscall(SYS_exit, 2);
-	cur_res->fault = sig_class(sig);
+	/* A case may have set RFLAGS.AC, and this handler is not written for
+	 * alignment checks. */
+	__asm__ volatile("pushfq; andl $~0x40000, (%%rsp); popfq" ::: "memory", "cc");
+	(void)sig;
+	/* Faults of the case are in its code or, after a jump, in the pages
+	 * around the data area; anywhere else it is the harness: give up. */
+	if (rip - DT_CODE >= DT_PAGE && rip - DT_GUARD_LO >= DT_GUARD_HI + DT_PAGE - DT_GUARD_LO)
+		raw_syscall(SYS_exit, 2, 0, 0);
+	/* The kernel passes the CPU's vector and error code on, whatever the
+	 * signal (SIGSEGV for #GP and #PF, SIGBUS for #SS and #AC, ...). */
+	cur_res->end = DT_FAULT;
+	cur_res->vec = (int)g[REG_TRAPNO];
+	cur_res->err = DT_VEC_HAS_ERR(cur_res->vec) ? (uint32_t)g[REG_ERR] : 0;
+	cur_res->addr = cur_res->vec == 14 ? (uint64_t)(uintptr_t)si->si_addr : 0;
 	cur_res->rip = rip;
 	cur_res->flags = (uint64_t)g[REG_EFL];
 	for (int i = 0; i < 16; i++)
 		cur_res->regs[i] = (uint64_t)g[map[i]];
-	g[REG_EFL] &= ~(greg_t)0x100; /* TF: a single-stepped case */
+	for (int i = 0; i < 16; i++)
+		memcpy(cur_res->xmm[i], uc->uc_mcontext.fpregs->_xmm[i].element, 16);
+	cur_res->mxcsr = uc->uc_mcontext.fpregs->mxcsr;
+	g[REG_EFL] &= ~(greg_t)(0x100 | DT_AC); /* TF: a single-stepped case; AC */
 	g[REG_RIP] = (greg_t)(uintptr_t)dt_resume;
 	g[REG_RSP] = *(volatile greg_t *)DT_CTL_HOSTRSP;
+}
+
+static bool map_at(uint64_t addr, size_t len, int prot)
+{
+	return mmap((void *)(uintptr_t)addr, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) ==
+	       (void *)(uintptr_t)addr;
 }
 
 static int child_setup(void)
@@ -137,12 +209,17 @@ static int child_setup(void)
 	struct sigaction sa = { .sa_sigaction = on_fault, .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER };
 	static const int sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP };
 
-	if (mmap((void *)DT_CODE, DT_PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != (void *)DT_CODE ||
-	    mmap((void *)DT_DATA, DT_DATA_SIZE, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != (void *)DT_DATA ||
-	    mmap((void *)DT_CTL, DT_PAGE, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != (void *)DT_CTL)
+	/* The guard pages are mapped PROT_NONE so nothing else can land
+	 * there; to the CPU they are not present, as in the guest. The
+	 * read-only page is filled, then write-protected: its PTE stays
+	 * present, so a store takes #PF with P=1, as in the guest. */
+	if (!map_at(DT_CODE, DT_PAGE, PROT_READ | PROT_WRITE | PROT_EXEC) ||
+	    !map_at(DT_GUARD_LO, DT_PAGE, PROT_NONE) || !map_at(DT_RO, DT_PAGE, PROT_READ | PROT_WRITE) ||
+	    !map_at(DT_DATA, DT_DATA_SIZE, PROT_READ | PROT_WRITE) || !map_at(DT_GUARD_HI, DT_PAGE, PROT_NONE) ||
+	    !map_at(DT_CTL, DT_PAGE, PROT_READ | PROT_WRITE))
+		return -1;
+	dt_ro_fill((uint8_t *)(uintptr_t)DT_RO);
+	if (mprotect((void *)(uintptr_t)DT_RO, DT_PAGE, PROT_READ))
 		return -1;
 	if (sigaltstack(&ss, NULL))
 		return -1;
@@ -152,13 +229,12 @@ static int child_setup(void)
 			return -1;
 	*(uint64_t *)DT_CTL_RET = (uint64_t)(uintptr_t)dt_return;
 	*(uint64_t *)DT_CTL_ENTRY = DT_CODE;
-	/* gs: operands are relative to the data area (glibc leaves GS alone
-	 * on x86-64). */
-	if (syscall(SYS_arch_prctl, ARCH_SET_GS, DT_DATA))
-		return -1;
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
-		return -1;
-	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT, 0, 0, 0))
+	/* fs: and gs: operands are relative to the data area. GS is free on
+	 * x86-64; FS is glibc's thread pointer, unused from here on. */
+	if (raw_syscall(SYS_arch_prctl, ARCH_SET_GS, (long)DT_GS_BASE, 0) ||
+	    raw_syscall(SYS_arch_prctl, ARCH_SET_FS, (long)DT_FS_BASE, 0) ||
+	    raw_syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0) ||
+	    raw_syscall(SYS_prctl, PR_SET_SECCOMP, SECCOMP_MODE_STRICT, 0))
 		return -1;
 	return 0;
 }
@@ -167,7 +243,7 @@ static _Noreturn void child(const struct dt_case *cases, struct dt_result *res, 
 			    struct shared *sh)
 {
 	if (child_setup())
-		_exit(3);
+		raw_syscall(SYS_exit_group, 3, 0, 0);
 	/* From here on: no libc call that makes a system call. */
 	for (size_t i = from; i < n; i++) {
 		const struct dt_case *c = &cases[i];
@@ -177,18 +253,23 @@ static _Noreturn void child(const struct dt_case *cases, struct dt_result *res, 
 		memcpy((void *)DT_CODE, c->code, c->code_len);
 		memcpy((void *)DT_DATA, c->data, DT_DATA_SIZE);
 		memcpy((void *)DT_CTL_REGS, c->regs, sizeof(c->regs));
+		memcpy((void *)DT_CTL_XMM, c->xmm, sizeof(c->xmm));
+		*(uint32_t *)DT_CTL_MXCSR = c->mxcsr;
 		*(uint64_t *)DT_CTL_FLAGS = (c->flags & DT_FLAGS) | 2;
-		r->fault = DT_OK;
+		memset(r, 0, offsetof(struct dt_result, regs));
+		r->end = DT_OK;
 		cur_res = r;
 		dt_enter();
-		if (r->fault == DT_OK) {
+		if (r->end == DT_OK) {
 			memcpy(r->regs, (void *)DT_CTL_REGS, sizeof(r->regs));
+			memcpy(r->xmm, (void *)DT_CTL_XMM, sizeof(r->xmm));
+			r->mxcsr = *(uint32_t *)DT_CTL_MXCSR;
 			r->flags = *(uint64_t *)DT_CTL_FLAGS;
 		}
 		memcpy(r->data, (void *)DT_DATA, DT_DATA_SIZE);
 	}
 	sh->done = 1;
-	syscall(SYS_exit, 0);
+	raw_syscall(SYS_exit, 0, 0, 0);
 	__builtin_unreachable();
 }
 
@@ -248,8 +329,9 @@ struct dt_native *dt_native_start(const struct dt_case *cases, size_t n, const c
 	return nt;
 }
 
-int dt_native_wait(struct dt_native *nt, struct dt_result *res, const char **why)
+int dt_native_wait(struct dt_native *nt, struct dt_result *res, size_t *ran, const char **why)
 {
+	size_t valid = 0; /* cases with results */
 	int ret = 0;
 
 	for (;;) {
@@ -257,8 +339,10 @@ int dt_native_wait(struct dt_native *nt, struct dt_result *res, const char **why
 
 		while (waitpid(nt->pid, &st, 0) < 0 && errno == EINTR)
 			;
-		if (nt->sh->done)
+		if (nt->sh->done) {
+			valid = nt->n;
 			break;
+		}
 		if (WIFEXITED(st) && WEXITSTATUS(st) == 3) {
 			*why = "cannot map the sandbox pages or enter seccomp strict mode";
 			ret = -1;
@@ -266,17 +350,18 @@ int dt_native_wait(struct dt_native *nt, struct dt_result *res, const char **why
 		}
 		/* The case the child died on is a crash; go on after it. */
 		memset(&nt->res[nt->sh->cur], 0, sizeof(*res));
-		nt->res[nt->sh->cur].fault = DT_CRASH;
-		if (nt->sh->cur + 1 >= nt->n)
+		nt->res[nt->sh->cur].end = DT_CRASH;
+		valid = nt->sh->cur + 1;
+		if (valid >= nt->n)
 			break;
-		if (spawn(nt, nt->sh->cur + 1)) {
+		if (spawn(nt, valid)) {
 			*why = "fork failed";
 			ret = -1;
 			break;
 		}
 	}
-	if (!ret)
-		memcpy(res, nt->res, nt->n * sizeof(*res));
+	memcpy(res, nt->res, valid * sizeof(*res));
+	*ran = valid;
 	free(nt);
 	return ret;
 }
@@ -284,6 +369,7 @@ int dt_native_wait(struct dt_native *nt, struct dt_result *res, const char **why
 int dt_native_run(const struct dt_case *cases, struct dt_result *res, size_t n, const char **why)
 {
 	struct dt_native *nt = dt_native_start(cases, n, why);
+	size_t ran;
 
-	return nt ? dt_native_wait(nt, res, why) : -1;
+	return nt ? dt_native_wait(nt, res, &ran, why) : -1;
 }

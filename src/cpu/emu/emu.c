@@ -412,6 +412,28 @@ uint64_t emu_insn_count(const struct vcpu *vcpu)
 	return c->insns;
 }
 
+void emu_get_sse(const struct vcpu *vcpu, uint64_t xmm[16][2], uint32_t *mxcsr)
+{
+	const struct emu_cpu *c = vcpu->priv;
+
+	memcpy(xmm, c->fpu.xmm, sizeof(c->fpu.xmm));
+	*mxcsr = c->fpu.mxcsr;
+}
+
+void emu_set_sse(struct vcpu *vcpu, const uint64_t xmm[16][2], uint32_t mxcsr)
+{
+	struct emu_cpu *c = vcpu->priv;
+
+	memcpy(c->fpu.xmm, xmm, sizeof(c->fpu.xmm));
+	c->fpu.mxcsr = mxcsr & c->fpu.mxcsr_mask;
+	c->fpu.fcw = 0x37f;
+	c->fpu.fsw = 0;
+	c->fpu.ftw = 0;
+	c->fpu.fop = 0;
+	c->fpu.fip = c->fpu.fdp = 0;
+	memset(c->fpu.st, 0, sizeof(c->fpu.st));
+}
+
 bool emu_lapic_read(struct emu_cpu *c, uint64_t gpa, int size, uint64_t *val)
 {
 	uint64_t v = 0;

@@ -20,4 +20,11 @@ int emu_inject_interrupt(struct vcpu *vcpu, uint8_t vector);
 /* Instructions retired by this vCPU since vcpu_init (benchmarks, tests). */
 uint64_t emu_insn_count(const struct vcpu *vcpu);
 
+/* The SSE registers and MXCSR, for tests that compare them with the host's:
+ * emu_get_sse reads them; emu_set_sse writes them and resets the x87 unit
+ * as fninit does, its registers zeroed. MXCSR bits outside the MXCSR mask
+ * are dropped. */
+void emu_get_sse(const struct vcpu *vcpu, uint64_t xmm[16][2], uint32_t *mxcsr);
+void emu_set_sse(struct vcpu *vcpu, const uint64_t xmm[16][2], uint32_t mxcsr);
+
 #endif

@@ -229,6 +229,7 @@ void emu_tlb_flush_page(struct emu_cpu *c, uint64_t lin);
  * access (descriptor tables, TSS, exception frames). */
 uint64_t emu_read_slow(struct emu_cpu *c, uint64_t lin, int size, bool sup);
 void emu_write_slow(struct emu_cpu *c, uint64_t lin, int size, uint64_t val, bool sup);
+uint64_t emu_read_rmw_slow(struct emu_cpu *c, uint64_t lin, int size);
 /* Host pointer for a read-modify-write of [lin, lin+size) in one RAM page,
  * or NULL (MMIO or page-crossing: caller falls back to read then write).
  * Faults like a write would. */
@@ -294,8 +295,11 @@ static inline uint64_t emu_linear(struct emu_cpu *c, int seg, uint64_t off, int 
 {
 	if (likely(c->long64)) {
 		uint64_t lin = off + (seg >= SEG_FS ? c->seg[seg].base : 0);
+		uint64_t u = lin + (1ULL << 47); /* canonical: u < 2^48 */
 
-		if (unlikely((uint64_t)((int64_t)(lin << 16) >> 16) != lin))
+		/* Every byte canonical: an access from 0x7ffffffffffc on
+		 * takes #GP, not #PF. */
+		if (unlikely((u | (u + (uint64_t)size - 1)) >> 48))
 			emu_fault(c, seg == SEG_SS ? EXC_SS : EXC_GP, 0);
 		return lin;
 	}
@@ -308,21 +312,45 @@ static inline uint64_t emu_linear(struct emu_cpu *c, int seg, uint64_t off, int 
 	return emu_linear_legacy(c, seg, off, size, acc);
 }
 
+/* The first byte of the page after lin's: where an access that crosses
+ * into that page and faults there reports its #PF (CR2). */
+static inline uint64_t emu_next_page(const struct emu_cpu *c, uint64_t lin)
+{
+	return ((lin | 0xfff) + 1) & (c->long64 ? ~0ULL : 0xffffffffULL);
+}
+
+static inline uint64_t emu_load(const uint8_t *p, int size)
+{
+	switch (size) {
+	case 1: return *p;
+	case 2: { uint16_t v; memcpy(&v, p, 2); return v; }
+	case 4: { uint32_t v; memcpy(&v, p, 4); return v; }
+	default: { uint64_t v; memcpy(&v, p, 8); return v; }
+	}
+}
+
 static inline uint64_t emu_read_lin(struct emu_cpu *c, uint64_t lin, int size)
 {
 	struct tlb_entry *e = emu_tlb_slot(c, lin);
 
 	if (likely(e->tag == (lin >> 12) + 1 && (e->perm & c->need_r) &&
-		   (lin & 0xfff) + (unsigned)size <= 4096)) {
-		const uint8_t *p = e->hva + (lin & 0xfff);
-		switch (size) {
-		case 1: return *p;
-		case 2: { uint16_t v; memcpy(&v, p, 2); return v; }
-		case 4: { uint32_t v; memcpy(&v, p, 4); return v; }
-		default: { uint64_t v; memcpy(&v, p, 8); return v; }
-		}
-	}
+		   (lin & 0xfff) + (unsigned)size <= 4096))
+		return emu_load(e->hva + (lin & 0xfff), size);
 	return emu_read_slow(c, lin, size, false);
+}
+
+/* The read of a read-modify-write (alu ops, shifts, bts, xchg, xadd,
+ * cmpxchg: the CPU writes back even what it leaves unchanged): it faults
+ * as the write would, #PF with W=1 on a not-present or read-only page,
+ * before anything is read. */
+static inline uint64_t emu_read_rmw_lin(struct emu_cpu *c, uint64_t lin, int size)
+{
+	struct tlb_entry *e = emu_tlb_slot(c, lin);
+
+	if (likely(e->tag == (lin >> 12) + 1 && (e->perm & c->need_w) &&
+		   (lin & 0xfff) + (unsigned)size <= 4096))
+		return emu_load(e->hva + (lin & 0xfff), size);
+	return emu_read_rmw_slow(c, lin, size);
 }
 
 static inline void emu_write_lin(struct emu_cpu *c, uint64_t lin, int size, uint64_t val)

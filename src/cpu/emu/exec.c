@@ -247,6 +247,15 @@ static inline __attribute__((always_inline)) uint64_t rm_read(struct emu_cpu *c,
 	return getr(c, d, d->rm, sz);
 }
 
+/* r/m read by an instruction that writes it back (emu_read_rmw_lin). */
+static inline __attribute__((always_inline)) uint64_t rm_read_rmw(struct emu_cpu *c, struct dec *d,
+								int sz)
+{
+	if (d->mem)
+		return emu_read_rmw_lin(c, emu_linear(c, d->eseg, d->ea, sz, ACC_W), sz);
+	return getr(c, d, d->rm, sz);
+}
+
 static inline __attribute__((always_inline)) void rm_write(struct emu_cpu *c, struct dec *d, int sz,
 							   uint64_t v)
 {
@@ -515,13 +524,13 @@ static void rmw_mem(struct emu_cpu *c, struct dec *d, int op, int sz, uint64_t s
 {
 	uint64_t lin, a, r;
 
+	if (d->lock && op == OP_CMP) /* #UD before any memory fault */
+		emu_fault(c, EXC_UD, 0);
 	lin = emu_linear(c, d->eseg, d->ea, sz, op == OP_CMP ? ACC_R : ACC_W);
 	if (d->lock) {
 		void *ptr = emu_rmw_ptr(c, lin, sz);
 		uint64_t f0 = c->flags;
 
-		if (op == OP_CMP)
-			emu_fault(c, EXC_UD, 0);
 		if (ptr) {
 			switch (sz) {
 			case 1: ATOMIC_RMW(uint8_t); break;
@@ -532,7 +541,7 @@ static void rmw_mem(struct emu_cpu *c, struct dec *d, int op, int sz, uint64_t s
 			return;
 		}
 	}
-	a = emu_read_lin(c, lin, sz);
+	a = op == OP_CMP ? emu_read_lin(c, lin, sz) : emu_read_rmw_lin(c, lin, sz);
 	r = alu(c, op, sz, a, src);
 	if (op != OP_CMP)
 		emu_write_lin(c, lin, sz, r);
@@ -943,7 +952,7 @@ static void bit_op(struct emu_cpu *c, struct dec *d, int op, int sz, uint64_t of
 	} else if (d->lock) {
 		emu_fault(c, EXC_UD, 0);
 	}
-	v = emu_read_lin(c, lin, sz);
+	v = op ? emu_read_rmw_lin(c, lin, sz) : emu_read_lin(c, lin, sz);
 	switch (op) {
 	case 1: emu_write_lin(c, lin, sz, v | mask); break;
 	case 2: emu_write_lin(c, lin, sz, v & ~mask); break;
@@ -1242,8 +1251,10 @@ static inline __attribute__((always_inline)) void exec_0f(struct emu_cpu *c, str
 		int n;
 
 		modrm(c, d, 0);
-		need_cpl0(c);
 		n = d->reg;
+		if (n != 0 && n != 2 && n != 3 && n != 4 && n != 8)
+			emu_fault(c, EXC_UD, 0); /* before the privilege check */
+		need_cpl0(c);
 		if (b == 0x20) {
 			v = read_cr(c, n);
 			setr(c, d, d->rm, c->long64 ? 8 : 4, v);
@@ -1258,10 +1269,10 @@ static inline __attribute__((always_inline)) void exec_0f(struct emu_cpu *c, str
 		int n;
 
 		modrm(c, d, 0);
-		need_cpl0(c);
 		n = d->reg;
-		if (n > 7)
+		if (n > 7) /* dr8-15: #UD before the privilege check */
 			emu_fault(c, EXC_UD, 0);
+		need_cpl0(c);
 		if (n == 4 || n == 5) {
 			if (c->cr4 & 0x8)
 				emu_fault(c, EXC_UD, 0);
@@ -1296,6 +1307,9 @@ static inline __attribute__((always_inline)) void exec_0f(struct emu_cpu *c, str
 		c->r[R_RAX] = v & 0xffffffffULL;
 		c->r[R_RDX] = v >> 32;
 		break;
+	case 0x33: /* rdpmc: outside CPL 0 without CR4.PCE #GP; and there are
+		    * no counters (no PMU in CPUID) for ECX to name: #GP */
+		emu_fault(c, EXC_GP, 0);
 	case 0x32: /* rdmsr */
 		need_cpl0(c);
 		if (emu_rdmsr(c, (uint32_t)c->r[R_RCX], &v) < 0) {
@@ -1380,7 +1394,7 @@ static inline __attribute__((always_inline)) void exec_0f(struct emu_cpu *c, str
 
 		modrm(c, d, (b & 1) ? 0 : 1);
 		cnt = (b & 1) ? (unsigned)(c->r[R_RCX] & 0xff) : f8(c, d);
-		v = rm_read(c, d, sz);
+		v = rm_read_rmw(c, d, sz);
 		v = shxd(c, b < 0xa8, sz, v, getr(c, d, d->reg, sz), cnt);
 		rm_write(c, d, sz, v);
 		break;
@@ -1437,7 +1451,7 @@ static inline __attribute__((always_inline)) void exec_0f(struct emu_cpu *c, str
 				}
 				(void)ok;
 			} else {
-				cur = emu_read_lin(c, lin, osz);
+				cur = emu_read_rmw_lin(c, lin, osz);
 				emu_write_lin(c, lin, osz, cur == acc ? s : cur);
 			}
 		} else {
@@ -1508,7 +1522,7 @@ static inline __attribute__((always_inline)) void exec_0f(struct emu_cpu *c, str
 				}
 				v = alu(c, OP_ADD, osz, old, s);
 			} else {
-				old = emu_read_lin(c, lin, osz);
+				old = emu_read_rmw_lin(c, lin, osz);
 				v = alu(c, OP_ADD, osz, old, s);
 				emu_write_lin(c, lin, osz, v);
 			}
@@ -1528,13 +1542,15 @@ static inline __attribute__((always_inline)) void exec_0f(struct emu_cpu *c, str
 		if ((d->reg & 7) != 1 || !d->mem)
 			undef(c, d);
 		if (d->rex & 8) { /* cmpxchg16b */
-			uint64_t lin = emu_linear(c, d->eseg, d->ea, 16, ACC_W);
-			uint64_t lo = c->r[R_RAX], hi = c->r[R_RDX], clo, chi;
+			uint64_t lin, lo = c->r[R_RAX], hi = c->r[R_RDX], clo, chi;
 			uint8_t *p;
 			bool ok;
 
-			if (lin & 15)
+			/* Alignment first: #GP before the #SS/#GP of a
+			 * non-canonical address (as the CPU orders them). */
+			if ((d->ea + (d->eseg >= SEG_FS ? c->seg[d->eseg].base : 0)) & 15)
 				emu_fault(c, EXC_GP, 0);
+			lin = emu_linear(c, d->eseg, d->ea, 16, ACC_W);
 			p = emu_rmw_ptr(c, lin, 16);
 #if defined(__x86_64__)
 			if (p && !((uintptr_t)p & 15)) {
@@ -1547,8 +1563,8 @@ static inline __attribute__((always_inline)) void exec_0f(struct emu_cpu *c, str
 			} else
 #endif
 			{
-				clo = emu_read_lin(c, lin, 8);
-				chi = emu_read_lin(c, lin + 8, 8);
+				clo = emu_read_rmw_lin(c, lin, 8);
+				chi = emu_read_rmw_lin(c, lin + 8, 8);
 				ok = clo == lo && chi == hi;
 				emu_write_lin(c, lin, 8, ok ? c->r[R_RBX] : clo);
 				emu_write_lin(c, lin + 8, 8, ok ? c->r[R_RCX] : chi);
@@ -1572,7 +1588,7 @@ static inline __attribute__((always_inline)) void exec_0f(struct emu_cpu *c, str
 				ok = __atomic_compare_exchange_n((uint64_t *)p, &cur, nw, false, __ATOMIC_SEQ_CST,
 								 __ATOMIC_SEQ_CST);
 			} else {
-				cur = emu_read_lin(c, lin, 8);
+				cur = emu_read_rmw_lin(c, lin, 8);
 				ok = cur == exp;
 				emu_write_lin(c, lin, 8, ok ? nw : cur);
 			}
@@ -1870,7 +1886,7 @@ static inline __attribute__((always_inline)) void exec_one(struct emu_cpu *c)
 				default: v = __atomic_exchange_n((uint64_t *)p, s, __ATOMIC_SEQ_CST); break;
 				}
 			} else {
-				v = emu_read_lin(c, l, osz);
+				v = emu_read_rmw_lin(c, l, osz);
 				emu_write_lin(c, l, osz, s);
 			}
 		} else {
@@ -2053,7 +2069,7 @@ static inline __attribute__((always_inline)) void exec_one(struct emu_cpu *c)
 
 		modrm(c, &d, b < 0xd0 ? 1 : 0);
 		cnt = b < 0xd0 ? f8(c, &d) : b < 0xd2 ? 1 : (unsigned)(c->r[R_RCX] & 0xff);
-		v = rm_read(c, &d, osz);
+		v = rm_read_rmw(c, &d, osz);
 		v = shift(c, d.reg & 7, osz, v, cnt);
 		rm_write(c, &d, osz, v);
 		break;
@@ -2113,9 +2129,11 @@ static inline __attribute__((always_inline)) void exec_one(struct emu_cpu *c)
 			sp = (sp - (uint64_t)osz) & m;
 			emu_write(c, SEG_SS, sp, osz, frame);
 		}
-		/* Touch the bottom of the new frame like the CPU does. */
+		/* "ENTER causes a page fault whenever a write using the final
+		 * value of the stack pointer would do so" (SDM): probe it, after
+		 * the pushes (which the CPU has made by then). */
 		if (size)
-			emu_linear(c, SEG_SS, (sp - size) & m, 1, ACC_W);
+			emu_rmw_ptr(c, emu_linear(c, SEG_SS, (sp - size) & m, 1, ACC_W), 1);
 		setr(c, &d, R_RBP, osz, frame);
 		set_rsp(c, sp - size);
 		break;

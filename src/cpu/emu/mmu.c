@@ -383,11 +383,24 @@ void emu_write_slow(struct emu_cpu *c, uint64_t lin, int size, uint64_t val, boo
 		write_one(c, lin, size, val, sup);
 		return;
 	}
-	/* Both pages must be writable before any byte is written. */
+	/* Both pages must be writable before any byte is written; a fault on
+	 * the second is at its first byte (CR2), as the CPU reports it. */
 	lookup(c, lin, ACC_W, sup, &gpa);
-	lookup(c, (lin + (uint64_t)size - 1), ACC_W, sup, &gpa);
+	lookup(c, emu_next_page(c, lin), ACC_W, sup, &gpa);
 	for (int i = 0; i < size; i++)
 		write_one(c, lin + (uint64_t)i, 1, val >> (8 * i), sup);
+}
+
+uint64_t emu_read_rmw_slow(struct emu_cpu *c, uint64_t lin, int size)
+{
+	uint64_t gpa;
+
+	if (!c->long64)
+		lin &= 0xffffffffULL;
+	lookup(c, lin, ACC_W, false, &gpa);
+	if ((lin & 0xfff) + (unsigned)size > 4096)
+		lookup(c, emu_next_page(c, lin), ACC_W, false, &gpa);
+	return emu_read_slow(c, lin, size, false);
 }
 
 void *emu_rmw_ptr(struct emu_cpu *c, uint64_t lin, int size)

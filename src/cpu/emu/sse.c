@@ -109,7 +109,7 @@ static void probe_write(struct emu_cpu *c, uint64_t lin, unsigned len)
 {
 	if ((lin & 0xfff) + len > 4096) {
 		(void)emu_rmw_ptr(c, lin, 1);
-		(void)emu_rmw_ptr(c, lin + len - 1, 1);
+		(void)emu_rmw_ptr(c, emu_next_page(c, lin), 1);
 	}
 }
 
@@ -178,8 +178,18 @@ static inline uint32_t mx_leave(uint32_t saved)
 /* Merge flags; an unmasked one aborts the instruction before it commits. */
 static void mx_done(struct emu_cpu *c, uint32_t flags)
 {
+	uint32_t unmasked = flags & ~(c->fpu.mxcsr >> 7) & 0x3f;
+
+	/* An unmasked invalid, denormal or divide-by-zero exception is found
+	 * before anything is computed (SDM vol. 1, 11.5.1): the flags of the
+	 * computation (overflow, underflow, precision) are not raised.
+	 * (Unmasked overflow and underflow are not right yet: the CPU then
+	 * reports underflow for exact tiny results too, and precision as of
+	 * the unrounded exponent; flags here come from a masked run.) */
+	if (unmasked & 0x7)
+		flags &= 0x7;
 	c->fpu.mxcsr |= flags;
-	if (flags & ~(c->fpu.mxcsr >> 7) & 0x3f)
+	if (unmasked)
 		emu_fault(c, (c->cr4 & X86_CR4_OSXMMEXCPT) ? EXC_XM : EXC_UD, 0);
 }
 
@@ -442,6 +452,9 @@ static void fxrstor(struct emu_cpu *c, const struct emu_fpu_insn *in)
 
 static void group15(struct emu_cpu *c, const struct emu_fpu_insn *in)
 {
+	/* fxsave, fxrstor, ldmxcsr, stmxcsr are NP: #UD with 66, F2 or F3. */
+	if (in->pfx)
+		emu_fault(c, EXC_UD, 0);
 	switch (in->reg & 7) {
 	case 0: /* fxsave */
 	case 1: /* fxrstor */
