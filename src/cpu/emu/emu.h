@@ -20,4 +20,9 @@ int emu_inject_interrupt(struct vcpu *vcpu, uint8_t vector);
 /* Instructions retired by this vCPU since vcpu_init (benchmarks, tests). */
 uint64_t emu_insn_count(const struct vcpu *vcpu);
 
+/* Tests: vcpu_run returns VCPU_EXIT_INTR once emu_insn_count() has reached
+ * count, at the same instruction each time (a kick lands wherever it
+ * lands). UINT64_MAX, the default, sets no limit. */
+void emu_set_insn_limit(struct vcpu *vcpu, uint64_t count);
+
 #endif
