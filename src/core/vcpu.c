@@ -105,7 +105,9 @@ static void *vcpu_thread(void *arg)
 			vm_request_stop(vm, VM_EXIT_POWEROFF);
 			break;
 		case VCPU_EXIT_ERROR:
-			pr_err("vCPU %d: %s", vcpu->id, e->error.msg);
+			pr_err("vCPU %d: %s%s", vcpu->id, e->error.msg,
+			       e->error.code == VCPU_ERR_INTERNAL ? " (an internal error in tarn: please report it)"
+								  : "");
 			vcpu_dump(vcpu, "backend error");
 			vm_request_stop(vm, VM_EXIT_VMM_ERROR);
 			break;

@@ -24,7 +24,24 @@ enum vcpu_exit_reason {
 	VCPU_EXIT_SHUTDOWN, /* triple fault */
 	VCPU_EXIT_RESET,    /* guest asked for a reset (backend saw it) */
 	VCPU_EXIT_POWEROFF, /* guest asked for power-off (backend saw it) */
-	VCPU_EXIT_ERROR,    /* backend cannot continue; see error.msg */
+	VCPU_EXIT_ERROR,    /* backend cannot continue; see error.code and error.msg */
+};
+
+/* Why a backend could not continue (VCPU_EXIT_ERROR): a stable code, the
+ * message beside it says the details. All but VCPU_ERR_INTERNAL are ends the
+ * guest brought about by asking for something the backend does not do; KVM
+ * refuses the same things (its emulation failures and
+ * KVM_INTERNAL_ERROR_DELIVERY_EV). Tests treat VCPU_ERR_INTERNAL, and only
+ * it, as a bug in tarn. */
+enum vcpu_error {
+	VCPU_ERR_INTERNAL,    /* the backend broke one of its own invariants */
+	VCPU_ERR_HOST,	      /* the host's KVM failed (entry failure, its own internal error) */
+	VCPU_ERR_FETCH,	      /* instruction fetch from outside RAM (device memory or nothing) */
+	VCPU_ERR_EVENT_MMIO,  /* exception or interrupt delivery touches device memory or
+			       * nothing: an IDT, GDT, TSS or stack outside RAM */
+	VCPU_ERR_MMIO_LIMIT,  /* one instruction touches more device memory than the
+			       * backend can replay (emu: 64 reads, 64 writes) */
+	VCPU_ERR_V8086,	      /* virtual-8086 mode (emu: not implemented) */
 };
 
 struct vcpu_exit {
@@ -49,6 +66,7 @@ struct vcpu_exit {
 			bool state_lost;
 		} shutdown;
 		struct {
+			enum vcpu_error code;
 			char msg[128];
 		} error;
 	};

@@ -5,11 +5,15 @@ OBJS += src/virtio/net.o src/virtio/tap.o
 
 # libFuzzer harnesses of the virtio parsers. Each is tests/fuzz/fuzz_NAME.c,
 # built with the sources named on its line below into $(O)/fuzz/fuzz_NAME,
-# and run by tests/fuzz/fuzz_NAME.sh for a short budget. `make fuzz` builds
-# them (clang needed); `make check` builds them when clang and libFuzzer are
-# there, else leaves the reason in $(O)/fuzz/fuzz_NAME.skip for the .sh to
-# report as a SKIP. A new harness: one FUZZERS line, one sources line, one
-# TEST_BINS line.
+# and run by tests/fuzz/fuzz_NAME.sh for a short budget from a copy of its
+# corpus, tests/fuzz/corpus/NAME/ (see tests/fuzz/libfuzzer.sh: seeds, and
+# how to replay a finding). `make fuzz` builds them (clang needed); `make
+# check` builds them when clang and libFuzzer are there, else leaves the
+# reason in $(O)/fuzz/fuzz_NAME.skip for the .sh to report as a SKIP.
+# `make fuzz-long [FUZZ_TIME=600] [SEED=N]` runs each for FUZZ_TIME seconds
+# and merges what it found, minimised, back into its corpus: commit that.
+# A new harness: one FUZZERS line, one sources line, one TEST_BINS line (and
+# its corpus from `make fuzz-long`).
 FUZZERS += virtqueue
 $(O)/fuzz/fuzz_virtqueue: src/virtio/virtqueue.c src/mem/gm.c
 TEST_BINS += tests/fuzz/fuzz_virtqueue.sh
@@ -32,6 +36,10 @@ $(O)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/virtio_stub.h $(wildcard src/vi
 fuzz:
 	$(Q)$(MAKE) --no-print-directory $(FUZZERS:%=$(O)/fuzz/fuzz_%)
 
+FUZZ_TIME ?= 600
+fuzz-long: fuzz
+	$(Q)for f in $(FUZZERS); do O=$(O) tests/fuzz/libfuzzer.sh --grow $$f $(FUZZ_TIME) || exit 1; done
+
 fuzz-maybe:
 	@mkdir -p $(O)/fuzz; rm -f $(O)/fuzz/*.skip
 	$(Q)if ! command -v clang >/dev/null; then \
@@ -47,4 +55,4 @@ fuzz-maybe:
 	fi
 
 tests: fuzz-maybe
-.PHONY: fuzz-maybe
+.PHONY: fuzz-maybe fuzz-long

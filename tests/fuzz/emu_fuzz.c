@@ -3,27 +3,43 @@
  * PAE paging, 32-bit ring 3, compatibility, 64-bit ring 0 and ring 3), over
  * descriptor tables, gates, page tables and a TSS that are partly random too;
  * half the runs start with system instructions built from templates. Port
- * and MMIO reads are answered with random data. A run ends at hlt,
- * shutdown, an error exit, or when its exit/instruction budget is spent (a
- * kicker thread breaks endless loops). Pass: no crash, no ASan/UBSan report
- * (make check builds this program with both), and the state the backend
- * reports stays architecturally consistent.
+ * and MMIO reads are answered with random data.
  *
+ * Every run ends in one class, and the counts are printed last ("# ends:
+ * hlt N, shutdown N, ..."): hlt, shutdown (triple fault), budget (its
+ * exits or instructions spent), kicked (halted with nothing to wake it, a
+ * kicker thread ended it), or an error exit of the backend. An error exit is a
+ * pass only when its code (cpu.h, enum vcpu_error) is one of the guest-
+ * caused ends in guest_errors[] below, each there with the reason it is not
+ * a bug; VCPU_ERR_INTERNAL or any other code fails the test. Pass: no crash,
+ * no ASan/UBSan report (make check builds this program with both), no
+ * internal error, and the state the backend reports stays architecturally
+ * consistent.
+ *
+ * Seeds: each start takes a new seed and prints it first ("# seed: N");
+ * every mode's run seeds derive from it, and a failure prints both with the
+ * commands that replay it:
+ *   SEED=N          the program seed (make check SEED=N passes it on too)
  *   FUZZ_RUNS=n     runs per mode (default 1500: 12,000 runs in all)
- *   FUZZ_SEED=s     first seed for every mode (default: fixed per mode); a
- *                   failure prints its run's seed, FUZZ_SEED=that FUZZ_RUNS=1
- *                   replays it (a run the kicker had to stop may end at
- *                   another point: the kicks are timed)
- *   FUZZ_VERBOSE=1  print every exit and the emulator's warnings */
+ *   FUZZ_MODE=name  run one mode (real, prot16, ..., user64); the rest SKIP
+ *   FUZZ_SEED=s     first run seed of every mode, instead of SEED's:
+ *                   FUZZ_MODE=long64 FUZZ_SEED=s FUZZ_RUNS=1 replays one run
+ *   FUZZ_VERBOSE=1  print every exit and the emulator's warnings
+ * Each run gets a fresh VM and vCPU and stops after RUN_INSNS instructions,
+ * so a replay takes the same path; only a LAPIC timer the guest programmed
+ * (it counts real time) can fire at another point. */
 #include "unit.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "bus/bus.h"
 #include "core/log.h"
 #include "core/vm.h"
 #include "cpu/cpu.h"
@@ -52,11 +68,45 @@
 #define IST_TOP 0x7c000
 
 #define RUN_EXITS 48	  /* exits handled per run */
-#define RUN_INSNS 20000	  /* a run that retired this many instructions ends at its next exit */
+#define RUN_INSNS 2000	  /* instructions per run (emu_set_insn_limit: the same each replay) */
+#define KICK_MS 50	  /* a run this long sleeps, halted for good: the kicker ends it */
 
 enum fmode { F_REAL, F_PROT16, F_PROT32, F_PAGING32, F_USER32, F_COMPAT, F_LONG, F_USER64, F_NMODES };
 static const char *const mode_names[F_NMODES] = { "real",   "prot16", "prot32", "paging32",
 						  "user32", "compat", "long64", "user64" };
+
+/* How a run ended. The END_ERR_* classes are the error exits that are the
+ * guest's doing; guest_errors[] says why each is one. */
+enum end {
+	END_HLT, END_SHUTDOWN, END_BUDGET, END_KICKED, END_RESET, END_POWEROFF,
+	END_ERR_FETCH, END_ERR_EVENT_MMIO, END_ERR_MMIO_LIMIT, END_ERR_V8086, END_N
+};
+static const char *const end_names[END_N] = {
+	"hlt", "shutdown", "budget", "kicked", "reset", "poweroff",
+	"fetch-outside-ram", "unsupported-event-mmio", "unsupported-mmio-limit", "unsupported-v8086",
+};
+
+static const struct {
+	enum vcpu_error code;
+	enum end end;
+} guest_errors[] = {
+	/* Random jumps and far transfers land beyond the 512 KiB of RAM (in
+	 * the modes without paging the test checks that they did). tarn has
+	 * no ROM to run there, and KVM cannot run code from MMIO either. */
+	{ VCPU_ERR_FETCH, END_ERR_FETCH },
+	/* lidt/lgdt/ltr and mov ss/rsp from random values put the IDT, GDT,
+	 * TSS or stack outside RAM, and the next exception or interrupt is
+	 * delivered through it: not restartable after an exit, and KVM stops
+	 * the same way (KVM_INTERNAL_ERROR_DELIVERY_EV). */
+	{ VCPU_ERR_EVENT_MMIO, END_ERR_EVENT_MMIO },
+	/* An instruction whose device-memory accesses do not fit the replay
+	 * log, which holds the largest single instruction (emu_priv.h): only
+	 * with descriptor tables in device memory as well. */
+	{ VCPU_ERR_MMIO_LIMIT, END_ERR_MMIO_LIMIT },
+	/* Virtual-8086 mode is not implemented; no start state sets VM and
+	 * iret to it #GPs, so this stays 0 unless that changes. */
+	{ VCPU_ERR_V8086, END_ERR_V8086 },
+};
 
 struct fuzz {
 	struct vm vm;
@@ -66,22 +116,54 @@ struct fuzz {
 	struct vcpu_exit exit;
 	uint64_t rng;
 	atomic_bool stop;
+	atomic_ulong run_gen; /* one_run() counts; the kicker watches */
+	pthread_mutex_t vcpu_lock; /* the kicker's kick against machine_fresh() */
 	pthread_t kicker;
 	unsigned long runs, exits, insns;
+	unsigned long ends[END_N];
 	bool verbose; /* FUZZ_VERBOSE=1: print every exit */
+	uint64_t seed; /* SEED: every run seed derives from it */
 };
 
 static struct fuzz fz;
 static enum fmode cur_mode;
 static uint64_t cur_seed;
 
-/* A failed check names the run, so FUZZ_SEED + FUZZ_RUNS=1 replays it. */
+/* A failure names the program seed and the run, with the commands that
+ * replay either. */
+static void __attribute__((format(printf, 1, 2), noreturn)) fuzz_fail(const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (getenv("FUZZ_SEED"))
+		fail_msg("%s run seed %#llx: %s\n# replay: FUZZ_MODE=%s FUZZ_SEED=%#llx FUZZ_RUNS=1 %s",
+			 mode_names[cur_mode], (unsigned long long)cur_seed, what, mode_names[cur_mode],
+			 (unsigned long long)cur_seed, program_invocation_name);
+	fail_msg("%s run seed %#llx (seed %llu): %s\n"
+		 "# replay: SEED=%llu %s; this run alone: FUZZ_MODE=%s FUZZ_SEED=%#llx FUZZ_RUNS=1 %s",
+		 mode_names[cur_mode], (unsigned long long)cur_seed, (unsigned long long)fz.seed, what,
+		 (unsigned long long)fz.seed, program_invocation_name, mode_names[cur_mode],
+		 (unsigned long long)cur_seed, program_invocation_name);
+	abort(); /* fail_msg does not return */
+}
+
 #define FCHECK(cond)                                                          \
 	do {                                                                  \
 		if (!(cond))                                                  \
-			fail_msg("%s run seed %#llx: %s", mode_names[cur_mode], \
-				 (unsigned long long)cur_seed, #cond);        \
+			fuzz_fail("%s", #cond);                               \
 	} while (0)
+
+/* splitmix64's finaliser: run seeds that differ in one bit start far apart. */
+static uint64_t mix64(uint64_t x)
+{
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
 
 static uint64_t rnd(void)
 {
@@ -548,7 +630,7 @@ static void start_state(enum fmode mode, struct x86_state *st)
 }
 
 /* What must hold whatever the guest did. */
-static void check_state(const struct x86_state *st, uint64_t seed, enum fmode mode)
+static void check_state(const struct x86_state *st)
 {
 	bool lma = st->efer & X86_EFER_LMA;
 	bool ok = true;
@@ -566,26 +648,75 @@ static void check_state(const struct x86_state *st, uint64_t seed, enum fmode mo
 	if ((st->cr0 & X86_CR0_PG))
 		ok &= (st->cr0 & X86_CR0_PE) != 0;
 	if (!ok)
-		fail_msg("%s run seed %#llx: inconsistent state: rip %#llx rflags %#llx cr0 %#llx cr4 %#llx efer %#llx cs.l %d",
-			 mode_names[mode], (unsigned long long)seed, (unsigned long long)st->rip,
-			 (unsigned long long)st->rflags, (unsigned long long)st->cr0,
-			 (unsigned long long)st->cr4, (unsigned long long)st->efer, st->cs.l);
+		fuzz_fail("inconsistent state: rip %#llx rflags %#llx cr0 %#llx cr4 %#llx efer %#llx cs.l %d",
+			  (unsigned long long)st->rip, (unsigned long long)st->rflags,
+			  (unsigned long long)st->cr0, (unsigned long long)st->cr4,
+			  (unsigned long long)st->efer, st->cs.l);
+}
+
+/* The class of an error exit; an internal error fails the test here. */
+static enum end error_end(const struct vcpu_exit *ex)
+{
+	struct x86_state st;
+
+	for (size_t i = 0; i < sizeof(guest_errors) / sizeof(guest_errors[0]); i++) {
+		if (guest_errors[i].code != ex->error.code)
+			continue;
+		if (ex->error.code == VCPU_ERR_FETCH) {
+			/* Without paging the linear address is the physical
+			 * one: the instruction must reach past the end of RAM
+			 * (it stopped at its first byte; 15 at most). */
+			FCHECK(emu_cpu_ops.get_state(&fz.vcpu, &st) == 0);
+			if (!(st.cr0 & X86_CR0_PG) && ((st.cs.base + st.rip) & 0xffffffffULL) + 15 < RAM_SIZE)
+				fuzz_fail("fetch outside RAM at linear %#llx, which is RAM: %s",
+					  (unsigned long long)((st.cs.base + st.rip) & 0xffffffffULL), ex->error.msg);
+		}
+		return guest_errors[i].end;
+	}
+	fuzz_fail("internal error of the emulator (code %d): %s", (int)ex->error.code, ex->error.msg);
+}
+
+static void machine_down(void)
+{
+	emu_cpu_ops.vcpu_destroy(&fz.vcpu);
+	emu_cpu_ops.vm_destroy(&fz.vm);
+	bus_destroy(&fz.vm.pio);
+	bus_destroy(&fz.vm.mmio);
+}
+
+/* A new VM and vCPU -- LAPIC, x87/SSE, MSRs, pending events all at power-on
+ * -- so that a run depends on its seed alone, and replays alone. */
+static int machine_fresh(void)
+{
+	int ret;
+
+	pthread_mutex_lock(&fz.vcpu_lock);
+	if (fz.vcpu.priv)
+		machine_down();
+	ret = emu_cpu_ops.vm_init(&fz.vm);
+	if (!ret)
+		ret = emu_cpu_ops.vcpu_init(&fz.vcpu);
+	pthread_mutex_unlock(&fz.vcpu_lock);
+	return ret;
 }
 
 static void one_run(enum fmode mode, uint64_t seed)
 {
 	struct x86_state st, back;
 	uint64_t insns0;
-	int intrs = 0;
+	enum end end = END_BUDGET;
 
 	cur_mode = mode;
 	cur_seed = seed;
-	fz.rng = seed | 1;
+	atomic_fetch_add(&fz.run_gen, 1);
+	fz.rng = mix64(seed) ?: 1; /* xorshift's state must not be 0 */
+	FCHECK(machine_fresh() == 0);
 	memcpy(fz.ram, fz.tmpl, RAM_SIZE);
 	randomise_tables(mode);
 	start_state(mode, &st);
 	FCHECK(emu_cpu_ops.set_state(&fz.vcpu, &st) == 0);
 	insns0 = emu_insn_count(&fz.vcpu);
+	emu_set_insn_limit(&fz.vcpu, insns0 + RUN_INSNS);
 	for (int n = 0; n < RUN_EXITS; n++) {
 		struct vcpu_exit *ex = &fz.exit;
 		bool done = false;
@@ -603,8 +734,7 @@ static void one_run(enum fmode mode, uint64_t seed)
 		switch (ex->reason) {
 		case VCPU_EXIT_IO:
 			if (!(ex->io.size == 1 || ex->io.size == 2 || ex->io.size == 4))
-				fail_msg("%s run seed %#llx: port %#x access of %u bytes", mode_names[mode],
-					 (unsigned long long)seed, ex->io.port, ex->io.size);
+				fuzz_fail("port %#x access of %u bytes", ex->io.port, ex->io.size);
 			FCHECK(ex->io.count == 1);
 			if (!ex->io.write)
 				fill_random(ex->io.data, ex->io.size);
@@ -616,33 +746,48 @@ static void one_run(enum fmode mode, uint64_t seed)
 				fill_random(ex->mmio.data, ex->mmio.len);
 			break;
 		case VCPU_EXIT_INTR:
-			done = ++intrs >= 3;
+			/* RUN_INSNS reached, or the kicker woke a sleeper. */
+			done = true;
+			end = emu_insn_count(&fz.vcpu) - insns0 >= RUN_INSNS ? END_BUDGET : END_KICKED;
 			break;
 		case VCPU_EXIT_HLT:
-			/* Sometimes wake it with an interrupt and go on. */
-			if ((rnd() & 3) == 0)
+			/* Sometimes wake it with an interrupt and go on (with
+			 * IF = 0 nothing would wake it: it would sleep until
+			 * the kicker came). */
+			FCHECK(emu_cpu_ops.get_state(&fz.vcpu, &st) == 0);
+			if ((rnd() & 3) == 0 && (st.rflags & X86_RFLAGS_IF))
 				FCHECK(emu_inject_interrupt(&fz.vcpu, (uint8_t)(0x20 + rnd() % 0xe0)) == 0);
 			else
 				done = true;
+			end = END_HLT;
 			break;
 		case VCPU_EXIT_SHUTDOWN:
-		case VCPU_EXIT_ERROR:
+			done = true;
+			end = END_SHUTDOWN;
+			break;
 		case VCPU_EXIT_RESET:
+			done = true;
+			end = END_RESET;
+			break;
 		case VCPU_EXIT_POWEROFF:
 			done = true;
+			end = END_POWEROFF;
+			break;
+		case VCPU_EXIT_ERROR:
+			done = true;
+			end = error_end(ex);
 			break;
 		default:
-			fail_msg("%s run seed %#llx: unknown exit reason %d", mode_names[mode],
-				 (unsigned long long)seed, ex->reason);
+			fuzz_fail("unknown exit reason %d", ex->reason);
 		}
-		if (emu_insn_count(&fz.vcpu) - insns0 > RUN_INSNS)
-			done = true;
 		if (done)
 			break;
+		end = END_BUDGET;
 	}
+	fz.ends[end]++;
 	fz.insns += emu_insn_count(&fz.vcpu) - insns0;
 	FCHECK(emu_cpu_ops.get_state(&fz.vcpu, &st) == 0);
-	check_state(&st, seed, mode);
+	check_state(&st);
 	/* The state reads back as it was written. */
 	FCHECK(emu_cpu_ops.set_state(&fz.vcpu, &st) == 0);
 	FCHECK(emu_cpu_ops.get_state(&fz.vcpu, &back) == 0);
@@ -651,35 +796,69 @@ static void one_run(enum fmode mode, uint64_t seed)
 	fz.runs++;
 }
 
+/* Running code stops at RUN_INSNS; only a vCPU halted with nothing to wake
+ * it (interrupts masked by the TPR, INIT, ...) sleeps on. Kick a run that
+ * has lasted KICK_MS, so that a kick never lands in a run that was going to
+ * end by itself (which would make it end differently on replay). */
 static void *kicker(void *arg)
 {
-	const struct timespec ts = { 0, 300 * 1000 };
+	const struct timespec tick = { 0, 10 * 1000 * 1000 };
+	unsigned long seen = 0;
+	int ticks = 0;
 
 	while (!atomic_load(&fz.stop)) {
-		nanosleep(&ts, NULL);
-		emu_cpu_ops.kick(&fz.vcpu);
+		unsigned long gen;
+
+		nanosleep(&tick, NULL);
+		gen = atomic_load(&fz.run_gen);
+		if (gen != seen) {
+			seen = gen;
+			ticks = 0;
+		} else if (++ticks * 10 >= KICK_MS) {
+			pthread_mutex_lock(&fz.vcpu_lock);
+			emu_cpu_ops.kick(&fz.vcpu);
+			pthread_mutex_unlock(&fz.vcpu_lock);
+			ticks = 0;
+		}
 	}
 	return NULL;
 }
 
-static unsigned long env_ul(const char *name, unsigned long def)
+static unsigned long long env_ul(const char *name, unsigned long long def)
 {
 	const char *v = getenv(name);
 
-	return v && *v ? strtoul(v, NULL, 0) : def;
+	return v && *v ? strtoull(v, NULL, 0) : def;
+}
+
+/* "hlt N, shutdown N, ..." for ends[], every class (zeros too). */
+static void print_ends(const char *what, const unsigned long *ends)
+{
+	char line[512];
+	int n = 0;
+
+	for (int i = 0; i < END_N; i++)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "%s%s %lu", i ? ", " : "", end_names[i], ends[i]);
+	print_message("# %s: %s\n", what, line);
 }
 
 static void fuzz_mode(enum fmode mode)
 {
-	unsigned long runs = env_ul("FUZZ_RUNS", 1500);
-	/* FUZZ_SEED replays from a printed seed in every mode. */
-	uint64_t seed0 = getenv("FUZZ_SEED") ? env_ul("FUZZ_SEED", 0)
-					      : 0x7a726e66757a7aULL + (uint64_t)mode * 0x9e3779b97f4a7c15ULL;
-	unsigned long before = fz.runs;
+	unsigned long runs = env_ul("FUZZ_RUNS", 1500), ends[END_N];
+	const char *only = getenv("FUZZ_MODE");
+	/* Run seeds: FUZZ_SEED's, else a stream of SEED's per mode. */
+	uint64_t seed0 = getenv("FUZZ_SEED") ? env_ul("FUZZ_SEED", 0) : mix64(fz.seed * F_NMODES + mode);
+	char what[64];
 
+	if (only && *only && strcmp(only, mode_names[mode]))
+		skip();
+	memcpy(ends, fz.ends, sizeof(ends));
 	for (unsigned long i = 0; i < runs; i++)
 		one_run(mode, seed0 + i);
-	print_message("# %s: %lu runs\n", mode_names[mode], fz.runs - before);
+	for (int i = 0; i < END_N; i++)
+		ends[i] = fz.ends[i] - ends[i]; /* this mode's */
+	snprintf(what, sizeof(what), "%s: %lu runs, ends", mode_names[mode], runs);
+	print_ends(what, ends);
 }
 
 static void t_real(void **s) { fuzz_mode(F_REAL); }
@@ -691,6 +870,8 @@ static void t_compat(void **s) { fuzz_mode(F_COMPAT); }
 static void t_long64(void **s) { fuzz_mode(F_LONG); }
 static void t_user64(void **s) { fuzz_mode(F_USER64); }
 
+static uint64_t start_seed; /* main() draws it before setup() */
+
 static int setup(void **s)
 {
 	memset(&fz, 0, sizeof(fz));
@@ -699,6 +880,7 @@ static int setup(void **s)
 	if (!fz.ram || !fz.tmpl)
 		return -1;
 	fz.rng = 1;
+	fz.seed = start_seed;
 	fz.verbose = env_ul("FUZZ_VERBOSE", 0) != 0;
 	log_threshold = fz.verbose ? LOG_DEBUG : LOG_ERR; /* guest-triggered warnings by the thousand */
 	build_template(fz.tmpl);
@@ -708,7 +890,8 @@ static int setup(void **s)
 	fz.vm.cpu = &emu_cpu_ops;
 	fz.vm.nr_vcpus = 1;
 	fz.vcpu.vm = &fz.vm;
-	if (emu_cpu_ops.vm_init(&fz.vm) || emu_cpu_ops.vcpu_init(&fz.vcpu))
+	pthread_mutex_init(&fz.vcpu_lock, NULL);
+	if (machine_fresh())
 		return -1;
 	atomic_store(&fz.stop, false);
 	return pthread_create(&fz.kicker, NULL, kicker, NULL) ? -1 : 0;
@@ -718,9 +901,11 @@ static int teardown(void **s)
 {
 	atomic_store(&fz.stop, true);
 	pthread_join(fz.kicker, NULL);
-	print_message("# %lu runs, %lu exits, %lu instructions\n", fz.runs, fz.exits, fz.insns);
-	emu_cpu_ops.vcpu_destroy(&fz.vcpu);
-	emu_cpu_ops.vm_destroy(&fz.vm);
+	print_message("# %lu runs, %lu exits, %lu instructions (seed %llu)\n", fz.runs, fz.exits, fz.insns,
+		      (unsigned long long)fz.seed);
+	print_ends("ends", fz.ends);
+	machine_down();
+	pthread_mutex_destroy(&fz.vcpu_lock);
 	free(fz.ram);
 	free(fz.tmpl);
 	return 0;
@@ -728,6 +913,20 @@ static int teardown(void **s)
 
 int main(void)
 {
+	uint32_t r;
+
+	/* A new seed each start unless SEED names one; 32 bits, like the
+	 * libFuzzer harnesses' -seed, so one SEED serves make check. */
+	if (getenv("SEED") && *getenv("SEED"))
+		start_seed = env_ul("SEED", 0);
+	else if (getrandom(&r, sizeof(r), 0) == sizeof(r))
+		start_seed = r;
+	else
+		start_seed = (uint64_t)time(NULL) ^ (uint64_t)getpid();
+	printf("# seed: %llu\n", (unsigned long long)start_seed);
+	if (getenv("FUZZ_SEED"))
+		printf("# FUZZ_SEED=%s: first run seed of every mode\n", getenv("FUZZ_SEED"));
+	fflush(stdout);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(t_real),     cmocka_unit_test(t_prot16), cmocka_unit_test(t_prot32),
 		cmocka_unit_test(t_paging32), cmocka_unit_test(t_user32), cmocka_unit_test(t_compat),

@@ -2,6 +2,10 @@
 # `make check`: the emulator's sources (and guest memory, which bounds every
 # guest access) are compiled a second time with the sanitizers into their own
 # object directory; anything else the test needs comes from libtarn.a.
+# It prints its seed first ("# seed: N"); `SEED=N $(O)/tests/fuzz/emu_fuzz`
+# (or `make check SEED=N`) replays a run, and a failure prints the command
+# that replays just the failed run (see the top of emu_fuzz.c). The libFuzzer
+# harnesses, their corpora and `make fuzz-long` are in src/virtio/virtio.mk.
 
 FUZZ_SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined

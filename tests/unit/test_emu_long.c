@@ -286,6 +286,80 @@ static void test_mmio_exits(void **state)
 	emu_teardown(&t);
 }
 
+/* Serve MMIO exits from dev, a plain memory device at MMIO_BASE, until
+ * another exit; count the accesses that left the emulator. */
+static int run_dev(struct emu_t *t, uint8_t *dev, size_t len, int *reads, int *writes)
+{
+	for (;;) {
+		int reason = run(t);
+		uint64_t off = t->exit.mmio.gpa - MMIO_BASE;
+
+		if (reason != VCPU_EXIT_MMIO)
+			return reason;
+		assert_true(t->exit.mmio.gpa >= MMIO_BASE && off + t->exit.mmio.len <= len);
+		if (t->exit.mmio.write) {
+			memcpy(dev + off, t->exit.mmio.data, t->exit.mmio.len);
+			(*writes)++;
+		} else {
+			memcpy(t->exit.mmio.data, dev + off, t->exit.mmio.len);
+			(*reads)++;
+		}
+	}
+}
+
+/* The largest instructions complete on device memory: fxsave/fxrstor (52
+ * eight-byte accesses each in 64-bit mode) and enter with nesting level 31
+ * (30 frame pointers read); the replay log once held 4 reads and 8 writes
+ * and ended the VM. What the emulator cannot do ends it with a code: code
+ * in device memory, and an exception delivered through an IDT there (which
+ * once exited for the same IDT read forever). */
+static void test_mmio_many(void **state)
+{
+	static uint8_t dev[0x2000];
+	struct emu_t t;
+	int reads = 0, writes = 0;
+
+	emu_setup(&t);
+	load_code(&t,
+		  "mov rsi, 0xd0000000\n"
+		  "fxsave [rsi]\n"
+		  "fxrstor [rsi]\n"
+		  "mov rbp, 0xd0001000\n"
+		  "enter 16, 31\n"
+		  "hlt\n");
+	for (int i = 1; i <= 30; i++) {
+		uint64_t v = 0x1111ULL * (uint64_t)i;
+
+		memcpy(dev + 0x1000 - 8 * i, &v, 8);
+	}
+	start(&t);
+	assert_int_equal(run_dev(&t, dev, sizeof(dev), &reads, &writes), VCPU_EXIT_HLT);
+	assert_int_equal(writes, 52);
+	assert_int_equal(reads, 52 + 30);
+	assert_int_equal(emu_cpu_ops.get_state(&t.vcpu, &t.st), 0);
+	assert_int_equal(get64(&t, STACK_TOP - 8), MMIO_BASE + 0x1000); /* the old rbp */
+	for (int i = 1; i <= 30; i++)
+		assert_int_equal(get64(&t, STACK_TOP - 8 - 8 * (uint64_t)i), 0x1111ULL * (uint64_t)i);
+	assert_int_equal(t.st.gpr[R_RBP], STACK_TOP - 8);
+	assert_int_equal(t.st.gpr[R_RSP], STACK_TOP - 8 - 31 * 8 - 16);
+	emu_teardown(&t);
+
+	emu_setup(&t);
+	load_code(&t, "mov rax, 0xd0000000\njmp rax\n");
+	start(&t);
+	assert_int_equal(run(&t), VCPU_EXIT_ERROR);
+	assert_int_equal(t.exit.error.code, VCPU_ERR_FETCH);
+	emu_teardown(&t);
+
+	emu_setup(&t);
+	load_code(&t, "ud2\n");
+	t.st.idt.base = MMIO_BASE;
+	start(&t);
+	assert_int_equal(run(&t), VCPU_EXIT_ERROR);
+	assert_int_equal(t.exit.error.code, VCPU_ERR_EVENT_MMIO);
+	emu_teardown(&t);
+}
+
 /* Handler at CODE+0x800 stores vector-independent info: error code, CR2,
  * return RIP, CS, RSP at entry; then hlts. */
 #define PF_HANDLER                                                            \
@@ -840,6 +914,7 @@ int main(void)
 		cmocka_unit_test(test_loop_sum),
 		cmocka_unit_test(test_io_exits),
 		cmocka_unit_test(test_mmio_exits),
+		cmocka_unit_test(test_mmio_many),
 		cmocka_unit_test(test_page_fault),
 		cmocka_unit_test(test_de_ud),
 		cmocka_unit_test(test_triple_fault),

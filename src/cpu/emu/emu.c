@@ -434,6 +434,13 @@ void emu_set_sse(struct vcpu *vcpu, const uint64_t xmm[16][2], uint32_t mxcsr)
 	memset(c->fpu.st, 0, sizeof(c->fpu.st));
 }
 
+void emu_set_insn_limit(struct vcpu *vcpu, uint64_t count)
+{
+	struct emu_cpu *c = vcpu->priv;
+
+	c->insn_limit = count;
+}
+
 bool emu_lapic_read(struct emu_cpu *c, uint64_t gpa, int size, uint64_t *val)
 {
 	uint64_t v = 0;
@@ -496,6 +503,7 @@ static void reset_state(struct emu_cpu *c)
 	c->wq_n = c->wq_head = 0;
 	c->shadow = 0;
 	c->delivering = -1;
+	c->in_event = false;
 	c->halted = false;
 	c->nmi_blocked = false;
 	emu_tlb_flush(c);
@@ -554,7 +562,9 @@ static void service_events(struct emu_cpu *c)
 		c->halted = false;
 		c->insn_rip = c->rip;
 		c->insn_flags = c->flags;
+		c->in_event = true;
 		emu_deliver(c, vec, -1, false, true, c->rip);
+		c->in_event = false;
 	}
 	/* More to come: an NMI right away, an interrupt once IF allows. A
 	 * halted CPU with IF = 0 stays halted (only NMI, INIT, SIPI and new
@@ -648,6 +658,7 @@ static int emu_vcpu_init(struct vcpu *vcpu)
 	/* APs wait for INIT/SIPI, as on hardware (and under KVM), unless
 	 * given a start state with set_state(). */
 	c->wait_sipi = vcpu->id != 0;
+	c->insn_limit = UINT64_MAX;
 	vcpu->priv = c;
 	return 0;
 }
@@ -705,7 +716,10 @@ static int emu_vcpu_run(struct vcpu *vcpu, struct vcpu_exit *exit)
 	case JMP_NONE:
 		break;
 	case JMP_EXIT:
-		/* The instruction restarts when we are called again. */
+		/* The instruction restarts when we are called again (a
+		 * delivery only exits with an error). */
+		c->in_event = false;
+		c->delivering = -1;
 		c->flags = c->insn_flags;
 		c->rip = c->insn_rip;
 		c->rlog_idx = 0;
@@ -713,6 +727,7 @@ static int emu_vcpu_run(struct vcpu *vcpu, struct vcpu_exit *exit)
 		c->exit_ready = false;
 		return 0;
 	case JMP_FAULT:
+		c->in_event = false; /* a fault in a delivery: escalation below */
 		c->flags = c->insn_flags;
 		c->rip = c->insn_rip;
 		c->rlog_n = c->rlog_idx = 0;
@@ -760,6 +775,10 @@ static int emu_vcpu_run(struct vcpu *vcpu, struct vcpu_exit *exit)
 				c->halted = true;
 				atomic_fetch_or(&c->attn, ATTN_IRQ);
 			}
+			return 0;
+		}
+		if (unlikely(c->insns >= c->insn_limit)) {
+			exit->reason = VCPU_EXIT_INTR;
 			return 0;
 		}
 	}
@@ -833,6 +852,7 @@ static int emu_set_state(struct vcpu *vcpu, const struct x86_state *st)
 	c->wq_n = c->wq_head = 0;
 	c->shadow = 0;
 	c->delivering = -1;
+	c->in_event = false;
 	c->wait_sipi = false;
 	c->halted = false;
 	c->nmi_blocked = false;

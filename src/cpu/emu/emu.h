@@ -27,4 +27,9 @@ uint64_t emu_insn_count(const struct vcpu *vcpu);
 void emu_get_sse(const struct vcpu *vcpu, uint64_t xmm[16][2], uint32_t *mxcsr);
 void emu_set_sse(struct vcpu *vcpu, const uint64_t xmm[16][2], uint32_t mxcsr);
 
+/* Tests: vcpu_run returns VCPU_EXIT_INTR once emu_insn_count() has reached
+ * count, at the same instruction each time (a kick lands wherever it
+ * lands). UINT64_MAX, the default, sets no limit. */
+void emu_set_insn_limit(struct vcpu *vcpu, uint64_t count);
+
 #endif

@@ -87,8 +87,14 @@ struct tlb_entry {
 	uint32_t perm;
 };
 
-/* Replay log of port/MMIO reads of the instruction being restarted. */
-#define RLOG_MAX 4
+/* Replay log of port/MMIO reads of the instruction being restarted, and
+ * (below) its writes waiting to be handed out. Sized for the most one
+ * instruction touches: fxsave/fxrstor in 64-bit mode (52 eight-byte
+ * accesses), enter with nesting level 31 (30 frame pointers read, 32
+ * pushes), a call gate copying 31 parameters; a page crossing done bytewise
+ * adds at most 7. More (descriptor tables in device memory too) ends the VM
+ * with VCPU_ERR_MMIO_LIMIT. */
+#define RLOG_MAX 64
 struct rlog_entry {
 	uint64_t addr;
 	uint8_t len;
@@ -96,8 +102,7 @@ struct rlog_entry {
 	uint8_t data[8];
 };
 
-/* Writes waiting to be handed out as exits. */
-#define WQ_MAX 8
+#define WQ_MAX 64
 struct wq_entry {
 	uint64_t addr;
 	uint8_t len;
@@ -173,6 +178,7 @@ struct emu_cpu {
 	/* Exceptions. */
 	int exc_vec, exc_err; /* exc_err < 0: no error code */
 	int delivering;	      /* vector being delivered, -1 when none */
+	bool in_event;	      /* delivering an exception or external interrupt */
 	bool exc_soft;
 	struct vcpu_exit *exit;
 	bool exit_ready;
@@ -198,6 +204,7 @@ struct emu_cpu {
 	pthread_cond_t wait_cond;
 
 	uint64_t insns;
+	uint64_t insn_limit; /* emu_set_insn_limit() */
 
 	struct emu_fpu fpu;
 
@@ -245,6 +252,9 @@ uint64_t emu_linear_legacy(struct emu_cpu *c, int seg, uint64_t off, int size, e
 /* ---- exc.c ---- */
 _Noreturn void emu_fault(struct emu_cpu *c, int vec, int err);
 _Noreturn void emu_exit_now(struct emu_cpu *c);
+/* End the run with VCPU_EXIT_ERROR: code and a message for the user. */
+_Noreturn void emu_exit_error(struct emu_cpu *c, enum vcpu_error code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* Deliver an event through the IDT (IVT in real mode). soft: int n / int3 /
  * into (next_rip is pushed, DPL checked); ext: external interrupt. */
 void emu_deliver(struct emu_cpu *c, int vec, int err, bool soft, bool ext, uint64_t ret_rip);

@@ -9,6 +9,7 @@
  * table limit before it is read. Nothing is committed to the register file
  * until every read and write an operation needs has succeeded, so a fault in
  * the middle leaves the state as it was (and escalates to #DF). */
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "core/log.h"
@@ -31,6 +32,18 @@ void emu_fault(struct emu_cpu *c, int vec, int err)
 void emu_exit_now(struct emu_cpu *c)
 {
 	longjmp(c->jb, JMP_EXIT);
+}
+
+void emu_exit_error(struct emu_cpu *c, enum vcpu_error code, const char *fmt, ...)
+{
+	va_list ap;
+
+	c->exit->reason = VCPU_EXIT_ERROR;
+	c->exit->error.code = code;
+	va_start(ap, fmt);
+	vsnprintf(c->exit->error.msg, sizeof(c->exit->error.msg), fmt, ap);
+	va_end(ap);
+	emu_exit_now(c);
 }
 
 static uint64_t sys_read(struct emu_cpu *c, uint64_t lin, int size)
@@ -570,12 +583,8 @@ void emu_deliver(struct emu_cpu *c, int vec, int err, bool soft, bool ext, uint6
 		deliver_real(c, vec, ret_rip);
 		return;
 	}
-	if (c->flags & F_VM) {
-		pr_warn_ratelimited("emu: interrupt in virtual-8086 mode is unsupported");
-		c->exit->reason = VCPU_EXIT_ERROR;
-		snprintf(c->exit->error.msg, sizeof(c->exit->error.msg), "emu: virtual-8086 mode");
-		emu_exit_now(c);
-	}
+	if (c->flags & F_VM)
+		emu_exit_error(c, VCPU_ERR_V8086, "emu: interrupt in virtual-8086 mode (unsupported)");
 	if ((uint64_t)vec * (uint64_t)gsz + (uint64_t)gsz - 1 > c->idt.limit)
 		emu_fault(c, EXC_GP, idt_err);
 	lo = sys_read(c, c->idt.base + (uint64_t)vec * (uint64_t)gsz, 8);
@@ -686,7 +695,9 @@ bool emu_deliver_pending_exception(struct emu_cpu *c)
 		}
 	}
 	c->delivering = vec;
+	c->in_event = true;
 	emu_deliver(c, vec, err, false, false, c->insn_rip);
+	c->in_event = false;
 	c->delivering = -1;
 	return false;
 }

@@ -2374,7 +2374,11 @@ static inline __attribute__((always_inline)) void exec_one(struct emu_cpu *c)
  * work is one inlined body, not a call. */
 void emu_exec_block(struct emu_cpu *c)
 {
-	for (int i = 0; i < 4096; i++) {
+	/* The batch stops at the instruction limit too (emu_set_insn_limit). */
+	uint64_t left = c->insns < c->insn_limit ? c->insn_limit - c->insns : 0;
+	int n = left < 4096 ? (int)left : 4096;
+
+	for (int i = 0; i < n; i++) {
 		exec_one(c);
 		/* Retired: the replay log belonged to that instruction. */
 		if (unlikely(c->rlog_n))

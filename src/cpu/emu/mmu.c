@@ -262,11 +262,17 @@ static uint64_t load_le(const uint8_t *p, int size)
 	return v;
 }
 
-static _Noreturn void exit_error(struct emu_cpu *c, const char *msg)
+/* Delivering an exception or external interrupt cannot be restarted after a
+ * port/MMIO exit: the faulting instruction would run again and fault again
+ * with the replay log cleared, exiting for the same read forever; an
+ * interrupt's vector, already taken from the LAPIC, would be lost. So
+ * delivery through device memory ends the VM, as it does under KVM. */
+static void no_event_bus(struct emu_cpu *c, uint64_t addr, bool io)
 {
-	c->exit->reason = VCPU_EXIT_ERROR;
-	snprintf(c->exit->error.msg, sizeof(c->exit->error.msg), "%s", msg);
-	emu_exit_now(c);
+	if (unlikely(c->in_event))
+		emu_exit_error(c, VCPU_ERR_EVENT_MMIO,
+			       "emu: exception or interrupt delivery touches %s %#llx (IDT, GDT, TSS or "
+			       "stack outside RAM)", io ? "port" : "device memory at gpa", (unsigned long long)addr);
 }
 
 /* A port or MMIO read: answered from the replay log, or recorded there and
@@ -287,8 +293,10 @@ static uint64_t bus_read(struct emu_cpu *c, uint64_t addr, int size, bool io)
 		 * changed under it): start the log over. */
 		c->rlog_n = c->rlog_idx = 0;
 	}
+	no_event_bus(c, addr, io);
 	if (c->rlog_n == RLOG_MAX)
-		exit_error(c, "emu: too many port/MMIO reads in one instruction");
+		emu_exit_error(c, VCPU_ERR_MMIO_LIMIT, "emu: more than %d port/MMIO reads in one instruction",
+			       RLOG_MAX);
 	r = &c->rlog[c->rlog_n++];
 	r->addr = addr;
 	r->len = (uint8_t)size;
@@ -317,8 +325,10 @@ static void bus_write(struct emu_cpu *c, uint64_t addr, int size, uint64_t val, 
 
 	if (!io && emu_lapic_write(c, addr, size, val))
 		return;
+	no_event_bus(c, addr, io);
 	if (c->wq_n == WQ_MAX)
-		exit_error(c, "emu: too many port/MMIO writes in one instruction");
+		emu_exit_error(c, VCPU_ERR_MMIO_LIMIT, "emu: more than %d port/MMIO writes in one instruction",
+			       WQ_MAX);
 	w = &c->wq[c->wq_n++];
 	w->addr = addr;
 	w->len = (uint8_t)size;
@@ -419,11 +429,9 @@ const uint8_t *emu_fetch_page(struct emu_cpu *c, uint64_t lin)
 	uint64_t gpa;
 	struct tlb_entry *e = lookup(c, lin, ACC_X, false, &gpa);
 
-	if (!e) {
-		pr_warn_ratelimited("emu: vcpu %d: instruction fetch from non-RAM gpa 0x%llx",
-				    c->vcpu ? c->vcpu->id : -1, (unsigned long long)gpa);
-		exit_error(c, "emu: instruction fetch outside RAM");
-	}
+	if (!e)
+		emu_exit_error(c, VCPU_ERR_FETCH, "emu: instruction fetch outside RAM at gpa %#llx",
+			       (unsigned long long)gpa);
 	c->fetch_tag = (lin >> 12) + 1;
 	c->fetch_hva = e->hva;
 	return e->hva;

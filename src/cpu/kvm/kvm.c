@@ -789,16 +789,20 @@ again:
 		return 0;
 	case KVM_EXIT_FAIL_ENTRY:
 		exit->reason = VCPU_EXIT_ERROR;
+		exit->error.code = VCPU_ERR_HOST;
 		snprintf(exit->error.msg, sizeof(exit->error.msg),
 			 "KVM could not enter the guest (hardware reason %#llx)",
 			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
 		return 0;
 	case KVM_EXIT_INTERNAL_ERROR:
 		exit->reason = VCPU_EXIT_ERROR;
+		exit->error.code = run->internal.suberror == KVM_INTERNAL_ERROR_DELIVERY_EV ? VCPU_ERR_EVENT_MMIO
+											    : VCPU_ERR_HOST;
 		kvm_describe_internal_error(run, exit->error.msg, sizeof(exit->error.msg));
 		return 0;
 	default:
 		exit->reason = VCPU_EXIT_ERROR;
+		exit->error.code = VCPU_ERR_INTERNAL;
 		snprintf(exit->error.msg, sizeof(exit->error.msg), "unexpected KVM exit %u",
 			 run->exit_reason);
 		return 0;
