@@ -281,12 +281,19 @@ def rel(m):
     return "%s:%d" % (m.file, m.line)
 
 
+def oneline(snippet):
+    return " ".join(snippet.split()) or "(nothing)"
+
+
 def report(results, total_time, out):
     w_id = max([len(m.id) for m, *_ in results] + [6])
     w_loc = max([len(rel(m)) for m, *_ in results] + [9])
-    lines = ["%-*s  %-*s  %-18s  %-22s  %6s" % (w_id, "MUTANT", w_loc, "FILE:LINE", "RESULT", "FIRST FAILED", "TIME")]
+    w_by = max([len(by or "") for _, _, by, _ in results] + [12])
+    lines = ["%-*s  %-*s  %-16s  %-*s  %5s" % (w_id, "MUTANT", w_loc, "FILE:LINE", "RESULT", w_by, "FIRST FAILED",
+                                                "TIME")]
     for m, res, by, secs in results:
-        lines.append("%-*s  %-*s  %-18s  %-22s  %5.0fs" % (w_id, m.id, w_loc, rel(m), res, by or "-", secs))
+        shown = "equivalent" if m.equivalent and res == "survived" else res
+        lines.append("%-*s  %-*s  %-16s  %-*s  %4.0fs" % (w_id, m.id, w_loc, rel(m), shown, w_by, by or "-", secs))
     killed = [m for m, res, *_ in results if res.startswith("killed") and not m.equivalent]
     survived = [m for m, res, *_ in results if res == "survived" and not m.equivalent]
     equiv = [(m, res) for m, res, *_ in results if m.equivalent]
@@ -294,7 +301,7 @@ def report(results, total_time, out):
     hangs = sum(1 for m, res, *_ in results if res == "killed (timeout)")
     if survived:
         lines += ["", "Survivors (the tests miss these):"]
-        lines += ["  %s: %s: %s  [%s -> %s]" % (rel(m), m.id, m.why, m.find.strip(), m.replace.strip() or "(deleted)")
+        lines += ["  %s: %s: %s\n      %s  ->  %s" % (rel(m), m.id, m.why, oneline(m.find), oneline(m.replace))
                   for m in survived]
     if equiv:
         lines += ["", "Equivalent (left out of the ratio, with the list's reason):"]
