@@ -106,7 +106,7 @@ guest-vars:
 	@echo "GUEST_CMDLINE='$(GUEST_CMDLINE)'"
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-mutants
 
 .PHONY: all tarn setup run clean check bench guest fuzz guest-vars
 

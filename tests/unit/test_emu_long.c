@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -683,9 +684,81 @@ static void test_kick_and_irq(void **state)
 	emu_teardown(&t);
 }
 
-/* Ring 3 via sysret, #PF from user mode on a supervisor page (U bit in the
- * error code, stack switched to TSS.RSP0), int 0x80 from ring 3 through a
- * DPL 3 gate, syscall back to ring 0. */
+struct injector {
+	struct vcpu *vcpu;
+	atomic_bool stop;
+};
+
+/* Another CPU's device: an interrupt every 2 us or so, at moments the
+ * guest cannot predict. */
+static void *inject_loop(void *p)
+{
+	struct injector *in = p;
+
+	while (!atomic_load(&in->stop)) {
+		struct timespec a, b;
+
+		emu_inject_interrupt(in->vcpu, 0x40);
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		do
+			clock_gettime(CLOCK_MONOTONIC, &b);
+		while ((b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec) < 2000);
+	}
+	return NULL;
+}
+
+/* sti holds interrupts off for one more instruction (the interrupt shadow),
+ * which is what makes "sti; hlt" safe: an interrupt taken between the two
+ * would return to the hlt and sleep with its wakeup spent. Interrupts come
+ * from another thread at random moments while the guest loops over
+ * "cli; sti; nop"; none may interrupt it at the nop. */
+static void test_sti_shadow(void **state)
+{
+	struct emu_t t;
+	struct injector in;
+	pthread_t th;
+
+	emu_setup(&t);
+	load_code(&t,
+		  "mov rbx, 0xfee000b0\n" /* LAPIC EOI */
+		  "1: cli\n"
+		  "sti\n"
+		  "shadow: nop\n"
+		  "cmp qword ptr [0x7008], 2000\n"
+		  "jb 1b\n"
+		  "cli\n"
+		  "hlt\n"
+		  ".org 0x200\n"
+		  "push rax\n"
+		  "push rdx\n"
+		  "mov rax, [rsp + 16]\n" /* where the interrupt came in */
+		  "lea rdx, [rip + shadow]\n"
+		  "cmp rax, rdx\n"
+		  "jne 2f\n"
+		  "inc qword ptr [0x7000]\n"
+		  "2: inc qword ptr [0x7008]\n"
+		  "mov dword ptr [rbx], 0\n"
+		  "pop rdx\n"
+		  "pop rax\n"
+		  "iretq\n");
+	set_gate(&t, 0x40, CODE + 0x200, 0, 0);
+	put64(&t, PD_MMIO + ((0xfee00000ULL >> 21) & 511) * 8, 0xfee00000ULL | 0x83); /* the LAPIC */
+	start(&t);
+	in.vcpu = &t.vcpu;
+	atomic_init(&in.stop, false);
+	pthread_create(&th, NULL, inject_loop, &in);
+	run_to_hlt(&t);
+	atomic_store(&in.stop, true);
+	pthread_join(th, NULL);
+	assert_true(get64(&t, MBOX + 8) >= 2000);
+	assert_int_equal(get64(&t, MBOX), 0); /* none inside the shadow */
+	emu_teardown(&t);
+}
+
+/* Ring 3 via sysret, popf unable to raise IOPL or clear IF there, #PF from
+ * user mode on a supervisor page (U bit in the error code, stack switched
+ * to TSS.RSP0), int 0x80 from ring 3 through a DPL 3 gate, syscall back to
+ * ring 0. */
 static void test_user_mode(void **state)
 {
 	struct emu_t t;
@@ -706,7 +779,13 @@ static void test_user_mode(void **state)
 		  "mov r11, 0x202\n"
 		  "mov rsp, 0x70000\n"
 		  "sysretq\n"
-		  "user: int 0x80\n"
+		  "user: pushfq\n" /* popf at CPL 3 may change neither IOPL nor IF */
+		  "or qword ptr [rsp], 0x3000\n"
+		  "and qword ptr [rsp], -0x201\n"
+		  "popfq\n"
+		  "pushfq\n"
+		  "pop qword ptr [0x7048]\n"
+		  "int 0x80\n"
 		  "mov [0x20000], rax\n" /* supervisor-only page: #PF */
 		  "hlt\n"
 		  "sys: hlt\n"
@@ -725,6 +804,7 @@ static void test_user_mode(void **state)
 	assert_int_equal(get64(&t, 0x7030), 0x23);
 	assert_int_equal(get64(&t, 0x7038), 0x1b);
 	assert_int_equal(get64(&t, 0x7040), RSP0_TOP - 40);
+	assert_int_equal(get64(&t, 0x7048) & 0x3200, 0x200); /* IOPL still 0, IF still set */
 	assert_int_equal(get64(&t, MBOX), 7); /* P|W|U */
 	assert_int_equal(get64(&t, MBOX + 8), 0x20000);
 	assert_int_equal(get64(&t, MBOX + 0x18), 0x23);
@@ -922,6 +1002,7 @@ int main(void)
 		cmocka_unit_test(test_lock_smp),
 		cmocka_unit_test(test_rep_movs),
 		cmocka_unit_test(test_kick_and_irq),
+		cmocka_unit_test(test_sti_shadow),
 		cmocka_unit_test(test_user_mode),
 		cmocka_unit_test(test_flags_vs_host),
 		cmocka_unit_test(test_speed),

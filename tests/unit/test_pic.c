@@ -155,6 +155,42 @@ static void test_priority(void **state)
 	assert_int_equal(pic_ack(&f->pic), 0x35);
 }
 
+/* An edge input requests once per rising edge: held high, or asserted
+ * again while still high, it asks for nothing more. */
+static void test_edge_once_per_edge(void **state)
+{
+	struct fixture *f = *state;
+
+	pic_set_irq(&f->pic, 4, 1);
+	assert_int_equal(pic_ack(&f->pic), 0x34);
+	outb(f, 0x20, 0x20);
+	pic_set_irq(&f->pic, 4, 1); /* still high: no new edge */
+	assert_int_equal(f->intr, 0);
+	assert_int_equal(inb(f, 0x20), 0);
+	pic_set_irq(&f->pic, 4, 0);
+	pic_set_irq(&f->pic, 4, 1);
+	assert_int_equal(f->intr, 1);
+	assert_int_equal(pic_ack(&f->pic), 0x34);
+}
+
+/* Rotate on non-specific EOI (OCW2 0xa0): the IRQ just served becomes the
+ * lowest priority, so equal-priority devices take turns. */
+static void test_rotate_on_eoi(void **state)
+{
+	struct fixture *f = *state;
+
+	pic_set_irq(&f->pic, 1, 1);
+	pic_set_irq(&f->pic, 5, 1);
+	assert_int_equal(pic_ack(&f->pic), 0x31);
+	outb(f, 0x20, 0xa0);
+	pic_set_irq(&f->pic, 1, 0);
+	pic_set_irq(&f->pic, 1, 1);
+	/* IRQ 1 is now last in line: IRQ 5 goes first, then IRQ 1. */
+	assert_int_equal(pic_ack(&f->pic), 0x35);
+	outb(f, 0x20, 0x20);
+	assert_int_equal(pic_ack(&f->pic), 0x31);
+}
+
 static void test_cascade(void **state)
 {
 	struct fixture *f = *state;
@@ -270,6 +306,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_init_and_ack, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mask, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_priority, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_edge_once_per_edge, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rotate_on_eoi, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cascade, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poll, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_elcr_level, setup, teardown),

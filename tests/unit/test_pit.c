@@ -149,6 +149,29 @@ static void test_mode0_oneshot(void **state)
 	assert_false(pit_get_out(&f->pit, 0, at(601)));
 }
 
+/* A count of 0 is the largest count, 65536 (10000 in BCD): the BIOS's
+ * 18.2 Hz tick, which DOS-era code and some boot loaders still program. */
+static void test_count_zero(void **state)
+{
+	struct fixture *f = *state;
+
+	program0(f, 2, 0);
+	assert_int_equal(read16(f, 0x40, at(1)), 65535);
+	assert_int_equal(pit_next_deadline_ns(&f->pit), at(65536));
+	pit_update(&f->pit, at(65536));
+	assert_int_equal(f->pulses, 1);
+	assert_int_equal(pit_next_deadline_ns(&f->pit), at(2 * 65536));
+	/* One-shot: OUT rises after 65536 clocks, not at once. */
+	program0(f, 0, 0);
+	assert_false(pit_get_out(&f->pit, 0, at(65535)));
+	assert_true(pit_get_out(&f->pit, 0, at(65536)));
+	/* BCD: 0 counts 10000, read back as 9999 one clock later. */
+	out(f, 0x43, 0x35, T0);
+	out(f, 0x40, 0x00, T0);
+	out(f, 0x40, 0x00, T0);
+	assert_int_equal(read16(f, 0x40, at(1)), 0x9999);
+}
+
 static void test_mode3_square_wave(void **state)
 {
 	struct fixture *f = *state;
@@ -255,6 +278,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_mode2_periodic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mode0_oneshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_count_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mode3_square_wave, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_latch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_back, setup, teardown),

@@ -352,6 +352,39 @@ static void test_rx_mergeable(void **state)
 	assert_int_equal(used_len(f, 0, 3), HDR + 50);
 }
 
+/* MRG_RXBUF: a frame larger than every buffer of the queue together is
+ * dropped, its chains stay parked, and later frames fill them in order,
+ * each in the guest's own buffers. */
+static void test_rx_mergeable_parked(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t want[250];
+
+	driver_up(f, 1u << F_MRG_RXBUF);
+	for (uint16_t i = 0; i < QSIZE; i++) {
+		put_desc(f, 0, i, BUF + 0x1000 * (uint64_t)i, 100, VIRTQ_DESC_F_WRITE, 0);
+		offer(f, 0, i, i == QSIZE - 1);
+	}
+	send_frame(f, 2000 - HDR, 4, NULL);
+	assert_true(loop_once(f, 1000) > 0);
+	assert_int_equal(used_idx(f, 0), 0);
+	assert_int_equal(stats(f).rx_dropped, 1);
+	send_frame(f, sizeof(want) - HDR, 5, NULL); /* buffers 0-2 */
+	assert_true(loop_once(f, 1000) > 0);
+	assert_int_equal(used_idx(f, 0), 3);
+	send_frame(f, sizeof(want) - HDR, 6, want); /* buffers 3-5 */
+	assert_true(loop_once(f, 1000) > 0);
+	assert_int_equal(used_idx(f, 0), 6);
+	for (unsigned n = 3; n < 6; n++)
+		assert_int_equal(used_id(f, 0, n), n);
+	assert_int_equal(used_len(f, 0, 5), 50);
+	assert_int_equal(num_buffers(f->ram + BUF + 0x3000), 3);
+	assert_memory_equal(f->ram + BUF + 0x3000 + HDR, want + HDR, 100 - HDR);
+	assert_memory_equal(f->ram + BUF + 0x4000, want + 100, 100);
+	assert_memory_equal(f->ram + BUF + 0x5000, want + 200, 50);
+	assert_true(vh_all_zero(f->ram + BUF + 0x6000, 100)); /* still parked, untouched */
+}
+
 /* Out of buffers: the frame waits, the device stops polling the backend
  * (no spinning, nothing dropped), and the guest's next kick delivers it. */
 static void test_rx_waits_for_buffers(void **state)
@@ -492,6 +525,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tx_tso_negotiated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_frame, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_mergeable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rx_mergeable_parked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_waits_for_buffers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_too_big_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_tiny_buffer, setup, teardown),

@@ -251,6 +251,31 @@ static void test_rng_request_msix(void **state)
 	assert_memory_not_equal(f->ram + buf, f->ram + buf + 256, 256);
 }
 
+/* Once enabled, a queue's registers are fixed (spec 4.1.4.3): rewriting
+ * them, or writing queue_enable again, changes nothing under the device. */
+static void test_queue_fixed_once_enabled(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t buf = ring_base(0) + 0x1000;
+
+	cfg_wr(f, 0, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	queue_up(f, 0, VIRTIO_MSI_NO_VECTOR, VIRTIO_MSI_NO_VECTOR);
+	put_desc(f, 0, 0, buf, 16, VIRTQ_DESC_F_WRITE, 0);
+	kick(f, 0, 0);
+	assert_int_equal(used_idx(f, 0), 1);
+	wr(f, 0, VIRTIO_COMMON_Q_SELECT, 2, 0);
+	wr(f, 0, VIRTIO_COMMON_Q_SIZE, 2, 4);
+	vh_wr64(&f->vm, 1, VIRTIO_COMMON_Q_DESC, ring_base(1));
+	wr(f, 0, VIRTIO_COMMON_Q_ENABLE, 2, 1);
+	assert_int_equal(rd(f, 0, VIRTIO_COMMON_Q_SIZE, 2), QSIZE);
+	assert_int_equal(rd(f, 0, VIRTIO_COMMON_Q_DESC, 4), ring_base(0));
+	/* The queue goes on where it was: the next request is used entry 2. */
+	put_desc(f, 0, 1, buf + 16, 16, VIRTQ_DESC_F_WRITE, 0);
+	kick(f, 0, 1);
+	assert_int_equal(used_idx(f, 0), 2);
+	assert_int_equal(used_len(f, 0, 1), 16);
+}
+
 static void test_needs_reset_isolated(void **state)
 {
 	struct fixture *f = *state;
@@ -298,6 +323,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_feature_negotiation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rng_request_intx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rng_request_msix, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue_fixed_once_enabled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_needs_reset_isolated, setup, teardown),
 	};
 

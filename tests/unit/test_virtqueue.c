@@ -241,6 +241,13 @@ static void test_config_refused(void **state)
 	assert_int_equal(qinit(&vq, 8, DESC, BASE + RAM - 8, USED, 0, 0), VQ_ERR_RING_ADDR);
 	assert_int_equal(qinit(&vq, 8, DESC, AVAIL, 0xfffffffffffffff0ULL, 0, 0),
 			 VQ_ERR_RING_ADDR);
+	/* A ring ends with its event field (used_event, avail_event): a ring
+	 * whose event field would lie past the end of RAM is refused, or the
+	 * device would write the guest's avail_event outside guest memory.
+	 * Size 8: avail 4 + 16 + 2 bytes, used 4 + 64 + 2 bytes. */
+	assert_int_equal(qinit(&vq, 8, DESC, BASE + RAM - 20, USED, F_EVT, 0), VQ_ERR_RING_ADDR);
+	assert_int_equal(qinit(&vq, 8, DESC, AVAIL, BASE + RAM - 68, F_EVT, 0), VQ_ERR_RING_ADDR);
+	assert_int_equal(qinit(&vq, 8, DESC, BASE + RAM - 22, BASE + RAM - 96, F_EVT, 0), 0);
 	assert_int_equal(qinit(&vq, 32768, DESC, BASE + RAM - 0x20000, USED, 0, 0), 0);
 	assert_false(vq.broken);
 	assert_int_equal(vq_push(&vq, 32768 - 1, 0), 0);
