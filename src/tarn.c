@@ -36,7 +36,8 @@ static const char run_usage[] =
 	"  --rng             add a virtio-rng device fed by getrandom(2) (dev.rng = on)\n"
 	"  --vconsole SPEC   add a virtio-console (hvc0): pty or file=PATH (dev.console)\n"
 	"  --ioeventfd on|off  KVM: virtio kicks through ioeventfds to per-device I/O\n"
-	"                    threads (vm.ioeventfd; default off, experimental: README)\n"
+	"                    threads (vm.ioeventfd; default on; off: served in the\n"
+	"                    vCPU thread that kicked, as on the emulator)\n"
 	"  --config FILE     read options as dotted keys (vm.mem = 1G, boot.kernel = ...)\n"
 	"  -v, --verbose     log more (twice for debug)\n"
 	"  -h, --help        this text\n"
@@ -171,7 +172,7 @@ static void config_to_vm(const struct config *c, struct vm_config *vc)
 	vc->nr_rng = rng && !strcmp(rng, "on");
 	if (ioeventfd && strcmp(ioeventfd, "on") && strcmp(ioeventfd, "off"))
 		die("--ioeventfd %s: expected on or off", ioeventfd);
-	vc->ioeventfd = ioeventfd && !strcmp(ioeventfd, "on");
+	vc->ioeventfd = !ioeventfd || !strcmp(ioeventfd, "on");
 	vc->nr_disks = get_indexed(c, "dev.disk", VM_MAX_DISKS, vc->disks);
 	vc->nr_nets = get_indexed(c, "dev.net", VM_MAX_NETS, vc->nets);
 	vc->vconsole = config_get(c, "dev.console");
