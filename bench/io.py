@@ -10,9 +10,12 @@ The guest runs one script (tarn.cmd64) that does, on the virtio-blk disk
   rand read   randread -n READS: 4 KiB O_DIRECT preads at random offsets,
               one at a time (guest/tools/randread.c)
 and, with a tap device in a network namespace (needs root and
-/dev/net/tun; otherwise SKIP with the reason), over virtio-net:
-  net tx      dd if=/dev/zero bs=64k (NET_MIB MiB) | nc HOST PORT: guest -> host
-              TCP, received by a listener in the namespace
+/dev/net/tun; otherwise SKIP with the reason), over virtio-net, guest ->
+host TCP received by a listener in the namespace:
+  net tx      tcpsend HOST PORT NET_MIB: 64 KiB writes, as iperf makes them
+              (guest/tools/tcpsend.c)
+  net tx nc   dd if=/dev/zero bs=64k (NET_MIB MiB) | nc HOST PORT: busybox nc
+              writes 1 KiB at a time, so this one counts small packets
 The guest prints a marker line on the serial console before and after each
 step; the figures are host wall-clock times between the markers' arrival
 (the net figure: the listener's first to last byte), so a guest clock that
@@ -39,14 +42,16 @@ import bench as b  # noqa: E402
 import boot  # noqa: E402
 
 MARK = b"@@io "
-HOST_IP, GUEST_IP, PORT = "10.0.77.1", "10.0.77.2", 5201
+HOST_IP, GUEST_IP = "10.0.77.1", "10.0.77.2"
+NET_PORTS = {"net": 5201, "netnc": 5202}  # a listener each
 
 # (key, title, unit): the order of the table.
 FIGURES = (
     ("seqwrite", "seq write (1 MiB, fsync)", "MiB/s"),
     ("seqread", "seq read (1 MiB, cold cache)", "MiB/s"),
     ("randread", "rand read 4 KiB (O_DIRECT)", "IOPS"),
-    ("net", "net tx guest->host (TCP)", "MiB/s"),
+    ("net", "net tx guest->host (TCP, 64 KiB writes)", "MiB/s"),
+    ("netnc", "net tx guest->host (busybox nc)", "MiB/s"),
 )
 
 
@@ -71,16 +76,20 @@ else mark missing blk $d; fi
     if net_mib:
         s += """if ip addr add %(gip)s/24 dev eth0 && ip link set eth0 up; then
 mark begin net
-dd if=/dev/zero bs=64k count=%(blocks)d 2>/dev/null | nc %(hip)s %(port)d
+tcpsend %(hip)s %(port)d %(mib)d
 mark end net $?
+mark begin netnc
+dd if=/dev/zero bs=64k count=%(blocks)d 2>/dev/null | nc %(hip)s %(portnc)d
+mark end netnc $?
 else mark missing net eth0; fi
-""" % {"gip": GUEST_IP, "hip": HOST_IP, "port": PORT, "blocks": net_mib * 16}
+""" % {"gip": GUEST_IP, "hip": HOST_IP, "port": NET_PORTS["net"], "portnc": NET_PORTS["netnc"],
+       "mib": net_mib, "blocks": net_mib * 16}
     return s
 
 
 # The guest -> host listener, run inside the namespace: takes exactly N
-# bytes, closes (the guest's nc then ends), prints "net BYTES NS" (first to
-# last byte).
+# bytes, closes (the guest's sender then ends), prints "net BYTES NS" (first
+# to last byte).
 LISTENER = """
 import socket, sys, time
 host, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -128,8 +137,8 @@ class Netns:
     def wrap(self, argv):
         return ["ip", "netns", "exec", self.ns] + argv
 
-    def listen(self, size):
-        p = subprocess.Popen(self.wrap([sys.executable, "-c", LISTENER, HOST_IP, str(PORT),
+    def listen(self, size, port):
+        p = subprocess.Popen(self.wrap([sys.executable, "-c", LISTENER, HOST_IP, str(port),
                                         str(size)]),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         p.stdout.readline()  # "listening" (or an error, seen at the end)
@@ -142,7 +151,7 @@ class Netns:
 def one_run(argv, timeout, net, net_mib):
     """One boot: (figures, problems), figures {key: ns} and problems {key:
     why there is no figure}; or a text when the VMM itself failed."""
-    lsn = net.listen(net_mib << 20) if net_mib else None
+    lsn = {k: net.listen(net_mib << 20, port) for k, port in NET_PORTS.items()} if net_mib else {}
     lines, off, status, tail = b.run_console(net.wrap(argv) if net_mib else argv, timeout)
     got, begin, problems = {}, {}, {}
     missing = {}  # "blk" or "net" -> what the guest lacks
@@ -160,26 +169,26 @@ def one_run(argv, timeout, net, net_mib):
                 got[f[1]] = t - begin[f[1]]
         elif f[0] == "missing":
             missing[f[1]] = "the guest has no %s" % f[2]
-    if lsn:
+    for key, p in lsn.items():
         try:
-            out, _ = lsn.communicate(timeout=5)
+            out, _ = p.communicate(timeout=5)
         except subprocess.TimeoutExpired:
-            lsn.kill()
-            out, _ = lsn.communicate()
+            p.kill()
+            out, _ = p.communicate()
         fields = out.split()
-        if "net" in got and len(fields) == 3 and fields[0] == "net" and int(fields[1]) == net_mib << 20:
-            got["net"] = int(fields[2])
-        elif "net" in got:
-            del got["net"]
-            problems["net"] = "the listener got %s" % (out.strip()[-60:] or "nothing")
+        if key in got and len(fields) == 3 and fields[0] == "net" and int(fields[1]) == net_mib << 20:
+            got[key] = int(fields[2])
+        elif key in got:
+            del got[key]
+            problems[key] = "the listener got %s" % (out.strip()[-60:] or "nothing")
     if off is None:
         return "timed out after %.0f s" % timeout
     if status != 0:
         last = tail.decode("utf-8", "replace").strip().splitlines()
         return "exit status %d%s" % (status, ": " + last[-1][:80] if last else "")
     for key, _, _ in FIGURES:
-        if key not in got and key not in problems and (key != "net" or net_mib):
-            problems[key] = missing.get("net" if key == "net" else "blk", "no marker from the guest")
+        if key not in got and key not in problems and (key not in NET_PORTS or net_mib):
+            problems[key] = missing.get("net" if key in NET_PORTS else "blk", "no marker from the guest")
     return got, problems
 
 
@@ -243,7 +252,8 @@ def main():
                 if isinstance(r, str):
                     failed[s] = "FAILED (run %d: %s)" % (i + 1, r)
                     continue
-                amount = {"seqwrite": a.mib, "seqread": a.mib, "randread": a.reads, "net": net_mib}
+                amount = {"seqwrite": a.mib, "seqread": a.mib, "randread": a.reads, "net": net_mib,
+                          "netnc": net_mib}
                 for k, ns in r[0].items():
                     values[s][k].append(amount[k] / (ns / 1e9))
                 for k, why in r[1].items():
@@ -256,7 +266,7 @@ def main():
     def text(s, key, unit):
         if skip[s]:
             return None, "SKIP (%s)" % skip[s]
-        if key == "net" and not net_mib:
+        if key in NET_PORTS and not net_mib:
             return None, "SKIP (%s)" % (net.skip if net else "BENCH_IO_NET_MIB=0")
         if s in failed or key in fig_failed[s]:
             return None, failed.get(s) or fig_failed[s][key]

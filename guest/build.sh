@@ -165,8 +165,9 @@ done
 cp "$HERE/init" "$R/init"
 chmod 0755 "$R/init"
 # Our own guest tools (guest/tools/*.c), static so they need no libc in the
-# guest: randread (4 KiB O_DIRECT random reads, for bench/io.py).
-for t in randread; do
+# guest: randread (4 KiB O_DIRECT random reads) and tcpsend (TCP in 64 KiB
+# writes), for bench/io.py.
+for t in randread tcpsend; do
 	${GUEST_TOOLS_CC:-gcc} -static -O2 -s -Wall -Werror -o "$R/usr/bin/$t" "$HERE/tools/$t.c" ||
 		die "cannot build guest/tools/$t.c (apt-get install gcc libc6-dev)"
 done

@@ -1,8 +1,13 @@
 /* Guest memory. One anonymous reservation backs all RAM regions, so the
- * layout around the 32-bit MMIO hole costs no host memory. */
+ * layout around the 32-bit MMIO hole costs no host memory. It starts on a
+ * 2 MiB boundary and asks for transparent huge pages (as QEMU does): where
+ * the host grants them, a guest page fault fills 2 MiB at once and KVM maps
+ * guest memory with large pages, which matters most where faults are dear
+ * (nested KVM: 2x on the sequential disk benchmarks). */
 #include "mem/gm.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -15,9 +20,11 @@ static void gm_add(struct guest_mem *gm, uint64_t gpa, uint8_t *hva, uint64_t si
 	r->size = size;
 }
 
+#define GM_ALIGN (2ULL << 20) /* an x86 large page */
+
 int gm_init(struct guest_mem *gm, uint64_t ram_size)
 {
-	uint64_t low, high;
+	uint64_t low, high, head;
 	void *p;
 
 	memset(gm, 0, sizeof(*gm));
@@ -29,11 +36,19 @@ int gm_init(struct guest_mem *gm, uint64_t ram_size)
 		return -ENOMEM;
 	low = ram_size < GM_HOLE_START ? ram_size : GM_HOLE_START;
 	high = ram_size - low;
-	/* MAP_NORESERVE: pages are populated as the guest touches them. */
-	p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	/* MAP_NORESERVE: pages are populated as the guest touches them. The
+	 * slack is trimmed off both ends once the start is aligned. */
+	p = mmap(NULL, ram_size + GM_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		 -1, 0);
 	if (p == MAP_FAILED)
 		return -ENOMEM;
+	head = (GM_ALIGN - (uintptr_t)p % GM_ALIGN) % GM_ALIGN;
+	if (head)
+		munmap(p, head);
+	if (GM_ALIGN - head)
+		munmap((uint8_t *)p + head + ram_size, GM_ALIGN - head);
+	p = (uint8_t *)p + head;
+	madvise(p, ram_size, MADV_HUGEPAGE); /* a hint: EINVAL without THP */
 	madvise(p, ram_size, MADV_MERGEABLE);
 	gm->base = p;
 	gm->base_len = ram_size;

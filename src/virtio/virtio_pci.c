@@ -69,6 +69,8 @@ void virtio_pci_queue_broken(struct virtio_dev *vd, unsigned q, int err)
 
 static void reset(struct virtio_dev *vd)
 {
+	if (vd->ops->reset)
+		vd->ops->reset(vd);
 	vd->dfselect = vd->gfselect = 0;
 	vd->driver_features = 0;
 	vd->msix_config = VIRTIO_MSI_NO_VECTOR;
@@ -81,8 +83,6 @@ static void reset(struct virtio_dev *vd)
 		vd->q[i].size = vd->ops->queue_max;
 		vd->q[i].msix_vector = VIRTIO_MSI_NO_VECTOR;
 	}
-	if (vd->ops->reset)
-		vd->ops->reset(vd);
 }
 
 /* The common configuration as the driver reads it. */
@@ -415,6 +415,14 @@ int virtio_pci_init(struct virtio_dev *vd, struct pci_root *root, const struct g
 	}
 	kicks_follow_bar(vd); /* the BAR decodes from the start (pci.c) */
 	return 0;
+}
+
+void virtio_device_drain(struct virtio_dev *vd)
+{
+	pthread_mutex_lock(&vd->lock);
+	if (vd->ops->drain)
+		vd->ops->drain(vd, true);
+	pthread_mutex_unlock(&vd->lock);
 }
 
 void virtio_device_destroy(struct virtio_dev *vd)

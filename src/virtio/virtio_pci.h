@@ -84,7 +84,14 @@ struct virtio_dev_ops {
 	void (*config_write)(struct virtio_dev *vd, unsigned off, const void *data, unsigned len);
 	/* The driver kicked queue q (enabled, DRIVER_OK set). */
 	void (*queue_notify)(struct virtio_dev *vd, unsigned q);
-	/* Optional: the driver reset the device (status 0). */
+	/* Optional, for a device that serves requests in threads of its own:
+	 * wait until none is in flight. With all, first serve every chain the
+	 * driver made available (tests; a snapshot); without, take no more
+	 * until the next kick. vd->lock held; it may wait on that lock. */
+	void (*drain)(struct virtio_dev *vd, bool all);
+	/* Optional: the driver reset the device (status 0). It runs before
+	 * the transport forgets the queues: a device finishes (drain) what it
+	 * has in flight here. */
 	void (*reset)(struct virtio_dev *vd);
 	/* Free the device (virtio_device_destroy, after the VM stopped). */
 	void (*destroy)(struct virtio_dev *vd);
@@ -142,8 +149,11 @@ void virtio_pci_queue_broken(struct virtio_dev *vd, unsigned q, int err);
 /* Serve every chain the driver made available on queue q, one at a time in
  * c (the device's scratch chain): handle returns the bytes it wrote into
  * the chain's writable buffers and the chain goes back with that length.
- * Then a malformed ring breaks the queue (NEEDS_RESET), or the driver is
- * interrupted if it asked to be. vd->lock held. */
+ * While it serves, the driver is asked not to kick (it adds chains without
+ * an exit, as QEMU and kvmtool ask); at the end kicks are wanted again and
+ * the ring is looked at once more, so no chain waits for a kick that never
+ * comes. Then a malformed ring breaks the queue (NEEDS_RESET), or the
+ * driver is interrupted if it asked to be. vd->lock held. */
 typedef uint32_t virtio_chain_fn(struct virtio_dev *vd, struct vq_chain *c);
 
 static inline void virtio_pci_queue_serve(struct virtio_dev *vd, unsigned q, struct vq_chain *c,
@@ -152,9 +162,16 @@ static inline void virtio_pci_queue_serve(struct virtio_dev *vd, unsigned q, str
 	struct vq *vq = &vd->q[q].vq;
 	int r;
 
-	while ((r = vq_pop(vq, c)) > 0) {
-		r = vq_push(vq, c->head, handle(vd, c));
-		if (r < 0)
+	vq_set_notify(vq, false);
+	for (;;) {
+		r = vq_pop(vq, c);
+		if (r == 0 && !vq->notify) {
+			vq_set_notify(vq, true);
+			r = vq_pop(vq, c); /* empty: it asks for a kick, then looks again */
+			if (r > 0)
+				vq_set_notify(vq, false);
+		}
+		if (r <= 0 || (r = vq_push(vq, c->head, handle(vd, c))) < 0)
 			break;
 	}
 	if (r < 0)
@@ -162,6 +179,11 @@ static inline void virtio_pci_queue_serve(struct virtio_dev *vd, unsigned q, str
 	else if (vq_needs_notify(vq))
 		virtio_pci_queue_interrupt(vd, q);
 }
+
+/* Serve every chain the driver made available and wait until the device
+ * has nothing in flight (ops->drain; immediate for a device that serves
+ * kicks in the caller's thread). vd->lock not held. */
+void virtio_device_drain(struct virtio_dev *vd);
 
 /* Tear down a device made by one of the create functions in
  * virtio/devices.h: the transport, then the device's own destroy. */

@@ -184,9 +184,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.avail_gpa = MEM_GPA + get16(data + 4);
 	cfg.used_gpa = MEM_GPA + get16(data + 6);
 	broken_calls = 0;
+	vd->status = VIRTIO_STATUS_DRIVER_OK; /* what the workers look for */
+	vd->q[0].enabled = true;
 	if (vq_init(&vd->q[0].vq, &vm.mem, &cfg) == 0) {
-		for (int kick = 0; kick < (data[0] & 64 ? 2 : 1) && !vd->q[0].vq.broken; kick++)
+		pthread_mutex_lock(&vd->lock); /* as the transport calls it */
+		for (int kick = 0; kick < (data[0] & 64 ? 2 : 1) && !vd->q[0].vq.broken; kick++) {
 			vd->ops->queue_notify(vd, 0);
+			vd->ops->drain(vd, true); /* the workers served it */
+		}
+		pthread_mutex_unlock(&vd->lock);
 		/* A broken ring is reported, once per kick that found it. */
 		CHECK(vd->q[0].vq.broken == (broken_calls > 0));
 	}

@@ -126,8 +126,15 @@ struct seg {
 	bool write; /* device-writable */
 };
 
-/* Offer segs as one chain from descriptor 0 and kick; the device answers
- * at once. Returns the used length (*used_len) and whether it was used. */
+/* Kick disk i's queue and wait until the device's workers have served
+ * what is on it. */
+static void kick(struct fixture *f, int i)
+{
+	vh_notify(&f->vm, i + 1, 0);
+	virtio_device_drain(f->dev[i]);
+}
+
+/* Offer segs as one chain from descriptor 0 and kick. Returns the used length (*used_len) and whether it was used. */
 static bool run_chain(struct fixture *f, int i, const struct seg *s, int n, uint32_t *used_len)
 {
 	uint16_t before = used_idx(f, i);
@@ -137,7 +144,7 @@ static bool run_chain(struct fixture *f, int i, const struct seg *s, int n, uint
 			(uint16_t)((s[k].write ? VIRTQ_DESC_F_WRITE : 0) | (k + 1 < n ? VIRTQ_DESC_F_NEXT : 0)),
 			(uint16_t)(k + 1));
 	vh_avail(&f->vm, RING(i), QSIZE, 0);
-	vh_notify(&f->vm, i + 1, 0);
+	kick(f, i);
 	if (used_idx(f, i) != (uint16_t)(before + 1))
 		return false;
 	*used_len = vh_used_len(&f->vm, RING(i), QSIZE, before);
@@ -462,7 +469,7 @@ static void test_bad_requests_keep_queue(void **state)
 		vh_desc(&f->vm, RING(0), 0, ITABLE, 16 * 262, VIRTQ_DESC_F_INDIRECT, 0);
 		vh_avail(&f->vm, RING(0), QSIZE, 0);
 		f->ram[STATUS] = S_NONE;
-		wr(f, 0, VIRTIO_PCI_NOTIFY_OFF, 2, 0);
+		kick(f, 0);
 		assert_int_equal(used_idx(f, 0), (uint16_t)(before + 1));
 		assert_int_equal(f->ram[STATUS], S_IOERR);
 	}
@@ -483,7 +490,7 @@ static void test_malformed_ring_needs_reset(void **state)
 	vh_desc(&f->vm, RING(0), 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
 	vh_desc(&f->vm, RING(0), 1, DATA, 512, VIRTQ_DESC_F_NEXT, 0);
 	vh_avail(&f->vm, RING(0), QSIZE, 0);
-	wr(f, 0, VIRTIO_PCI_NOTIFY_OFF, 2, 0);
+	kick(f, 0);
 	assert_true(status(f, 0) & VIRTIO_STATUS_NEEDS_RESET);
 	assert_int_equal(used_idx(f, 0), 0);
 	/* After a reset the device works again. */
@@ -492,6 +499,61 @@ static void test_malformed_ring_needs_reset(void **state)
 	fill(f->ram + DATA, 512, 2);
 	assert_int_equal(rw(f, 0, T_OUT, 0, DATA, 512), S_OK);
 	assert_false(file_zero(f, 0, 512));
+}
+
+/* Several requests made available at once, served by the device's
+ * workers side by side: each answered exactly once, with its own status,
+ * its data where it belongs (writes, then reads back into fresh buffers). */
+static void test_many_in_flight(void **state)
+{
+	enum { N = 5, LEN = 4096 };
+	struct fixture *f = *state;
+	uint8_t want[LEN], got[LEN];
+
+	assert_int_equal(create(f, ""), 0);
+	queue_up(f, 0);
+	for (int pass = 0; pass < 2; pass++) {
+		uint32_t type = pass ? T_IN : T_OUT;
+		uint16_t before = used_idx(f, 0);
+		bool seen[N] = { false };
+
+		for (uint16_t r = 0; r < N; r++) {
+			uint64_t hdr = HDR + 16 * r, data = DATA + (uint64_t)(pass * N + r) * LEN, sector = 8 * (7 * r + 1);
+			uint16_t d = (uint16_t)(3 * r);
+
+			memcpy(f->ram + hdr, &type, 4);
+			memset(f->ram + hdr + 4, 0, 4);
+			memcpy(f->ram + hdr + 8, &sector, 8);
+			if (pass)
+				memset(f->ram + data, 0, LEN);
+			else
+				fill(f->ram + data, LEN, 20u + r);
+			f->ram[STATUS + r] = S_NONE;
+			vh_desc(&f->vm, RING(0), d, hdr, 16, VIRTQ_DESC_F_NEXT, (uint16_t)(d + 1));
+			vh_desc(&f->vm, RING(0), d + 1u, data, LEN,
+				(uint16_t)(VIRTQ_DESC_F_NEXT | (pass ? VIRTQ_DESC_F_WRITE : 0)), (uint16_t)(d + 2));
+			vh_desc(&f->vm, RING(0), d + 2u, STATUS + r, 1, VIRTQ_DESC_F_WRITE, 0);
+			vh_avail(&f->vm, RING(0), QSIZE, d);
+		}
+		kick(f, 0);
+		assert_int_equal(used_idx(f, 0), (uint16_t)(before + N));
+		for (unsigned n = 0; n < N; n++) {
+			uint32_t id = vh_used_id(&f->vm, RING(0), QSIZE, before + n);
+
+			assert_true(id % 3 == 0 && id < 3 * N && !seen[id / 3]);
+			seen[id / 3] = true;
+			assert_int_equal(vh_used_len(&f->vm, RING(0), QSIZE, before + n), pass ? LEN + 1 : 1);
+		}
+		for (unsigned r = 0; r < N; r++) {
+			assert_int_equal(f->ram[STATUS + r], S_OK);
+			fill(want, LEN, 20u + r);
+			if (pass)
+				memcpy(got, f->ram + DATA + (uint64_t)(N + r) * LEN, LEN);
+			else
+				file_read(f, 8 * (7 * r + 1) * 512ull, got, LEN);
+			assert_memory_equal(got, want, LEN);
+		}
+	}
 }
 
 static void test_direct(void **state)
@@ -577,6 +639,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_requests_keep_queue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_ring_needs_reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_direct, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
 	};

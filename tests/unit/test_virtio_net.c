@@ -241,6 +241,35 @@ static void test_tx_frame(void **state)
 	assert_int_equal(stats(f).tx_bytes, 100);
 }
 
+/* While the device serves the transmit queue it asks the driver not to
+ * kick; once done it must ask again, or the driver never kicks again: the
+ * used ring's NO_NOTIFY flag cleared (without EVENT_IDX), avail_event at
+ * the driver's next index (with it). */
+static void test_tx_kicks_wanted_after_serving(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t frame[HDR + 60];
+
+	plain_hdr(frame);
+	fill(frame + HDR, 60, 3);
+	memcpy(f->ram + BUF, frame, sizeof(frame));
+	for (int event_idx = 0; event_idx < 2; event_idx++) {
+		uint16_t flags, avail_event;
+
+		driver_up(f, event_idx ? 1u << 29 /* VIRTIO_F_EVENT_IDX */ : 0);
+		for (uint16_t d = 0; d < 2; d++) {
+			put_desc(f, 1, d, BUF, sizeof(frame), 0, 0);
+			offer(f, 1, d, d == 1); /* two frames, one kick */
+		}
+		assert_int_equal(used_idx(f, 1), 2);
+		memcpy(&flags, f->ram + ring(1) + VH_USED, 2);
+		memcpy(&avail_event, f->ram + ring(1) + VH_USED + 4 + 8 * QSIZE, 2);
+		assert_int_equal(flags & 1 /* VIRTQ_USED_F_NO_NOTIFY */, 0);
+		if (event_idx)
+			assert_int_equal(avail_event, 2);
+	}
+}
+
 /* Too short, too long, or offloads not negotiated: dropped and counted,
  * the chain still comes back, and the queue keeps working. */
 static void test_tx_bad_frames_dropped(void **state)
@@ -521,6 +550,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_spec_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_default_mac, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tx_frame, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tx_kicks_wanted_after_serving, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tx_bad_frames_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tx_tso_negotiated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_frame, setup, teardown),
