@@ -242,22 +242,24 @@ def main():
             print("  %s: %s" % (s, shown if not skip[s] else "SKIP (%s)" % skip[s]))
         sys.stdout.flush()
         values = {s: {k: [] for k, _, _ in FIGURES} for s in sides}
-        failed = {}                        # side -> FAILED text (the VMM failed)
-        fig_failed = {s: {} for s in sides}  # side -> {key: FAILED text}
+        # A failed run is kept and told, and the other runs still count: a
+        # VMM that crashes once in three shows both its figures and that.
+        failed = {s: [] for s in sides}      # side -> ["run N: why"] (the VMM failed)
+        fig_failed = {s: {} for s in sides}  # side -> {key: ["run N: why"]}
         for i in range(a.runs):
             for s in (("tarn", "qemu") if i % 2 else ("qemu", "tarn")):
-                if skip[s] or s in failed:
+                if skip[s]:
                     continue
                 r = one_run(sides[s], a.timeout, net, net_mib)
                 if isinstance(r, str):
-                    failed[s] = "FAILED (run %d: %s)" % (i + 1, r)
+                    failed[s].append("run %d: %s" % (i + 1, r))
                     continue
                 amount = {"seqwrite": a.mib, "seqread": a.mib, "randread": a.reads, "net": net_mib,
                           "netnc": net_mib}
                 for k, ns in r[0].items():
                     values[s][k].append(amount[k] / (ns / 1e9))
                 for k, why in r[1].items():
-                    fig_failed[s].setdefault(k, "FAILED (run %d: %s)" % (i + 1, why))
+                    fig_failed[s].setdefault(k, []).append("run %d: %s" % (i + 1, why))
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if net and not net.skip:
@@ -268,14 +270,16 @@ def main():
             return None, "SKIP (%s)" % skip[s]
         if key in NET_PORTS and not net_mib:
             return None, "SKIP (%s)" % (net.skip if net else "BENCH_IO_NET_MIB=0")
-        if s in failed or key in fig_failed[s]:
-            return None, failed.get(s) or fig_failed[s][key]
+        bad = failed[s] + fig_failed[s].get(key, [])
         v = values[s][key]
         if not v:
-            return None, "FAILED (no figure)"
+            return None, "FAILED (%s)" % (bad[0] if bad else "no figure")
         med = statistics.median(v)
         fmt = "%.0f" if unit == "IOPS" else "%.1f"
-        return med, ("%s %s (max %s)" % (fmt, unit, fmt)) % (med, max(v))
+        told = ("%s %s (max %s" % (fmt, unit, fmt)) % (med, max(v))
+        if bad:
+            told += "; FAILED %d of %d runs, %s" % (len(bad), a.runs, bad[0])
+        return med, told + ")"
 
     for key, title, unit in FIGURES:
         tm, ts = text("tarn", key, unit)
