@@ -7,7 +7,8 @@
  * than one host CPU. A worker takes a chain off the ring and gives it back
  * under vd->lock and does the I/O without it; completions go back in the
  * order they finish. A flush covers every write completed before it was
- * taken, which is all a driver may rely on (spec 5.2.6.4). A reset waits for
+ * taken (a driver waits for the writes a flush must cover before it sends
+ * the flush, as Linux's block layer does). A reset waits for
  * the requests in flight (blk_drain), so nothing is written into guest
  * memory or the rings after it.
  *
