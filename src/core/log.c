@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
+
 enum log_level log_threshold = LOG_WARN;
 
 static const char *const level_names[] = {
@@ -27,14 +29,6 @@ void log_msg(enum log_level lvl, const char *file, int line, const char *fmt, ..
 		fprintf(stderr, "tarn: %s: %s (%s:%d)\n", level_names[lvl], buf, file, line);
 	else
 		fprintf(stderr, "tarn: %s: %s\n", level_names[lvl], buf);
-}
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 static uint64_t (*ratelimit_clock)(void) = monotonic_ns;

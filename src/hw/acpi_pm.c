@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "bus/bus.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/vm.h"
 
@@ -36,16 +37,9 @@
  * do not have, so it never raises the SCI here. */
 #define SCI_EVENTS (ACPI_PM1_TMR | ACPI_PM1_GBL | ACPI_PM1_PWRBTN | ACPI_PM1_SLPBTN | ACPI_PM1_RTC)
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static uint32_t timer_value(const struct acpi_pm *pm)
 {
-	uint64_t ns = now_ns() - pm->start_ns;
+	uint64_t ns = monotonic_ns() - pm->start_ns;
 	/* 128-bit product: ns * 3.58e6 overflows 64 bits after ~85 minutes. */
 	uint64_t ticks = (uint64_t)((unsigned __int128)ns * ACPI_PM_TMR_HZ / 1000000000ULL);
 	return (uint32_t)ticks & ACPI_PM_TMR_MASK;
@@ -182,7 +176,7 @@ int acpi_pm_init(struct acpi_pm *pm, struct vm *vm)
 	memset(pm, 0, sizeof(*pm));
 	pm->vm = vm;
 	pm->cnt = ACPI_PM1_CNT_SCI_EN;
-	pm->start_ns = now_ns();
+	pm->start_ns = monotonic_ns();
 	err = -pthread_mutex_init(&pm->lock, NULL);
 	if (err)
 		return err;

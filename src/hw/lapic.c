@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 
 enum { LVT_TIMER, LVT_THERMAL, LVT_PERF, LVT_LINT0, LVT_LINT1, LVT_ERROR, LVT_NR };
@@ -27,15 +28,6 @@ static const uint32_t lvt_mask[LVT_NR] = {
 #define DCR_MASK 0xbu
 #define TIMER_MODE_MASK 0x60000u
 #define APIC_BASE_RESERVED (0xffULL | (1ULL << 9) | APIC_BASE_X2APIC | ~((1ULL << 52) - 1))
-#define NS_PER_SEC 1000000000ULL
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS_PER_SEC + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t bus_now(const struct apic_bus *b)
 {

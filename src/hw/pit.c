@@ -9,21 +9,13 @@
 #include <time.h>
 
 #include "bus/bus.h"
+#include "core/clock.h"
 #include "core/log.h"
 
-#define NS_PER_SEC 1000000000ULL
 
 /* read_state/write_state/count_latched encoding (rw_mode values 1..3, plus
  * the second byte of a word). */
 enum { RW_LSB = 1, RW_MSB = 2, RW_WORD0 = 3, RW_WORD1 = 4 };
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS_PER_SEC + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t pit_now(const struct pit *p)
 {

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/vm.h"
 #include "hw/lapic.h"
@@ -129,14 +130,6 @@ static void fail(struct ctx *c, const char *fmt, ...)
 			fail(c, "%s:%d: host check failed: %s == %s (%#llx vs %#llx)", __FILE__, \
 			     __LINE__, #a, #b, a_, b_);                       \
 	} while (0)
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- tarn's log (see run_one) ---- */
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/vm.h"
 #include "cpu/emu/emu.h"
@@ -194,17 +195,9 @@ void emu_cpuid(struct emu_cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
 #define MSR_KGS_BASE 0xc0000102
 #define MSR_TSC_AUX 0xc0000103
 
-static uint64_t host_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 uint64_t emu_rdtsc(struct emu_cpu *c)
 {
-	return host_ns() + (uint64_t)c->tsc_offset;
+	return monotonic_ns() + (uint64_t)c->tsc_offset;
 }
 
 /* The LAPIC timer's deadline, cached for the run loop. Only this vCPU's
@@ -223,7 +216,7 @@ static inline void timer_poll(struct emu_cpu *c)
 
 	if (likely(c->timer_deadline == UINT64_MAX))
 		return;
-	now = host_ns();
+	now = monotonic_ns();
 	if (now < c->timer_deadline)
 		return;
 	lapic_timer_update(c->lapic, now); /* kicks us: ATTN_IRQ */
@@ -237,7 +230,7 @@ static inline void timer_poll(struct emu_cpu *c)
  * since the BSP was created. An address outside RAM gets #GP. */
 static int kvmclock_write_time(struct emu_cpu *c)
 {
-	uint64_t now = host_ns(), gpa = c->kvm_system_time & ~1ULL;
+	uint64_t now = monotonic_ns(), gpa = c->kvm_system_time & ~1ULL;
 	struct pvclock_vcpu_time_info t = {
 		.version = 2, /* even: not being updated */
 		.tsc_timestamp = now + (uint64_t)c->tsc_offset,
@@ -261,7 +254,7 @@ static int kvmclock_write_wall(struct emu_cpu *c)
 	clock_gettime(CLOCK_REALTIME, &rt);
 	/* Wall-clock time at VM time 0. */
 	boot_ns = (uint64_t)rt.tv_sec * 1000000000ULL + (uint64_t)rt.tv_nsec -
-		  (host_ns() + (uint64_t)c->clock_offset);
+		  (monotonic_ns() + (uint64_t)c->clock_offset);
 	w.sec = (uint32_t)(boot_ns / 1000000000ULL);
 	w.nsec = (uint32_t)(boot_ns % 1000000000ULL);
 	return gm_write(c->gm, c->kvm_wall_clock, &w, sizeof(w)) ? -EINVAL : 0;
@@ -307,7 +300,7 @@ int emu_wrmsr(struct emu_cpu *c, uint32_t msr, uint64_t val)
 {
 	switch (msr) {
 	case MSR_TSC: {
-		uint64_t now = host_ns();
+		uint64_t now = monotonic_ns();
 
 		c->tsc_offset = (int64_t)(val - now);
 		lapic_set_tsc_clock(c->lapic, EMU_TSC_HZ, now, val);
@@ -330,7 +323,7 @@ int emu_wrmsr(struct emu_cpu *c, uint32_t msr, uint64_t val)
 		timer_refresh(c);
 		return 0;
 	case MSR_TSC_DEADLINE:
-		lapic_set_tsc_deadline(c->lapic, val, host_ns());
+		lapic_set_tsc_deadline(c->lapic, val, monotonic_ns());
 		timer_refresh(c);
 		return 0;
 	case MSR_SYSENTER_CS: c->sysenter_cs = val & 0xffff; return 0;
@@ -594,7 +587,7 @@ static void halt_wait(struct emu_cpu *c)
 		} else {
 			struct timespec ts = ns_to_timespec(deadline);
 
-			if (host_ns() >= deadline)
+			if (monotonic_ns() >= deadline)
 				break;
 			pthread_cond_timedwait(&c->wait_cond, &c->wait_lock, &ts);
 		}
@@ -625,7 +618,7 @@ static int emu_vcpu_init(struct vcpu *vcpu)
 {
 	struct emu_cpu *c = calloc(1, sizeof(*c));
 	pthread_condattr_t ca;
-	uint64_t now = host_ns();
+	uint64_t now = monotonic_ns();
 	int ret;
 
 	if (!c)

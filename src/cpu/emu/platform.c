@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/evloop.h"
 #include "core/log.h"
 #include "core/vm.h"
@@ -50,14 +51,6 @@ struct emu_platform {
 	int pit_fd;			      /* timerfd on vm->loop, -1 without one */
 	pthread_mutex_t timer_lock;
 };
-
-static uint64_t host_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- APIC bus ---- */
 
@@ -164,7 +157,7 @@ static void pit_timer_fired(void *opaque, uint32_t events)
 	(void)events;
 	if (read(p->pit_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
 		pr_warn_ratelimited("emu: PIT timer read: %s", strerror(errno));
-	pit_update(&p->pit, host_ns());
+	pit_update(&p->pit, monotonic_ns());
 	pit_timer_arm(p);
 }
 
