@@ -352,7 +352,8 @@ static void test_rx_frame(void **state)
 	assert_int_equal(stats(f).rx_bytes, 100);
 }
 
-/* MRG_RXBUF: a 2500-byte frame spread over three 1000-byte buffers. */
+/* MRG_RXBUF: a 2488-byte frame, 2500 bytes with its header, spread over
+ * three 1000-byte buffers. */
 static void test_rx_mergeable(void **state)
 {
 	struct fixture *f = *state;
