@@ -137,7 +137,7 @@ echo got=\$(sha256sum </tmp/in | cut -d' ' -f1)
 nc 10.0.2.1 5001 </tmp/in; echo nc=\$?
 httpd -p 10.0.2.15:8080 -h /tmp && echo pull=\$(wget -q -O - http://10.0.2.1:8000/pull)
 echo features=\$(cat /sys/class/net/eth0/device/features)"
-out=$work/console BOOT_TIMEOUT=900 BOOT_PREFIX=(ip netns exec "$NS")
+out=$work/console BOOT_TIMEOUT=${BOOT_TIMEOUT:-900} BOOT_PREFIX=(ip netns exec "$NS")
 boot "$script" --net "tap=$TAP,mac=52:54:00:12:34:56${NET_OPTS:-}"
 wait "$helper" 2>/dev/null
 

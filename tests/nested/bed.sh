@@ -21,7 +21,10 @@
 #   -h, --help     this text
 #
 # Exit status: COMMAND's, or 124 timeout, 125 the VM did not run COMMAND
-# (set-up failed, L1 crashed), 2 bad usage. Needs root (apt-get install of
+# to its end (set-up failed, QEMU died), 126 L1's own kernel failed (a
+# lockup, an oops or a panic on its console: the VM is stopped then), 2 bad
+# usage. On a failure the end of L1's console and of COMMAND's output go to
+# standard error; on 126 the kernel's first word of it to WORK/l1-failure. Needs root (apt-get install of
 # qemu-system-x86 busybox-static cpio kmod when missing). Measured on a
 # 2-core host: about 6 s from QEMU's start to COMMAND, KVM modules included.
 set -uo pipefail
@@ -98,6 +101,10 @@ if [ ! -f "$INITRD" ] || [ "$HERE/l1-init" -nt "$INITRD" ] || [ "$0" -nt "$INITR
 	(cd "$R" && find . | cpio -o -H newc --quiet | gzip -1 >"$INITRD.tmp") && mv "$INITRD.tmp" "$INITRD" || exit 125
 fi
 
+# What L1's kernel prints when it has failed (its console shows only
+# messages of level 3 and above: quiet loglevel=3).
+L1_FAILED='soft lockup|hard LOCKUP|Kernel panic|BUG: |Oops: |general protection fault'
+
 # ---- the run: COMMAND, its environment and results travel through a
 # second, writable 9p share (WORK/run) ----
 RUN=$WORK/run
@@ -126,25 +133,55 @@ if [ $mode = shell ]; then
 else
 	timeout "$TIMEOUT" "${QEMU[@]}" </dev/null >"$WORK/l1.log" 2>&1 &
 	qpid=$!
-	if [ -n "$TAP" ]; then
-		wait $qpid
-		rc=$?
-		cat "$RUN/out" >"$TAP" 2>/dev/null
-	else
-		# Pass COMMAND's output on as it comes (long benchmarks).
-		tail -n +1 -F --pid=$qpid "$RUN/out" 2>/dev/null
-		wait $qpid
-		rc=$?
-	fi
+	# Pass COMMAND's output on as it comes (long benchmarks).
+	[ -z "$TAP" ] && tail -n +1 -F --pid=$qpid "$RUN/out" 2>/dev/null &
+	# Watch L1's console: once its kernel reports a lockup, an oops or a
+	# panic, the VM is stopped (a CPU stuck in the kernel never comes back).
+	l1_failed=
+	while kill -0 $qpid 2>/dev/null; do
+		if grep -q -E "$L1_FAILED" "$WORK/l1.log" 2>/dev/null; then
+			l1_failed=yes
+			sleep 2 # the rest of the message
+			kill $qpid 2>/dev/null
+			break
+		fi
+		sleep 2
+	done
+	wait $qpid
+	rc=$?
+	wait # tail
+	# A panic ends QEMU by itself (panic=-1, -no-reboot).
+	[ ! -f "$RUN/rc" ] && grep -q -E "$L1_FAILED" "$WORK/l1.log" 2>/dev/null && l1_failed=yes
+	[ -n "$TAP" ] && cat "$RUN/out" >"$TAP" 2>/dev/null
 	cat "$RUN/err" >>"$WORK/l1.log" 2>/dev/null
 fi
+# console_report: what a failed run leaves to go on, on standard error:
+# L1's own kernel failures (first lines), the end of the console with
+# COMMAND's standard error, and the last lines COMMAND printed.
+console_report() {
+	local oops
+	oops=$(grep -m 8 -E "$L1_FAILED|RIP:" "$WORK/l1.log")
+	[ -n "$oops" ] && { log "L1's kernel reported:"; echo "$oops" | sed 's/^/    /' >&2; }
+	log "its console and COMMAND's standard error, last lines ($WORK/l1.log):"
+	tail -15 "$WORK/l1.log" | sed 's/^/    /' >&2
+	log "COMMAND's last output:"
+	tail -5 "$RUN/out" 2>/dev/null | sed 's/^/    /' >&2
+}
+rm -f "$WORK/l1-failure"
+if [ -n "${l1_failed:-}" ]; then
+	grep -m 1 -o -E "($L1_FAILED).*" "$WORK/l1.log" | tr -d '\r' >"$WORK/l1-failure"
+	log "the nested VM's own kernel failed; the VM was stopped"
+	console_report
+	exit 126
+fi
 if [ $rc -eq 124 ]; then
-	log "the nested VM ran past $TIMEOUT s; its console: $WORK/l1.log"
+	log "the nested VM ran past $TIMEOUT s"
+	console_report
 	exit 124
 fi
 if [ ! -f "$RUN/rc" ]; then
-	log "the nested VM did not run the command (QEMU exit $rc); its console, last lines:"
-	tail -15 "$WORK/l1.log" | sed 's/^/    /' >&2
+	log "the nested VM did not run the command to its end (QEMU exit $rc)"
+	console_report
 	exit 125
 fi
 exit "$(cat "$RUN/rc")"
