@@ -1,29 +1,32 @@
 /* tarn: the command line. One table of subcommands. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "api/api.h"
 #include "core/config.h"
 #include "core/console.h"
 #include "core/log.h"
+#include "core/version.h"
 #include "core/vm.h"
+#include "core/vm_config.h"
 #include "cpu/cpu.h"
 
-#define TARN_VERSION "0.1"
-#define DEFAULT_MEM "512M"
 
 static const char run_usage[] =
 	"usage: tarn run --kernel PATH [options]\n"
+	"       tarn run --api-sock PATH [options]\n"
 	"\n"
 	"Boot a guest with its serial console (COM1) on this terminal.\n"
 	"\n"
 	"  --kernel PATH     kernel: bzImage, or x86-64 ELF (PVH note honoured)\n"
 	"  --initrd PATH     initial ramdisk\n"
 	"  --cmdline STR     kernel command line (e.g. \"console=ttyS0\")\n"
-	"  --mem SIZE        guest RAM; K/M/G suffixes, plain numbers are MiB (default " DEFAULT_MEM ")\n"
+	"  --mem SIZE        guest RAM; K/M/G suffixes, plain numbers are MiB (default " VM_DEFAULT_MEM ")\n"
 	"  --cpus N          vCPUs, 1-255 (default 1)\n"
 	"  --backend NAME    kvm, emu or auto (default auto: kvm when /dev/kvm works\n"
 	"                    and is not PVM; tarn probe says which)\n"
@@ -38,6 +41,9 @@ static const char run_usage[] =
 	"  --ioeventfd on|off  KVM: virtio kicks through ioeventfds to per-device I/O\n"
 	"                    threads (vm.ioeventfd; default on; off: served in the\n"
 	"                    vCPU thread that kicked, as on the emulator)\n"
+	"  --api-sock PATH   serve the VM's API (Firecracker's dialect) on a Unix socket\n"
+	"                    at PATH (api.sock); without --kernel, wait to be\n"
+	"                    configured and started through it (README \"The API\")\n"
 	"  --config FILE     read options as dotted keys (vm.mem = 1G, boot.kernel = ...)\n"
 	"  -v, --verbose     log more (twice for debug)\n"
 	"  -h, --help        this text\n"
@@ -76,6 +82,7 @@ static const struct option run_opts[] = {
 	{ "rng", no_argument, NULL, 'R' },
 	{ "vconsole", required_argument, NULL, 'C' },
 	{ "ioeventfd", required_argument, NULL, 'E' },
+	{ "api-sock", required_argument, NULL, 'A' },
 	{ "config", required_argument, NULL, 'f' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -89,6 +96,7 @@ static const struct {
 	{ 'k', "boot.kernel" }, { 'i', "boot.initrd" }, { 'c', "boot.cmdline" },
 	{ 'm', "vm.mem" },	{ 'p', "vm.cpus" },	{ 'b', "vm.backend" },
 	{ 'u', "boot.unpack" },	{ 'C', "dev.console" }, { 'E', "vm.ioeventfd" },
+	{ 'A', "api.sock" },
 };
 
 static void set_or_die(struct config *c, const char *key, const char *val)
@@ -101,94 +109,63 @@ static void set_or_die(struct config *c, const char *key, const char *val)
  * free index. */
 static void add_indexed(struct config *c, const char *prefix, int max, const char *val)
 {
-	char key[64];
+	int ret = config_add_indexed(c, prefix, max, val);
 
-	for (int i = 0; i < max; i++) {
-		snprintf(key, sizeof(key), "%s.%d", prefix, i);
-		if (!config_get(c, key)) {
-			set_or_die(c, key, val);
-			return;
+	if (ret == -ENOSPC)
+		die("--%s: at most %d", strrchr(prefix, '.') + 1, max);
+	if (ret)
+		die("out of memory");
+}
+
+static volatile int quit_signal;
+
+static void on_quit_signal(int sig)
+{
+	quit_signal = sig;
+}
+
+/* tarn run --api-sock without --kernel: wait for InstanceStart and build
+ * the VM it describes (cli's keys, the API's added into run_cfg, whose
+ * strings vc points into), as often as a start fails. NULL when a signal
+ * came first. */
+static struct vm *api_boot(struct api *api, const struct config *cli, struct config *run_cfg,
+			   struct vm_config *vc)
+{
+	struct sigaction sa = { .sa_handler = on_quit_signal };
+	char err[512];
+	struct vm *vm;
+
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	for (;;) {
+		config_free(run_cfg);
+		config_init(run_cfg);
+		if (api_wait_start(api, cli, run_cfg, &quit_signal)) {
+			pr_info("signal %d before the VM started", quit_signal);
+			return NULL;
 		}
+		if (!vm_config_from(run_cfg, vc, err, sizeof(err)) && !vm_create(&vm, vc, err, sizeof(err))) {
+			api_started(api, vm, NULL);
+			return vm;
+		}
+		pr_warn("InstanceStart: %s", err);
+		api_started(api, NULL, err);
 	}
-	die("--%s: at most %d", strrchr(prefix, '.') + 1, max);
-}
-
-/* Collect PREFIX.N values in index order; any other key under PREFIX is an
- * error (a typo would otherwise drop a device silently). */
-static int get_indexed(const struct config *c, const char *prefix, int max, const char **out)
-{
-	size_t plen = strlen(prefix);
-	int n = 0;
-
-	for (int i = 0; i < c->nr; i++) {
-		const char *k = c->e[i].key;
-		uint64_t idx;
-
-		if (strncmp(k, prefix, plen) || (k[plen] != '.' && k[plen]))
-			continue;
-		if (!k[plen] || parse_uint(k + plen + 1, 0, (uint64_t)max - 1, &idx))
-			die("%s: expected %s.0 .. %s.%d", k, prefix, prefix, max - 1);
-		out[idx] = c->e[i].value;
-	}
-	for (int i = 0; i < max; i++) {
-		if (out[i])
-			out[n++] = out[i];
-	}
-	for (int i = n; i < max; i++)
-		out[i] = NULL;
-	return n;
-}
-
-/* Turn the config tree into a vm_config; exits with status 2 on bad values. */
-static void config_to_vm(const struct config *c, struct vm_config *vc)
-{
-	const char *mem = config_get(c, "vm.mem");
-	const char *cpus = config_get(c, "vm.cpus");
-	const char *unpack = config_get(c, "boot.unpack");
-	const char *rng = config_get(c, "dev.rng");
-	const char *ioeventfd = config_get(c, "vm.ioeventfd");
-	uint64_t v;
-
-	memset(vc, 0, sizeof(*vc));
-	vc->kernel = config_get(c, "boot.kernel");
-	vc->initrd = config_get(c, "boot.initrd");
-	vc->cmdline = config_get(c, "boot.cmdline");
-	vc->backend = config_get(c, "vm.backend");
-	if (!vc->backend)
-		vc->backend = "auto";
-	if (!vc->kernel)
-		die("no kernel given: use --kernel PATH (tarn run --help)");
-	if (parse_size(mem ? mem : DEFAULT_MEM, 1ULL << 20, &v))
-		die("--mem %s: not a size (examples: 512M, 2G, 1024)", mem);
-	vc->mem_size = v;
-	if (cpus && parse_uint(cpus, 0, 1u << 20, &v))
-		die("--cpus %s: not a number", cpus);
-	vc->nr_cpus = cpus ? (int)v : 1;
-	if (unpack && strcmp(unpack, "host") && strcmp(unpack, "guest"))
-		die("--unpack %s: expected host or guest", unpack);
-	vc->guest_unpack = unpack && !strcmp(unpack, "guest");
-	if (rng && strcmp(rng, "on") && strcmp(rng, "off"))
-		die("dev.rng = %s: expected on or off", rng);
-	vc->nr_rng = rng && !strcmp(rng, "on");
-	if (ioeventfd && strcmp(ioeventfd, "on") && strcmp(ioeventfd, "off"))
-		die("--ioeventfd %s: expected on or off", ioeventfd);
-	vc->ioeventfd = !ioeventfd || !strcmp(ioeventfd, "on");
-	vc->nr_disks = get_indexed(c, "dev.disk", VM_MAX_DISKS, vc->disks);
-	vc->nr_nets = get_indexed(c, "dev.net", VM_MAX_NETS, vc->nets);
-	vc->vconsole = config_get(c, "dev.console");
-	vc->console_in = STDIN_FILENO;
-	vc->console_out = STDOUT_FILENO;
 }
 
 static int cmd_run(int argc, char **argv)
 {
-	struct config cfg;
+	struct config cfg, api_cfg;
 	struct vm_config vc;
 	struct vm *vm;
+	struct api *api = NULL;
+	const char *sock;
 	char err[512];
 	int opt, verbose = 0, status;
 
 	config_init(&cfg);
+	config_init(&api_cfg);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "vh", run_opts, NULL)) != -1) {
 		bool done = false;
@@ -229,9 +206,22 @@ static int cmd_run(int argc, char **argv)
 	if (optind < argc)
 		die("run: unexpected argument '%s' (tarn run --help)", argv[optind]);
 	log_threshold = verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_WARN;
-	config_to_vm(&cfg, &vc);
-	if (vm_create(&vm, &vc, err, sizeof(err)))
-		die("%s", err);
+	if ((sock = config_get(&cfg, "api.sock"))) {
+		if (api_start(&api, sock, err, sizeof(err)))
+			die("%s", err);
+		api_set_cli_config(api, &cfg);
+	}
+	if (!api || config_get(&cfg, "boot.kernel")) {
+		if (vm_config_from(&cfg, &vc, err, sizeof(err)) || vm_create(&vm, &vc, err, sizeof(err))) {
+			api_stop(api);
+			die("%s", err);
+		}
+		if (api)
+			api_started(api, vm, NULL);
+	} else if (!(vm = api_boot(api, &cfg, &api_cfg, &vc))) {
+		api_stop(api);
+		return 0; /* a signal before InstanceStart */
+	}
 	pr_info("%s backend, %d vCPU(s), %llu MiB", vm->cpu->name, vm->nr_vcpus,
 		(unsigned long long)(vc.mem_size >> 20));
 	if (vm->cpu == &kvm_cpu_ops && kvm_flavour() == KVM_PVM)
@@ -241,6 +231,8 @@ static int cmd_run(int argc, char **argv)
 	if (console_attach(vm, vc.console_in))
 		die("cannot attach the console: %s", strerror(errno));
 	status = vm_run(vm);
+	if (api)
+		api_vm_stopped(api);
 	console_detach();
 	switch (status) {
 	case VM_EXIT_POWEROFF: break;
@@ -250,6 +242,8 @@ static int cmd_run(int argc, char **argv)
 	default: pr_info("guest wrote %d to the debug-exit port", (status - 1) / 2); break;
 	}
 	vm_destroy(vm);
+	api_stop(api);
+	config_free(&api_cfg);
 	config_free(&cfg);
 	return status;
 }

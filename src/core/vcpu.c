@@ -59,16 +59,38 @@ void vcpu_dump(struct vcpu *vcpu, const char *why)
 	fputs(buf, stderr);
 }
 
+/* Wait while the VM is paused (vm_pause counts the parked vCPUs). */
+static void vcpu_park(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+
+	pthread_mutex_lock(&vm->lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->cond);
+	while (atomic_load(&vm->pause_flag) && !vm->stopping)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	vm->parked--;
+	pthread_mutex_unlock(&vm->lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
 	struct vm *vm = vcpu->vm;
 	struct vcpu_exit *e = &vcpu->exit;
+	bool boundary = true; /* between instructions: nothing half done */
 	char name[16];
 
 	snprintf(name, sizeof(name), "vcpu%d", vcpu->id);
 	pthread_setname_np(pthread_self(), name);
 	while (!atomic_load(&vm->stop_flag)) {
+		/* A pause kicks us; the kick's exit (INTR) comes once the
+		 * instruction of a port or MMIO exit has been completed, so
+		 * that is where we stop. */
+		if (boundary && atomic_load(&vm->pause_flag)) {
+			vcpu_park(vcpu);
+			continue;
+		}
 		int ret = vm->cpu->vcpu_run(vcpu, e);
 
 		if (ret) {
@@ -76,6 +98,7 @@ static void *vcpu_thread(void *arg)
 			vm_request_stop(vm, VM_EXIT_VMM_ERROR);
 			break;
 		}
+		boundary = e->reason == VCPU_EXIT_INTR;
 		switch (e->reason) {
 		case VCPU_EXIT_IO:
 			vcpu_handle_io(vcpu, e);

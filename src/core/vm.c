@@ -167,6 +167,7 @@ int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t le
 	vm->cfg = *cfg;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 	vm->nr_vcpus = cfg->nr_cpus; /* the ACPI tables and CPUID need it early */
@@ -224,6 +225,93 @@ void vm_request_stop(struct vm *vm, int status)
 		evloop_stop(vm->loop);
 	for (int i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
 		vm->cpu->kick(&vm->vcpus[i]);
+}
+
+/* Pause or resume every virtio device (virtio_device_pause). */
+static void vm_pause_devices(struct vm *vm, bool pause)
+{
+	for (int i = 0; vm->devs && i < vm->devs->nr_virtio; i++)
+		virtio_device_pause(vm->devs->virtio[i], pause);
+}
+
+int vm_pause(struct vm *vm)
+{
+	uint64_t t0 = monotonic_ns(), t1;
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_mutex_lock(&vm->lock);
+	if (vm->paused || vm->stopping) {
+		ret = vm->stopping ? -ESHUTDOWN : 0;
+		pthread_mutex_unlock(&vm->lock);
+		goto out;
+	}
+	atomic_store(&vm->pause_flag, true);
+	pthread_mutex_unlock(&vm->lock);
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		vm->cpu->kick(&vm->vcpus[i]);
+	pthread_mutex_lock(&vm->lock);
+	while (vm->parked < vm->nr_vcpus && !vm->stopping)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+	if (vm->stopping) {
+		ret = -ESHUTDOWN;
+		goto out;
+	}
+	t1 = monotonic_ns();
+	vm_pause_devices(vm, true);
+	guest_clock_stop(&vm->clock);
+	if (vm->cpu->vm_pause && (ret = vm->cpu->vm_pause(vm, true))) {
+		pr_err("pause: %s", strerror(-ret));
+		guest_clock_start(&vm->clock);
+		vm_pause_devices(vm, false);
+		atomic_store(&vm->pause_flag, false);
+		pthread_mutex_lock(&vm->lock);
+		pthread_cond_broadcast(&vm->cond);
+		pthread_mutex_unlock(&vm->lock);
+		goto out;
+	}
+	pthread_mutex_lock(&vm->lock);
+	vm->paused = true;
+	pthread_mutex_unlock(&vm->lock);
+	pr_info("paused: vCPUs stopped in %.3f ms, devices quiet in %.3f ms more",
+		(double)(t1 - t0) / 1e6, (double)(monotonic_ns() - t1) / 1e6);
+out:
+	pthread_mutex_unlock(&vm->pause_lock);
+	return ret;
+}
+
+int vm_resume(struct vm *vm)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	if (!vm_is_paused(vm))
+		goto out;
+	guest_clock_start(&vm->clock);
+	if (vm->cpu->vm_pause && (ret = vm->cpu->vm_pause(vm, false)))
+		pr_err("resume: %s (the guest's clocks may have jumped)", strerror(-ret));
+	vm_pause_devices(vm, false);
+	pthread_mutex_lock(&vm->lock);
+	vm->paused = false;
+	atomic_store(&vm->pause_flag, false);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	pr_info("resumed");
+	ret = 0;
+out:
+	pthread_mutex_unlock(&vm->pause_lock);
+	return ret;
+}
+
+bool vm_is_paused(struct vm *vm)
+{
+	bool p;
+
+	pthread_mutex_lock(&vm->lock);
+	p = vm->paused;
+	pthread_mutex_unlock(&vm->lock);
+	return p;
 }
 
 int vm_irq_line(struct vm *vm, unsigned gsi, int level)
@@ -338,5 +426,6 @@ void vm_destroy(struct vm *vm)
 	bus_destroy(&vm->mmio);
 	pthread_mutex_destroy(&vm->lock);
 	pthread_cond_destroy(&vm->cond);
+	pthread_mutex_destroy(&vm->pause_lock);
 	free(vm);
 }

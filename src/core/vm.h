@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "bus/bus.h"
+#include "core/clock.h"
 #include "cpu/cpu.h"
 #include "mem/gm.h"
 
@@ -85,12 +86,24 @@ struct vm {
 	struct evloop *loop;	 /* host I/O; runs on the thread in vm_run() */
 	uint64_t intx_sent_irqfd; /* PCI INTx raises through an irqfd (KVM), atomic */
 
+	/* The guest's time: the host's monotonic clock, standing still while
+	 * the VM is paused. The emulator's TSC and the device timers run on it. */
+	struct guest_clock clock;
+
 	/* How the VM ended: set once by vm_request_stop(). */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stopping;
 	int status;
 	atomic_bool stop_flag; /* read by vCPU loops without the lock */
+
+	/* Pause (vm_pause, vm_resume; one caller at a time: pause_lock).
+	 * vCPU threads park at their next instruction boundary while
+	 * pause_flag is set; parked and paused are under lock. */
+	pthread_mutex_t pause_lock;
+	atomic_bool pause_flag;
+	int parked;
+	bool paused;
 };
 
 /* Build a VM from cfg: memory, backend, devices, kernel loaded, boot state
@@ -107,6 +120,17 @@ int vm_run(struct vm *vm);
 void vm_request_stop(struct vm *vm, int status);
 
 void vm_destroy(struct vm *vm);
+
+/* Pause a running VM: every vCPU stops at an instruction boundary, the
+ * devices finish what they have in flight and then take nothing from the
+ * guest's queues and write nothing into its memory, and the guest's clocks
+ * (vm->clock; on KVM its TSC and kvmclock) stand still. 0, also when it was
+ * paused already; -ESHUTDOWN when the VM is stopping. vm_resume undoes it
+ * (0, also when it was not paused). From any thread but a vCPU's, while
+ * vm_run runs. */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
+bool vm_is_paused(struct vm *vm);
 
 /* Raise or lower an interrupt line (GSI) of the VM's interrupt controller. */
 int vm_irq_line(struct vm *vm, unsigned gsi, int level);

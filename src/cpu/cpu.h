@@ -103,6 +103,10 @@ struct cpu_ops {
 	 * *gsi. msi_irqfd_release undoes the binding. */
 	int (*msi_irqfd)(struct vm *vm, int *gsi, int fd, uint64_t addr, uint32_t data);
 	void (*msi_irqfd_release)(struct vm *vm, int gsi, int fd);
+	/* Optional: the VM is being paused (every vCPU parked, devices quiet)
+	 * or resumed (before any vCPU runs again): keep the guest's clocks
+	 * from moving meanwhile. 0 or -errno. */
+	int (*vm_pause)(struct vm *vm, bool pause);
 };
 
 extern const struct cpu_ops kvm_cpu_ops;

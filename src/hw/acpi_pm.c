@@ -39,7 +39,7 @@
 
 static uint32_t timer_value(const struct acpi_pm *pm)
 {
-	uint64_t ns = monotonic_ns() - pm->start_ns;
+	uint64_t ns = guest_clock_ns(&pm->vm->clock) - pm->start_ns;
 	/* 128-bit product: ns * 3.58e6 overflows 64 bits after ~85 minutes. */
 	uint64_t ticks = (uint64_t)((unsigned __int128)ns * ACPI_PM_TMR_HZ / 1000000000ULL);
 	return (uint32_t)ticks & ACPI_PM_TMR_MASK;
@@ -176,7 +176,7 @@ int acpi_pm_init(struct acpi_pm *pm, struct vm *vm)
 	memset(pm, 0, sizeof(*pm));
 	pm->vm = vm;
 	pm->cnt = ACPI_PM1_CNT_SCI_EN;
-	pm->start_ns = monotonic_ns();
+	pm->start_ns = guest_clock_ns(&vm->clock);
 	err = -pthread_mutex_init(&pm->lock, NULL);
 	if (err)
 		return err;

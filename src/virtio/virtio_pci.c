@@ -425,6 +425,18 @@ void virtio_device_drain(struct virtio_dev *vd)
 	pthread_mutex_unlock(&vd->lock);
 }
 
+void virtio_device_pause(struct virtio_dev *vd, bool pause)
+{
+	pthread_mutex_lock(&vd->lock);
+	vd->paused = pause;
+	if (pause && vd->ops->drain)
+		vd->ops->drain(vd, false);
+	for (unsigned q = 0; !pause && q < vd->ops->num_queues; q++)
+		if (virtio_pci_queue_ready(vd, q))
+			vd->ops->queue_notify(vd, q);
+	pthread_mutex_unlock(&vd->lock);
+}
+
 void virtio_device_destroy(struct virtio_dev *vd)
 {
 	if (!vd)

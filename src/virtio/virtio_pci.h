@@ -126,6 +126,8 @@ struct virtio_dev {
 	pthread_t io_thread;
 	bool io_started;
 	uint64_t kicks_mmio, kicks_eventfd; /* kicks served, by path */
+	/* The VM is paused (virtio_device_pause): no queue is ready. */
+	bool paused;
 };
 
 /* Register a virtio device on root. vd is the caller's; it must stay put
@@ -138,7 +140,7 @@ int virtio_pci_init(struct virtio_dev *vd, struct pci_root *root, const struct g
 static inline bool virtio_pci_queue_ready(const struct virtio_dev *vd, unsigned q)
 {
 	return vd->q[q].enabled && !vd->q[q].vq.broken && (vd->status & VIRTIO_STATUS_DRIVER_OK) &&
-	       !(vd->status & VIRTIO_STATUS_NEEDS_RESET);
+	       !(vd->status & VIRTIO_STATUS_NEEDS_RESET) && !vd->paused;
 }
 /* Interrupt the driver for queue q (after vq_needs_notify said so). */
 void virtio_pci_queue_interrupt(struct virtio_dev *vd, unsigned q);
@@ -184,6 +186,12 @@ static inline void virtio_pci_queue_serve(struct virtio_dev *vd, unsigned q, str
  * has nothing in flight (ops->drain; immediate for a device that serves
  * kicks in the caller's thread). vd->lock not held. */
 void virtio_device_drain(struct virtio_dev *vd);
+
+/* Pause: what the device has in flight completes, then it takes nothing
+ * from the guest's queues (kicks wait) and writes nothing into guest
+ * memory until resumed, when every queue is served once (the kicks that
+ * waited). vd->lock not held. */
+void virtio_device_pause(struct virtio_dev *vd, bool pause);
 
 /* Tear down a device made by one of the create functions in
  * virtio/devices.h: the transport, then the device's own destroy. */

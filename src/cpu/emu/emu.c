@@ -195,9 +195,15 @@ void emu_cpuid(struct emu_cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
 #define MSR_KGS_BASE 0xc0000102
 #define MSR_TSC_AUX 0xc0000103
 
+/* The guest's time (ns): it stands still while the VM is paused. */
+static inline uint64_t emu_now(const struct emu_cpu *c)
+{
+	return guest_clock_ns(&c->vcpu->vm->clock);
+}
+
 uint64_t emu_rdtsc(struct emu_cpu *c)
 {
-	return monotonic_ns() + (uint64_t)c->tsc_offset;
+	return emu_now(c) + (uint64_t)c->tsc_offset;
 }
 
 /* The LAPIC timer's deadline, cached for the run loop. Only this vCPU's
@@ -216,7 +222,7 @@ static inline void timer_poll(struct emu_cpu *c)
 
 	if (likely(c->timer_deadline == UINT64_MAX))
 		return;
-	now = monotonic_ns();
+	now = emu_now(c);
 	if (now < c->timer_deadline)
 		return;
 	lapic_timer_update(c->lapic, now); /* kicks us: ATTN_IRQ */
@@ -230,7 +236,7 @@ static inline void timer_poll(struct emu_cpu *c)
  * since the BSP was created. An address outside RAM gets #GP. */
 static int kvmclock_write_time(struct emu_cpu *c)
 {
-	uint64_t now = monotonic_ns(), gpa = c->kvm_system_time & ~1ULL;
+	uint64_t now = emu_now(c), gpa = c->kvm_system_time & ~1ULL;
 	struct pvclock_vcpu_time_info t = {
 		.version = 2, /* even: not being updated */
 		.tsc_timestamp = now + (uint64_t)c->tsc_offset,
@@ -254,7 +260,7 @@ static int kvmclock_write_wall(struct emu_cpu *c)
 	clock_gettime(CLOCK_REALTIME, &rt);
 	/* Wall-clock time at VM time 0. */
 	boot_ns = (uint64_t)rt.tv_sec * 1000000000ULL + (uint64_t)rt.tv_nsec -
-		  (monotonic_ns() + (uint64_t)c->clock_offset);
+		  (emu_now(c) + (uint64_t)c->clock_offset);
 	w.sec = (uint32_t)(boot_ns / 1000000000ULL);
 	w.nsec = (uint32_t)(boot_ns % 1000000000ULL);
 	return gm_write(c->gm, c->kvm_wall_clock, &w, sizeof(w)) ? -EINVAL : 0;
@@ -300,7 +306,7 @@ int emu_wrmsr(struct emu_cpu *c, uint32_t msr, uint64_t val)
 {
 	switch (msr) {
 	case MSR_TSC: {
-		uint64_t now = monotonic_ns();
+		uint64_t now = emu_now(c);
 
 		c->tsc_offset = (int64_t)(val - now);
 		lapic_set_tsc_clock(c->lapic, EMU_TSC_HZ, now, val);
@@ -323,7 +329,7 @@ int emu_wrmsr(struct emu_cpu *c, uint32_t msr, uint64_t val)
 		timer_refresh(c);
 		return 0;
 	case MSR_TSC_DEADLINE:
-		lapic_set_tsc_deadline(c->lapic, val, monotonic_ns());
+		lapic_set_tsc_deadline(c->lapic, val, emu_now(c));
 		timer_refresh(c);
 		return 0;
 	case MSR_SYSENTER_CS: c->sysenter_cs = val & 0xffff; return 0;
@@ -585,9 +591,9 @@ static void halt_wait(struct emu_cpu *c)
 		if (deadline == UINT64_MAX) {
 			pthread_cond_wait(&c->wait_cond, &c->wait_lock);
 		} else {
-			struct timespec ts = ns_to_timespec(deadline);
+			struct timespec ts = ns_to_timespec(guest_clock_host_ns(&c->vcpu->vm->clock, deadline));
 
-			if (monotonic_ns() >= deadline)
+			if (emu_now(c) >= deadline)
 				break;
 			pthread_cond_timedwait(&c->wait_cond, &c->wait_lock, &ts);
 		}
@@ -618,12 +624,13 @@ static int emu_vcpu_init(struct vcpu *vcpu)
 {
 	struct emu_cpu *c = calloc(1, sizeof(*c));
 	pthread_condattr_t ca;
-	uint64_t now = monotonic_ns();
+	uint64_t now;
 	int ret;
 
 	if (!c)
 		return -ENOMEM;
 	c->vcpu = vcpu;
+	now = emu_now(c);
 	c->gm = &vcpu->vm->mem;
 	ret = emu_platform_add_cpu(vcpu->vm, c);
 	if (ret) {
@@ -888,4 +895,5 @@ const struct cpu_ops emu_cpu_ops = {
 	.irq_line = emu_irq_line,
 	.signal_msi = emu_platform_signal_msi,
 	.set_cpuid = emu_set_cpuid,
+	.vm_pause = emu_platform_pause,
 };

@@ -77,11 +77,19 @@ static int apic_extint_ack(void *opaque)
 	return pic_ack(&p->pic);
 }
 
+/* The LAPIC timers and the PIT run on the guest's clock. */
+static uint64_t platform_now(void *opaque)
+{
+	struct emu_platform *p = opaque;
+
+	return guest_clock_ns(&p->vm->clock);
+}
+
 static const struct apic_bus_ops apic_ops = {
 	.kick = apic_kick,
 	.eoi = apic_eoi,
 	.extint_ack = apic_extint_ack,
-	.now_ns = NULL, /* CLOCK_MONOTONIC */
+	.now_ns = platform_now,
 };
 
 /* ---- 8259 ---- */
@@ -122,7 +130,8 @@ static void pit_irq(void *opaque, int level)
 	ioapic_set_irq(&p->ioapic, IOAPIC_PIT_PIN, level);
 }
 
-/* Point the timerfd at the PIT's next IRQ 0 edge (or disarm it). */
+/* Point the timerfd at the PIT's next IRQ 0 edge (or disarm it, also
+ * while the guest's clock stands still: emu_vm_pause arms it again). */
 static void pit_timer_arm(struct emu_platform *p)
 {
 	struct itimerspec its = { 0 };
@@ -131,8 +140,9 @@ static void pit_timer_arm(struct emu_platform *p)
 	if (p->pit_fd < 0)
 		return;
 	pthread_mutex_lock(&p->timer_lock);
-	d = pit_next_deadline_ns(&p->pit);
+	d = guest_clock_stopped(&p->vm->clock) ? UINT64_MAX : pit_next_deadline_ns(&p->pit);
 	if (d != UINT64_MAX) {
+		d = guest_clock_host_ns(&p->vm->clock, d);
 		if (d == 0)
 			d = 1; /* 0 would disarm */
 		its.it_value.tv_sec = (time_t)(d / 1000000000ULL);
@@ -157,13 +167,13 @@ static void pit_timer_fired(void *opaque, uint32_t events)
 	(void)events;
 	if (read(p->pit_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
 		pr_warn_ratelimited("emu: PIT timer read: %s", strerror(errno));
-	pit_update(&p->pit, monotonic_ns());
+	pit_update(&p->pit, platform_now(p));
 	pit_timer_arm(p);
 }
 
 static const struct pit_ops pit_ops = {
 	.irq = pit_irq,
-	.now_ns = NULL, /* CLOCK_MONOTONIC */
+	.now_ns = platform_now,
 	.timer_changed = pit_timer_changed,
 };
 
@@ -207,6 +217,12 @@ int emu_platform_init(struct vm *vm)
 fail:
 	emu_platform_destroy(vm);
 	return ret;
+}
+
+int emu_platform_pause(struct vm *vm, bool pause)
+{
+	pit_timer_arm(vm->cpu_priv); /* off while the clock stands still */
+	return 0;
 }
 
 void emu_platform_destroy(struct vm *vm)

@@ -5,6 +5,7 @@
 #ifndef TARN_CPU_EMU_PLATFORM_H
 #define TARN_CPU_EMU_PLATFORM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct vm;
@@ -14,6 +15,8 @@ struct emu_cpu;
  * vm->cpu_priv. 0 or -errno. */
 int emu_platform_init(struct vm *vm) __attribute__((warn_unused_result));
 void emu_platform_destroy(struct vm *vm);
+/* cpu_ops.vm_pause: the PIT's host timer follows the guest's clock. */
+int emu_platform_pause(struct vm *vm, bool pause);
 
 /* Give c a LAPIC on the VM's APIC bus (APIC ID = vCPU id; vCPU 0 is the
  * BSP). vCPUs are added in order. 0 or -errno. */

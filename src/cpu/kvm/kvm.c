@@ -61,6 +61,7 @@ struct kvm_vm {
 	bool msi_used[KVM_MSI_GSIS];
 	struct kvm_irq_routing_msi msi[KVM_MSI_GSIS];
 	struct evloop *loop; /* serves the resample eventfds */
+	uint64_t paused_clock; /* kvmclock when the VM was paused */
 	pthread_mutex_t intx_lock;
 	struct kvm_intx intx[PCI_INTX_LINES];
 };
@@ -68,6 +69,7 @@ struct kvm_vm {
 struct kvm_vcpu {
 	int fd;
 	struct kvm_run *run;
+	uint64_t paused_tsc; /* the guest's TSC when the VM was paused */
 };
 
 static int kvm_open(char *why, size_t why_len)
@@ -878,6 +880,45 @@ static int kvm_ioeventfd(struct vm *vm, uint64_t gpa, unsigned len, int fd, bool
 	return 0;
 }
 
+/* One MSR of a vCPU: read (write false) or write. 0 or -EIO. */
+static int kvm_msr(int fd, uint32_t index, uint64_t *val, bool write)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e;
+	} m = { .hdr.nmsrs = 1, .e = { .index = index, .data = *val } };
+
+	if (ioctl(fd, write ? KVM_SET_MSRS : KVM_GET_MSRS, &m) != 1)
+		return -EIO;
+	*val = m.e.data;
+	return 0;
+}
+
+/* While paused the guest's kvmclock and TSCs stand still: read at the
+ * pause, written back at the resume (as QEMU keeps kvmclock across a
+ * stop). Written back one vCPU after another within microseconds, the TSCs
+ * stay in step: KVM takes such writes as one synchronisation. */
+static int kvm_vm_pause(struct vm *vm, bool pause)
+{
+	struct kvm_vm *k = vm->cpu_priv;
+	struct kvm_clock_data clock = { .clock = k->paused_clock };
+	int ret;
+
+	if (pause && ioctl(k->vm_fd, KVM_GET_CLOCK, &clock) < 0)
+		return -errno;
+	k->paused_clock = clock.clock;
+	for (int i = 0; i < vm->nr_vcpus; i++) {
+		struct kvm_vcpu *v = vm->vcpus[i].priv;
+
+		ret = kvm_msr(v->fd, 0x10 /* IA32_TSC */, &v->paused_tsc, !pause);
+		if (ret)
+			return ret;
+	}
+	if (!pause && ioctl(k->vm_fd, KVM_SET_CLOCK, &clock) < 0)
+		return -errno;
+	return 0;
+}
+
 const struct cpu_ops kvm_cpu_ops = {
 	.name = "kvm",
 	.probe = kvm_probe,
@@ -895,4 +936,5 @@ const struct cpu_ops kvm_cpu_ops = {
 	.ioeventfd = kvm_ioeventfd,
 	.msi_irqfd = kvm_msi_irqfd,
 	.msi_irqfd_release = kvm_msi_irqfd_release,
+	.vm_pause = kvm_vm_pause,
 };

@@ -1,0 +1,891 @@
+#include "api/api.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/version.h"
+#include "core/vm.h"
+#include "core/vm_config.h"
+
+#define API_BODY_MAX (64u << 10) /* larger request bodies get 413 */
+#define API_ID "anonymous-instance" /* Firecracker's id when none is given */
+/* The Firecracker API level whose requests tarn takes (GET /version). */
+#define API_FIRECRACKER_LEVEL "1.0.0"
+#define API_MEM_MIN_MIB 16
+
+struct api {
+	struct MHD_Daemon *d;
+	int fd;
+	char *path;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum api_state state;
+	struct vm *vm;	  /* while API_RUNNING */
+	char why[512];	  /* InstanceStart's failure, from api_started */
+	/* The machine as Firecracker describes it (FullVmConfiguration):
+	 * machine-config, boot-source, drives, network-interfaces, entropy.
+	 * The first cli_drives drives and cli_nets interfaces came from the
+	 * command line; they are in its config tree already. */
+	json_t *model;
+	size_t cli_drives, cli_nets;
+};
+
+/* One request's body as it arrives. */
+struct req {
+	char *body;
+	size_t len;
+	bool too_big;
+};
+
+/* A handler's answer: status and a JSON body (NULL: none). */
+struct reply {
+	unsigned status;
+	json_t *body;
+	const char *allow; /* 405: the methods the path takes */
+};
+
+static struct reply fault(unsigned status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static struct reply fault(unsigned status, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return (struct reply){ status, json_pack("{s:s}", "fault_message", msg), NULL };
+}
+
+static struct reply no_content(void)
+{
+	return (struct reply){ MHD_HTTP_NO_CONTENT, NULL, NULL };
+}
+
+static struct reply ok_json(json_t *body)
+{
+	return (struct reply){ MHD_HTTP_OK, body, NULL };
+}
+
+static const char *state_name(enum api_state s, struct vm *vm)
+{
+	if (s == API_RUNNING && vm && vm_is_paused(vm))
+		return "Paused";
+	return s == API_RUNNING ? "Running" : "Not started";
+}
+
+/* ---- checking request bodies ---- */
+
+enum ftype { F_STR, F_INT, F_BOOL, F_OBJ };
+
+struct field {
+	const char *name;
+	enum ftype type;
+	bool required;
+};
+
+static const char *const type_names[] = { "a string", "an integer", "a boolean", "an object" };
+
+static bool type_ok(const json_t *v, enum ftype t)
+{
+	switch (t) {
+	case F_STR: return json_is_string(v);
+	case F_INT: return json_is_integer(v);
+	case F_BOOL: return json_is_boolean(v);
+	case F_OBJ: return json_is_object(v);
+	}
+	return false;
+}
+
+/* Every member of o is a known field of the right type and the required
+ * ones are there (with partial, none is required: PATCH). NULL or why not. */
+static const char *check_fields(const json_t *o, const struct field *f, size_t n, bool partial, char *why,
+				size_t len)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach((json_t *)o, k, v) {
+		size_t i;
+
+		for (i = 0; i < n && strcmp(f[i].name, k); i++)
+			;
+		if (i == n) {
+			snprintf(why, len, "unknown field '%s'", k);
+			return why;
+		}
+		if (!type_ok(v, f[i].type)) {
+			snprintf(why, len, "field '%s' must be %s", k, type_names[f[i].type]);
+			return why;
+		}
+	}
+	for (size_t i = 0; i < n && !partial; i++) {
+		if (f[i].required && !json_object_get(o, f[i].name)) {
+			snprintf(why, len, "missing field '%s'", f[i].name);
+			return why;
+		}
+	}
+	return NULL;
+}
+
+#define CHECK(o, fields, partial)                                                              \
+	do {                                                                                   \
+		char why_[256];                                                                \
+		if (check_fields(o, fields, sizeof(fields) / sizeof(fields[0]), partial, why_, \
+				 sizeof(why_)))                                                \
+			return fault(MHD_HTTP_BAD_REQUEST, "%s", why_);                        \
+	} while (0)
+
+static bool readable(const char *path)
+{
+	struct stat st;
+
+	return !access(path, R_OK) && !stat(path, &st) && !S_ISDIR(st.st_mode);
+}
+
+/* Ids name devices in specs and URLs: letters, digits, '_' (as Firecracker). */
+static bool id_ok(const char *id)
+{
+	size_t n = strlen(id);
+
+	if (!n || n > 20) /* the virtio-blk serial carries it: 20 bytes */
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(id[i] == '_' || (id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'z') ||
+		      (id[i] >= 'A' && id[i] <= 'Z')))
+			return false;
+	return true;
+}
+
+static bool mac_ok(const char *m)
+{
+	unsigned b[6];
+	char end;
+
+	return strlen(m) == 17 && sscanf(m, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
+					 &end) == 6;
+}
+
+/* ---- pre-boot configuration ---- */
+
+static const struct field machine_fields[] = {
+	{ "vcpu_count", F_INT, true },	     { "mem_size_mib", F_INT, true },
+	{ "smt", F_BOOL, false },	     { "track_dirty_pages", F_BOOL, false },
+	{ "cpu_template", F_STR, false },    { "huge_pages", F_STR, false },
+};
+
+static struct reply put_machine_config(struct api *a, json_t *in, bool patch)
+{
+	json_t *mc = json_object_get(a->model, "machine-config");
+	json_t *v;
+
+	CHECK(in, machine_fields, patch);
+	if ((v = json_object_get(in, "vcpu_count")) &&
+	    (json_integer_value(v) < 1 || json_integer_value(v) > VM_MAX_CPUS))
+		return fault(MHD_HTTP_BAD_REQUEST, "vcpu_count must be 1 to %d", VM_MAX_CPUS);
+	if ((v = json_object_get(in, "mem_size_mib")) &&
+	    (json_integer_value(v) < API_MEM_MIN_MIB || json_integer_value(v) > (1 << 24)))
+		return fault(MHD_HTTP_BAD_REQUEST, "mem_size_mib must be %d to %d", API_MEM_MIN_MIB, 1 << 24);
+	if (json_is_true(json_object_get(in, "smt")))
+		return fault(MHD_HTTP_BAD_REQUEST, "smt: tarn presents one thread per core (smt must be false)");
+	if ((v = json_object_get(in, "cpu_template")) && strcmp(json_string_value(v), "None"))
+		return fault(MHD_HTTP_BAD_REQUEST, "cpu_template %s: tarn has no CPU templates (None only)",
+			     json_string_value(v));
+	if ((v = json_object_get(in, "huge_pages")) && strcmp(json_string_value(v), "None"))
+		return fault(MHD_HTTP_BAD_REQUEST, "huge_pages %s: not supported (None only; guest RAM uses "
+			     "transparent huge pages where the host allows)", json_string_value(v));
+	if (!patch) {
+		mc = json_pack("{s:i,s:i,s:b,s:b}", "vcpu_count", 1, "mem_size_mib", 512, "smt", 0,
+			       "track_dirty_pages", 0);
+		json_object_set_new(a->model, "machine-config", mc);
+	}
+	json_object_update(mc, in);
+	return no_content();
+}
+
+static const struct field boot_fields[] = {
+	{ "kernel_image_path", F_STR, true },
+	{ "initrd_path", F_STR, false },
+	{ "boot_args", F_STR, false },
+};
+
+static struct reply put_boot_source(struct api *a, json_t *in)
+{
+	const char *k, *i;
+
+	CHECK(in, boot_fields, false);
+	k = json_string_value(json_object_get(in, "kernel_image_path"));
+	i = json_string_value(json_object_get(in, "initrd_path"));
+	if (!readable(k))
+		return fault(MHD_HTTP_BAD_REQUEST, "kernel_image_path %s: cannot be read", k);
+	if (i && !readable(i))
+		return fault(MHD_HTTP_BAD_REQUEST, "initrd_path %s: cannot be read", i);
+	json_object_set(a->model, "boot-source", in);
+	return no_content();
+}
+
+/* The array entry whose key member is id, or -1. */
+static ssize_t find_id(json_t *arr, const char *key, const char *id)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(arr, i, e) {
+		if (!strcmp(json_string_value(json_object_get(e, key)), id))
+			return (ssize_t)i;
+	}
+	return -1;
+}
+
+/* Put in into the array named list under key id: new, or replacing the
+ * entry with the same id unless that came from the command line. */
+static struct reply put_device(struct api *a, const char *list, const char *key, const char *id, json_t *in,
+			       size_t cli)
+{
+	json_t *arr = json_object_get(a->model, list);
+	const char *body_id = json_string_value(json_object_get(in, key));
+	ssize_t at;
+
+	if (!id_ok(id))
+		return fault(MHD_HTTP_BAD_REQUEST, "%s '%s': 1 to 20 letters, digits or '_'", key, id);
+	if (strcmp(body_id, id))
+		return fault(MHD_HTTP_BAD_REQUEST, "%s in the body (%s) differs from the path's (%s)", key, body_id, id);
+	at = find_id(arr, key, id);
+	if (at >= 0 && (size_t)at < cli)
+		return fault(MHD_HTTP_BAD_REQUEST, "%s %s comes from the command line and cannot be changed", key, id);
+	if (at < 0 && json_array_size(arr) >= (!strcmp(list, "drives") ? VM_MAX_DISKS : VM_MAX_NETS))
+		return fault(MHD_HTTP_BAD_REQUEST, "at most %d %s", !strcmp(list, "drives") ? VM_MAX_DISKS : VM_MAX_NETS,
+			     list);
+	if (at >= 0)
+		json_array_set(arr, (size_t)at, in);
+	else
+		json_array_append(arr, in);
+	return no_content();
+}
+
+static const struct field drive_fields[] = {
+	{ "drive_id", F_STR, true },	  { "path_on_host", F_STR, true }, { "is_root_device", F_BOOL, true },
+	{ "is_read_only", F_BOOL, false }, { "partuuid", F_STR, false },    { "cache_type", F_STR, false },
+	{ "io_engine", F_STR, false },	  { "rate_limiter", F_OBJ, false }, { "socket", F_STR, false },
+};
+
+static struct reply put_drive(struct api *a, const char *id, json_t *in)
+{
+	json_t *v, *e;
+	size_t i;
+
+	CHECK(in, drive_fields, false);
+	if (json_object_get(in, "socket"))
+		return fault(MHD_HTTP_BAD_REQUEST, "socket: vhost-user block devices are not supported");
+	if (json_object_get(in, "rate_limiter"))
+		return fault(MHD_HTTP_BAD_REQUEST, "rate_limiter: not supported yet");
+	if ((v = json_object_get(in, "cache_type")) && strcmp(json_string_value(v), "Unsafe") &&
+	    strcmp(json_string_value(v), "Writeback"))
+		return fault(MHD_HTTP_BAD_REQUEST, "cache_type must be Unsafe or Writeback");
+	if ((v = json_object_get(in, "io_engine")) && strcmp(json_string_value(v), "Sync") &&
+	    strcmp(json_string_value(v), "Async"))
+		return fault(MHD_HTTP_BAD_REQUEST, "io_engine must be Sync or Async");
+	v = json_object_get(in, "path_on_host");
+	if (!readable(json_string_value(v)) || strchr(json_string_value(v), ','))
+		return fault(MHD_HTTP_BAD_REQUEST, "path_on_host %s: cannot be read (or has a comma)",
+			     json_string_value(v));
+	if (json_is_true(json_object_get(in, "is_root_device"))) {
+		json_array_foreach(json_object_get(a->model, "drives"), i, e) {
+			if (json_is_true(json_object_get(e, "is_root_device")) &&
+			    strcmp(json_string_value(json_object_get(e, "drive_id")), id))
+				return fault(MHD_HTTP_BAD_REQUEST, "drive %s is the root device already",
+					     json_string_value(json_object_get(e, "drive_id")));
+		}
+	}
+	return put_device(a, "drives", "drive_id", id, in, a->cli_drives);
+}
+
+static const struct field net_fields[] = {
+	{ "iface_id", F_STR, true },
+	{ "host_dev_name", F_STR, true },
+	{ "guest_mac", F_STR, false },
+	{ "rx_rate_limiter", F_OBJ, false },
+	{ "tx_rate_limiter", F_OBJ, false },
+};
+
+static struct reply put_net(struct api *a, const char *id, json_t *in)
+{
+	const char *tap, *mac;
+
+	CHECK(in, net_fields, false);
+	if (json_object_get(in, "rx_rate_limiter") || json_object_get(in, "tx_rate_limiter"))
+		return fault(MHD_HTTP_BAD_REQUEST, "rate limiters: not supported yet");
+	tap = json_string_value(json_object_get(in, "host_dev_name"));
+	mac = json_string_value(json_object_get(in, "guest_mac"));
+	if (!*tap || strlen(tap) > 15 || strpbrk(tap, ",=/ "))
+		return fault(MHD_HTTP_BAD_REQUEST, "host_dev_name '%s': not a tap device name", tap);
+	if (mac && !mac_ok(mac))
+		return fault(MHD_HTTP_BAD_REQUEST, "guest_mac '%s': expected six hex bytes as 52:54:00:12:34:56", mac);
+	return put_device(a, "network-interfaces", "iface_id", id, in, a->cli_nets);
+}
+
+static const struct field entropy_fields[] = { { "rate_limiter", F_OBJ, false } };
+
+static struct reply put_entropy(struct api *a, json_t *in)
+{
+	CHECK(in, entropy_fields, false);
+	if (json_object_get(in, "rate_limiter"))
+		return fault(MHD_HTTP_BAD_REQUEST, "rate_limiter: not supported yet");
+	json_object_set(a->model, "entropy", in);
+	return no_content();
+}
+
+static const struct field logger_fields[] = {
+	{ "log_path", F_STR, false },	    { "level", F_STR, false },	 { "show_level", F_BOOL, false },
+	{ "show_log_origin", F_BOOL, false }, { "module", F_STR, false },
+};
+
+/* tarn's log is its standard error: log_path takes its place. */
+static struct reply put_logger(struct api *a, json_t *in)
+{
+	static const char *const levels[] = { "error", "warning", "info", "debug", "trace", "off" };
+	const char *lv = json_string_value(json_object_get(in, "level"));
+	const char *path = json_string_value(json_object_get(in, "log_path"));
+	int level = LOG_INFO, fd;
+
+	CHECK(in, logger_fields, false);
+	if (json_object_get(in, "module"))
+		return fault(MHD_HTTP_BAD_REQUEST, "module: tarn's log has no modules to filter by");
+	if (lv) {
+		for (level = 0; level < 6 && strcasecmp(levels[level], lv); level++)
+			;
+		if (level == 6)
+			return fault(MHD_HTTP_BAD_REQUEST, "level %s: expected Error, Warning, Info, Debug, Trace "
+				     "or Off", lv);
+	}
+	if (path) {
+		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
+		if (fd < 0)
+			return fault(MHD_HTTP_BAD_REQUEST, "log_path %s: %s", path, strerror(errno));
+		if (dup2(fd, STDERR_FILENO) < 0) {
+			close(fd);
+			return fault(MHD_HTTP_INTERNAL_SERVER_ERROR, "log_path: %s", strerror(errno));
+		}
+		close(fd);
+	}
+	/* Off keeps errors: a VMM that stops says why. Trace is debug. */
+	log_threshold = level == 5 ? LOG_ERR : level == 4 ? LOG_DEBUG : (enum log_level)level;
+	return no_content();
+}
+
+/* ---- the running VM ---- */
+
+static const struct field vm_fields[] = { { "state", F_STR, true } };
+
+static struct reply patch_vm(struct api *a, json_t *in)
+{
+	const char *st;
+	int ret;
+
+	CHECK(in, vm_fields, false);
+	st = json_string_value(json_object_get(in, "state"));
+	if (strcmp(st, "Paused") && strcmp(st, "Resumed"))
+		return fault(MHD_HTTP_BAD_REQUEST, "state must be Paused or Resumed");
+	if (a->state != API_RUNNING)
+		return fault(MHD_HTTP_BAD_REQUEST, "the VM is not running (state %s)", state_name(a->state, NULL));
+	ret = !strcmp(st, "Paused") ? vm_pause(a->vm) : vm_resume(a->vm);
+	if (ret)
+		return fault(MHD_HTTP_BAD_REQUEST, "the VM is stopping");
+	return no_content();
+}
+
+static const struct field action_fields[] = { { "action_type", F_STR, true } };
+
+static struct reply put_actions(struct api *a, json_t *in)
+{
+	const char *t;
+
+	CHECK(in, action_fields, false);
+	t = json_string_value(json_object_get(in, "action_type"));
+	if (!strcmp(t, "FlushMetrics") || !strcmp(t, "SendCtrlAltDel"))
+		return fault(MHD_HTTP_BAD_REQUEST, "%s: not supported yet", t);
+	if (strcmp(t, "InstanceStart"))
+		return fault(MHD_HTTP_BAD_REQUEST, "action_type %s: expected InstanceStart, SendCtrlAltDel or "
+			     "FlushMetrics", t);
+	if (a->state != API_NOT_STARTED)
+		return fault(MHD_HTTP_BAD_REQUEST, "the VM has started already");
+	if (!json_object_get(a->model, "boot-source"))
+		return fault(MHD_HTTP_BAD_REQUEST, "no boot source: PUT /boot-source first");
+	a->state = API_STARTING;
+	pthread_cond_broadcast(&a->cond);
+	while (a->state == API_STARTING)
+		pthread_cond_wait(&a->cond, &a->lock);
+	if (a->state != API_RUNNING)
+		return fault(MHD_HTTP_BAD_REQUEST, "cannot start: %s", a->why);
+	return no_content();
+}
+
+/* ---- routing ---- */
+
+/* Handle one request under a->lock. in: the parsed body or NULL. */
+static struct reply route(struct api *a, const char *method, const char *url, json_t *in)
+{
+	bool get = !strcmp(method, "GET"), put = !strcmp(method, "PUT"), patch = !strcmp(method, "PATCH");
+	bool preboot = a->state == API_NOT_STARTED;
+	const char *sub;
+
+#define ALLOW(cond, methods)                                          \
+	do {                                                          \
+		if (!(cond))                                          \
+			return (struct reply){ MHD_HTTP_METHOD_NOT_ALLOWED,   \
+					       json_pack("{s:s}", "fault_message", \
+							 "method not allowed here"), methods }; \
+	} while (0)
+#define NEED_BODY()                                                                         \
+	do {                                                                                \
+		if (!in)                                                                    \
+			return fault(MHD_HTTP_BAD_REQUEST, "a JSON object is expected as the body"); \
+	} while (0)
+#define PREBOOT()                                                                             \
+	do {                                                                                  \
+		if (!preboot)                                                                 \
+			return fault(MHD_HTTP_BAD_REQUEST, "the VM has started: %s %s is for " \
+				     "before it starts", method, url);                        \
+	} while (0)
+
+	if (!strcmp(url, "/")) {
+		ALLOW(get, "GET");
+		return ok_json(json_pack("{s:s,s:s,s:s,s:s}", "id", API_ID, "state", state_name(a->state, a->vm),
+					 "vmm_version", TARN_VERSION, "app_name", "tarn"));
+	}
+	if (!strcmp(url, "/version")) {
+		ALLOW(get, "GET");
+		return ok_json(json_pack("{s:s,s:s}", "firecracker_version", API_FIRECRACKER_LEVEL,
+					 "tarn_version", TARN_VERSION));
+	}
+	if (!strcmp(url, "/vm/config")) {
+		ALLOW(get, "GET");
+		return ok_json(json_deep_copy(a->model));
+	}
+	if (!strcmp(url, "/machine-config")) {
+		ALLOW(get || put || patch, "GET, PUT, PATCH");
+		if (get)
+			return ok_json(json_deep_copy(json_object_get(a->model, "machine-config")));
+		NEED_BODY();
+		PREBOOT();
+		return put_machine_config(a, in, patch);
+	}
+	if (!strcmp(url, "/vm")) {
+		ALLOW(patch, "PATCH");
+		NEED_BODY();
+		return patch_vm(a, in);
+	}
+	if (!strcmp(url, "/actions")) {
+		ALLOW(put, "PUT");
+		NEED_BODY();
+		return put_actions(a, in);
+	}
+	if (!strcmp(url, "/logger")) {
+		ALLOW(put, "PUT");
+		NEED_BODY();
+		return put_logger(a, in);
+	}
+	if (!strcmp(url, "/boot-source") || !strncmp(url, "/drives/", 8) || !strncmp(url, "/network-interfaces/", 20) ||
+	    !strcmp(url, "/entropy")) {
+		ALLOW(put, "PUT");
+		NEED_BODY();
+		PREBOOT();
+		if ((sub = url + 8, !strncmp(url, "/drives/", 8)))
+			return put_drive(a, sub, in);
+		if ((sub = url + 20, !strncmp(url, "/network-interfaces/", 20)))
+			return put_net(a, sub, in);
+		return !strcmp(url, "/entropy") ? put_entropy(a, in) : put_boot_source(a, in);
+	}
+	if (!strcmp(url, "/snapshot/create") || !strcmp(url, "/snapshot/load") || !strcmp(url, "/metrics") ||
+	    !strcmp(url, "/balloon") || !strcmp(url, "/mmds") || !strcmp(url, "/vsock") || !strcmp(url, "/cpu-config"))
+		return fault(MHD_HTTP_BAD_REQUEST, "%s: not supported yet", url);
+	return fault(MHD_HTTP_NOT_FOUND, "no such resource: %s", url);
+#undef ALLOW
+#undef NEED_BODY
+#undef PREBOOT
+}
+
+static enum MHD_Result answer(struct MHD_Connection *c, struct reply r)
+{
+	char *text = r.body ? json_dumps(r.body, JSON_COMPACT) : NULL;
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	json_decref(r.body);
+	resp = MHD_create_response_from_buffer(text ? strlen(text) : 0, text ? text : (char *)"",
+					       text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	if (!resp) {
+		free(text);
+		return MHD_NO;
+	}
+	if (text)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	if (r.allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r.allow);
+	ret = MHD_queue_response(c, r.status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+				  const char *version, const char *data, size_t *data_size, void **con_cls)
+{
+	struct api *a = cls;
+	struct req *q = *con_cls;
+	struct reply r;
+	json_t *in = NULL;
+	json_error_t jerr;
+
+	if (!q) { /* the headers: the body comes in the next calls */
+		q = calloc(1, sizeof(*q));
+		if (!q)
+			return MHD_NO;
+		*con_cls = q;
+		return MHD_YES;
+	}
+	if (*data_size) {
+		if (q->len + *data_size > API_BODY_MAX) {
+			q->too_big = true;
+		} else {
+			char *b = realloc(q->body, q->len + *data_size + 1);
+
+			if (!b)
+				return MHD_NO;
+			memcpy(b + q->len, data, *data_size);
+			q->body = b;
+			q->len += *data_size;
+			b[q->len] = 0;
+		}
+		*data_size = 0;
+		return MHD_YES;
+	}
+	if (q->too_big)
+		return answer(c, fault(MHD_HTTP_CONTENT_TOO_LARGE, "the body is larger than %u bytes", API_BODY_MAX));
+	if (q->len) {
+		in = json_loadb(q->body, q->len, JSON_REJECT_DUPLICATES, &jerr);
+		if (!in)
+			return answer(c, fault(MHD_HTTP_BAD_REQUEST, "the body is not JSON: %s (at byte %d)", jerr.text,
+					       jerr.position));
+		if (!json_is_object(in)) {
+			json_decref(in);
+			return answer(c, fault(MHD_HTTP_BAD_REQUEST, "the body must be a JSON object"));
+		}
+	}
+	pthread_mutex_lock(&a->lock);
+	r = route(a, method, url, in);
+	pthread_mutex_unlock(&a->lock);
+	if (r.status >= 400)
+		pr_info("api: %s %s: %u %s", method, url, r.status,
+			json_string_value(json_object_get(r.body, "fault_message")));
+	json_decref(in);
+	return answer(c, r);
+}
+
+static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	struct req *q = *con_cls;
+
+	if (q) {
+		free(q->body);
+		free(q);
+		*con_cls = NULL;
+	}
+}
+
+/* ---- the socket ---- */
+
+/* A socket at path nobody listens on is left over from a process that
+ * died: it may go. Anything else there stays. */
+static int listen_unix(const char *path, char *err, size_t len)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, len, "--api-sock %s: longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	if (!lstat(path, &st)) {
+		if (!S_ISSOCK(st.st_mode) || !connect(fd, (struct sockaddr *)&sa, sizeof(sa)) || errno != ECONNREFUSED) {
+			close(fd);
+			snprintf(err, len, "--api-sock %s: %s", path,
+				 S_ISSOCK(st.st_mode) ? "another process listens there" : "exists and is not a socket");
+			return -EEXIST;
+		}
+		close(fd);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || unlink(path))
+			goto fail;
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 16))
+		goto fail;
+	return fd;
+fail:
+	snprintf(err, len, "--api-sock %s: %s", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -errno;
+}
+
+int api_start(struct api **out, const char *path, char *err, size_t err_len)
+{
+	struct api *a = calloc(1, sizeof(*a));
+	sigset_t all, old;
+	int ret = -ENOMEM;
+
+	if (!a || !(a->path = strdup(path)))
+		goto fail;
+	a->model = json_pack("{s:{s:i,s:i,s:b,s:b},s:[],s:[]}", "machine-config", "vcpu_count", 1, "mem_size_mib", 512,
+			     "smt", 0, "track_dirty_pages", 0, "drives", "network-interfaces");
+	if (!a->model)
+		goto fail;
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->cond, NULL);
+	a->fd = listen_unix(path, err, err_len);
+	if (a->fd < 0) {
+		ret = a->fd;
+		goto fail_sync;
+	}
+	/* The server's thread takes no process signals: they are the main
+	 * thread's (Ctrl-C, SIGTERM) and the vCPUs' (kicks). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0, NULL, NULL, on_request, a,
+				MHD_OPTION_LISTEN_SOCKET, a->fd, MHD_OPTION_NOTIFY_COMPLETED, on_done, a,
+				MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!a->d) {
+		snprintf(err, err_len, "--api-sock %s: the HTTP server did not start", path);
+		ret = -EIO;
+		unlink(path);
+		close(a->fd);
+		goto fail_sync;
+	}
+	*out = a;
+	return 0;
+fail_sync:
+	pthread_mutex_destroy(&a->lock);
+	pthread_cond_destroy(&a->cond);
+fail:
+	if (ret == -ENOMEM)
+		snprintf(err, err_len, "--api-sock: out of memory");
+	if (a) {
+		json_decref(a->model);
+		free(a->path);
+	}
+	free(a);
+	return ret;
+}
+
+void api_stop(struct api *a)
+{
+	if (!a)
+		return;
+	MHD_stop_daemon(a->d);
+	close(a->fd);
+	unlink(a->path);
+	json_decref(a->model);
+	pthread_mutex_destroy(&a->lock);
+	pthread_cond_destroy(&a->cond);
+	free(a->path);
+	free(a);
+}
+
+/* ---- the command line's machine, and the API's into a config tree ---- */
+
+/* Device specs from the command line: "PATH,opt,key=val,...". */
+static json_t *spec_path(const char *spec)
+{
+	return json_stringn(spec, strcspn(spec, ","));
+}
+
+static bool spec_flag(const char *spec, const char *opt)
+{
+	size_t ol = strlen(opt);
+
+	for (const char *p = strchr(spec, ','); p; p = strchr(p + 1, ','))
+		if (!strncmp(p + 1, opt, ol) && (p[1 + ol] == ',' || !p[1 + ol]))
+			return true;
+	return false;
+}
+
+static const char *spec_value(const char *spec, const char *key, size_t *n)
+{
+	size_t kl = strlen(key);
+
+	for (const char *p = spec; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+		if (!strncmp(p, key, kl) && p[kl] == '=') {
+			*n = strcspn(p + kl + 1, ",");
+			return p + kl + 1;
+		}
+	}
+	return NULL;
+}
+
+void api_set_cli_config(struct api *a, const struct config *c)
+{
+	const char *disks[VM_MAX_DISKS], *nets[VM_MAX_NETS], *v;
+	json_t *mc = json_object_get(a->model, "machine-config");
+	char err[128], id[16];
+	uint64_t n;
+	size_t len;
+	int nd, nn;
+
+	pthread_mutex_lock(&a->lock);
+	if ((v = config_get(c, "vm.cpus")) && !parse_uint(v, 1, VM_MAX_CPUS, &n))
+		json_object_set_new(mc, "vcpu_count", json_integer((json_int_t)n));
+	if ((v = config_get(c, "vm.mem")) && !parse_size(v, 1ULL << 20, &n))
+		json_object_set_new(mc, "mem_size_mib", json_integer((json_int_t)(n >> 20)));
+	if ((v = config_get(c, "boot.kernel"))) {
+		json_t *b = json_pack("{s:s}", "kernel_image_path", v);
+
+		if ((v = config_get(c, "boot.initrd")))
+			json_object_set_new(b, "initrd_path", json_string(v));
+		if ((v = config_get(c, "boot.cmdline")))
+			json_object_set_new(b, "boot_args", json_string(v));
+		json_object_set_new(a->model, "boot-source", b);
+	}
+	nd = config_get_indexed(c, "dev.disk", VM_MAX_DISKS, disks, err, sizeof(err));
+	for (int i = 0; i < nd; i++) {
+		snprintf(id, sizeof(id), "cli%d", i);
+		json_array_append_new(json_object_get(a->model, "drives"),
+				      json_pack("{s:s,s:o,s:b,s:b}", "drive_id", id, "path_on_host", spec_path(disks[i]),
+						"is_root_device", 0, "is_read_only", spec_flag(disks[i], "ro")));
+		a->cli_drives++;
+	}
+	nn = config_get_indexed(c, "dev.net", VM_MAX_NETS, nets, err, sizeof(err));
+	for (int i = 0; i < nn; i++) {
+		json_t *e;
+
+		snprintf(id, sizeof(id), "cli%d", i);
+		e = json_pack("{s:s}", "iface_id", id);
+		if ((v = spec_value(nets[i], "tap", &len)))
+			json_object_set_new(e, "host_dev_name", json_stringn(v, len));
+		if ((v = spec_value(nets[i], "mac", &len)))
+			json_object_set_new(e, "guest_mac", json_stringn(v, len));
+		json_array_append_new(json_object_get(a->model, "network-interfaces"), e);
+		a->cli_nets++;
+	}
+	if ((v = config_get(c, "dev.rng")) && !strcmp(v, "on"))
+		json_object_set_new(a->model, "entropy", json_object());
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* Write the API's machine into dst (a copy of the command line's tree):
+ * machine-config, boot-source, the drives and interfaces the API added
+ * (the root drive first, as /dev/vda, and root= on the command line, as
+ * Firecracker does), entropy. 0 or -errno. */
+static int model_to_config(struct api *a, struct config *dst)
+{
+	json_t *mc = json_object_get(a->model, "machine-config");
+	json_t *boot = json_object_get(a->model, "boot-source");
+	json_t *drives = json_object_get(a->model, "drives"), *e, *v;
+	char buf[4200], root[128] = "";
+	int ret = 0, disk_no;
+	size_t i;
+
+	snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(json_object_get(mc, "vcpu_count")));
+	ret |= config_set(dst, "vm.cpus", buf);
+	snprintf(buf, sizeof(buf), "%lldM", (long long)json_integer_value(json_object_get(mc, "mem_size_mib")));
+	ret |= config_set(dst, "vm.mem", buf);
+	ret |= config_set(dst, "boot.kernel", json_string_value(json_object_get(boot, "kernel_image_path")));
+	if ((v = json_object_get(boot, "initrd_path")))
+		ret |= config_set(dst, "boot.initrd", json_string_value(v));
+	/* Drives: the root one first among the API's, then the rest in order. */
+	disk_no = (int)a->cli_drives;
+	for (int pass = 0; pass < 2; pass++) {
+		json_array_foreach(drives, i, e) {
+			bool is_root = json_is_true(json_object_get(e, "is_root_device"));
+			bool ro = json_is_true(json_object_get(e, "is_read_only"));
+
+			if (i < a->cli_drives || is_root != !pass)
+				continue;
+			snprintf(buf, sizeof(buf), "%s,serial=%s%s", json_string_value(json_object_get(e, "path_on_host")),
+				 json_string_value(json_object_get(e, "drive_id")), ro ? ",ro" : "");
+			ret |= config_add_indexed(dst, "dev.disk", VM_MAX_DISKS, buf);
+			if (is_root && (v = json_object_get(e, "partuuid")))
+				snprintf(root, sizeof(root), "root=PARTUUID=%s %s", json_string_value(v), ro ? "ro" : "rw");
+			else if (is_root)
+				snprintf(root, sizeof(root), "root=/dev/vd%c %s", 'a' + disk_no, ro ? "ro" : "rw");
+			disk_no++;
+		}
+	}
+	v = json_object_get(boot, "boot_args");
+	snprintf(buf, sizeof(buf), "%s%s%s", v ? json_string_value(v) : "", v && *root ? " " : "", root);
+	if (*buf)
+		ret |= config_set(dst, "boot.cmdline", buf);
+	json_array_foreach(json_object_get(a->model, "network-interfaces"), i, e) {
+		if (i < a->cli_nets)
+			continue;
+		v = json_object_get(e, "guest_mac");
+		snprintf(buf, sizeof(buf), "tap=%s%s%s", json_string_value(json_object_get(e, "host_dev_name")),
+			 v ? ",mac=" : "", v ? json_string_value(v) : "");
+		ret |= config_add_indexed(dst, "dev.net", VM_MAX_NETS, buf);
+	}
+	if (json_object_get(a->model, "entropy"))
+		ret |= config_set(dst, "dev.rng", "on");
+	return ret ? -ENOMEM : 0;
+}
+
+int api_wait_start(struct api *a, const struct config *cli, struct config *dst, volatile int *quit)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&a->lock);
+	while (a->state != API_STARTING && !*quit) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000000L; /* look at *quit 10 times a second */
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&a->cond, &a->lock, &ts);
+	}
+	if (*quit) {
+		pthread_mutex_unlock(&a->lock);
+		return -EINTR;
+	}
+	for (int i = 0; i < cli->nr && !ret; i++)
+		ret = config_set(dst, cli->e[i].key, cli->e[i].value);
+	if (!ret)
+		ret = model_to_config(a, dst);
+	pthread_mutex_unlock(&a->lock);
+	return ret;
+}
+
+void api_started(struct api *a, struct vm *vm, const char *why)
+{
+	pthread_mutex_lock(&a->lock);
+	a->vm = vm;
+	a->state = vm ? API_RUNNING : API_NOT_STARTED;
+	snprintf(a->why, sizeof(a->why), "%s", why ? why : "");
+	pthread_cond_broadcast(&a->cond);
+	pthread_mutex_unlock(&a->lock);
+}
+
+void api_vm_stopped(struct api *a)
+{
+	pthread_mutex_lock(&a->lock);
+	a->vm = NULL;
+	a->state = API_STOPPED;
+	pthread_mutex_unlock(&a->lock);
+}
