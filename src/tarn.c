@@ -1,7 +1,9 @@
 /* tarn: the command line. One table of subcommands. */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,11 +119,28 @@ static void add_indexed(struct config *c, const char *prefix, int max, const cha
 		die("out of memory");
 }
 
-static volatile int quit_signal;
-
-static void on_quit_signal(int sig)
+/* The signals that stop tarn (SIGINT, SIGTERM, SIGHUP). They are blocked
+ * before any thread starts, so that every thread made later inherits that,
+ * and are taken only from a signalfd (console.c) or, before the VM starts,
+ * by quit_pending. */
+static void stop_signals(sigset_t *set)
 {
-	quit_signal = sig;
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+}
+
+static bool quit_pending(void)
+{
+	sigset_t set;
+	int sig;
+
+	stop_signals(&set);
+	sig = sigtimedwait(&set, NULL, &(struct timespec){ 0 });
+	if (sig > 0)
+		pr_info("signal %d before the VM started", sig);
+	return sig > 0;
 }
 
 /* tarn run --api-sock without --kernel: wait for InstanceStart and build
@@ -131,20 +150,14 @@ static void on_quit_signal(int sig)
 static struct vm *api_boot(struct api *api, const struct config *cli, struct config *run_cfg,
 			   struct vm_config *vc)
 {
-	struct sigaction sa = { .sa_handler = on_quit_signal };
 	char err[512];
 	struct vm *vm;
 
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
 	for (;;) {
 		config_free(run_cfg);
 		config_init(run_cfg);
-		if (api_wait_start(api, cli, run_cfg, &quit_signal)) {
-			pr_info("signal %d before the VM started", quit_signal);
+		if (api_wait_start(api, cli, run_cfg, quit_pending))
 			return NULL;
-		}
 		if (!vm_config_from(run_cfg, vc, err, sizeof(err)) && !vm_create(&vm, vc, err, sizeof(err))) {
 			api_started(api, vm, NULL);
 			return vm;
@@ -161,6 +174,7 @@ static int cmd_run(int argc, char **argv)
 	struct vm *vm;
 	struct api *api = NULL;
 	const char *sock;
+	sigset_t sigs;
 	char err[512];
 	int opt, verbose = 0, status;
 
@@ -206,6 +220,8 @@ static int cmd_run(int argc, char **argv)
 	if (optind < argc)
 		die("run: unexpected argument '%s' (tarn run --help)", argv[optind]);
 	log_threshold = verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_WARN;
+	stop_signals(&sigs);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	if ((sock = config_get(&cfg, "api.sock"))) {
 		if (api_start(&api, sock, err, sizeof(err)))
 			die("%s", err);

@@ -844,23 +844,24 @@ static int model_to_config(struct api *a, struct config *dst)
 	return ret ? -ENOMEM : 0;
 }
 
-int api_wait_start(struct api *a, const struct config *cli, struct config *dst, volatile int *quit)
+int api_wait_start(struct api *a, const struct config *cli, struct config *dst, bool (*quit)(void))
 {
 	int ret = 0;
+	bool stop = false;
 
 	pthread_mutex_lock(&a->lock);
-	while (a->state != API_STARTING && !*quit) {
+	while (a->state != API_STARTING && !(stop = quit())) {
 		struct timespec ts;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * 1000000L; /* look at *quit 10 times a second */
+		ts.tv_nsec += 100 * 1000000L; /* ask quit() 10 times a second */
 		if (ts.tv_nsec >= 1000000000L) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
 		pthread_cond_timedwait(&a->cond, &a->lock, &ts);
 	}
-	if (*quit) {
+	if (stop) {
 		pthread_mutex_unlock(&a->lock);
 		return -EINTR;
 	}

@@ -32,9 +32,10 @@ void api_stop(struct api *a);
  * tree before any API request (keys boot.*, vm.*, dev.*). */
 void api_set_cli_config(struct api *a, const struct config *c);
 
-/* Wait for InstanceStart (or *quit set by a signal handler: then -EINTR).
- * On 0, dst holds the command line's keys with the API's added. */
-int api_wait_start(struct api *a, const struct config *cli, struct config *dst, volatile int *quit);
+/* Wait for InstanceStart, asking quit() every 100 ms whether to give up
+ * (then -EINTR). On 0, dst holds the command line's keys with the API's
+ * added. */
+int api_wait_start(struct api *a, const struct config *cli, struct config *dst, bool (*quit)(void));
 /* Tell InstanceStart how the boot went: vm on success, else NULL and why
  * (the API goes back to Not started). */
 void api_started(struct api *a, struct vm *vm, const char *why);

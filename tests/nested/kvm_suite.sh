@@ -94,8 +94,8 @@ direct() {
 		step runner "$O/tests/guests/runner" -b kvm
 		step runner-san "$O/tests/guests/runner-san" -b kvm
 	fi
-	for t in linux virtio_rng virtio_console virtio_blk virtio_net stop; do
-		step "kvm/$t" env TARN_BACKEND=kvm "tests/integration/$t.sh"
+	for t in linux.sh virtio_rng.sh virtio_console.sh virtio_blk.sh virtio_net.sh stop.sh api.py; do
+		step "kvm/${t%.*}" env TARN_BACKEND=kvm "tests/integration/$t"
 	done
 }
 

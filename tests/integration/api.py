@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""The per-VM API (tarn run --api-sock), as a client sees it. Speaks TAP.
+
+Without a guest: each endpoint's answers, and bad requests of every kind
+answered 4xx with a fault_message. Then a Linux guest configured and started
+through the API prints a counter and its clock; it is paused (the counter
+stops, the state says Paused), resumed (the counter goes on with no gap or
+repeat, and the guest's clock has not jumped by the pause), hit with 1000
+malformed requests while it runs (each answered 4xx, the guest goes on), and
+stopped with SIGTERM (exit 0, the socket gone). Under the emulator, or the
+backend TARN_BACKEND names."""
+import base64
+import http.client
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+os.chdir(ROOT)
+O = os.environ.get("O", "build")
+TARN = os.environ.get("TARN", os.path.join(O, "tarn"))
+BACKEND = os.environ.get("TARN_BACKEND", "emu")
+PREFIX = BACKEND + "/" if "TARN_BACKEND" in os.environ else ""
+KERNEL = os.path.join(O, "guest", "vmlinuz")
+INITRD = os.path.join(O, "guest", "initramfs.cpio")
+BOOT_TIMEOUT = float(os.environ.get("BOOT_TIMEOUT", "600"))
+
+n = failed = 0
+
+
+def ok(cond, name, why=""):
+    global n, failed
+    n += 1
+    if cond:
+        print(f"ok {n} - {PREFIX}api: {name}", flush=True)
+    else:
+        failed += 1
+        print(f"not ok {n} - {PREFIX}api: {name}: {why}", flush=True)
+    return cond
+
+
+def done():
+    print(f"1..{n}")
+    sys.exit(1 if failed else 0)
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=30)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(self.path)
+
+
+def call(sock, method, path, body=None, raw=None):
+    """(status, parsed JSON body or None, raw text)."""
+    c = UnixHTTP(sock)
+    data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    c.request(method, path, body=data, headers=headers)
+    r = c.getresponse()
+    text = r.read().decode(errors="replace")
+    c.close()
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    return r.status, parsed, text
+
+
+def is_fault(res, lo=400, hi=499):
+    st, body, _ = res
+    return lo <= st <= hi and isinstance(body, dict) and isinstance(body.get("fault_message"), str) \
+        and body["fault_message"] != ""
+
+
+def start_tarn(sock, *args, stdout=subprocess.DEVNULL):
+    p = subprocess.Popen([TARN, "run", "--api-sock", sock, "--backend", BACKEND, *args],
+                         stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE)
+    for _ in range(500):  # until it answers, or exits
+        if p.poll() is not None:
+            break
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect(sock)
+            break
+        except OSError:
+            time.sleep(0.02)
+    return p
+
+
+def stop_tarn(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            return p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            return None
+    return p.returncode
+
+
+work = tempfile.mkdtemp(prefix="tarn-api.")
+sock = os.path.join(work, "api.sock")
+
+# ---- without a guest ----
+p = start_tarn(sock)
+if not ok(os.path.exists(sock), "the socket appears", f"tarn exited {p.poll()}: {p.stderr.read().decode()}"
+          if p.poll() is not None else "no socket after 10 s"):
+    stop_tarn(p)
+    done()
+
+st, b, t = call(sock, "GET", "/")
+ok(st == 200 and b.get("state") == "Not started" and b.get("app_name") == "tarn" and "id" in b
+   and "vmm_version" in b, "GET / says Not started", f"{st} {t}")
+st, b, t = call(sock, "GET", "/version")
+ok(st == 200 and isinstance(b.get("firecracker_version"), str), "GET /version", f"{st} {t}")
+st, b, t = call(sock, "GET", "/machine-config")
+ok(st == 200 and b.get("vcpu_count") == 1 and b.get("mem_size_mib") == 512, "GET /machine-config: the defaults",
+   f"{st} {t}")
+st, b, t = call(sock, "PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 256})
+st2, b2, t2 = call(sock, "GET", "/machine-config")
+ok(st == 204 and b2.get("vcpu_count") == 2 and b2.get("mem_size_mib") == 256,
+   "PUT /machine-config is what GET returns", f"{st} {t} / {t2}")
+st, b, t = call(sock, "PATCH", "/machine-config", {"mem_size_mib": 384})
+st2, b2, t2 = call(sock, "GET", "/vm/config")
+ok(st == 204 and b2.get("machine-config", {}).get("mem_size_mib") == 384
+   and b2["machine-config"].get("vcpu_count") == 2, "PATCH /machine-config changes one field", f"{st} {t2}")
+
+disk = os.path.join(work, "disk.img")
+with open(disk, "wb") as f:
+    f.truncate(4 << 20)
+
+bad = [
+    ("a body that is not JSON", "PUT", "/machine-config", None, '{"vcpu_count": 2', 400),
+    ("a JSON array body", "PUT", "/machine-config", None, "[1, 2]", 400),
+    ("an unknown field", "PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 128, "colour": "blue"},
+     None, 400),
+    ("a field of the wrong type", "PUT", "/machine-config", {"vcpu_count": "2", "mem_size_mib": 128}, None, 400),
+    ("a missing required field", "PUT", "/machine-config", {"vcpu_count": 2}, None, 400),
+    ("vcpu_count 0", "PUT", "/machine-config", {"vcpu_count": 0, "mem_size_mib": 128}, None, 400),
+    ("smt true", "PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 128, "smt": True}, None, 400),
+    ("a duplicate key", "PUT", "/machine-config", None, '{"vcpu_count": 1, "vcpu_count": 2, "mem_size_mib": 64}',
+     400),
+    ("a body over 64 KiB", "PUT", "/boot-source", None, '{"boot_args": "' + "x" * 70000 + '"}', 413),
+    ("a kernel that does not exist", "PUT", "/boot-source", {"kernel_image_path": "/nonexistent/vmlinuz"}, None,
+     400),
+    ("a drive id that differs from the path's", "PUT", "/drives/rootfs",
+     {"drive_id": "other", "path_on_host": disk, "is_root_device": False}, None, 400),
+    ("a drive id with a slash", "PUT", "/drives/a%2Fb",
+     {"drive_id": "a/b", "path_on_host": disk, "is_root_device": False}, None, 400),
+    ("a drive file that does not exist", "PUT", "/drives/d1",
+     {"drive_id": "d1", "path_on_host": "/nonexistent.img", "is_root_device": False}, None, 400),
+    ("a drive rate limiter (not supported)", "PUT", "/drives/d1",
+     {"drive_id": "d1", "path_on_host": disk, "is_root_device": False, "rate_limiter": {}}, None, 400),
+    ("a bad MAC address", "PUT", "/network-interfaces/eth0",
+     {"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "52:54:00:zz:34:56"}, None, 400),
+    ("an unknown action", "PUT", "/actions", {"action_type": "Explode"}, None, 400),
+    ("InstanceStart without a boot source", "PUT", "/actions", {"action_type": "InstanceStart"}, None, 400),
+    ("PATCH /vm before the start", "PATCH", "/vm", {"state": "Paused"}, None, 400),
+    ("PATCH /vm with a bad state", "PATCH", "/vm", {"state": "Sleeping"}, None, 400),
+    ("a snapshot (not supported yet)", "PUT", "/snapshot/create",
+     {"snapshot_path": "/tmp/s", "mem_file_path": "/tmp/m"}, None, 400),
+    ("an unknown path", "GET", "/no/such/thing", None, None, 404),
+    ("a method the path does not take", "DELETE", "/machine-config", None, None, 405),
+    ("PUT without a body", "PUT", "/boot-source", None, None, 400),
+]
+for name, m, path, body, raw, want in bad:
+    res = call(sock, m, path, body, raw)
+    ok(res[0] == want and is_fault(res), f"{name}: {want} with a fault_message", f"{res[0]} {res[2][:200]}")
+st, b, t = call(sock, "PUT", "/drives/rootfs", {"drive_id": "rootfs", "path_on_host": disk, "is_root_device": True})
+st2, b2, t2 = call(sock, "PUT", "/drives/second",
+                   {"drive_id": "second", "path_on_host": disk, "is_root_device": True})
+ok(st == 204 and st2 == 400 and "root device" in b2.get("fault_message", ""),
+   "a second root device is refused", f"{st} {st2} {t2}")
+st, b, t = call(sock, "GET", "/")
+ok(st == 200 and b.get("state") == "Not started" and p.poll() is None,
+   "after every bad request tarn still serves, not started", f"{st} {t} (tarn: {p.poll()})")
+
+# A second tarn on a socket that is listened on is refused; the first keeps it.
+q = subprocess.run([TARN, "run", "--api-sock", sock, "--backend", BACKEND], stdin=subprocess.DEVNULL,
+                   capture_output=True, timeout=30)
+ok(q.returncode == 2 and b"another process listens" in q.stderr and call(sock, "GET", "/")[0] == 200,
+   "a second tarn on a socket in use: refused (status 2)", f"{q.returncode} {q.stderr.decode()}")
+rc = stop_tarn(p)
+ok(rc == 0 and not os.path.exists(sock), "SIGTERM before the start: exit 0, the socket removed",
+   f"status {rc}, socket {'still there' if os.path.exists(sock) else 'gone'}")
+
+# A socket left behind by a dead process is taken over.
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sock)
+s.close()
+p = start_tarn(sock)
+ok(call(sock, "GET", "/")[0] == 200 if p.poll() is None else False,
+   "a socket left by a dead process is taken over", p.stderr.read().decode() if p.poll() is not None else "")
+stop_tarn(p)
+
+# ---- a guest configured and started through the API ----
+if not (os.path.exists(KERNEL) and os.path.exists(INITRD)):
+    ok(False, "the guest", f"{KERNEL} or {INITRD} missing (make guest)")
+    done()
+script = ("echo serial=$(cat /sys/block/vda/serial); i=0; while [ $i -lt 100000 ]; do "
+          "echo tick $i $(cut -d' ' -f1 /proc/uptime); i=$((i+1)); sleep 0.2; done")
+cmdline = "console=ttyS0 quiet panic=-1 tsc=reliable tarn.cmd64=" + base64.b64encode(script.encode()).decode()
+console = os.path.join(work, "console")
+out = open(console, "wb")
+p = start_tarn(sock, "-v", stdout=out)  # -v: tarn logs how long the pause took
+call(sock, "PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 256})
+st, b, t = call(sock, "PUT", "/boot-source",
+                {"kernel_image_path": KERNEL, "initrd_path": INITRD, "boot_args": cmdline})
+st2, _, t2 = call(sock, "PUT", "/drives/data1", {"drive_id": "data1", "path_on_host": disk,
+                                                  "is_root_device": False, "is_read_only": True})
+st3, _, t3 = call(sock, "PUT", "/actions", {"action_type": "InstanceStart"})
+ok(st == 204 and st2 == 204 and st3 == 204, "boot-source, a drive and InstanceStart: 204 each",
+   f"{st} {t} / {st2} {t2} / {st3} {t3}")
+st, b, t = call(sock, "GET", "/")
+ok(st == 200 and b.get("state") == "Running", "GET / says Running", f"{st} {t}")
+st, b, t = call(sock, "PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 128})
+ok(st == 400 and is_fault((st, b, t)), "PUT /machine-config after the start: 400", f"{st} {t}")
+st, b, t = call(sock, "PUT", "/actions", {"action_type": "InstanceStart"})
+ok(st == 400 and is_fault((st, b, t)), "a second InstanceStart: 400", f"{st} {t}")
+
+
+def ticks():
+    with open(console, "rb") as f:
+        return [(int(m.group(1)), float(m.group(2)))
+                for m in re.finditer(rb"tick (\d+) ([0-9.]+)", f.read())]
+
+
+def console_text():
+    with open(console, "rb") as f:
+        return f.read().decode(errors="replace")
+
+
+deadline = time.time() + BOOT_TIMEOUT
+while time.time() < deadline and len(ticks()) < 5 and p.poll() is None:
+    time.sleep(0.2)
+if not ok(len(ticks()) >= 5, "the guest runs its counter",
+          f"{len(ticks())} ticks; tarn {p.poll()}; console tail: {console_text()[-300:]!r}"):
+    stop_tarn(p)
+    done()
+ok("serial=data1" in console_text(), "the drive's serial is its drive_id", console_text()[-200:])
+
+t0 = time.time()
+st, b, t = call(sock, "PATCH", "/vm", {"state": "Paused"})
+pause_ms = (time.time() - t0) * 1000
+print(f"# PATCH /vm Paused answered in {pause_ms:.1f} ms")
+st2, b2, t2 = call(sock, "GET", "/")
+ok(st == 204 and b2.get("state") == "Paused", "PATCH /vm Paused: 204, GET / says Paused", f"{st} {t} / {t2}")
+time.sleep(0.3)  # a line on its way out
+before = ticks()
+time.sleep(2.0)
+during = ticks()
+ok(len(during) == len(before), "paused: the counter stands still for 2 s",
+   f"{len(before)} ticks, then {len(during)}")
+st, b, t = call(sock, "PATCH", "/vm", {"state": "Paused"})
+ok(st == 204, "pausing a paused VM: 204", f"{st} {t}")
+st, b, t = call(sock, "PATCH", "/vm", {"state": "Resumed"})
+st2, b2, t2 = call(sock, "GET", "/")
+ok(st == 204 and b2.get("state") == "Running", "PATCH /vm Resumed: 204, Running again", f"{st} {t} / {t2}")
+deadline = time.time() + 60
+while time.time() < deadline and len(ticks()) < len(during) + 5:
+    time.sleep(0.1)
+after = ticks()
+nums = [i for i, _ in after]
+ok(len(after) >= len(during) + 5 and nums == list(range(len(nums))),
+   "resumed: the counter goes on with no gap or repeat", f"{len(during)} -> {len(after)} ticks: {nums[-12:]}")
+if len(after) > len(during) and during:
+    gap = after[len(during)][1] - during[-1][1]
+    print(f"# guest uptime between the last tick before the pause and the first after: {gap:.2f} s "
+          f"(ticks every 0.2 s; paused for 2.3 s)")
+    ok(gap < 1.5, "the guest's clock did not jump by the pause", f"{gap:.2f} s between ticks")
+
+# 1000 malformed requests while the guest runs.
+rnd = random.Random(int(os.environ.get("SEED", "0")) or None)
+paths = ["/", "/vm", "/actions", "/machine-config", "/boot-source", "/drives/x", "/network-interfaces/y",
+         "/logger", "/entropy", "/snapshot/create", "/snapshot/load", "/vm/config", "/nope"]
+junk = ['{', '[]', '"str"', '{"state": 1}', '{"action_type": null}', '{"state": "Paused", "x": 1}',
+        '{"vcpu_count": -1, "mem_size_mib": 1e99}', '\x00\xff', '{"drive_id": {}}', 'null', '{"a":' * 50]
+bad_answers = []
+for i in range(1000):
+    m = rnd.choice(["PUT", "PATCH", "POST", "DELETE"])
+    res = call(sock, m, rnd.choice(paths), raw=rnd.choice(junk) + ("x" * rnd.randrange(0, 64)))
+    if not (400 <= res[0] < 500 and is_fault(res)):
+        bad_answers.append(f"{m} -> {res[0]} {res[2][:80]}")
+ok(not bad_answers, "1000 malformed requests: each a 4xx with a fault_message",
+   f"{len(bad_answers)} others, first: {bad_answers[:3]}")
+n0 = len(ticks())
+time.sleep(1.5)
+ok(len(ticks()) > n0 and call(sock, "GET", "/")[1].get("state") == "Running",
+   "the guest kept running through them", f"{n0} ticks before, {len(ticks())} after")
+
+t0 = time.time()
+rc = stop_tarn(p)
+ok(rc == 0 and not os.path.exists(sock), "SIGTERM: exit 0, the socket removed",
+   f"status {rc} after {time.time() - t0:.1f} s, socket {'still there' if os.path.exists(sock) else 'gone'}")
+out.close()
+err = p.stderr.read().decode(errors="replace")
+for line in err.splitlines():
+    if "paused: vCPUs stopped" in line:
+        print("# " + line)
+warns = [l for l in err.splitlines() if l.startswith(("tarn: warning", "tarn: error"))]
+ok(not warns, "tarn warned about nothing", "; ".join(warns[:3]))
+subprocess.run(["rm", "-rf", work])
+done()
