@@ -1,6 +1,6 @@
 /* The per-VM API (tarn run --api-sock PATH): HTTP/1.1 on a Unix socket, in
  * Firecracker's dialect for what tarn supports (README "The API",
- * docs/api.yaml). libmicrohttpd parses HTTP and runs the handlers, one
+ * docs/api.json). libmicrohttpd parses HTTP and runs the handlers, one
  * request at a time, in a thread of its own; jansson reads and writes JSON.
  *
  * Before the guest starts, PUT requests describe the machine (the same

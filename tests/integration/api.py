@@ -7,7 +7,8 @@ through the API prints a counter and its clock; it is paused (the counter
 stops, the state says Paused), resumed (the counter goes on with no gap or
 repeat, and the guest's clock has not jumped by the pause), hit with 1000
 malformed requests while it runs (each answered 4xx, the guest goes on), and
-stopped with SIGTERM (exit 0, the socket gone). Under the emulator, or the
+stopped with SIGTERM (exit 0, the socket gone). Every reply, and every request
+tarn accepted, is held against docs/api.json. Under the emulator, or the
 backend TARN_BACKEND names."""
 import base64
 import http.client
@@ -62,8 +63,75 @@ class UnixHTTP(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
+SPEC = json.load(open("docs/api.json"))
+spec_errors = []  # replies (and accepted requests) that docs/api.json does not describe
+
+
+def schema_errors(v, sch, where="body"):
+    """Why v does not match the (Swagger 2.0 subset of) JSON schema sch."""
+    if "$ref" in sch:
+        sch = SPEC["definitions"][sch["$ref"].split("/")[-1]]
+    types = {"object": dict, "array": list, "string": str, "boolean": bool}
+    t = sch.get("type")
+    if t == "integer":
+        if not isinstance(v, int) or isinstance(v, bool):
+            return [f"{where}: not an integer"]
+    elif t and not isinstance(v, types[t]):
+        return [f"{where}: not {t}"]
+    errs = []
+    if "enum" in sch and v not in sch["enum"]:
+        errs.append(f"{where}: {v!r} not in {sch['enum']}")
+    if "minimum" in sch and v < sch["minimum"] or "maximum" in sch and v > sch["maximum"]:
+        errs.append(f"{where}: {v} out of range")
+    if "pattern" in sch and not re.search(sch["pattern"], v):
+        errs.append(f"{where}: {v!r} does not match {sch['pattern']}")
+    if t == "object":
+        props = sch.get("properties", {})
+        errs += [f"{where}: missing {k}" for k in sch.get("required", []) if k not in v]
+        if sch.get("additionalProperties") is False:
+            errs += [f"{where}: unknown {k}" for k in v if k not in props]
+        for k, sub in props.items():
+            if k in v:
+                errs += schema_errors(v[k], sub, f"{where}.{k}")
+    if t == "array":
+        for i, e in enumerate(v):
+            errs += schema_errors(e, sch["items"], f"{where}[{i}]")
+    return errs
+
+
+def spec_check(method, path, req, status, body):
+    """Hold a reply, and a request tarn accepted, against docs/api.json."""
+    op = None
+    for tmpl, ops in SPEC["paths"].items():
+        if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", tmpl), path.split("?")[0]):
+            op = ops.get(method.lower())
+            if op is None and status != 405:
+                spec_errors.append(f"{method} {path}: {status}, but the spec has no {method} there")
+            break
+    else:
+        if status != 404:
+            spec_errors.append(f"{method} {path}: {status} for a path the spec does not have")
+    if op is None:
+        if body is None or schema_errors(body, {"$ref": "#/definitions/Error"}):
+            spec_errors.append(f"{method} {path}: {status} without an Error body")
+        return
+    r = op["responses"].get(str(status))
+    if r is None:
+        spec_errors.append(f"{method} {path}: status {status} not in the spec")
+        return
+    if "schema" in r:
+        spec_errors.extend(f"{method} {path} {status}: {e}" for e in schema_errors(body, r["schema"]))
+    elif body is not None:
+        spec_errors.append(f"{method} {path} {status}: a body where the spec has none")
+    if 200 <= status < 300 and req is not None:
+        for prm in op.get("parameters", []):
+            if prm["in"] == "body":
+                spec_errors.extend(f"{method} {path}, accepted request: {e}"
+                                   for e in schema_errors(req, prm["schema"], "request"))
+
+
 def call(sock, method, path, body=None, raw=None):
-    """(status, parsed JSON body or None, raw text)."""
+    """(status, parsed JSON body or None, raw text), held against the spec."""
     c = UnixHTTP(sock)
     data = raw if raw is not None else (json.dumps(body) if body is not None else None)
     headers = {"Content-Type": "application/json"} if data is not None else {}
@@ -75,6 +143,16 @@ def call(sock, method, path, body=None, raw=None):
         parsed = json.loads(text) if text else None
     except ValueError:
         parsed = None
+        spec_errors.append(f"{method} {path}: {r.status} with a body that is not JSON: {text[:80]!r}")
+    if parsed is not None and r.getheader("Content-Type") != "application/json":
+        spec_errors.append(f"{method} {path}: Content-Type {r.getheader('Content-Type')}")
+    req = None
+    if data is not None:
+        try:
+            req = json.loads(data)
+        except ValueError:
+            pass
+    spec_check(method, path, req, r.status, parsed)
     return r.status, parsed, text
 
 
@@ -85,8 +163,12 @@ def is_fault(res, lo=400, hi=499):
 
 
 def start_tarn(sock, *args, stdout=subprocess.DEVNULL):
+    """tarn with its standard error in a file (p.err()): a pipe nobody
+    reads would fill up with its log and stop it."""
+    err = tempfile.TemporaryFile()
     p = subprocess.Popen([TARN, "run", "--api-sock", sock, "--backend", BACKEND, *args],
-                         stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE)
+                         stdin=subprocess.DEVNULL, stdout=stdout, stderr=err)
+    p.err = lambda: (err.seek(0), err.read().decode(errors="replace"))[1]
     for _ in range(500):  # until it answers, or exits
         if p.poll() is not None:
             break
@@ -116,7 +198,7 @@ sock = os.path.join(work, "api.sock")
 
 # ---- without a guest ----
 p = start_tarn(sock)
-if not ok(os.path.exists(sock), "the socket appears", f"tarn exited {p.poll()}: {p.stderr.read().decode()}"
+if not ok(os.path.exists(sock), "the socket appears", f"tarn exited {p.poll()}: {p.err()}"
           if p.poll() is not None else "no socket after 10 s"):
     stop_tarn(p)
     done()
@@ -203,7 +285,7 @@ s.bind(sock)
 s.close()
 p = start_tarn(sock)
 ok(call(sock, "GET", "/")[0] == 200 if p.poll() is None else False,
-   "a socket left by a dead process is taken over", p.stderr.read().decode() if p.poll() is not None else "")
+   "a socket left by a dead process is taken over", p.err() if p.poll() is not None else "")
 stop_tarn(p)
 
 # ---- a guest configured and started through the API ----
@@ -283,7 +365,9 @@ if len(after) > len(during) and during:
     ok(gap < 1.5, "the guest's clock did not jump by the pause", f"{gap:.2f} s between ticks")
 
 # 1000 malformed requests while the guest runs.
-rnd = random.Random(int(os.environ.get("SEED", "0")) or None)
+seed = int(os.environ.get("SEED", "0")) or random.randrange(1, 1 << 31)
+print(f"# seed: {seed} (SEED={seed} replays the malformed requests)")
+rnd = random.Random(seed)
 paths = ["/", "/vm", "/actions", "/machine-config", "/boot-source", "/drives/x", "/network-interfaces/y",
          "/logger", "/entropy", "/snapshot/create", "/snapshot/load", "/vm/config", "/nope"]
 junk = ['{', '[]', '"str"', '{"state": 1}', '{"action_type": null}', '{"state": "Paused", "x": 1}',
@@ -306,7 +390,9 @@ rc = stop_tarn(p)
 ok(rc == 0 and not os.path.exists(sock), "SIGTERM: exit 0, the socket removed",
    f"status {rc} after {time.time() - t0:.1f} s, socket {'still there' if os.path.exists(sock) else 'gone'}")
 out.close()
-err = p.stderr.read().decode(errors="replace")
+err = p.err()
+ok(not spec_errors, f"every reply (and every request accepted) is as docs/api.json says",
+   f"{len(spec_errors)} not: {spec_errors[:4]}")
 for line in err.splitlines():
     if "paused: vCPUs stopped" in line:
         print("# " + line)
