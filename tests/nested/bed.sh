@@ -21,10 +21,13 @@
 #   -h, --help     this text
 #
 # Exit status: COMMAND's, or 124 timeout, 125 the VM did not run COMMAND
-# to its end (set-up failed, QEMU died), 126 L1's own kernel failed (a
-# lockup, an oops or a panic on its console: the VM is stopped then), 2 bad
+# to its end (set-up failed, QEMU died), 126 L1's own kernel failed (the
+# VM is stopped then; see below), 2 bad
 # usage. On a failure the end of L1's console and of COMMAND's output go to
-# standard error; on 126 the kernel's first word of it to WORK/l1-failure. Needs root (apt-get install of
+# standard error; on 126 what showed the failure to WORK/l1-failure. L1 is
+# taken for failed, and stopped, on a lockup, an oops or a panic on its
+# console, or when its init shows no sign of life for BED_STALL_S seconds
+# (default 120): a kernel whose CPUs are stuck runs no shell. Needs root (apt-get install of
 # qemu-system-x86 busybox-static cpio kmod when missing). Measured on a
 # 2-core host: about 6 s from QEMU's start to COMMAND, KVM modules included.
 set -uo pipefail
@@ -101,9 +104,11 @@ if [ ! -f "$INITRD" ] || [ "$HERE/l1-init" -nt "$INITRD" ] || [ "$0" -nt "$INITR
 	(cd "$R" && find . | cpio -o -H newc --quiet | gzip -1 >"$INITRD.tmp") && mv "$INITRD.tmp" "$INITRD" || exit 125
 fi
 
-# What L1's kernel prints when it has failed (its console shows only
-# messages of level 3 and above: quiet loglevel=3).
+# What L1's kernel prints when it has failed (its console shows messages
+# of level 4, KERN_ERR, and above: RCU stalls and hung tasks show too, for
+# the record, but stop nothing).
 L1_FAILED='soft lockup|hard LOCKUP|Kernel panic|BUG: |Oops: |general protection fault'
+STALL_S=${BED_STALL_S:-120}
 
 # ---- the run: COMMAND, its environment and results travel through a
 # second, writable 9p share (WORK/run) ----
@@ -121,7 +126,7 @@ echo "$PWD" >"$RUN/workdir"
 [ -n "$TAP" ] && : >"$TAP"
 mode=batch
 [ $# -eq 0 ] && mode=shell
-APPEND="console=ttyS0 quiet loglevel=3 panic=-1 bed.mode=$mode"
+APPEND="console=ttyS0 quiet loglevel=4 panic=-1 bed.mode=$mode"
 QEMU=(qemu-system-x86_64 -accel tcg -M pc -cpu max -m "$MEM" -smp "$SMP" -nographic -no-reboot -net none
 	-kernel "$KDIR/boot/vmlinuz-$KREL" -initrd "$INITRD" -append "$APPEND"
 	-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap
@@ -135,23 +140,29 @@ else
 	qpid=$!
 	# Pass COMMAND's output on as it comes (long benchmarks).
 	[ -z "$TAP" ] && tail -n +1 -F --pid=$qpid "$RUN/out" 2>/dev/null &
-	# Watch L1's console: once its kernel reports a lockup, an oops or a
-	# panic, the VM is stopped (a CPU stuck in the kernel never comes back).
-	l1_failed=
+	# Watch L1: once its kernel reports a lockup, an oops or a panic on
+	# the console, or its sign of life (l1-init writes RUN/alive every 5 s)
+	# is older than STALL_S, the VM is stopped (a CPU stuck in the kernel
+	# never comes back).
+	l1_failed= t0=$SECONDS
 	while kill -0 $qpid 2>/dev/null; do
 		if grep -q -E "$L1_FAILED" "$WORK/l1.log" 2>/dev/null; then
-			l1_failed=yes
+			l1_failed=$(grep -m 1 -o -a -E "($L1_FAILED).*" "$WORK/l1.log" | tr -d '\r')
 			sleep 2 # the rest of the message
-			kill $qpid 2>/dev/null
-			break
+		else
+			alive=$(stat -c %Y "$RUN/alive" 2>/dev/null || echo $(($(date +%s) - SECONDS + t0)))
+			[ $(($(date +%s) - alive)) -gt $STALL_S ] &&
+				l1_failed="no sign of life from the nested VM for more than $STALL_S s"
 		fi
+		[ -n "$l1_failed" ] && { kill $qpid 2>/dev/null; break; }
 		sleep 2
 	done
 	wait $qpid
 	rc=$?
 	wait # tail
 	# A panic ends QEMU by itself (panic=-1, -no-reboot).
-	[ ! -f "$RUN/rc" ] && grep -q -E "$L1_FAILED" "$WORK/l1.log" 2>/dev/null && l1_failed=yes
+	[ ! -f "$RUN/rc" ] && [ -z "$l1_failed" ] && grep -q -E "$L1_FAILED" "$WORK/l1.log" 2>/dev/null &&
+		l1_failed=$(grep -m 1 -o -a -E "($L1_FAILED).*" "$WORK/l1.log" | tr -d '\r')
 	[ -n "$TAP" ] && cat "$RUN/out" >"$TAP" 2>/dev/null
 	cat "$RUN/err" >>"$WORK/l1.log" 2>/dev/null
 fi
@@ -169,8 +180,8 @@ console_report() {
 }
 rm -f "$WORK/l1-failure"
 if [ -n "${l1_failed:-}" ]; then
-	grep -m 1 -o -E "($L1_FAILED).*" "$WORK/l1.log" | tr -d '\r' >"$WORK/l1-failure"
-	log "the nested VM's own kernel failed; the VM was stopped"
+	echo "$l1_failed" >"$WORK/l1-failure"
+	log "the nested VM's own kernel failed ($l1_failed); the VM was stopped"
 	console_report
 	exit 126
 fi
