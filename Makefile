@@ -44,6 +44,7 @@ OBJS += src/core/evloop.o
 OBJS += src/core/vm.o
 OBJS += src/core/vm_config.o
 OBJS += src/api/api.o
+OBJS += src/snapshot/snapfile.o
 OBJS += src/core/vcpu.o
 OBJS += src/core/console.o
 OBJS += src/mem/gm.o
