@@ -21,7 +21,7 @@ CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu17 $(WARN) -Isrc -D_GNU_SOURCE -pthread -fno-strict-aliasing \
 	-MMD -MP
 LDFLAGS += -pthread
-LDLIBS += -lm -llz4 -lmicrohttpd -ljansson
+LDLIBS += -lm -llz4 -lmicrohttpd -ljansson -lcurl
 
 ifeq ($(SAN),1)
 O := build-san
@@ -44,6 +44,7 @@ OBJS += src/core/evloop.o
 OBJS += src/core/vm.o
 OBJS += src/core/vm_config.o
 OBJS += src/api/api.o
+OBJS += src/api/ctl.o
 OBJS += src/snapshot/snapfile.o
 OBJS += src/core/vcpu.o
 OBJS += src/core/console.o
@@ -94,7 +95,7 @@ include bench/bench.mk
 
 # Install missing Debian packages (needs root; does nothing when all present).
 DEBS := build-essential clang llvm lld libclang-rt-14-dev qemu-system-x86 acpica-tools busybox-static \
-	cpio lz4 zstd e2fsprogs libcapstone-dev libcmocka-dev liblz4-dev libmicrohttpd-dev libjansson-dev \
+	cpio lz4 zstd e2fsprogs libcapstone-dev libcmocka-dev liblz4-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev \
 	iproute2 python3 curl kmod time
 setup:
 	$(Q)./tools/setup.sh $(DEBS)

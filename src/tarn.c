@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/ctl.h"
 #include "core/config.h"
 #include "core/console.h"
 #include "core/log.h"
@@ -66,6 +67,7 @@ static const char main_usage[] =
 	"commands:\n"
 	"  run       boot a guest (tarn run --help)\n"
 	"  probe     say which CPU backends this host can run (tarn probe --help)\n"
+	"  ctl       drive a running VM through its API socket (tarn ctl --help)\n"
 	"  version   print the version\n"
 	"  help      this text\n";
 
@@ -325,6 +327,7 @@ static const struct {
 } commands[] = {
 	{ "run", cmd_run },
 	{ "probe", cmd_probe },
+	{ "ctl", cmd_ctl },
 	{ "version", cmd_version },
 	{ "help", cmd_help },
 	{ "--help", cmd_help },

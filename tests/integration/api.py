@@ -385,6 +385,31 @@ time.sleep(1.5)
 ok(len(ticks()) > n0 and call(sock, "GET", "/")[1].get("state") == "Running",
    "the guest kept running through them", f"{n0} ticks before, {len(ticks())} after")
 
+# tarn ctl, the command line over the same API.
+def ctl(*args):
+    return subprocess.run([TARN, "ctl", "--sock", sock, *args], capture_output=True, text=True, timeout=60)
+
+
+r1, r2, r3 = ctl("pause"), ctl("info"), ctl("resume")
+r4 = ctl("info")
+ok(r1.returncode == 0 and "state: Paused" in r2.stdout and r3.returncode == 0 and "state: Running" in r4.stdout,
+   "tarn ctl pause, info, resume", f"{r1.returncode} {r1.stderr} / {r2.stdout} / {r4.stdout}")
+r = ctl("put", "/machine-config", '{"vcpu_count": 1, "mem_size_mib": 64}')
+ok(r.returncode == 1 and "before it starts" in r.stderr, "tarn ctl: a refused request exits 1 with tarn's reason",
+   f"{r.returncode} {r.stderr}")
+r = ctl("--json", "config")
+try:
+    cfg = json.loads(r.stdout)
+except ValueError:
+    cfg = {}
+ok(r.returncode == 0 and cfg.get("drives", [{}])[0].get("drive_id") == "data1", "tarn ctl --json config",
+   f"{r.returncode} {r.stdout[:200]}")
+r = subprocess.run([TARN, "ctl", "--sock", sock + ".none", "info"], capture_output=True, text=True, timeout=60)
+ok(r.returncode == 1 and "no such socket" in r.stderr, "tarn ctl on a socket that is not there: exit 1, said",
+   f"{r.returncode} {r.stderr}")
+r = ctl("frobnicate")
+ok(r.returncode == 2, "tarn ctl with an unknown verb: exit 2", f"{r.returncode} {r.stderr}")
+
 t0 = time.time()
 rc = stop_tarn(p)
 ok(rc == 0 and not os.path.exists(sock), "SIGTERM: exit 0, the socket removed",

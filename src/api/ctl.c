@@ -1,0 +1,189 @@
+/* tarn ctl: the per-VM API from the shell. libcurl speaks HTTP over the
+ * Unix socket; jansson reads the replies. */
+#include "api/ctl.h"
+
+#include <curl/curl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char ctl_usage[] =
+	"usage: tarn ctl --sock PATH [--json] VERB [ARGS]\n"
+	"\n"
+	"Drive a VM through the API of `tarn run --api-sock PATH` (README \"The API\").\n"
+	"\n"
+	"verbs:\n"
+	"  info                 state, id and version (GET /)\n"
+	"  pause, resume        pause or resume the VM (PATCH /vm)\n"
+	"  start                start a VM configured through the API (InstanceStart)\n"
+	"  config               the machine, as JSON (GET /vm/config)\n"
+	"  get PATH             any request: GET PATH and print the reply\n"
+	"  put PATH JSON        PUT JSON to PATH\n"
+	"  patch PATH JSON      PATCH JSON to PATH\n"
+	"\n"
+	"  -s, --sock PATH      the API socket (or TARN_API_SOCK)\n"
+	"  --json               print replies as JSON as they came\n"
+	"  -h, --help           this text\n"
+	"\n"
+	"Exit status: 0 done, 1 tarn refused (its reason on stderr) or cannot be\n"
+	"reached, 2 bad usage.\n";
+
+struct body {
+	char *p;
+	size_t len;
+};
+
+static size_t collect(char *data, size_t size, size_t n, void *opaque)
+{
+	struct body *b = opaque;
+	char *q = realloc(b->p, b->len + size * n + 1);
+
+	if (!q)
+		return 0;
+	memcpy(q + b->len, data, size * n);
+	b->p = q;
+	b->len += size * n;
+	q[b->len] = 0;
+	return size * n;
+}
+
+/* One request; the reply's status in *status and body in *out (NULL when
+ * empty). 0, or 1 with the reason printed. */
+static int request(const char *sock, const char *method, const char *path, const char *json, long *status,
+		   json_t **out)
+{
+	struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+	struct body b = { 0 };
+	char url[512], cerr[CURL_ERROR_SIZE] = "";
+	CURL *c = curl_easy_init();
+	CURLcode rc;
+	json_error_t jerr;
+
+	*out = NULL;
+	if (!c || !hdr) {
+		fprintf(stderr, "tarn ctl: out of memory\n");
+		return 1;
+	}
+	snprintf(url, sizeof(url), "http://localhost%s%s", path[0] == '/' ? "" : "/", path);
+	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, sock);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+	if (json)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
+	rc = curl_easy_perform(c);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(hdr);
+	if (rc == CURLE_COULDNT_CONNECT) {
+		fprintf(stderr, "tarn ctl: cannot reach tarn at %s: %s\n", sock,
+			access(sock, F_OK) ? "no such socket" : "nothing listens there (is tarn still running?)");
+		free(b.p);
+		return 1;
+	}
+	if (rc != CURLE_OK) {
+		fprintf(stderr, "tarn ctl: cannot reach tarn at %s: %s\n", sock, *cerr ? cerr : curl_easy_strerror(rc));
+		free(b.p);
+		return 1;
+	}
+	if (b.len && !(*out = json_loadb(b.p, b.len, 0, &jerr))) {
+		fprintf(stderr, "tarn ctl: %s %s: %ld with a reply that is not JSON\n", method, path, *status);
+		free(b.p);
+		return 1;
+	}
+	free(b.p);
+	return 0;
+}
+
+static void print_json(const json_t *v)
+{
+	char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+	if (s)
+		puts(s);
+	free(s);
+}
+
+int cmd_ctl(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "sock", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *sock = getenv("TARN_API_SOCK"), *verb, *method = NULL, *path = NULL, *body = NULL;
+	bool as_json = false;
+	json_t *reply;
+	long status = 0;
+	int opt, nargs;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "+s:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's': sock = optarg; break;
+		case 'j': as_json = true; break;
+		case 'h': fputs(ctl_usage, stdout); return 0;
+		default: fputs("tarn ctl: see 'tarn ctl --help'\n", stderr); return 2;
+		}
+	}
+	if (optind >= argc) {
+		fputs(ctl_usage, stderr);
+		return 2;
+	}
+	if (!sock) {
+		fputs("tarn ctl: no socket: give --sock PATH (or TARN_API_SOCK)\n", stderr);
+		return 2;
+	}
+	verb = argv[optind];
+	nargs = argc - optind - 1;
+	if (!strcmp(verb, "info") && !nargs) {
+		method = "GET", path = "/";
+	} else if (!strcmp(verb, "config") && !nargs) {
+		method = "GET", path = "/vm/config";
+	} else if ((!strcmp(verb, "pause") || !strcmp(verb, "resume")) && !nargs) {
+		method = "PATCH", path = "/vm";
+		body = !strcmp(verb, "pause") ? "{\"state\":\"Paused\"}" : "{\"state\":\"Resumed\"}";
+	} else if (!strcmp(verb, "start") && !nargs) {
+		method = "PUT", path = "/actions", body = "{\"action_type\":\"InstanceStart\"}";
+	} else if (!strcmp(verb, "get") && nargs == 1) {
+		method = "GET", path = argv[optind + 1];
+	} else if ((!strcmp(verb, "put") || !strcmp(verb, "patch")) && nargs == 2) {
+		method = !strcmp(verb, "put") ? "PUT" : "PATCH", path = argv[optind + 1], body = argv[optind + 2];
+	} else {
+		fprintf(stderr, "tarn ctl: '%s' with %d argument(s): see 'tarn ctl --help'\n", verb, nargs);
+		return 2;
+	}
+	curl_global_init(CURL_GLOBAL_NOTHING);
+	if (request(sock, method, path, body, &status, &reply)) {
+		curl_global_cleanup();
+		return 1;
+	}
+	curl_global_cleanup();
+	if (status >= 300) {
+		const char *why = json_string_value(json_object_get(reply, "fault_message"));
+
+		fprintf(stderr, "tarn ctl: %s: %s (HTTP %ld)\n", verb, why ? why : "refused", status);
+		json_decref(reply);
+		return 1;
+	}
+	if (reply && as_json)
+		print_json(reply);
+	else if (reply && !strcmp(verb, "info"))
+		printf("state: %s\nid: %s\nversion: %s\n", json_string_value(json_object_get(reply, "state")),
+		       json_string_value(json_object_get(reply, "id")),
+		       json_string_value(json_object_get(reply, "vmm_version")));
+	else if (reply)
+		print_json(reply);
+	json_decref(reply);
+	return 0;
+}
