@@ -988,6 +988,86 @@ static void test_speed(void **state)
 	emu_teardown(&t);
 }
 
+/* x86_state's parts beyond the registers (a snapshot's vCPU): random x87,
+ * SSE, debug-register and MSR contents set, run a few instructions that
+ * touch none of them, read back bit for bit (the TSC moved on, by less than
+ * a second). A value the guest could not load itself is refused. */
+static void test_state_parts_round_trip(void **state)
+{
+	static const uint8_t code[] = { 0x48, 0xff, 0xc0, 0x48, 0xff, 0xc0, 0xf4 }; /* inc rax x2; hlt */
+	struct emu_t t;
+	struct x86_state in, out;
+	uint32_t mxcsr = 0x1f80 | 0x3f; /* all exceptions masked, their flags set */
+	uint16_t fcw = 0x037f, fsw = 0x3800; /* TOP = 7 */
+
+	emu_setup(&t);
+	memcpy(t.ram + CODE, code, sizeof(code));
+	srandom(42);
+	in = t.st;
+	in.parts = X86_STATE_FPU | X86_STATE_DEBUG | X86_STATE_MSR;
+	for (size_t i = 0; i < sizeof(in.fxsave); i++)
+		in.fxsave[i] = (uint8_t)random();
+	memset(in.fxsave + 8 + 8 + 8, 0, 8); /* set below */
+	memcpy(in.fxsave + 0, &fcw, 2);
+	memcpy(in.fxsave + 2, &fsw, 2);
+	in.fxsave[5] = 0;
+	in.fxsave[7] &= 0x07; /* FOP is 11 bits */
+	memcpy(in.fxsave + 24, &mxcsr, 4);
+	memset(in.fxsave + 28, 0, 4);
+	for (int i = 0; i < 8; i++)
+		memset(in.fxsave + 32 + 16 * i + 10, 0, 6); /* 80 bits in 16 */
+	memset(in.fxsave + 416, 0, 96);
+	for (int i = 0; i < 4; i++)
+		in.dr[i] = 0x1000 * (uint64_t)(i + 1) + 0x123;
+	in.dr6 = 0xffff0ff0;
+	in.dr7 = 0x400;
+	in.msr[X86_MSR_TSC] = 123456789;
+	in.msr[X86_MSR_SYSENTER_CS] = 0x10;
+	in.msr[X86_MSR_SYSENTER_ESP] = 0xffff888000001000ULL;
+	in.msr[X86_MSR_SYSENTER_EIP] = 0xffffffff81000000ULL;
+	in.msr[X86_MSR_MISC_ENABLE] = 1;
+	in.msr[X86_MSR_PAT] = 0x0007010600070106ULL;
+	in.msr[X86_MSR_STAR] = 0x0023001000000000ULL;
+	in.msr[X86_MSR_LSTAR] = 0xffffffff81a00000ULL;
+	in.msr[X86_MSR_CSTAR] = 0xffffffff81a00100ULL;
+	in.msr[X86_MSR_SFMASK] = 0x47700;
+	in.msr[X86_MSR_KERNEL_GS_BASE] = 0xffff88803fc00000ULL;
+	in.msr[X86_MSR_TSC_AUX] = 1;
+	in.msr[X86_MSR_KVM_WALL_CLOCK_NEW] = DATA;
+	in.msr[X86_MSR_KVM_SYSTEM_TIME_NEW] = (DATA + 0x40) | 1; /* enabled, in RAM */
+	assert_int_equal(emu_cpu_ops.set_state(&t.vcpu, &in), 0);
+	t.st = in;
+	run_to_hlt(&t);
+	assert_int_equal(emu_cpu_ops.get_state(&t.vcpu, &out), 0);
+	assert_int_equal(out.parts, in.parts);
+	assert_int_equal(out.gpr[R_RAX], in.gpr[R_RAX] + 2);
+	/* The image's MXCSR mask is the emulator's own. */
+	memcpy(in.fxsave + 28, out.fxsave + 28, 4);
+	assert_memory_equal(out.fxsave, in.fxsave, sizeof(in.fxsave));
+	assert_memory_equal(out.dr, in.dr, sizeof(in.dr));
+	assert_true(out.dr6 == in.dr6 && out.dr7 == in.dr7);
+	assert_true(out.msr[X86_MSR_TSC] >= in.msr[X86_MSR_TSC] &&
+		    out.msr[X86_MSR_TSC] - in.msr[X86_MSR_TSC] < 1000000000ULL);
+	for (int i = 0; i < X86_STATE_NR_MSRS; i++)
+		if (i != X86_MSR_TSC && out.msr[i] != in.msr[i])
+			fail_msg("MSR %#x: set %#llx, read %#llx", x86_state_msr_index[i],
+				 (unsigned long long)in.msr[i], (unsigned long long)out.msr[i]);
+
+	/* Refused as the guest's own FXRSTOR or WRMSR would be, with the
+	 * registers left as they were. */
+	out.gpr[R_RBX] = 0x5a5a;
+	mxcsr = 0xffff0000;
+	memcpy(out.fxsave + 24, &mxcsr, 4);
+	assert_int_equal(emu_cpu_ops.set_state(&t.vcpu, &out), -EINVAL);
+	assert_int_equal(emu_cpu_ops.get_state(&t.vcpu, &in), 0);
+	assert_int_not_equal(in.gpr[R_RBX], 0x5a5a);
+	mxcsr = 0x1f80;
+	memcpy(out.fxsave + 24, &mxcsr, 4);
+	out.msr[X86_MSR_LSTAR] = 0x8000000000000000ULL; /* not canonical */
+	assert_int_equal(emu_cpu_ops.set_state(&t.vcpu, &out), -EINVAL);
+	emu_teardown(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1005,6 +1085,7 @@ int main(void)
 		cmocka_unit_test(test_sti_shadow),
 		cmocka_unit_test(test_user_mode),
 		cmocka_unit_test(test_flags_vs_host),
+		cmocka_unit_test(test_state_parts_round_trip),
 		cmocka_unit_test(test_speed),
 	};
 

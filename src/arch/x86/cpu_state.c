@@ -2,6 +2,9 @@
 
 #include <string.h>
 
+#define X86_MSR_INDEX(idx, name) idx,
+const uint32_t x86_state_msr_index[X86_STATE_NR_MSRS] = { X86_STATE_MSRS(X86_MSR_INDEX) };
+
 static struct x86_seg seg_real(uint16_t sel, uint8_t type)
 {
 	return (struct x86_seg){ .base = (uint64_t)sel << 4, .limit = 0xffff, .sel = sel,

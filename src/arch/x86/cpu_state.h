@@ -34,6 +34,26 @@ struct x86_dtable {
 	uint16_t limit;
 };
 
+/* The MSRs an x86_state carries beside EFER and IA32_APIC_BASE, in the
+ * order of x86_state.msr[]: what a 64-bit guest sets up and expects to find
+ * again (system calls, PAT, TSC, kvmclock). */
+#define X86_STATE_MSRS(X)                                                       \
+	X(0x00000010, TSC) X(0x00000174, SYSENTER_CS) X(0x00000175, SYSENTER_ESP) \
+	X(0x00000176, SYSENTER_EIP) X(0x000001a0, MISC_ENABLE) X(0x00000277, PAT)  \
+	X(0xc0000081, STAR) X(0xc0000082, LSTAR) X(0xc0000083, CSTAR)             \
+	X(0xc0000084, SFMASK) X(0xc0000102, KERNEL_GS_BASE) X(0xc0000103, TSC_AUX) \
+	X(0x4b564d00, KVM_WALL_CLOCK_NEW) X(0x4b564d01, KVM_SYSTEM_TIME_NEW)
+#define X86_MSR_ENUM(idx, name) X86_MSR_##name,
+enum { X86_STATE_MSRS(X86_MSR_ENUM) X86_STATE_NR_MSRS };
+#undef X86_MSR_ENUM
+extern const uint32_t x86_state_msr_index[X86_STATE_NR_MSRS];
+
+/* Which parts beyond the registers an x86_state holds: get_state fills
+ * them all; set_state loads only those named (boot code names none). */
+#define X86_STATE_FPU (1u << 0)	 /* fxsave */
+#define X86_STATE_DEBUG (1u << 1) /* dr[], dr6, dr7 */
+#define X86_STATE_MSR (1u << 2)	 /* msr[] */
+
 struct x86_state {
 	uint64_t gpr[16];
 	uint64_t rip;
@@ -43,6 +63,14 @@ struct x86_state {
 	uint64_t cr0, cr2, cr3, cr4, cr8;
 	uint64_t efer;
 	uint64_t apic_base;
+
+	uint32_t parts; /* X86_STATE_* */
+	/* x87, MMX and SSE as a 64-bit FXSAVE stores them (SDM vol. 1 table
+	 * 10-2): FCW, FSW, abridged FTW, FOP, FIP, FDP, MXCSR and its mask,
+	 * ST0-ST7 (80 bits in 16), XMM0-XMM15; the rest zero. */
+	uint8_t fxsave[512] __attribute__((aligned(16)));
+	uint64_t dr[4], dr6, dr7;
+	uint64_t msr[X86_STATE_NR_MSRS];
 };
 
 #define X86_CR0_PE (1ULL << 0)

@@ -809,6 +809,31 @@ static int emu_get_state(struct vcpu *vcpu, struct x86_state *st)
 	st->cr8 = emu_get_cr8(c);
 	st->efer = c->efer;
 	st->apic_base = lapic_get_apic_base(c->lapic);
+	emu_fx_get(c, st->fxsave);
+	memcpy(st->dr, c->dr, sizeof(st->dr));
+	st->dr6 = c->dr[6];
+	st->dr7 = c->dr[7];
+	for (int i = 0; i < X86_STATE_NR_MSRS; i++)
+		if (emu_rdmsr(c, x86_state_msr_index[i], &st->msr[i]))
+			return -EIO; /* the list names an MSR we do not have */
+	st->parts = X86_STATE_FPU | X86_STATE_DEBUG | X86_STATE_MSR;
+	return 0;
+}
+
+/* The parts beyond the registers, checked as the guest's own writes would
+ * be (an MXCSR FXRSTOR refuses, an MSR value WRMSR refuses: -EINVAL). */
+static int set_state_parts(struct emu_cpu *c, const struct x86_state *st)
+{
+	if ((st->parts & X86_STATE_FPU) && emu_fx_set(c, st->fxsave))
+		return -EINVAL;
+	if (st->parts & X86_STATE_DEBUG) {
+		memcpy(c->dr, st->dr, sizeof(st->dr));
+		c->dr[6] = st->dr6;
+		c->dr[7] = st->dr7;
+	}
+	for (int i = 0; (st->parts & X86_STATE_MSR) && i < X86_STATE_NR_MSRS; i++)
+		if (emu_wrmsr(c, x86_state_msr_index[i], st->msr[i]))
+			return -EINVAL;
 	return 0;
 }
 
@@ -827,6 +852,8 @@ static int emu_set_state(struct vcpu *vcpu, const struct x86_state *st)
 			return -EINVAL;
 		timer_refresh(c);
 	}
+	if (set_state_parts(c, st))
+		return -EINVAL;
 	memcpy(c->r, st->gpr, sizeof(c->r));
 	c->rip = st->rip;
 	c->flags = (st->rflags & 0x3f7fd7ULL) | 2;

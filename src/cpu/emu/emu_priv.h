@@ -278,6 +278,11 @@ bool emu_lar_lsl(struct emu_cpu *c, uint16_t sel, bool lsl, uint64_t *out);
 void emu_fpu_reset(struct emu_cpu *c);
 /* Does 0F opc take an imm8 after ModRM (SSE forms)? */
 bool emu_sse_has_imm(uint8_t opc);
+/* The x87/SSE state as a 64-bit FXSAVE image with all sixteen XMM
+ * registers (x86_state.fxsave), and back: -EINVAL, changing nothing, for an
+ * MXCSR the CPU would refuse. */
+void emu_fx_get(struct emu_cpu *c, uint8_t img[512]);
+int emu_fx_set(struct emu_cpu *c, const uint8_t img[512]);
 /* Execute an SSE/SSE2 instruction or 0F AE fxsave/fxrstor/ldmxcsr/stmxcsr;
  * raises #UD/#NM/#GP/#XM through emu_fault. */
 void emu_sse_exec(struct emu_cpu *c, const struct emu_fpu_insn *in);

@@ -16,6 +16,7 @@
  * hardware only for underflow (unmasked underflow also fires on exact
  * tiny results). MMX (no-prefix integer forms) is not implemented and
  * not advertised: those opcodes raise #UD. */
+#include <errno.h>
 #include <stdio.h>
 
 #include "core/log.h"
@@ -410,29 +411,25 @@ static void fxsave(struct emu_cpu *c, const struct emu_fpu_insn *in)
 	}
 }
 
-static void fxrstor(struct emu_cpu *c, const struct emu_fpu_insn *in)
+/* Load an image of n bytes (288: XMM0-7; 416: XMM0-15) with 32-bit (w64
+ * false) or 64-bit FIP/FDP. -EINVAL, changing nothing, when MXCSR has bits
+ * the mask does not allow. */
+static int fx_load(struct emu_cpu *c, const uint8_t *b, int n, bool w64)
 {
 	struct emu_fpu *f = &c->fpu;
-	uint8_t b[416];
-	int n = c->long64 ? 416 : 288, top;
-	uint64_t lin = lin16(c, in, FXSAVE_SIZE, ACC_R, true);
 	uint32_t mx;
+	int top;
 
-	for (int i = 0; i < n; i += 8) {
-		uint64_t v = emu_read_lin(c, lin + (uint64_t)i, 8);
-
-		memcpy(b + i, &v, 8);
-	}
 	memcpy(&mx, b + 24, 4);
 	if (mx & ~c->fpu.mxcsr_mask)
-		emu_fault(c, EXC_GP, 0);
+		return -EINVAL;
 	memcpy(&f->fcw, b + 0, 2);
 	memcpy(&f->fsw, b + 2, 2);
 	f->ftw = b[4];
 	memcpy(&f->fop, b + 6, 2);
 	f->fop &= 0x7ff;
 	f->fip = f->fdp = 0;
-	if (in->rexw) {
+	if (w64) {
 		memcpy(&f->fip, b + 8, 8);
 		memcpy(&f->fdp, b + 16, 8);
 	} else {
@@ -448,6 +445,37 @@ static void fxrstor(struct emu_cpu *c, const struct emu_fpu_insn *in)
 		memcpy(st, b + 32 + 16 * i, 10);
 	}
 	memcpy(f->xmm, b + 160, (size_t)(n - 160));
+	return 0;
+}
+
+static void fxrstor(struct emu_cpu *c, const struct emu_fpu_insn *in)
+{
+	uint8_t b[416];
+	int n = c->long64 ? 416 : 288;
+	uint64_t lin = lin16(c, in, FXSAVE_SIZE, ACC_R, true);
+
+	for (int i = 0; i < n; i += 8) {
+		uint64_t v = emu_read_lin(c, lin + (uint64_t)i, 8);
+
+		memcpy(b + i, &v, 8);
+	}
+	if (fx_load(c, b, n, in->rexw))
+		emu_fault(c, EXC_GP, 0);
+}
+
+void emu_fx_get(struct emu_cpu *c, uint8_t img[512])
+{
+	bool long64 = c->long64;
+
+	memset(img, 0, 512);
+	c->long64 = true; /* all sixteen XMM registers */
+	fx_image(c, img, true);
+	c->long64 = long64;
+}
+
+int emu_fx_set(struct emu_cpu *c, const uint8_t img[512])
+{
+	return fx_load(c, img, 416, true);
 }
 
 static void group15(struct emu_cpu *c, const struct emu_fpu_insn *in)

@@ -617,6 +617,107 @@ static void seg_from_kvm(struct x86_seg *s, const struct kvm_segment *k)
 	};
 }
 
+/* The FXSAVE image (x86_state.fxsave) from and to struct kvm_fpu, whose
+ * fpr[] are in ST(i) order as FXSAVE stores them. KVM does not report the
+ * MXCSR mask: the image says 0xffff, what current CPUs have. */
+static void fpu_to_image(const struct kvm_fpu *f, uint8_t *b)
+{
+	uint32_t mask = 0xffff;
+
+	memset(b, 0, 512);
+	memcpy(b + 0, &f->fcw, 2);
+	memcpy(b + 2, &f->fsw, 2);
+	b[4] = f->ftwx;
+	memcpy(b + 6, &f->last_opcode, 2);
+	memcpy(b + 8, &f->last_ip, 8);
+	memcpy(b + 16, &f->last_dp, 8);
+	memcpy(b + 24, &f->mxcsr, 4);
+	memcpy(b + 28, &mask, 4);
+	memcpy(b + 32, f->fpr, sizeof(f->fpr));
+	memcpy(b + 160, f->xmm, sizeof(f->xmm));
+}
+
+static void image_to_fpu(const uint8_t *b, struct kvm_fpu *f)
+{
+	memset(f, 0, sizeof(*f));
+	memcpy(&f->fcw, b + 0, 2);
+	memcpy(&f->fsw, b + 2, 2);
+	f->ftwx = b[4];
+	memcpy(&f->last_opcode, b + 6, 2);
+	memcpy(&f->last_ip, b + 8, 8);
+	memcpy(&f->last_dp, b + 16, 8);
+	memcpy(&f->mxcsr, b + 24, 4);
+	memcpy(f->fpr, b + 32, sizeof(f->fpr));
+	memcpy(f->xmm, b + 160, sizeof(f->xmm));
+}
+
+/* The MSRs of x86_state.msr[] in one KVM_GET_MSRS or KVM_SET_MSRS: -EIO
+ * naming the first one KVM would not take. */
+static int kvm_msr_list(int fd, uint64_t *val, bool write)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[X86_STATE_NR_MSRS];
+	} m;
+	int n;
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.nmsrs = X86_STATE_NR_MSRS;
+	for (int i = 0; i < X86_STATE_NR_MSRS; i++)
+		m.e[i] = (struct kvm_msr_entry){ .index = x86_state_msr_index[i], .data = val[i] };
+	n = ioctl(fd, write ? KVM_SET_MSRS : KVM_GET_MSRS, &m);
+	if (n != X86_STATE_NR_MSRS) {
+		if (n >= 0)
+			pr_warn("KVM %s MSR %#x", write ? "refused to set" : "cannot read", x86_state_msr_index[n]);
+		return n < 0 ? -errno : write ? -EINVAL : -EIO;
+	}
+	for (int i = 0; i < X86_STATE_NR_MSRS && !write; i++)
+		val[i] = m.e[i].data;
+	return 0;
+}
+
+static int kvm_get_parts(struct kvm_vcpu *v, struct x86_state *st)
+{
+	struct kvm_fpu fpu;
+	struct kvm_debugregs dr;
+
+	if (ioctl(v->fd, KVM_GET_FPU, &fpu) < 0 || ioctl(v->fd, KVM_GET_DEBUGREGS, &dr) < 0)
+		return -errno;
+	fpu_to_image(&fpu, st->fxsave);
+	memcpy(st->dr, dr.db, sizeof(st->dr));
+	st->dr6 = dr.dr6;
+	st->dr7 = dr.dr7;
+	st->parts = X86_STATE_FPU | X86_STATE_DEBUG;
+	/* A KVM without one of them (TSC_AUX without RDTSCP) still gives the
+	 * rest of the state: the MSR part is then missing, not the call. */
+	if (!kvm_msr_list(v->fd, st->msr, false))
+		st->parts |= X86_STATE_MSR;
+	return 0;
+}
+
+/* The parts set_state was given; what KVM refuses is -EINVAL. */
+static int kvm_set_parts(struct kvm_vcpu *v, const struct x86_state *st)
+{
+	struct kvm_fpu fpu;
+	struct kvm_debugregs dr = { .dr6 = st->dr6, .dr7 = st->dr7 };
+	uint64_t msr[X86_STATE_NR_MSRS];
+	uint32_t mx;
+
+	if (st->parts & X86_STATE_FPU) {
+		memcpy(&mx, st->fxsave + 24, 4);
+		if (mx & ~0xffffu) /* KVM would take it and the guest fault later */
+			return -EINVAL;
+		image_to_fpu(st->fxsave, &fpu);
+		if (ioctl(v->fd, KVM_SET_FPU, &fpu) < 0)
+			return -EINVAL;
+	}
+	memcpy(dr.db, st->dr, sizeof(dr.db));
+	if ((st->parts & X86_STATE_DEBUG) && ioctl(v->fd, KVM_SET_DEBUGREGS, &dr) < 0)
+		return -EINVAL;
+	memcpy(msr, st->msr, sizeof(msr));
+	return st->parts & X86_STATE_MSR ? kvm_msr_list(v->fd, msr, true) : 0;
+}
+
 static int kvm_get_state(struct vcpu *vcpu, struct x86_state *st)
 {
 	struct kvm_vcpu *v = vcpu->priv;
@@ -648,7 +749,7 @@ static int kvm_get_state(struct vcpu *vcpu, struct x86_state *st)
 	st->cr8 = s.cr8;
 	st->efer = s.efer;
 	st->apic_base = s.apic_base;
-	return 0;
+	return kvm_get_parts(v, st);
 }
 
 static int kvm_set_state(struct vcpu *vcpu, const struct x86_state *st)
@@ -663,6 +764,7 @@ static int kvm_set_state(struct vcpu *vcpu, const struct x86_state *st)
 		.r15 = st->gpr[R_R15], .rip = st->rip, .rflags = st->rflags,
 	};
 	struct kvm_sregs s;
+	int ret;
 
 	/* Start from KVM's view so fields we do not model (interrupt bitmap)
 	 * keep their values. */
@@ -688,6 +790,9 @@ static int kvm_set_state(struct vcpu *vcpu, const struct x86_state *st)
 		s.apic_base = st->apic_base;
 	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0 || ioctl(v->fd, KVM_SET_REGS, &r) < 0)
 		return -errno;
+	ret = kvm_set_parts(v, st);
+	if (ret)
+		return ret;
 	/* An AP given a boot state runs at once instead of waiting for SIPI. */
 	struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
 	if (ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0)

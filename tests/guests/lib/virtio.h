@@ -341,11 +341,20 @@ static inline int virtq_poll_for(struct virtq *q, struct virtq_used_elem *e, int
 	return 0;
 }
 
-/* The devices here complete during the notify itself; the wait only
- * allows for latency. */
+/* A completion expected: it may come from a device thread (virtio-blk's
+ * workers, a kick through an ioeventfd), so the wait is for time, not a
+ * number of spins: up to 10^10 TSC ticks (3 to 10 s). A loaded host, the
+ * nested bed above all, can leave that thread unscheduled for longer than
+ * 100,000 spins took (it failed so once). */
 static inline int virtq_poll(struct virtq *q, struct virtq_used_elem *e)
 {
-	return virtq_poll_for(q, e, 100000);
+	uint64_t t0 = rdtsc();
+
+	do {
+		if (virtq_poll_for(q, e, 1000))
+			return 1;
+	} while (rdtsc() - t0 < 10000000000ULL);
+	return 0;
 }
 
 /* One request: bufs as a chain in descriptors head, head+1, ... (mod
