@@ -92,7 +92,6 @@ struct gtest {
 	void (*check)(struct ctx *c);
 	int (*configure)(struct ctx *c, struct vm_config *cfg); /* before vm_create */
 	bool sanitized; /* also run by runner-san */
-	const char *pvm_unchecked; /* non-NULL: not run on PVM, and why (SKIP) */
 	/* Known to fail on one kind of KVM through that KVM's defect, never
 	 * tarn's: reported as TAP "not ok ... # TODO" (an expected failure,
 	 * counted apart by tests/run.sh); a pass there is a failure, so the
@@ -1035,10 +1034,7 @@ static const struct gtest tests[] = {
 		     TCG_SVM("seen.err == 0x81 * 8 + 2 (0x812, 0x40a)",
 			     "QEMU 7.2 TCG: INT n #GP error code vector*16+2 in 64-bit mode (see runner.c)") } },
 	{ "modeswitch", 1, 64 * MiB, NULL, 0, 8, NULL, NULL, sync_modeswitch, NULL },
-	{ "state", 1, 64 * MiB, NULL, 0, 0, NULL, NULL, NULL, check_state,
-	  .pvm_unchecked = "PVM hands a guest kernel's x87 and SSE instructions to KVM's instruction "
-			   "emulator, and after the guest's FNINIT it reports MXCSR 0 where tarn set 0x1f80: "
-			   "the x87/SSE state of an ordinary (not PVM-built) guest is not checked there" },
+	{ "state", 1, 64 * MiB, NULL, 0, 0, NULL, NULL, NULL, check_state },
 	{ "protmode", 1, 64 * MiB, NULL, 0, 6, NULL, NULL, sync_in_order, NULL,
 	  .xfail = { PVM_NO_PROT_INT("emulator failed on the instruction cf "),
 		     TCG_SVM("timed out after 30 s (2 checkpoints",
@@ -1273,10 +1269,6 @@ int main(int argc, char **argv)
 			}
 			if (ops == &emu_cpu_ops && t->emu_needs) {
 				printf("ok %d - %s/%s # SKIP needs %s\n", num, be, t->name, t->emu_needs);
-				continue;
-			}
-			if (ops == &kvm_cpu_ops && t->pvm_unchecked && kvm_flavour() == KVM_PVM) {
-				printf("ok %d - %s/%s # SKIP on PVM: %s\n", num, be, t->name, t->pvm_unchecked);
 				continue;
 			}
 			const struct xfail *xf = ops == &kvm_cpu_ops ? xfail_here(t) : NULL;

@@ -617,38 +617,51 @@ static void seg_from_kvm(struct x86_seg *s, const struct kvm_segment *k)
 	};
 }
 
-/* The FXSAVE image (x86_state.fxsave) from and to struct kvm_fpu, whose
- * fpr[] are in ST(i) order as FXSAVE stores them. KVM does not report the
- * MXCSR mask: the image says 0xffff, what current CPUs have. */
-static void fpu_to_image(const struct kvm_fpu *f, uint8_t *b)
-{
-	uint32_t mask = 0xffff;
+/* x87 and SSE go through KVM_GET/SET_XSAVE, whose first 512 bytes are the
+ * FXSAVE layout of x86_state.fxsave: KVM_GET/SET_FPU leave MXCSR out (in
+ * both directions, Linux's kvm_arch_vcpu_ioctl_get_fpu and _set_fpu), as
+ * g_state found. On set, the XSAVE header's XSTATE_BV marks x87 and SSE
+ * as given; the other components keep what KVM has. */
+#define XSAVE_HDR 512
+#define XSTATE_X87_SSE 3ULL
 
-	memset(b, 0, 512);
-	memcpy(b + 0, &f->fcw, 2);
-	memcpy(b + 2, &f->fsw, 2);
-	b[4] = f->ftwx;
-	memcpy(b + 6, &f->last_opcode, 2);
-	memcpy(b + 8, &f->last_ip, 8);
-	memcpy(b + 16, &f->last_dp, 8);
-	memcpy(b + 24, &f->mxcsr, 4);
-	memcpy(b + 28, &mask, 4);
-	memcpy(b + 32, f->fpr, sizeof(f->fpr));
-	memcpy(b + 160, f->xmm, sizeof(f->xmm));
+static int kvm_get_fx(struct kvm_vcpu *v, uint8_t *img)
+{
+	struct kvm_xsave x;
+	uint64_t bv;
+
+	if (ioctl(v->fd, KVM_GET_XSAVE, &x) < 0)
+		return -errno;
+	memcpy(img, x.region, 512);
+	memcpy(&bv, (uint8_t *)x.region + XSAVE_HDR, 8);
+	/* A component not in XSTATE_BV is in its initial state, whatever the
+	 * bytes say: x87 then FCW 0x37f, the rest 0; SSE then XMM 0 (MXCSR
+	 * is kept either way with XSAVE, not XSAVEOPT's init optimisation). */
+	if (!(bv & 1)) {
+		uint16_t fcw = 0x37f;
+
+		memset(img, 0, 24);
+		memcpy(img, &fcw, 2);
+		memset(img + 32, 0, 128);
+	}
+	if (!(bv & 2))
+		memset(img + 160, 0, 256);
+	memset(img + 416, 0, 96);
+	return 0;
 }
 
-static void image_to_fpu(const uint8_t *b, struct kvm_fpu *f)
+static int kvm_set_fx(struct kvm_vcpu *v, const uint8_t *img)
 {
-	memset(f, 0, sizeof(*f));
-	memcpy(&f->fcw, b + 0, 2);
-	memcpy(&f->fsw, b + 2, 2);
-	f->ftwx = b[4];
-	memcpy(&f->last_opcode, b + 6, 2);
-	memcpy(&f->last_ip, b + 8, 8);
-	memcpy(&f->last_dp, b + 16, 8);
-	memcpy(&f->mxcsr, b + 24, 4);
-	memcpy(f->fpr, b + 32, sizeof(f->fpr));
-	memcpy(f->xmm, b + 160, sizeof(f->xmm));
+	struct kvm_xsave x;
+	uint64_t bv;
+
+	if (ioctl(v->fd, KVM_GET_XSAVE, &x) < 0)
+		return -errno;
+	memcpy(x.region, img, 416); /* the mask (28..31) is ignored by KVM */
+	memcpy(&bv, (uint8_t *)x.region + XSAVE_HDR, 8);
+	bv |= XSTATE_X87_SSE;
+	memcpy((uint8_t *)x.region + XSAVE_HDR, &bv, 8);
+	return ioctl(v->fd, KVM_SET_XSAVE, &x) < 0 ? -EINVAL : 0;
 }
 
 /* The MSRs of x86_state.msr[] in one KVM_GET_MSRS or KVM_SET_MSRS: -EIO
@@ -678,12 +691,13 @@ static int kvm_msr_list(int fd, uint64_t *val, bool write)
 
 static int kvm_get_parts(struct kvm_vcpu *v, struct x86_state *st)
 {
-	struct kvm_fpu fpu;
 	struct kvm_debugregs dr;
+	int ret = kvm_get_fx(v, st->fxsave);
 
-	if (ioctl(v->fd, KVM_GET_FPU, &fpu) < 0 || ioctl(v->fd, KVM_GET_DEBUGREGS, &dr) < 0)
+	if (ret)
+		return ret;
+	if (ioctl(v->fd, KVM_GET_DEBUGREGS, &dr) < 0)
 		return -errno;
-	fpu_to_image(&fpu, st->fxsave);
 	memcpy(st->dr, dr.db, sizeof(st->dr));
 	st->dr6 = dr.dr6;
 	st->dr7 = dr.dr7;
@@ -698,19 +712,12 @@ static int kvm_get_parts(struct kvm_vcpu *v, struct x86_state *st)
 /* The parts set_state was given; what KVM refuses is -EINVAL. */
 static int kvm_set_parts(struct kvm_vcpu *v, const struct x86_state *st)
 {
-	struct kvm_fpu fpu;
 	struct kvm_debugregs dr = { .dr6 = st->dr6, .dr7 = st->dr7 };
 	uint64_t msr[X86_STATE_NR_MSRS];
-	uint32_t mx;
+	int ret;
 
-	if (st->parts & X86_STATE_FPU) {
-		memcpy(&mx, st->fxsave + 24, 4);
-		if (mx & ~0xffffu) /* KVM would take it and the guest fault later */
-			return -EINVAL;
-		image_to_fpu(st->fxsave, &fpu);
-		if (ioctl(v->fd, KVM_SET_FPU, &fpu) < 0)
-			return -EINVAL;
-	}
+	if ((st->parts & X86_STATE_FPU) && (ret = kvm_set_fx(v, st->fxsave)))
+		return ret;
 	memcpy(dr.db, st->dr, sizeof(dr.db));
 	if ((st->parts & X86_STATE_DEBUG) && ioctl(v->fd, KVM_SET_DEBUGREGS, &dr) < 0)
 		return -EINVAL;

@@ -25,8 +25,8 @@ static const struct {
 	int kind;
 } state_msrs[] = {
 	{ 0x174, MSR_CS },	    /* SYSENTER_CS */
-	{ 0x175, MSR_ADDR },	    /* SYSENTER_ESP */
-	{ 0x176, MSR_ADDR },	    /* SYSENTER_EIP */
+	{ 0x175, MSR_32 },	    /* SYSENTER_ESP: 32 bits on AMD (KVM on SVM */
+	{ 0x176, MSR_32 },	    /* SYSENTER_EIP:  keeps no more for an AMD guest) */
 	{ 0xc0000081, MSR_32 },	    /* STAR: its high half (selectors) */
 	{ 0xc0000082, MSR_ADDR },   /* LSTAR */
 	{ 0xc0000083, MSR_ADDR },   /* CSTAR */
