@@ -46,6 +46,7 @@ OBJS += src/core/vm_config.o
 OBJS += src/api/api.o
 OBJS += src/api/ctl.o
 OBJS += src/snapshot/snapfile.o
+OBJS += src/snapshot/vcpu_state.o
 OBJS += src/core/vcpu.o
 OBJS += src/core/console.o
 OBJS += src/mem/gm.o

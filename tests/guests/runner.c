@@ -40,6 +40,7 @@
 #include "hw/pit.h"
 #include "hw/uart8250.h"
 #include "pci/pci.h"
+#include "snapshot/vcpu_state.h"
 #include "virtio/virtio_pci.h"
 #include "virtio/virtqueue.h"
 #include "lib/guest.h"
@@ -658,6 +659,19 @@ static void check_state(struct ctx *c)
 		return;
 	}
 	CHECK_EQ(st.parts, X86_STATE_FPU | X86_STATE_DEBUG | X86_STATE_MSR);
+	/* What a backend reports passes a restore's checks and survives the
+	 * snapshot section unchanged. */
+	{
+		struct snap_buf b;
+		char why[200] = "";
+
+		snap_buf_init(&b);
+		snap_put_vcpu(&b, &st);
+		if (snap_get_vcpu(b.p, b.len, SNAP_VCPU_VERSION, &back, why, sizeof(why)) ||
+		    memcmp(&back, &st, sizeof(st)))
+			fail(c, "the vCPU's state does not survive a snapshot section: %s", why);
+		snap_buf_free(&b);
+	}
 	memcpy(&fcw, st.fxsave, 2);
 	memcpy(&fsw, st.fxsave + 2, 2);
 	memcpy(&mxcsr, st.fxsave + 24, 4);
