@@ -59,6 +59,16 @@ bool ratelimit_ok(struct ratelimit *rl)
 	return ok;
 }
 
+int errorf(char *err, size_t len, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+	return ret;
+}
+
 void die(const char *fmt, ...)
 {
 	va_list ap;

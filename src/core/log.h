@@ -4,6 +4,7 @@
 #define TARN_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
@@ -48,6 +49,10 @@ void log_set_ratelimit_clock(uint64_t (*now_ns)(void));
 		if (ratelimit_ok(&rl_))                                       \
 			log_msg(LOG_WARN, __FILE__, __LINE__, __VA_ARGS__);   \
 	} while (0)
+
+/* Write a one-line reason into err[len] and return ret (a -errno): the
+ * failure path of every "0, or -errno with a reason in err" function. */
+int errorf(char *err, size_t len, int ret, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Start-up only: print "tarn: <msg>" and exit with status 2. Never on guest input. */
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,39 +32,27 @@ struct vm_devices {
 	int nr_virtio;
 };
 
-static int vm_fail(char *err, size_t len, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int vm_fail(char *err, size_t len, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-	return ret;
-}
-
 static int vm_check_config(const struct vm_config *cfg, char *err, size_t len)
 {
 	struct sysinfo si;
 	uint64_t host;
 
 	if (!cfg->kernel)
-		return vm_fail(err, len, -EINVAL, "no kernel given (--kernel PATH)");
+		return errorf(err, len, -EINVAL, "no kernel given (--kernel PATH)");
 	if (cfg->nr_cpus < 1 || cfg->nr_cpus > VM_MAX_CPUS)
-		return vm_fail(err, len, -EINVAL, "--cpus %d: must be between 1 and %d",
+		return errorf(err, len, -EINVAL, "--cpus %d: must be between 1 and %d",
 			       cfg->nr_cpus, VM_MAX_CPUS);
 	if (cfg->mem_size < GM_MIN_RAM)
-		return vm_fail(err, len, -EINVAL, "--mem %lluM: memory must be at least %llu MiB",
+		return errorf(err, len, -EINVAL, "--mem %lluM: memory must be at least %llu MiB",
 			       (unsigned long long)(cfg->mem_size >> 20),
 			       (unsigned long long)(GM_MIN_RAM >> 20));
 	if (cfg->mem_size & 0xfff)
-		return vm_fail(err, len, -EINVAL, "--mem %lluK: must be a whole number of 4 KiB pages",
+		return errorf(err, len, -EINVAL, "--mem %lluK: must be a whole number of 4 KiB pages",
 			       (unsigned long long)(cfg->mem_size >> 10));
 	if (sysinfo(&si) == 0) {
 		host = ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
 		if (cfg->mem_size > host)
-			return vm_fail(err, len, -ENOMEM,
+			return errorf(err, len, -ENOMEM,
 				       "--mem %lluM: larger than this host can give (%llu MiB of RAM and swap)",
 				       (unsigned long long)(cfg->mem_size >> 20),
 				       (unsigned long long)(host >> 20));
@@ -78,7 +65,7 @@ static int vm_add_virtio(struct vm *vm, virtio_create_fn *create, const char *sp
 	struct vm_devices *d = vm->devs;
 
 	if (d->nr_virtio == VM_MAX_VIRTIO)
-		return vm_fail(err, len, -ENOSPC, "too many virtio devices (at most %d)", VM_MAX_VIRTIO);
+		return errorf(err, len, -ENOSPC, "too many virtio devices (at most %d)", VM_MAX_VIRTIO);
 	return create(vm, spec, &d->virtio[d->nr_virtio++], err, len);
 }
 
@@ -105,7 +92,7 @@ static int vm_add_devices(struct vm *vm, char *err, size_t len)
 	int ret;
 
 	if (!d)
-		return vm_fail(err, len, -ENOMEM, "out of memory");
+		return errorf(err, len, -ENOMEM, "out of memory");
 	vm->devs = d;
 	ret = uart8250_init(&d->com1, vm, UART_COM1_BASE, UART_COM1_IRQ, vm->cfg.console_out);
 	if (!ret)
@@ -119,7 +106,7 @@ static int vm_add_devices(struct vm *vm, char *err, size_t len)
 	if (!ret)
 		ret = pci_root_init(&d->pci, vm);
 	if (ret)
-		return vm_fail(err, len, ret, "platform devices: %s", strerror(-ret));
+		return errorf(err, len, ret, "platform devices: %s", strerror(-ret));
 	vm->uart = &d->com1;
 	vm->pci = &d->pci;
 	return vm_add_virtio_devices(vm, err, len);
@@ -131,7 +118,7 @@ static int vm_add_vcpus(struct vm *vm, char *err, size_t len)
 
 	vm->vcpus = calloc((size_t)vm->cfg.nr_cpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus)
-		return vm_fail(err, len, -ENOMEM, "out of memory");
+		return errorf(err, len, -ENOMEM, "out of memory");
 	vm->nr_vcpus = vm->cfg.nr_cpus;
 	for (int i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
@@ -146,7 +133,7 @@ static int vm_add_vcpus(struct vm *vm, char *err, size_t len)
 		if (!ret && (i == 0 || vm->cfg.all_cpus_at_entry))
 			ret = vm->cpu->set_state(v, &vm->boot_state);
 		if (ret)
-			return vm_fail(err, len, ret, "vCPU %d: %s", i, strerror(-ret));
+			return errorf(err, len, ret, "vCPU %d: %s", i, strerror(-ret));
 	}
 	return 0;
 }
@@ -163,7 +150,7 @@ int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t le
 		return ret;
 	vm = calloc(1, sizeof(*vm));
 	if (!vm)
-		return vm_fail(err, len, -ENOMEM, "out of memory");
+		return errorf(err, len, -ENOMEM, "out of memory");
 	vm->cfg = *cfg;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
@@ -174,12 +161,12 @@ int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t le
 
 	vm->cpu = cpu_select(cfg->backend, why, sizeof(why));
 	if (!vm->cpu) {
-		ret = vm_fail(err, len, -ENODEV, "%s", why);
+		ret = errorf(err, len, -ENODEV, "%s", why);
 		goto fail;
 	}
 	ret = gm_init(&vm->mem, cfg->mem_size);
 	if (ret) {
-		vm_fail(err, len, ret, "--mem %lluM: cannot reserve guest memory: %s",
+		errorf(err, len, ret, "--mem %lluM: cannot reserve guest memory: %s",
 			(unsigned long long)(cfg->mem_size >> 20), strerror(-ret));
 		goto fail;
 	}
@@ -187,12 +174,12 @@ int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t le
 	if (!vm->loop || evloop_init(vm->loop)) {
 		free(vm->loop);
 		vm->loop = NULL;
-		ret = vm_fail(err, len, -ENOMEM, "cannot create the event loop");
+		ret = errorf(err, len, -ENOMEM, "cannot create the event loop");
 		goto fail;
 	}
 	ret = vm->cpu->vm_init(vm);
 	if (ret) {
-		vm_fail(err, len, ret, "%s backend: cannot create the VM: %s", vm->cpu->name, strerror(-ret));
+		errorf(err, len, ret, "%s backend: cannot create the VM: %s", vm->cpu->name, strerror(-ret));
 		goto fail;
 	}
 	ret = vm_add_devices(vm, err, len);

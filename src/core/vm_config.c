@@ -1,21 +1,11 @@
 #include "core/vm_config.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-static int fail(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
+#include "core/log.h"
 
 int config_add_indexed(struct config *c, const char *prefix, int max, const char *val)
 {
@@ -44,7 +34,7 @@ int config_get_indexed(const struct config *c, const char *prefix, int max, cons
 		if (strncmp(k, prefix, plen) || (k[plen] != '.' && k[plen]))
 			continue;
 		if (!k[plen] || parse_uint(k + plen + 1, 0, (uint64_t)max - 1, &idx))
-			return fail(err, err_len, "%s: expected %s.0 .. %s.%d", k, prefix, prefix, max - 1);
+			return errorf(err, err_len, -EINVAL, "%s: expected %s.0 .. %s.%d", k, prefix, prefix, max - 1);
 		out[idx] = c->e[i].value;
 	}
 	for (int i = 0; i < max; i++) {
@@ -60,7 +50,7 @@ int config_get_indexed(const struct config *c, const char *prefix, int max, cons
 static int on_off(const char *v, bool dflt, bool *out, const char *what, char *err, size_t len)
 {
 	if (v && strcmp(v, "on") && strcmp(v, "off"))
-		return fail(err, len, "%s %s: expected on or off", what, v);
+		return errorf(err, len, -EINVAL, "%s %s: expected on or off", what, v);
 	*out = v ? !strcmp(v, "on") : dflt;
 	return 0;
 }
@@ -82,15 +72,15 @@ int vm_config_from(const struct config *c, struct vm_config *vc, char *err, size
 	if (!vc->backend)
 		vc->backend = "auto";
 	if (!vc->kernel)
-		return fail(err, err_len, "no kernel given: use --kernel PATH (tarn run --help)");
+		return errorf(err, err_len, -EINVAL, "no kernel given: use --kernel PATH (tarn run --help)");
 	if (parse_size(mem ? mem : VM_DEFAULT_MEM, 1ULL << 20, &v))
-		return fail(err, err_len, "--mem %s: not a size (examples: 512M, 2G, 1024)", mem);
+		return errorf(err, err_len, -EINVAL, "--mem %s: not a size (examples: 512M, 2G, 1024)", mem);
 	vc->mem_size = v;
 	if (cpus && parse_uint(cpus, 0, 1u << 20, &v))
-		return fail(err, err_len, "--cpus %s: not a number", cpus);
+		return errorf(err, err_len, -EINVAL, "--cpus %s: not a number", cpus);
 	vc->nr_cpus = cpus ? (int)v : 1;
 	if (unpack && strcmp(unpack, "host") && strcmp(unpack, "guest"))
-		return fail(err, err_len, "--unpack %s: expected host or guest", unpack);
+		return errorf(err, err_len, -EINVAL, "--unpack %s: expected host or guest", unpack);
 	vc->guest_unpack = unpack && !strcmp(unpack, "guest");
 	if (on_off(config_get(c, "dev.rng"), false, &rng, "dev.rng =", err, err_len) ||
 	    on_off(config_get(c, "vm.ioeventfd"), true, &vc->ioeventfd, "--ioeventfd", err, err_len))

@@ -1,12 +1,13 @@
 #include "snapshot/snapfile.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "core/log.h"
 
 /* ---- CRC32C (Castagnoli, reflected 0x82F63B78), as iSCSI and ext4 use ---- */
 
@@ -202,17 +203,6 @@ int snap_write_end(struct snap_writer *w)
 	return w->err;
 }
 
-static int bad(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int bad(char *err, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 static void idname(uint32_t id, char out[5])
 {
 	for (int i = 0; i < 4; i++) {
@@ -231,19 +221,19 @@ static int parse(struct snap_reader *r, char *err, size_t len)
 	uint32_t ver, nr;
 
 	if (r->size < SNAP_HEADER_SIZE || memcmp(b, SNAP_MAGIC, 8))
-		return bad(err, len, "not a tarn snapshot (no \"%s\" at its start)", SNAP_MAGIC);
+		return errorf(err, len, -EINVAL, "not a tarn snapshot (no \"%s\" at its start)", SNAP_MAGIC);
 	if (le_get(b + 28, 4) != crc32c(0, b, 28))
-		return bad(err, len, "its header is corrupt (checksum)");
+		return errorf(err, len, -EINVAL, "its header is corrupt (checksum)");
 	ver = (uint32_t)le_get(b + 8, 4);
 	nr = (uint32_t)le_get(b + 12, 4);
 	total = le_get(b + 16, 8);
 	if (ver != SNAP_VERSION)
-		return bad(err, len, "format version %u; this tarn reads version %u", ver, SNAP_VERSION);
+		return errorf(err, len, -EINVAL, "format version %u; this tarn reads version %u", ver, SNAP_VERSION);
 	if (total != r->size)
-		return bad(err, len, "%zu bytes long, its header says %llu (truncated or extended)", r->size,
+		return errorf(err, len, -EINVAL, "%zu bytes long, its header says %llu (truncated or extended)", r->size,
 			   (unsigned long long)total);
 	if (nr > SNAP_MAX_SECTIONS || le_get(b + 24, 4))
-		return bad(err, len, "its header is invalid (%u sections)", nr);
+		return errorf(err, len, -EINVAL, "its header is invalid (%u sections)", nr);
 	r->s = calloc(nr ? nr : 1, sizeof(*r->s));
 	if (!r->s)
 		return -ENOMEM;
@@ -253,14 +243,14 @@ static int parse(struct snap_reader *r, char *err, size_t len)
 		char name[5];
 
 		if (r->size - off < SNAP_SECTION_HEADER_SIZE + 8)
-			return bad(err, len, "section %u of %u runs past the end of the file", i + 1, nr);
+			return errorf(err, len, -EINVAL, "section %u of %u runs past the end of the file", i + 1, nr);
 		dlen = le_get(b + off + 16, 8);
 		if (dlen > SNAP_MAX_SECTION || dlen > r->size - off - SNAP_SECTION_HEADER_SIZE - 8)
-			return bad(err, len, "section %u of %u: length %llu runs past the end of the file", i + 1, nr,
+			return errorf(err, len, -EINVAL, "section %u of %u: length %llu runs past the end of the file", i + 1, nr,
 				   (unsigned long long)dlen);
 		end = off + SNAP_SECTION_HEADER_SIZE + dlen + pad8(dlen);
 		if (end + 8 > r->size)
-			return bad(err, len, "section %u of %u runs past the end of the file", i + 1, nr);
+			return errorf(err, len, -EINVAL, "section %u of %u runs past the end of the file", i + 1, nr);
 		s->id = (uint32_t)le_get(b + off, 4);
 		s->instance = (uint32_t)le_get(b + off + 4, 4);
 		s->version = (uint32_t)le_get(b + off + 8, 4);
@@ -268,22 +258,22 @@ static int parse(struct snap_reader *r, char *err, size_t len)
 		s->len = dlen;
 		idname(s->id, name);
 		if (le_get(b + end, 4) != crc32c(0, b + off, SNAP_SECTION_HEADER_SIZE + dlen))
-			return bad(err, len, "section %u of %u (%s %u) is corrupt (checksum)", i + 1, nr, name,
+			return errorf(err, len, -EINVAL, "section %u of %u (%s %u) is corrupt (checksum)", i + 1, nr, name,
 				   s->instance);
 		for (size_t k = 0; k < pad8(dlen); k++)
 			if (b[off + SNAP_SECTION_HEADER_SIZE + dlen + k])
-				return bad(err, len, "section %u of %u (%s %u): padding not zero", i + 1, nr, name,
+				return errorf(err, len, -EINVAL, "section %u of %u (%s %u): padding not zero", i + 1, nr, name,
 					   s->instance);
 		if (le_get(b + off + 12, 4) || le_get(b + end + 4, 4))
-			return bad(err, len, "section %u of %u (%s %u): reserved fields not zero", i + 1, nr, name,
+			return errorf(err, len, -EINVAL, "section %u of %u (%s %u): reserved fields not zero", i + 1, nr, name,
 				   s->instance);
 		for (uint32_t k = 0; k < i; k++)
 			if (r->s[k].id == s->id && r->s[k].instance == s->instance)
-				return bad(err, len, "section %s %u comes twice", name, s->instance);
+				return errorf(err, len, -EINVAL, "section %s %u comes twice", name, s->instance);
 		off = end + 8;
 	}
 	if (off != r->size)
-		return bad(err, len, "%llu bytes after the last section", (unsigned long long)(r->size - off));
+		return errorf(err, len, -EINVAL, "%llu bytes after the last section", (unsigned long long)(r->size - off));
 	r->nr = nr;
 	return 0;
 }
@@ -298,7 +288,7 @@ int snap_read(struct snap_reader *r, int fd, char *err, size_t err_len)
 	if (fstat(fd, &st))
 		return -errno;
 	if (st.st_size > (off_t)SNAP_MAX_SECTIONS * (SNAP_MAX_SECTION / 64))
-		return bad(err, err_len, "too large for a snapshot (%lld bytes)", (long long)st.st_size);
+		return errorf(err, err_len, -EINVAL, "too large for a snapshot (%lld bytes)", (long long)st.st_size);
 	r->size = (size_t)st.st_size;
 	r->buf = malloc(r->size ? r->size : 1);
 	if (!r->buf)
@@ -309,7 +299,7 @@ int snap_read(struct snap_reader *r, int fd, char *err, size_t err_len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			ret = n < 0 ? -errno : bad(err, err_len, "the file shrank while it was read");
+			ret = n < 0 ? -errno : errorf(err, err_len, -EINVAL, "the file shrank while it was read");
 			snap_reader_free(r);
 			return ret;
 		}

@@ -1,9 +1,10 @@
 #include "snapshot/vcpu_state.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "core/log.h"
 
 static void put_seg(struct snap_buf *b, const struct x86_seg *s)
 {
@@ -65,17 +66,6 @@ void snap_put_vcpu(struct snap_buf *b, const struct x86_state *st)
 	}
 }
 
-static int bad(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int bad(char *err, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 int snap_get_vcpu(const void *data, size_t len, unsigned version, struct x86_state *st, char *err,
 		  size_t err_len)
 {
@@ -84,7 +74,7 @@ int snap_get_vcpu(const void *data, size_t len, unsigned version, struct x86_sta
 	uint32_t n;
 
 	if (version != SNAP_VCPU_VERSION)
-		return bad(err, err_len, "vCPU state layout %u; this tarn reads %u", version, SNAP_VCPU_VERSION);
+		return errorf(err, err_len, -EINVAL, "vCPU state layout %u; this tarn reads %u", version, SNAP_VCPU_VERSION);
 	memset(st, 0, sizeof(*st));
 	snap_cur_init(&c, data, len);
 	for (int i = 0; i < 16; i++)
@@ -111,16 +101,16 @@ int snap_get_vcpu(const void *data, size_t len, unsigned version, struct x86_sta
 	st->dr7 = snap_get_u64(&c);
 	n = snap_get_u32(&c);
 	if (n != X86_STATE_NR_MSRS)
-		return bad(err, err_len, "vCPU state: %u MSRs, expected %d", n, X86_STATE_NR_MSRS);
+		return errorf(err, err_len, -EINVAL, "vCPU state: %u MSRs, expected %d", n, X86_STATE_NR_MSRS);
 	for (int i = 0; i < X86_STATE_NR_MSRS; i++) {
 		uint32_t idx = snap_get_u32(&c);
 
 		if (idx != x86_state_msr_index[i] && !c.short_read)
-			return bad(err, err_len, "vCPU state: MSR %#x where %#x belongs", idx, x86_state_msr_index[i]);
+			return errorf(err, err_len, -EINVAL, "vCPU state: MSR %#x where %#x belongs", idx, x86_state_msr_index[i]);
 		st->msr[i] = snap_get_u64(&c);
 	}
 	if (!snap_cur_done(&c))
-		return bad(err, err_len, "vCPU state: %zu bytes, layout %u has %s", len, version,
+		return errorf(err, err_len, -EINVAL, "vCPU state: %zu bytes, layout %u has %s", len, version,
 			   c.short_read ? "more" : "fewer");
 	st->parts = X86_STATE_FPU | X86_STATE_DEBUG | X86_STATE_MSR;
 	return x86_state_check(st, err, err_len);
@@ -141,31 +131,31 @@ int x86_state_check(const struct x86_state *st, char *err, size_t len)
 
 	/* RFLAGS: bit 1 set; 3, 5, 15 and 22-63 clear. */
 	if (!(st->rflags & 2) || (st->rflags & ~0x3f7fd7ULL))
-		return bad(err, len, "vCPU state: RFLAGS %#llx has reserved bits wrong", (unsigned long long)st->rflags);
+		return errorf(err, len, -EINVAL, "vCPU state: RFLAGS %#llx has reserved bits wrong", (unsigned long long)st->rflags);
 	if (st->cr0 >> 32 || (pg && !pe) || ((st->cr0 & X86_CR0_NW) && !(st->cr0 & X86_CR0_CD)))
-		return bad(err, len, "vCPU state: CR0 %#llx is not a value a CPU takes", (unsigned long long)st->cr0);
+		return errorf(err, len, -EINVAL, "vCPU state: CR0 %#llx is not a value a CPU takes", (unsigned long long)st->cr0);
 	if (st->cr4 >> 24)
-		return bad(err, len, "vCPU state: CR4 %#llx sets reserved bits", (unsigned long long)st->cr4);
+		return errorf(err, len, -EINVAL, "vCPU state: CR4 %#llx sets reserved bits", (unsigned long long)st->cr4);
 	if (st->efer & ~(X86_EFER_SCE | X86_EFER_LME | X86_EFER_LMA | X86_EFER_NXE))
-		return bad(err, len, "vCPU state: EFER %#llx sets bits tarn's vCPUs do not have",
+		return errorf(err, len, -EINVAL, "vCPU state: EFER %#llx sets bits tarn's vCPUs do not have",
 			   (unsigned long long)st->efer);
 	if (lma != (lme && pg))
-		return bad(err, len, "vCPU state: EFER.LMA %d with LME %d and CR0.PG %d (LMA = LME and PG)", lma, lme,
+		return errorf(err, len, -EINVAL, "vCPU state: EFER.LMA %d with LME %d and CR0.PG %d (LMA = LME and PG)", lma, lme,
 			   pg);
 	if (lma && !(st->cr4 & X86_CR4_PAE))
-		return bad(err, len, "vCPU state: long mode without CR4.PAE");
+		return errorf(err, len, -EINVAL, "vCPU state: long mode without CR4.PAE");
 	if (st->cr3 >> 52 || st->cr8 > 15)
-		return bad(err, len, "vCPU state: CR3 %#llx or CR8 %#llx out of range", (unsigned long long)st->cr3,
+		return errorf(err, len, -EINVAL, "vCPU state: CR3 %#llx or CR8 %#llx out of range", (unsigned long long)st->cr3,
 			   (unsigned long long)st->cr8);
 	if (lma && st->cs.l && st->cs.db)
-		return bad(err, len, "vCPU state: CS with both L and D/B");
+		return errorf(err, len, -EINVAL, "vCPU state: CS with both L and D/B");
 	if (lma && st->cs.l && !canonical(st->rip))
-		return bad(err, len, "vCPU state: RIP %#llx not canonical in 64-bit mode", (unsigned long long)st->rip);
+		return errorf(err, len, -EINVAL, "vCPU state: RIP %#llx not canonical in 64-bit mode", (unsigned long long)st->rip);
 	for (int i = 0; i < 8; i++)
 		if (segs[i]->type > 15 || segs[i]->dpl > 3)
-			return bad(err, len, "vCPU state: %s has type %u, DPL %u", names[i], segs[i]->type, segs[i]->dpl);
+			return errorf(err, len, -EINVAL, "vCPU state: %s has type %u, DPL %u", names[i], segs[i]->type, segs[i]->dpl);
 	memcpy(&mxcsr, st->fxsave + 24, 4);
 	if (mxcsr >> 16)
-		return bad(err, len, "vCPU state: MXCSR %#x sets reserved bits", mxcsr);
+		return errorf(err, len, -EINVAL, "vCPU state: MXCSR %#x sets reserved bits", mxcsr);
 	return 0;
 }
