@@ -253,6 +253,7 @@ static int run(struct dt_emu *e)
 	if (r)
 		return -1;
 	emu_cpu_ops.get_state(&e->vcpu, &e->st);
+	e->st.parts = 0; /* registers only: SSE goes through emu_set_sse */
 	if (wd_fired && ex.reason != VCPU_EXIT_INTR) {
 		/* The kick came after the exit: take it now, or it would end
 		 * the next run before its first instruction. */

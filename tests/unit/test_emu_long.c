@@ -1068,6 +1068,30 @@ static void test_state_parts_round_trip(void **state)
 	emu_teardown(&t);
 }
 
+/* MOV from DR (and CR) with mod != 3: the CPU ignores mod, takes r/m as a
+ * register and reads no displacement. The emulator took it for a memory
+ * operand (emu_fuzz: "index 19 out of bounds" in setr). */
+static void test_mov_dr_ignores_mod(void **state)
+{
+	static const uint8_t code[] = {
+		0x48, 0xc7, 0xc0, 0x34, 0x12, 0x00, 0x00, /* mov rax, 0x1234 */
+		0x0f, 0x23, 0xc0,			  /* mov dr0, rax */
+		0x0f, 0x21, 0x03,			  /* mov rbx, dr0 (mod 00) */
+		0x0f, 0x20, 0x41,			  /* mov rcx, cr0 (mod 01: no disp8) */
+		0xf4,					  /* hlt */
+	};
+	struct emu_t t;
+
+	emu_setup(&t);
+	memcpy(t.ram + CODE, code, sizeof(code));
+	start(&t);
+	run_to_hlt(&t);
+	assert_int_equal(t.st.gpr[R_RBX], 0x1234);
+	assert_int_equal(t.st.gpr[R_RCX], t.st.cr0);
+	assert_int_equal(t.st.rip, CODE + sizeof(code));
+	emu_teardown(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1086,6 +1110,7 @@ int main(void)
 		cmocka_unit_test(test_user_mode),
 		cmocka_unit_test(test_flags_vs_host),
 		cmocka_unit_test(test_state_parts_round_trip),
+		cmocka_unit_test(test_mov_dr_ignores_mod),
 		cmocka_unit_test(test_speed),
 	};
 

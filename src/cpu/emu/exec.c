@@ -207,6 +207,19 @@ static inline __attribute__((always_inline)) void modrm(struct emu_cpu *c, struc
 	modrm_mem(c, d, imm_bytes, m);
 }
 
+/* MOV to and from CR and DR: r/m names a register whatever mod says (SDM
+ * vol. 2, MOV-Move to/from Control Registers: "the 2 bits in the mod field
+ * are ignored"), and no displacement follows. */
+static inline void modrm_regs(struct emu_cpu *c, struct dec *d)
+{
+	uint8_t m = f8(c, d);
+
+	d->mod = 3;
+	d->reg = (uint8_t)(((m >> 3) & 7) | ((d->rex & 4) << 1));
+	d->rm = (uint8_t)((m & 7) | ((d->rex & 1) << 3));
+	d->mem = false;
+}
+
 /* ---- registers ---- */
 
 static inline __attribute__((always_inline)) uint64_t getr(struct emu_cpu *c, const struct dec *d,
@@ -1250,7 +1263,7 @@ static inline __attribute__((always_inline)) void exec_0f(struct emu_cpu *c, str
 	case 0x22: { /* mov cr, r */
 		int n;
 
-		modrm(c, d, 0);
+		modrm_regs(c, d);
 		n = d->reg;
 		if (n != 0 && n != 2 && n != 3 && n != 4 && n != 8)
 			emu_fault(c, EXC_UD, 0); /* before the privilege check */
@@ -1268,7 +1281,7 @@ static inline __attribute__((always_inline)) void exec_0f(struct emu_cpu *c, str
 	case 0x23: { /* mov dr, r */
 		int n;
 
-		modrm(c, d, 0);
+		modrm_regs(c, d);
 		n = d->reg;
 		if (n > 7) /* dr8-15: #UD before the privilege check */
 			emu_fault(c, EXC_UD, 0);
