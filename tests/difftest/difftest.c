@@ -127,6 +127,10 @@ static bool addr_same(const struct dt_case *c, const struct dt_result *a, const 
 {
 	uint64_t d = a->addr - b->addr; /* wraps: the area may too */
 
+	if (c->cr2_wrap32) /* [r13d - 0x71] at 0xffffff50 ends at 0x14f */
+		d = (uint32_t)d;
+	if (c->cr2_wrap32 && c->cr2_span)
+		return d < c->cr2_span || (uint32_t)-d < c->cr2_span;
 	return c->cr2_span ? d < c->cr2_span || -d < c->cr2_span : !d;
 }
 
@@ -650,6 +654,7 @@ static void host_choices(const cs_insn *in, struct dt_case *c)
 		/* fall through */
 	case X86_INS_FXRSTOR: case X86_INS_FXRSTOR64:
 		c->cr2_span = 512;
+		c->cr2_wrap32 = in->detail->x86.addr_size == 4;
 		break;
 	default:
 		break;

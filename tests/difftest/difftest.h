@@ -74,6 +74,7 @@ struct dt_case {
 	 * x + cr2_span - 1) of the other side's matches; data bytes
 	 * [skip_off, skip_off + skip_len) are not compared. */
 	uint32_t cr2_span;
+	bool cr2_wrap32; /* 32-bit addressing: the area wraps at 4 GiB */
 	uint16_t skip_off, skip_len;
 	uint8_t data[DT_DATA_SIZE];
 };
