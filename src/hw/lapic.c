@@ -80,20 +80,26 @@ static unsigned timer_mode(const struct lapic *l)
 }
 
 /* SDM Figure 11-10: bits 0,1,3 encode divide by 2^(n+1), 0b111 meaning 1. */
-static uint64_t timer_divide(const struct lapic *l)
+static uint64_t dcr_divide(uint32_t dcr)
 {
-	unsigned v = (l->timer_dcr & 3) | ((l->timer_dcr >> 1) & 4);
+	unsigned v = (dcr & 3) | ((dcr >> 1) & 4);
 
 	return v == 7 ? 1 : 2ULL << v;
 }
 
-/* Nanoseconds for n ticks of the divided clock, rounded up so an expiry is
- * never seen early. icr <= 2^32 and divide <= 128: no overflow in 128 bits. */
-static uint64_t ticks_to_ns(const struct lapic *l, uint64_t n)
+/* Nanoseconds for n ticks of the clock divided as dcr says, rounded up so
+ * an expiry is never seen early. n <= 2^32 and divide <= 128: no overflow
+ * in 128 bits. */
+static uint64_t dcr_ticks_to_ns(uint32_t dcr, uint64_t n)
 {
-	unsigned __int128 t = (unsigned __int128)n * timer_divide(l) * NS_PER_SEC;
+	unsigned __int128 t = (unsigned __int128)n * dcr_divide(dcr) * NS_PER_SEC;
 
 	return (uint64_t)((t + LAPIC_BUS_HZ - 1) / LAPIC_BUS_HZ);
+}
+
+static uint64_t ticks_to_ns(const struct lapic *l, uint64_t n)
+{
+	return dcr_ticks_to_ns(l->timer_dcr, n);
 }
 
 static uint64_t timer_period_ns(const struct lapic *l)
@@ -1001,6 +1007,86 @@ void lapic_save(struct lapic *l, struct lapic_state *st, uint64_t now)
 	st->init_state = (uint8_t)l->init_state;
 	st->sipi_vector = (int16_t)l->sipi_vector;
 	pthread_mutex_unlock(&l->lock);
+}
+
+/* ---- the register page (KVM's struct kvm_lapic_state, xAPIC) ---- */
+
+static void page_put(uint8_t *page, uint32_t reg, uint32_t v)
+{
+	memcpy(page + reg, &v, 4);
+}
+
+static uint32_t page_word(const uint8_t *page, uint32_t reg)
+{
+	uint32_t v;
+
+	memcpy(&v, page + reg, 4);
+	return v;
+}
+
+void lapic_page_get(struct lapic *l, uint8_t page[LAPIC_PAGE_SIZE], uint64_t now)
+{
+	memset(page, 0, LAPIC_PAGE_SIZE);
+	pthread_mutex_lock(&l->lock);
+	page_put(page, LAPIC_ID, l->id);
+	page_put(page, LAPIC_LVR, LAPIC_VERSION);
+	page_put(page, LAPIC_TPR, l->tpr);
+	page_put(page, LAPIC_PPR, ppr(l));
+	page_put(page, LAPIC_LDR, l->ldr);
+	page_put(page, LAPIC_DFR, l->dfr);
+	page_put(page, LAPIC_SVR, l->svr);
+	for (int i = 0; i < 8; i++) {
+		page_put(page, LAPIC_ISR + 0x10 * (uint32_t)i, l->isr[i]);
+		page_put(page, LAPIC_TMR + 0x10 * (uint32_t)i, l->tmr[i]);
+		page_put(page, LAPIC_IRR + 0x10 * (uint32_t)i, l->irr[i]);
+	}
+	page_put(page, LAPIC_ESR, l->esr);
+	page_put(page, LAPIC_LVT_CMCI, APIC_LVT_MASKED); /* not modelled: as at reset */
+	page_put(page, LAPIC_ICR_LO, l->icr_lo);
+	page_put(page, LAPIC_ICR_HI, l->icr_hi);
+	for (int i = 0; i < LVT_NR; i++)
+		page_put(page, LAPIC_LVT_TIMER + 0x10 * (uint32_t)i, l->lvt[i]);
+	page_put(page, LAPIC_TIMER_ICR, l->timer_icr);
+	page_put(page, LAPIC_TIMER_CCR, timer_ccr(l, now));
+	page_put(page, LAPIC_TIMER_DCR, l->timer_dcr);
+	pthread_mutex_unlock(&l->lock);
+}
+
+int lapic_page_set(struct lapic *l, const uint8_t page[LAPIC_PAGE_SIZE], uint64_t now)
+{
+	struct lapic_state st;
+	uint64_t per_tick, ccr;
+
+	lapic_save(l, &st, now); /* what the page does not hold stays */
+	st.id = page_word(page, LAPIC_ID);
+	st.tpr = page_word(page, LAPIC_TPR);
+	st.ldr = page_word(page, LAPIC_LDR);
+	st.dfr = page_word(page, LAPIC_DFR);
+	st.svr = page_word(page, LAPIC_SVR);
+	st.esr = page_word(page, LAPIC_ESR);
+	st.esr_pending = 0;
+	st.icr_lo = page_word(page, LAPIC_ICR_LO) & ~(1u << 12); /* delivery status: idle */
+	st.icr_hi = page_word(page, LAPIC_ICR_HI);
+	for (int i = 0; i < 8; i++) {
+		st.isr[i] = page_word(page, LAPIC_ISR + 0x10 * (uint32_t)i);
+		st.tmr[i] = page_word(page, LAPIC_TMR + 0x10 * (uint32_t)i);
+		st.irr[i] = page_word(page, LAPIC_IRR + 0x10 * (uint32_t)i);
+	}
+	for (int i = 0; i < LVT_NR; i++)
+		st.lvt[i] = page_word(page, LAPIC_LVT_TIMER + 0x10 * (uint32_t)i);
+	st.timer_icr = page_word(page, LAPIC_TIMER_ICR);
+	st.timer_dcr = page_word(page, LAPIC_TIMER_DCR);
+	/* The timer from its current count: running while the count is not 0
+	 * in one-shot or periodic mode (TSC-deadline mode is IA32_TSC_DEADLINE's). */
+	ccr = page_word(page, LAPIC_TIMER_CCR);
+	st.timer_remaining_ns = UINT64_MAX;
+	st.timer_elapsed_ns = 0;
+	per_tick = dcr_ticks_to_ns(st.timer_dcr, 1);
+	if (ccr && ccr <= st.timer_icr && (st.lvt[LVT_TIMER] & TIMER_MODE_MASK) != APIC_TIMER_TSC_DEADLINE) {
+		st.timer_remaining_ns = ccr * per_tick;
+		st.timer_elapsed_ns = (st.timer_icr - ccr) * per_tick;
+	}
+	return lapic_restore(l, &st, now);
 }
 
 static bool state_valid(const struct lapic_state *st)

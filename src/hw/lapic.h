@@ -257,6 +257,16 @@ uint64_t lapic_get_tsc_deadline(struct lapic *l);
 
 /* Snapshots. restore validates everything (reserved bits, vectors below 16
  * in IRR/ISR, enum ranges) and returns -EINVAL without touching l. */
+/* The LAPIC as the 1 KiB register page KVM_GET_LAPIC and KVM_SET_LAPIC use
+ * (xAPIC; timer as its initial and current counts), the form x86_state
+ * carries across backends. Set keeps what the page does not hold (LINT
+ * levels, pending NMI/INIT/SIPI, IA32_TSC_DEADLINE) and refuses (-EINVAL)
+ * what lapic_restore would. */
+#define LAPIC_PAGE_SIZE 1024
+void lapic_page_get(struct lapic *l, uint8_t page[LAPIC_PAGE_SIZE], uint64_t now_ns);
+int lapic_page_set(struct lapic *l, const uint8_t page[LAPIC_PAGE_SIZE], uint64_t now_ns)
+	__attribute__((warn_unused_result));
+
 void lapic_save(struct lapic *l, struct lapic_state *st, uint64_t now_ns);
 int lapic_restore(struct lapic *l, const struct lapic_state *st, uint64_t now_ns)
 	__attribute__((warn_unused_result));

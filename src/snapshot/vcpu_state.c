@@ -55,6 +55,7 @@ void snap_put_vcpu(struct snap_buf *b, const struct x86_state *st)
 	snap_put_u64(b, st->efer);
 	snap_put_u64(b, st->apic_base);
 	snap_put_bytes(b, st->fxsave, sizeof(st->fxsave));
+	snap_put_bytes(b, st->lapic, sizeof(st->lapic));
 	for (int i = 0; i < 4; i++)
 		snap_put_u64(b, st->dr[i]);
 	snap_put_u64(b, st->dr6);
@@ -95,6 +96,7 @@ int snap_get_vcpu(const void *data, size_t len, unsigned version, struct x86_sta
 	st->efer = snap_get_u64(&c);
 	st->apic_base = snap_get_u64(&c);
 	snap_get_bytes(&c, st->fxsave, sizeof(st->fxsave));
+	snap_get_bytes(&c, st->lapic, sizeof(st->lapic));
 	for (int i = 0; i < 4; i++)
 		st->dr[i] = snap_get_u64(&c);
 	st->dr6 = snap_get_u64(&c);
@@ -112,7 +114,7 @@ int snap_get_vcpu(const void *data, size_t len, unsigned version, struct x86_sta
 	if (!snap_cur_done(&c))
 		return errorf(err, err_len, -EINVAL, "vCPU state: %zu bytes, layout %u has %s", len, version,
 			   c.short_read ? "more" : "fewer");
-	st->parts = X86_STATE_FPU | X86_STATE_DEBUG | X86_STATE_MSR;
+	st->parts = X86_STATE_ALL;
 	return x86_state_check(st, err, err_len);
 }
 
@@ -127,7 +129,7 @@ int x86_state_check(const struct x86_state *st, char *err, size_t len)
 	const struct x86_seg *segs[8] = { &st->cs, &st->ds, &st->es, &st->fs, &st->gs, &st->ss, &st->tr, &st->ldt };
 	bool pe = st->cr0 & X86_CR0_PE, pg = st->cr0 & X86_CR0_PG;
 	bool lme = st->efer & X86_EFER_LME, lma = st->efer & X86_EFER_LMA;
-	uint32_t mxcsr;
+	uint32_t mxcsr, tpr;
 
 	/* RFLAGS: bit 1 set; 3, 5, 15 and 22-63 clear. */
 	if (!(st->rflags & 2) || (st->rflags & ~0x3f7fd7ULL))
@@ -157,5 +159,9 @@ int x86_state_check(const struct x86_state *st, char *err, size_t len)
 	memcpy(&mxcsr, st->fxsave + 24, 4);
 	if (mxcsr >> 16)
 		return errorf(err, len, -EINVAL, "vCPU state: MXCSR %#x sets reserved bits", mxcsr);
+	memcpy(&tpr, st->lapic + 0x80, 4);
+	if ((st->parts & X86_STATE_LAPIC) && (tpr > 0xff || st->cr8 != tpr >> 4))
+		return errorf(err, len, -EINVAL, "vCPU state: CR8 %#llx is not the LAPIC's TPR %#x >> 4",
+			      (unsigned long long)st->cr8, tpr);
 	return 0;
 }

@@ -1,5 +1,5 @@
 /* vCPU state beyond the registers, as a snapshot takes it: the guest loads
- * debug-register and MSR values the host can predict (lib/state.h) and
+ * debug-register, MSR and LAPIC values the host can predict (lib/state.h) and
  * leaves x87 and SSE as FNINIT and reset leave them, then ends; the host
  * reads all that through get_state, puts other values everywhere (x87
  * stack, XMM, MXCSR included) with set_state and reads those back
@@ -19,4 +19,9 @@ void guest_main(unsigned cpu, uint64_t arg)
 	__asm__ volatile("mov %0, %%dr3" ::"r"(state_addr(1, 3)));
 	for (unsigned i = 0; i < STATE_NR_MSRS; i++)
 		wrmsr(state_msrs[i].index, state_msr_value(1, i));
+	mmio_write32(STATE_APIC_BASE + 0xf0, STATE_APIC_SVR);
+	mmio_write32(STATE_APIC_BASE + 0x80, STATE_APIC_TPR);
+	mmio_write32(STATE_APIC_BASE + 0x3e0, STATE_APIC_DCR);
+	mmio_write32(STATE_APIC_BASE + 0x320, STATE_APIC_LVTT);
+	mmio_write32(STATE_APIC_BASE + 0x380, STATE_APIC_TMICT);
 }

@@ -630,6 +630,14 @@ static int state_msr_slot(uint32_t index)
 	return -1;
 }
 
+static uint32_t apic_reg(const struct x86_state *st, uint32_t reg)
+{
+	uint32_t v;
+
+	memcpy(&v, st->lapic + reg, 4);
+	return v;
+}
+
 static void state_expect(unsigned round, struct x86_state *st)
 {
 	for (unsigned n = 0; n < 16; n++) {
@@ -658,7 +666,7 @@ static void check_state(struct ctx *c)
 		fail(c, "get_state failed");
 		return;
 	}
-	CHECK_EQ(st.parts, X86_STATE_FPU | X86_STATE_DEBUG | X86_STATE_MSR);
+	CHECK_EQ(st.parts, X86_STATE_ALL);
 	/* What a backend reports passes a restore's checks and survives the
 	 * snapshot section unchanged. */
 	{
@@ -682,6 +690,13 @@ static void check_state(struct ctx *c)
 	for (unsigned n = 0; n < 16; n++)
 		if (memcmp(st.fxsave + 160 + 16 * n, (uint8_t[16]){ 0 }, 16))
 			fail(c, "XMM%u: not zero from reset", n);
+	CHECK_EQ(apic_reg(&st, LAPIC_SVR), STATE_APIC_SVR);
+	CHECK_EQ(apic_reg(&st, LAPIC_TPR), STATE_APIC_TPR);
+	CHECK_EQ(apic_reg(&st, LAPIC_TIMER_DCR), STATE_APIC_DCR);
+	CHECK_EQ(apic_reg(&st, LAPIC_LVT_TIMER), STATE_APIC_LVTT);
+	CHECK_EQ(apic_reg(&st, LAPIC_TIMER_ICR), STATE_APIC_TMICT);
+	if (!apic_reg(&st, LAPIC_TIMER_CCR) || apic_reg(&st, LAPIC_TIMER_CCR) == STATE_APIC_TMICT)
+		fail(c, "LAPIC timer current count %#x: not counting down", apic_reg(&st, LAPIC_TIMER_CCR));
 	want = st;
 	state_expect(1, &want);
 	for (unsigned i = 0; i < 4; i++)
@@ -701,6 +716,22 @@ static void check_state(struct ctx *c)
 	want.fxsave[4] = 0xc0;
 	memcpy(want.fxsave + 32, one, 10);
 	memset(want.fxsave + 48, 0, 10);
+	/* LAPIC: other values in every register a guest sets up; the timer
+	 * periodic (still masked), 2^30 of 2^31 ticks left at full speed. */
+	{
+		static const uint32_t regs[][2] = {
+			{ LAPIC_TPR, 0x30 },	       { LAPIC_SVR, 0x1fe },
+			{ LAPIC_LDR, 0x01000000 },     { LAPIC_DFR, 0xffffffff },
+			{ LAPIC_LVT_LINT0, 0x700 },    { LAPIC_LVT_LINT1, 0x400 },
+			{ LAPIC_LVT_ERROR, 0x100fe },  { LAPIC_LVT_TIMER, 0x300d0 },
+			{ LAPIC_TIMER_DCR, 0xb },      { LAPIC_TIMER_ICR, 0x80000000 },
+			{ LAPIC_TIMER_CCR, 0x40000000 },
+		};
+
+		for (size_t i = 0; i < sizeof(regs) / sizeof(regs[0]); i++)
+			memcpy(want.lapic + regs[i][0], &regs[i][1], 4);
+		want.cr8 = 3; /* CR8 is TPR[7:4] */
+	}
 	mxcsr = STATE_MXCSR | 0x3f;
 	memcpy(want.fxsave + 24, &mxcsr, 4);
 	if (c->vm->cpu->set_state(v, &want) || c->vm->cpu->get_state(v, &back)) {
@@ -716,6 +747,17 @@ static void check_state(struct ctx *c)
 		if (i != X86_MSR_TSC && back.msr[i] != want.msr[i])
 			fail(c, "MSR %#x: set %#llx, read %#llx", x86_state_msr_index[i],
 			     (unsigned long long)want.msr[i], (unsigned long long)back.msr[i]);
+	for (uint32_t r = LAPIC_TPR; r <= LAPIC_TIMER_DCR; r += 0x10) {
+		uint32_t w = apic_reg(&want, r), b = apic_reg(&back, r);
+
+		if (r == LAPIC_TIMER_CCR) { /* counts on: by less than 0.25 s here */
+			if (b > w || w - b > 0x10000000)
+				fail(c, "LAPIC timer: current count set %#x, read %#x", w, b);
+		} else if ((r == LAPIC_TPR || r == LAPIC_SVR || r == LAPIC_LDR || r == LAPIC_DFR ||
+			    (r >= LAPIC_LVT_TIMER && r <= LAPIC_TIMER_ICR) || r == LAPIC_TIMER_DCR) && w != b) {
+			fail(c, "LAPIC register %#x: set %#x, read %#x", r, w, b);
+		}
+	}
 }
 
 /* Guests whose SYNCs number themselves 1, 2, 3... from whatever mode. */

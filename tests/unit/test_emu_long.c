@@ -1005,6 +1005,9 @@ static void test_state_parts_round_trip(void **state)
 	srandom(42);
 	in = t.st;
 	in.parts = X86_STATE_FPU | X86_STATE_DEBUG | X86_STATE_MSR;
+	emu_cpu_ops.get_state(&t.vcpu, &out);
+	memcpy(in.lapic, out.lapic, sizeof(in.lapic)); /* the LAPIC as it is */
+	in.parts |= X86_STATE_LAPIC;
 	for (size_t i = 0; i < sizeof(in.fxsave); i++)
 		in.fxsave[i] = (uint8_t)random();
 	memset(in.fxsave + 8 + 8 + 8, 0, 8); /* set below */

@@ -27,7 +27,7 @@ static void sample(struct x86_state *st)
 	st->dr7 = 0x400;
 	for (int i = 0; i < X86_STATE_NR_MSRS; i++)
 		st->msr[i] = (uint64_t)random();
-	st->parts = X86_STATE_FPU | X86_STATE_DEBUG | X86_STATE_MSR;
+	st->parts = X86_STATE_ALL;
 }
 
 /* Write st, then read it back: the result, reason in err. */
@@ -67,6 +67,7 @@ static const struct {
 	{ "RIP not canonical", "canonical" },	   { "CR3 beyond 52 bits", "CR3" },
 	{ "CR8 over 15", "CR8" },		   { "segment type 16", "type" },
 	{ "DPL 4", "DPL" },			   { "MXCSR reserved bits", "MXCSR" },
+	{ "CR8 not the LAPIC's TPR", "TPR" },
 };
 
 static void spoil(size_t i, struct x86_state *s)
@@ -88,6 +89,7 @@ static void spoil(size_t i, struct x86_state *s)
 	case 13: s->ss.type = 16; break;
 	case 14: s->ds.dpl = 4; break;
 	case 15: s->fxsave[26] = 1; break;
+	case 16: s->cr8 = 5; break;
 	}
 }
 

@@ -38,7 +38,8 @@ struct x86_dtable {
  * order of x86_state.msr[]: what a 64-bit guest sets up and expects to find
  * again (system calls, PAT, TSC, kvmclock). */
 #define X86_STATE_MSRS(X)                                                       \
-	X(0x00000010, TSC) X(0x00000174, SYSENTER_CS) X(0x00000175, SYSENTER_ESP) \
+	X(0x00000010, TSC) X(0x000006e0, TSC_DEADLINE)                            \
+	X(0x00000174, SYSENTER_CS) X(0x00000175, SYSENTER_ESP)                    \
 	X(0x00000176, SYSENTER_EIP) X(0x000001a0, MISC_ENABLE) X(0x00000277, PAT)  \
 	X(0xc0000081, STAR) X(0xc0000082, LSTAR) X(0xc0000083, CSTAR)             \
 	X(0xc0000084, SFMASK) X(0xc0000102, KERNEL_GS_BASE) X(0xc0000103, TSC_AUX) \
@@ -53,6 +54,8 @@ extern const uint32_t x86_state_msr_index[X86_STATE_NR_MSRS];
 #define X86_STATE_FPU (1u << 0)	 /* fxsave */
 #define X86_STATE_DEBUG (1u << 1) /* dr[], dr6, dr7 */
 #define X86_STATE_MSR (1u << 2)	 /* msr[] */
+#define X86_STATE_LAPIC (1u << 3) /* lapic[] */
+#define X86_STATE_ALL (X86_STATE_FPU | X86_STATE_DEBUG | X86_STATE_MSR | X86_STATE_LAPIC)
 
 struct x86_state {
 	uint64_t gpr[16];
@@ -71,6 +74,9 @@ struct x86_state {
 	uint8_t fxsave[512] __attribute__((aligned(16)));
 	uint64_t dr[4], dr6, dr7;
 	uint64_t msr[X86_STATE_NR_MSRS];
+	/* The local APIC as KVM_GET_LAPIC's register page (xAPIC: ID in bits
+	 * 24-31, the timer as initial and current counts). */
+	uint8_t lapic[1024];
 };
 
 #define X86_CR0_PE (1ULL << 0)

@@ -816,7 +816,8 @@ static int emu_get_state(struct vcpu *vcpu, struct x86_state *st)
 	for (int i = 0; i < X86_STATE_NR_MSRS; i++)
 		if (emu_rdmsr(c, x86_state_msr_index[i], &st->msr[i]))
 			return -EIO; /* the list names an MSR we do not have */
-	st->parts = X86_STATE_FPU | X86_STATE_DEBUG | X86_STATE_MSR;
+	lapic_page_get(c->lapic, st->lapic, emu_now(c));
+	st->parts = X86_STATE_ALL;
 	return 0;
 }
 
@@ -830,6 +831,11 @@ static int set_state_parts(struct emu_cpu *c, const struct x86_state *st)
 		memcpy(c->dr, st->dr, sizeof(st->dr));
 		c->dr[6] = st->dr6;
 		c->dr[7] = st->dr7;
+	}
+	if (st->parts & X86_STATE_LAPIC) { /* before IA32_TSC_DEADLINE: the timer's mode */
+		if (lapic_page_set(c->lapic, st->lapic, emu_now(c)))
+			return -EINVAL;
+		timer_refresh(c);
 	}
 	for (int i = 0; (st->parts & X86_STATE_MSR) && i < X86_STATE_NR_MSRS; i++)
 		if (emu_wrmsr(c, x86_state_msr_index[i], st->msr[i]))

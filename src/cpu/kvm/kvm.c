@@ -702,6 +702,8 @@ static int kvm_get_parts(struct kvm_vcpu *v, struct x86_state *st)
 	st->dr6 = dr.dr6;
 	st->dr7 = dr.dr7;
 	st->parts = X86_STATE_FPU | X86_STATE_DEBUG;
+	if (ioctl(v->fd, KVM_GET_LAPIC, (struct kvm_lapic_state *)st->lapic) == 0)
+		st->parts |= X86_STATE_LAPIC;
 	/* A KVM without one of them (TSC_AUX without RDTSCP) still gives the
 	 * rest of the state: the MSR part is then missing, not the call. */
 	if (!kvm_msr_list(v->fd, st->msr, false))
@@ -720,6 +722,9 @@ static int kvm_set_parts(struct kvm_vcpu *v, const struct x86_state *st)
 		return ret;
 	memcpy(dr.db, st->dr, sizeof(dr.db));
 	if ((st->parts & X86_STATE_DEBUG) && ioctl(v->fd, KVM_SET_DEBUGREGS, &dr) < 0)
+		return -EINVAL;
+	/* The LAPIC before IA32_TSC_DEADLINE: the timer's mode. */
+	if ((st->parts & X86_STATE_LAPIC) && ioctl(v->fd, KVM_SET_LAPIC, (struct kvm_lapic_state *)st->lapic) < 0)
 		return -EINVAL;
 	memcpy(msr, st->msr, sizeof(msr));
 	return st->parts & X86_STATE_MSR ? kvm_msr_list(v->fd, msr, true) : 0;

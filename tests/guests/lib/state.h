@@ -7,6 +7,16 @@
 
 #define STATE_MXCSR 0x1f80 /* all exceptions masked (the reset value) */
 
+/* The LAPIC as g_state programs it: enabled (spurious vector 0xff), TPR
+ * 0x20, the timer masked and one-shot with vector 0xec, counting down from
+ * 2^32 - 1 at 1/128 of the 1 GHz bus (nine minutes). */
+#define STATE_APIC_BASE 0xfee00000UL
+#define STATE_APIC_SVR 0x1ff
+#define STATE_APIC_TPR 0x20
+#define STATE_APIC_DCR 0xa
+#define STATE_APIC_LVTT 0x100ec
+#define STATE_APIC_TMICT 0xffffffffu
+
 static inline uint64_t state_pattern(unsigned round, unsigned slot)
 {
 	return 0x0123456789abcdefULL * (round * 64 + slot + 1) ^ ((uint64_t)slot << 56);
