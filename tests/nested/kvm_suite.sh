@@ -131,10 +131,11 @@ while :; do
 	rc=$?
 	[ $rc -eq 126 ] && [ $tries -lt 3 ] && [ $((limit - SECONDS)) -gt 300 ] || break
 	started=$(grep -c '^# .*: started at ' "$tap")
+	cp "$O_ABS/nested/l1.log" "$O_ABS/nested/l1.try$tries.log" 2>/dev/null # the next try overwrites it
 	TAP_PARTIAL=1 run_tap nested cat "$tap"
 	echo "# the nested VM's kernel failed ($(cat "$O_ABS/nested/l1-failure" 2>/dev/null))" \
 		"in $(grep '^# .*: started at ' "$tap" | tail -1 | sed 's/^# //; s/: started at .*//'):" \
-		"a new nested VM runs the suite on from there"
+		"a new nested VM runs the suite on from there (console: $O/nested/l1.try$tries.log)"
 	[ "$started" -gt 0 ] && from=$((from + started - 1))
 done
 run_tap nested cat "$tap"
