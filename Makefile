@@ -47,6 +47,7 @@ OBJS += src/api/api.o
 OBJS += src/api/ctl.o
 OBJS += src/snapshot/snapfile.o
 OBJS += src/snapshot/vcpu_state.o
+OBJS += src/snapshot/snapshot.o
 OBJS += src/core/vcpu.o
 OBJS += src/core/console.o
 OBJS += src/mem/gm.o

@@ -11,6 +11,7 @@
 
 #include "api/api.h"
 #include "api/ctl.h"
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/console.h"
 #include "core/log.h"
@@ -44,6 +45,15 @@ static const char run_usage[] =
 	"  --ioeventfd on|off  KVM: virtio kicks through ioeventfds to per-device I/O\n"
 	"                    threads (vm.ioeventfd; default on; off: served in the\n"
 	"                    vCPU thread that kicked, as on the emulator)\n"
+	"  --restore PATH    start from a snapshot's state file (restore.state) instead\n"
+	"                    of a kernel: the machine as it was saved; --backend, --net\n"
+	"                    and --disk given here replace the snapshot's (README\n"
+	"                    \"Snapshots\")\n"
+	"  --restore-mem PATH  the snapshot's memory file (restore.mem; default PATH.mem)\n"
+	"  --restore-eager   read guest memory in whole instead of mapping it\n"
+	"                    copy-on-write (restore.eager = on)\n"
+	"  --paused          leave a restored VM paused (restore.paused = on), to be\n"
+	"                    resumed through the API\n"
 	"  --api-sock PATH   serve the VM's API (Firecracker's dialect) on a Unix socket\n"
 	"                    at PATH (api.sock); without --kernel, wait to be\n"
 	"                    configured and started through it (README \"The API\")\n"
@@ -87,6 +97,10 @@ static const struct option run_opts[] = {
 	{ "vconsole", required_argument, NULL, 'C' },
 	{ "ioeventfd", required_argument, NULL, 'E' },
 	{ "api-sock", required_argument, NULL, 'A' },
+	{ "restore", required_argument, NULL, 'S' },
+	{ "restore-mem", required_argument, NULL, 'M' },
+	{ "restore-eager", no_argument, NULL, 'G' },
+	{ "paused", no_argument, NULL, 'P' },
 	{ "config", required_argument, NULL, 'f' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -100,7 +114,7 @@ static const struct {
 	{ 'k', "boot.kernel" }, { 'i', "boot.initrd" }, { 'c', "boot.cmdline" },
 	{ 'm', "vm.mem" },	{ 'p', "vm.cpus" },	{ 'b', "vm.backend" },
 	{ 'u', "boot.unpack" },	{ 'C', "dev.console" }, { 'E', "vm.ioeventfd" },
-	{ 'A', "api.sock" },
+	{ 'A', "api.sock" },	{ 'S', "restore.state" }, { 'M', "restore.mem" },
 };
 
 static void set_or_die(struct config *c, const char *key, const char *val)
@@ -145,12 +159,87 @@ static bool quit_pending(void)
 	return sig > 0;
 }
 
-/* tarn run --api-sock without --kernel: wait for InstanceStart and build
- * the VM it describes (cli's keys, the API's added into run_cfg, whose
- * strings vc points into), as often as a start fails. NULL when a signal
- * came first. */
+/* Replace the snapshot's devices of one kind (a clone's own tap and MAC,
+ * its own disk overlay) by those c names, when it names any. */
+static int override_devices(const struct config *c, const char *prefix, const char **list, int nr, int max,
+			    char *err, size_t len)
+{
+	const char *mine[VM_MAX_DISKS > VM_MAX_NETS ? VM_MAX_DISKS : VM_MAX_NETS];
+	int n = config_get_indexed(c, prefix, max, mine, err, len);
+
+	if (n <= 0)
+		return n;
+	if (n != nr)
+		return errorf(err, len, -EINVAL, "--%s given %d time(s); the snapshot's VM has %d", strrchr(prefix, '.') + 1,
+			      n, nr);
+	memcpy(list, mine, (size_t)n * sizeof(*list));
+	return 0;
+}
+
+/* The VM c describes: booted from its kernel, or restored from the
+ * snapshot restore.state names (vc's strings then point into img, which
+ * must outlive the VM). */
+static int build_vm(const struct config *c, struct vm_config *vc, struct snap_image *img, struct vm **vm,
+		    char *err, size_t len)
+{
+	const char *state = config_get(c, "restore.state"), *mem = config_get(c, "restore.mem");
+	const char *eager = config_get(c, "restore.eager"), *backend = config_get(c, "vm.backend");
+	char mem_buf[4096];
+	int ret;
+
+	if (!state) {
+		ret = vm_config_from(c, vc, err, len);
+		return ret ? ret : vm_create(vm, vc, err, len);
+	}
+	if (config_get(c, "boot.kernel"))
+		return errorf(err, len, -EINVAL, "--restore and --kernel: a restored VM does not boot a kernel");
+	if (!mem) {
+		snprintf(mem_buf, sizeof(mem_buf), "%s.mem", state);
+		mem = mem_buf;
+	}
+	ret = snap_open(img, state, mem, vc, err, len);
+	if (ret)
+		return ret;
+	if (backend)
+		vc->backend = backend;
+	vc->restore_eager = eager && !strcmp(eager, "on");
+	vc->console_in = STDIN_FILENO;
+	vc->console_out = STDOUT_FILENO;
+	ret = override_devices(c, "dev.disk", vc->disks, vc->nr_disks, VM_MAX_DISKS, err, len);
+	if (!ret)
+		ret = override_devices(c, "dev.net", vc->nets, vc->nr_nets, VM_MAX_NETS, err, len);
+	if (!ret)
+		ret = vm_create(vm, vc, err, len);
+	if (ret) {
+		snap_close(img);
+		return ret;
+	}
+	return 0;
+}
+
+/* A restored VM runs unless asked to stay paused. */
+static void restore_start(const struct config *c, struct vm *vm)
+{
+	const char *paused = config_get(c, "restore.paused");
+
+	if (!vm->cfg.restore)
+		return;
+	if (paused && !strcmp(paused, "on")) {
+		pr_info("restore: the VM stays paused (resume it through the API)");
+		return;
+	}
+	if (vm_resume(vm))
+		pr_warn("restore: cannot resume the VM");
+	pr_info("restore: running %.3f ms after the snapshot was opened",
+		(double)(monotonic_ns() - vm->cfg.restore->open_ns) / 1e6);
+}
+
+/* tarn run --api-sock without --kernel: wait for InstanceStart (or
+ * /snapshot/load) and build the VM it describes (cli's keys, the API's
+ * added into run_cfg, whose strings vc points into), as often as a start
+ * fails. NULL when a signal came first. */
 static struct vm *api_boot(struct api *api, const struct config *cli, struct config *run_cfg,
-			   struct vm_config *vc)
+			   struct vm_config *vc, struct snap_image *img)
 {
 	char err[512];
 	struct vm *vm;
@@ -160,7 +249,8 @@ static struct vm *api_boot(struct api *api, const struct config *cli, struct con
 		config_init(run_cfg);
 		if (api_wait_start(api, cli, run_cfg, quit_pending))
 			return NULL;
-		if (!vm_config_from(run_cfg, vc, err, sizeof(err)) && !vm_create(&vm, vc, err, sizeof(err))) {
+		if (!build_vm(run_cfg, vc, img, &vm, err, sizeof(err))) {
+			restore_start(run_cfg, vm);
 			api_started(api, vm, NULL);
 			return vm;
 		}
@@ -173,6 +263,7 @@ static int cmd_run(int argc, char **argv)
 {
 	struct config cfg, api_cfg;
 	struct vm_config vc;
+	struct snap_image img = { .mem_fd = -1 };
 	struct vm *vm;
 	struct api *api = NULL;
 	const char *sock;
@@ -208,6 +299,12 @@ static int cmd_run(int argc, char **argv)
 		case 'R':
 			set_or_die(&cfg, "dev.rng", "on");
 			break;
+		case 'G':
+			set_or_die(&cfg, "restore.eager", "on");
+			break;
+		case 'P':
+			set_or_die(&cfg, "restore.paused", "on");
+			break;
 		case 'v':
 			verbose++;
 			break;
@@ -229,14 +326,15 @@ static int cmd_run(int argc, char **argv)
 			die("%s", err);
 		api_set_cli_config(api, &cfg);
 	}
-	if (!api || config_get(&cfg, "boot.kernel")) {
-		if (vm_config_from(&cfg, &vc, err, sizeof(err)) || vm_create(&vm, &vc, err, sizeof(err))) {
+	if (!api || config_get(&cfg, "boot.kernel") || config_get(&cfg, "restore.state")) {
+		if (build_vm(&cfg, &vc, &img, &vm, err, sizeof(err))) {
 			api_stop(api);
 			die("%s", err);
 		}
+		restore_start(&cfg, vm);
 		if (api)
 			api_started(api, vm, NULL);
-	} else if (!(vm = api_boot(api, &cfg, &api_cfg, &vc))) {
+	} else if (!(vm = api_boot(api, &cfg, &api_cfg, &vc, &img))) {
 		api_stop(api);
 		return 0; /* a signal before InstanceStart */
 	}
@@ -260,6 +358,7 @@ static int cmd_run(int argc, char **argv)
 	default: pr_info("guest wrote %d to the debug-exit port", (status - 1) / 2); break;
 	}
 	vm_destroy(vm);
+	snap_close(&img);
 	api_stop(api);
 	config_free(&api_cfg);
 	config_free(&cfg);

@@ -41,6 +41,9 @@ struct api {
 	 * command line; they are in its config tree already. */
 	json_t *model;
 	size_t cli_drives, cli_nets;
+	/* PUT /snapshot/load: the start is a restore from these (owned). */
+	char *load_state, *load_mem, *load_backend;
+	bool load_resume;
 };
 
 /* One request's body as it arrives. */
@@ -406,6 +409,17 @@ static struct reply patch_vm(struct api *a, json_t *in)
 	return no_content();
 }
 
+/* Hand the start to the thread that builds the VM (api_wait_start) and
+ * wait for its answer (api_started): true when the VM runs. */
+static bool start_and_wait(struct api *a)
+{
+	a->state = API_STARTING;
+	pthread_cond_broadcast(&a->cond);
+	while (a->state == API_STARTING)
+		pthread_cond_wait(&a->cond, &a->lock);
+	return a->state == API_RUNNING;
+}
+
 static const struct field action_fields[] = { { "action_type", F_STR, true } };
 
 static struct reply put_actions(struct api *a, json_t *in)
@@ -423,12 +437,89 @@ static struct reply put_actions(struct api *a, json_t *in)
 		return fault(MHD_HTTP_BAD_REQUEST, "the VM has started already");
 	if (!json_object_get(a->model, "boot-source"))
 		return fault(MHD_HTTP_BAD_REQUEST, "no boot source: PUT /boot-source first");
-	a->state = API_STARTING;
-	pthread_cond_broadcast(&a->cond);
-	while (a->state == API_STARTING)
-		pthread_cond_wait(&a->cond, &a->lock);
-	if (a->state != API_RUNNING)
+	if (!start_and_wait(a))
 		return fault(MHD_HTTP_BAD_REQUEST, "cannot start: %s", a->why);
+	return no_content();
+}
+
+/* ---- snapshots ---- */
+
+static const struct field snap_create_fields[] = {
+	{ "snapshot_path", F_STR, true },
+	{ "mem_file_path", F_STR, true },
+	{ "snapshot_type", F_STR, false },
+	{ "version", F_STR, false },
+};
+
+static struct reply put_snapshot_create(struct api *a, json_t *in)
+{
+	const char *type, *path, *mem;
+	char why[512];
+
+	CHECK(in, snap_create_fields, false);
+	type = json_string_value(json_object_get(in, "snapshot_type"));
+	path = json_string_value(json_object_get(in, "snapshot_path"));
+	mem = json_string_value(json_object_get(in, "mem_file_path"));
+	if (type && strcmp(type, "Full"))
+		return fault(MHD_HTTP_BAD_REQUEST, "snapshot_type %s: only Full is supported yet", type);
+	if (json_object_get(in, "version"))
+		return fault(MHD_HTTP_BAD_REQUEST, "version: not supported (snapshots are in this tarn's format)");
+	if (a->state != API_RUNNING)
+		return fault(MHD_HTTP_BAD_REQUEST, "the VM is not running (state %s)", state_name(a->state, NULL));
+	if (!vm_is_paused(a->vm))
+		return fault(MHD_HTTP_BAD_REQUEST, "the VM is not paused: PATCH /vm {\"state\": \"Paused\"} first");
+	if (vm_snapshot_save(a->vm, path, mem, why, sizeof(why)))
+		return fault(MHD_HTTP_BAD_REQUEST, "snapshot: %s", why);
+	return no_content();
+}
+
+static const struct field snap_load_fields[] = {
+	{ "snapshot_path", F_STR, true },
+	{ "mem_file_path", F_STR, false },
+	{ "mem_backend", F_OBJ, false },
+	{ "enable_diff_snapshots", F_BOOL, false },
+	{ "resume_vm", F_BOOL, false },
+	{ "backend", F_STR, false }, /* tarn's: the CPU backend to restore under */
+};
+static const struct field mem_backend_fields[] = {
+	{ "backend_path", F_STR, true },
+	{ "backend_type", F_STR, true },
+};
+
+static struct reply put_snapshot_load(struct api *a, json_t *in)
+{
+	json_t *mb = json_object_get(in, "mem_backend");
+	const char *mem, *backend, *type;
+
+	CHECK(in, snap_load_fields, false);
+	if (mb)
+		CHECK(mb, mem_backend_fields, false);
+	if (!mb == !json_object_get(in, "mem_file_path"))
+		return fault(MHD_HTTP_BAD_REQUEST, "give the memory file as mem_backend or mem_file_path (one of them)");
+	type = mb ? json_string_value(json_object_get(mb, "backend_type")) : "File";
+	if (strcmp(type, "File"))
+		return fault(MHD_HTTP_BAD_REQUEST, "backend_type %s: only File is supported", type);
+	if (json_is_true(json_object_get(in, "enable_diff_snapshots")))
+		return fault(MHD_HTTP_BAD_REQUEST, "enable_diff_snapshots: not supported yet");
+	backend = json_string_value(json_object_get(in, "backend"));
+	if (backend && strcmp(backend, "kvm") && strcmp(backend, "emu") && strcmp(backend, "auto"))
+		return fault(MHD_HTTP_BAD_REQUEST, "backend %s: expected kvm, emu or auto", backend);
+	if (a->state != API_NOT_STARTED)
+		return fault(MHD_HTTP_BAD_REQUEST, "the VM has started already: a snapshot loads into a new tarn");
+	mem = json_string_value(mb ? json_object_get(mb, "backend_path") : json_object_get(in, "mem_file_path"));
+	free(a->load_state);
+	free(a->load_mem);
+	free(a->load_backend);
+	a->load_state = strdup(json_string_value(json_object_get(in, "snapshot_path")));
+	a->load_mem = strdup(mem);
+	a->load_backend = backend ? strdup(backend) : NULL;
+	a->load_resume = json_is_true(json_object_get(in, "resume_vm"));
+	bool started = start_and_wait(a);
+
+	free(a->load_state);
+	a->load_state = NULL;
+	if (!started)
+		return fault(MHD_HTTP_BAD_REQUEST, "cannot load the snapshot: %s", a->why);
 	return no_content();
 }
 
@@ -438,7 +529,7 @@ static struct reply put_actions(struct api *a, json_t *in)
 static const struct {
 	const char *path, *method;
 } unsupported[] = {
-	{ "/snapshot/create", "PUT" }, { "/snapshot/load", "PUT" }, { "/metrics", "PUT" },
+	{ "/metrics", "PUT" },
 	{ "/balloon", "PUT" },	       { "/mmds", "PUT" },	    { "/vsock", "PUT" },
 	{ "/cpu-config", "PUT" },
 };
@@ -503,6 +594,11 @@ static struct reply route(struct api *a, const char *method, const char *url, js
 		ALLOW(put, "PUT");
 		NEED_BODY();
 		return put_actions(a, in);
+	}
+	if (!strcmp(url, "/snapshot/create") || !strcmp(url, "/snapshot/load")) {
+		ALLOW(put, "PUT");
+		NEED_BODY();
+		return !strcmp(url, "/snapshot/load") ? put_snapshot_load(a, in) : put_snapshot_create(a, in);
 	}
 	if (!strcmp(url, "/logger")) {
 		ALLOW(put, "PUT");
@@ -718,6 +814,9 @@ void api_stop(struct api *a)
 	close(a->fd);
 	unlink(a->path);
 	json_decref(a->model);
+	free(a->load_state);
+	free(a->load_mem);
+	free(a->load_backend);
 	pthread_mutex_destroy(&a->lock);
 	pthread_cond_destroy(&a->cond);
 	free(a->path);
@@ -883,8 +982,15 @@ int api_wait_start(struct api *a, const struct config *cli, struct config *dst, 
 	}
 	for (int i = 0; i < cli->nr && !ret; i++)
 		ret = config_set(dst, cli->e[i].key, cli->e[i].value);
-	if (!ret)
+	if (!ret && a->load_state) {
+		ret = config_set(dst, "restore.state", a->load_state) | config_set(dst, "restore.mem", a->load_mem) |
+		      config_set(dst, "restore.paused", a->load_resume ? "off" : "on");
+		if (a->load_backend)
+			ret |= config_set(dst, "vm.backend", a->load_backend);
+		ret = ret ? -ENOMEM : 0;
+	} else if (!ret) {
 		ret = model_to_config(a, dst);
+	}
 	pthread_mutex_unlock(&a->lock);
 	return ret;
 }

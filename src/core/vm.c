@@ -37,7 +37,7 @@ static int vm_check_config(const struct vm_config *cfg, char *err, size_t len)
 	struct sysinfo si;
 	uint64_t host;
 
-	if (!cfg->kernel)
+	if (!cfg->kernel && !cfg->restore)
 		return errorf(err, len, -EINVAL, "no kernel given (--kernel PATH)");
 	if (cfg->nr_cpus < 1 || cfg->nr_cpus > VM_MAX_CPUS)
 		return errorf(err, len, -EINVAL, "--cpus %d: must be between 1 and %d",
@@ -138,6 +138,28 @@ static int vm_add_vcpus(struct vm *vm, char *err, size_t len)
 	return 0;
 }
 
+static void vm_pause_devices(struct vm *vm, bool pause);
+
+/* The restore's end: the guest's clock stands still while every section
+ * is applied (times in them are relative to the save), and the VM is left
+ * as vm_pause leaves one, for vm_resume. */
+static int vm_restore_paused(struct vm *vm, char *err, size_t len)
+{
+	uint64_t t0 = monotonic_ns();
+	int ret;
+
+	guest_clock_stop(&vm->clock);
+	ret = snap_apply(vm, vm->cfg.restore, err, len);
+	if (ret)
+		return ret;
+	vm_pause_devices(vm, true);
+	vm->paused = true;
+	atomic_store(&vm->pause_flag, true);
+	pr_info("restore: state applied in %.3f ms (%.3f ms since the snapshot was opened)",
+		(double)(monotonic_ns() - t0) / 1e6, (double)(monotonic_ns() - vm->cfg.restore->open_ns) / 1e6);
+	return 0;
+}
+
 int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t len)
 {
 	struct vm *vm;
@@ -177,6 +199,8 @@ int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t le
 		ret = errorf(err, len, -ENOMEM, "cannot create the event loop");
 		goto fail;
 	}
+	if (cfg->restore && (ret = snap_map_memory(vm, cfg->restore, cfg->restore_eager, err, len)))
+		goto fail;
 	ret = vm->cpu->vm_init(vm);
 	if (ret) {
 		errorf(err, len, ret, "%s backend: cannot create the VM: %s", vm->cpu->name, strerror(-ret));
@@ -185,11 +209,12 @@ int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t le
 	ret = vm_add_devices(vm, err, len);
 	if (ret)
 		goto fail;
-	ret = x86_boot_setup(vm, err, len);
-	if (ret)
+	if (!cfg->restore && (ret = x86_boot_setup(vm, err, len)))
 		goto fail;
 	ret = vm_add_vcpus(vm, err, len);
 	if (ret)
+		goto fail;
+	if (cfg->restore && (ret = vm_restore_paused(vm, err, len)))
 		goto fail;
 	*out = vm;
 	return 0;
@@ -409,6 +434,7 @@ void vm_destroy(struct vm *vm)
 		free(vm->loop);
 	}
 	gm_destroy(&vm->mem);
+	snap_registry_free(&vm->state);
 	bus_destroy(&vm->pio);
 	bus_destroy(&vm->mmio);
 	pthread_mutex_destroy(&vm->lock);

@@ -12,6 +12,7 @@
 #include "core/clock.h"
 #include "cpu/cpu.h"
 #include "mem/gm.h"
+#include "snapshot/snapshot.h"
 
 #define VM_MAX_CPUS 255 /* xAPIC IDs 0..254 in the MADT */
 #define VM_MAX_DISKS 8
@@ -52,6 +53,11 @@ struct vm_config {
 	/* KVM: deliver virtio kicks through ioeventfds to the devices' I/O
 	 * threads (virtio_pci.h). Off by default: see README "Devices". */
 	bool ioeventfd;
+	/* Build the VM from this snapshot (snap_open) instead of booting a
+	 * kernel: memory mapped from its file (read in whole with
+	 * restore_eager), every component's state applied, left paused. */
+	const struct snap_image *restore;
+	bool restore_eager;
 };
 
 struct vcpu {
@@ -84,6 +90,7 @@ struct vm {
 	struct vm_devices *devs; /* the platform devices (vm.c) */
 	struct pci_root *pci;	 /* PCI bus 0 (pci/pci.h), for devices to register on */
 	struct evloop *loop;	 /* host I/O; runs on the thread in vm_run() */
+	struct snap_registry state; /* what a snapshot saves, as devices were created */
 	uint64_t intx_sent_irqfd; /* PCI INTx raises through an irqfd (KVM), atomic */
 
 	/* The guest's time: the host's monotonic clock, standing still while
@@ -107,7 +114,8 @@ struct vm {
 };
 
 /* Build a VM from cfg: memory, backend, devices, kernel loaded, boot state
- * set. On failure returns -errno with a one-line reason in err. */
+ * set; or, with cfg->restore, everything as the snapshot has it, paused.
+ * On failure returns -errno with a one-line reason in err. */
 int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t err_len)
 	__attribute__((warn_unused_result));
 

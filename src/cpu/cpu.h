@@ -15,6 +15,7 @@
 
 struct vm;
 struct vcpu;
+struct platform_state;
 
 enum vcpu_exit_reason {
 	VCPU_EXIT_IO,	    /* port I/O: handled through the PIO bus */
@@ -107,6 +108,12 @@ struct cpu_ops {
 	 * or resumed (before any vCPU runs again): keep the guest's clocks
 	 * from moving meanwhile. 0 or -errno. */
 	int (*vm_pause)(struct vm *vm, bool pause);
+	/* Snapshots, while the VM is paused: the interrupt controllers, the
+	 * PIT and the guest's clock (hw/platform_state.h). set validates
+	 * (-EINVAL) and leaves the clocks as a pause would, for the resume
+	 * that follows; call it after every vCPU's set_state. */
+	int (*platform_get)(struct vm *vm, struct platform_state *st);
+	int (*platform_set)(struct vm *vm, const struct platform_state *st);
 };
 
 extern const struct cpu_ops kvm_cpu_ops;

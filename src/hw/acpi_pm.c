@@ -169,6 +169,44 @@ static const struct bus_ops acpi_pm_ops = {
 	.write = acpi_pm_write,
 };
 
+/* The PM timer as the time since it started, so that it carries on. */
+static void pm_save(void *obj, struct snap_buf *b)
+{
+	struct acpi_pm *pm = obj;
+
+	pthread_mutex_lock(&pm->lock);
+	snap_put_u16(b, pm->sts);
+	snap_put_u16(b, pm->en);
+	snap_put_u16(b, pm->cnt);
+	snap_put_u8(b, (uint8_t)pm->sci_level);
+	snap_put_u64(b, guest_clock_ns(&pm->vm->clock) - pm->start_ns);
+	pthread_mutex_unlock(&pm->lock);
+}
+
+static int pm_restore(void *obj, struct snap_cur *c, char *err, size_t len)
+{
+	struct acpi_pm *pm = obj;
+	uint16_t sts = snap_get_u16(c), en = snap_get_u16(c), cnt = snap_get_u16(c);
+	uint8_t sci = snap_get_u8(c);
+	uint64_t elapsed = snap_get_u64(c);
+
+	if (cnt & ~(ACPI_PM1_CNT_SCI_EN | ACPI_PM1_CNT_BM_RLD | ACPI_PM1_CNT_SLP_TYP_MASK) || sci > 1)
+		return errorf(err, len, -EINVAL, "PM1 control %#x or SCI level %u out of range", cnt, sci);
+	pthread_mutex_lock(&pm->lock);
+	pm->sts = sts;
+	pm->en = en;
+	pm->cnt = cnt;
+	pm->sci_level = sci;
+	pm->start_ns = guest_clock_ns(&pm->vm->clock) - elapsed;
+	update_sci(pm);
+	pthread_mutex_unlock(&pm->lock);
+	return 0;
+}
+
+static const struct snap_ops pm_snap = {
+	.name = "ACPI PM", .id = SNAP_ID("ACPI"), .version = 1, .save = pm_save, .restore = pm_restore,
+};
+
 int acpi_pm_init(struct acpi_pm *pm, struct vm *vm)
 {
 	int err;
@@ -180,6 +218,10 @@ int acpi_pm_init(struct acpi_pm *pm, struct vm *vm)
 	err = -pthread_mutex_init(&pm->lock, NULL);
 	if (err)
 		return err;
+	if (snap_register(&vm->state, &pm_snap, pm, 0)) {
+		pthread_mutex_destroy(&pm->lock);
+		return -ENOMEM;
+	}
 	err = bus_register(&vm->pio, ACPI_PM_BASE, ACPI_PM_LEN, &acpi_pm_ops, pm, "acpi-pm");
 	if (err)
 		pthread_mutex_destroy(&pm->lock);

@@ -4,10 +4,12 @@
  * console is the serial port. */
 #include "hw/legacy.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <string.h>
 
 #include "bus/bus.h"
+#include "core/log.h"
 #include "core/vm.h"
 
 #define I8042_DATA 0x60
@@ -109,6 +111,38 @@ static void cmd_write(void *opaque, uint64_t off, const void *data, unsigned len
 static const struct bus_ops data_ops = { .read = data_read, .write = data_write };
 static const struct bus_ops cmd_ops = { .read = cmd_read, .write = cmd_write };
 
+static void kbc_save(void *obj, struct snap_buf *b)
+{
+	struct i8042 *k = obj;
+
+	pthread_mutex_lock(&k->lock);
+	snap_put_u8(b, k->cmd_byte);
+	snap_put_u8(b, k->pending_cmd);
+	snap_put_u8(b, (uint8_t)k->out_count);
+	snap_put_bytes(b, k->out, sizeof(k->out));
+	pthread_mutex_unlock(&k->lock);
+}
+
+static int kbc_restore(void *obj, struct snap_cur *c, char *err, size_t len)
+{
+	struct i8042 *k = obj;
+	uint8_t cmd = snap_get_u8(c), pending = snap_get_u8(c), n = snap_get_u8(c);
+
+	if (n > sizeof(k->out))
+		return errorf(err, len, -EINVAL, "%u bytes queued (at most %zu)", n, sizeof(k->out));
+	pthread_mutex_lock(&k->lock);
+	k->cmd_byte = cmd;
+	k->pending_cmd = pending;
+	k->out_count = n;
+	snap_get_bytes(c, k->out, sizeof(k->out));
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}
+
+static const struct snap_ops kbc_snap = {
+	.name = "i8042", .id = SNAP_ID("KBC "), .version = 1, .save = kbc_save, .restore = kbc_restore,
+};
+
 int i8042_init(struct i8042 *k, struct vm *vm)
 {
 	int ret;
@@ -117,6 +151,8 @@ int i8042_init(struct i8042 *k, struct vm *vm)
 	pthread_mutex_init(&k->lock, NULL);
 	k->vm = vm;
 	k->cmd_byte = 0x30; /* keyboard and aux disabled, no interrupts */
+	if (snap_register(&vm->state, &kbc_snap, k, 0))
+		return -ENOMEM;
 	ret = bus_register(&vm->pio, I8042_DATA, 1, &data_ops, k, "i8042");
 	if (!ret)
 		ret = bus_register(&vm->pio, I8042_CMD, 1, &cmd_ops, k, "i8042");

@@ -745,6 +745,31 @@ bool lapic_has_nmi(struct lapic *l)
 	return r;
 }
 
+void lapic_set_nmi_pending(struct lapic *l, bool pending)
+{
+	pthread_mutex_lock(&l->lock);
+	l->nmi_pending = pending;
+	pthread_mutex_unlock(&l->lock);
+	if (pending)
+		kick(l);
+}
+
+int lapic_unaccept_interrupt(struct lapic *l, uint8_t vector)
+{
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&l->lock);
+	if (vector >= 16 && vec_test(l->isr, vector)) {
+		vec_clear(l->isr, vector);
+		vec_set(l->irr, vector);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&l->lock);
+	if (!ret)
+		kick(l);
+	return ret;
+}
+
 bool lapic_take_nmi(struct lapic *l)
 {
 	bool r;

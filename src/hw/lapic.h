@@ -218,6 +218,12 @@ int lapic_ack_interrupt(struct lapic *l);
 void lapic_set_irr(struct lapic *l, uint8_t vector);
 bool lapic_has_nmi(struct lapic *l);
 bool lapic_take_nmi(struct lapic *l);
+/* Snapshots: an NMI waiting (or not) to be taken. */
+void lapic_set_nmi_pending(struct lapic *l, bool pending);
+/* Snapshots from another backend: an interrupt that was accepted (in ISR)
+ * but not yet delivered goes back to IRR, to be taken again. 0, or -ENOENT
+ * when vector is not in service. */
+int lapic_unaccept_interrupt(struct lapic *l, uint8_t vector) __attribute__((warn_unused_result));
 /* ExtINT: LINT0 programmed as ExtINT (or the LAPIC hardware-disabled,
  * which passes INTR through) with the PIC's output high, or an ExtINT
  * message from the IOAPIC. ack calls ops->extint_ack (pic_ack) with no lock

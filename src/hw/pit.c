@@ -563,6 +563,8 @@ int pit_restore(struct pit *p, const struct pit_state *st, uint64_t now)
 		c->load_ns = now - s->elapsed_ns; /* wraps on purpose, see elapsed_ticks() */
 		if (s->irq_in_ns == UINT64_MAX || !c->loaded)
 			c->next_irq_ns = UINT64_MAX;
+		else if (s->irq_in_ns == PIT_IRQ_REARM)
+			arm_irq(c, now);
 		else
 			c->next_irq_ns = s->irq_in_ns > UINT64_MAX - 1 - now ? UINT64_MAX - 1 : now + s->irq_in_ns;
 	}

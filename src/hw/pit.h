@@ -83,13 +83,15 @@ struct pit_channel_state {
 	uint8_t count_latched, status, status_latched, read_state, write_state, write_latch;
 	uint8_t rw_mode, mode, bcd, gate, loaded, triggered, paused, pad[5];
 	uint64_t elapsed_ns;	/* counting time so far */
-	uint64_t irq_in_ns;	/* until the next IRQ edge; UINT64_MAX none */
+	uint64_t irq_in_ns;	/* until the next IRQ edge; UINT64_MAX none; PIT_IRQ_REARM: work
+				 * it out from the mode and count (a state from KVM) */
 };
 struct pit_state {
 	struct pit_channel_state ch[3];
 	uint8_t speaker_en;
 	uint8_t pad[7];
 };
+#define PIT_IRQ_REARM (UINT64_MAX - 1)
 _Static_assert(sizeof(struct pit_state) == 128, "pit_state is a snapshot format");
 
 /* Reset (no channel programmed, gate 2 low) and claim 0x40-0x43 and 0x61 on

@@ -4,6 +4,7 @@
  * interrupts yet. */
 #include "hw/legacy.h"
 
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 
@@ -73,9 +74,39 @@ static void rtc_write(void *opaque, uint64_t off, const void *data, unsigned len
 
 static const struct bus_ops rtc_ops = { .read = rtc_read, .write = rtc_write };
 
+/* The clock itself is the host's (read on each access); the RAM and
+ * the index are the state. */
+static void rtc_save(void *obj, struct snap_buf *b)
+{
+	struct cmos_rtc *r = obj;
+
+	pthread_mutex_lock(&r->lock);
+	snap_put_u8(b, r->index);
+	snap_put_bytes(b, r->ram, sizeof(r->ram));
+	pthread_mutex_unlock(&r->lock);
+}
+
+static int rtc_restore(void *obj, struct snap_cur *c, char *err, size_t len)
+{
+	struct cmos_rtc *r = obj;
+
+	(void)err, (void)len;
+	pthread_mutex_lock(&r->lock);
+	r->index = snap_get_u8(c) & 0x7f;
+	snap_get_bytes(c, r->ram, sizeof(r->ram));
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+static const struct snap_ops rtc_snap = {
+	.name = "CMOS RTC", .id = SNAP_ID("RTC "), .version = 1, .save = rtc_save, .restore = rtc_restore,
+};
+
 int cmos_rtc_init(struct cmos_rtc *r, struct vm *vm)
 {
 	memset(r, 0, sizeof(*r));
 	pthread_mutex_init(&r->lock, NULL);
+	if (snap_register(&vm->state, &rtc_snap, r, 0))
+		return -ENOMEM;
 	return bus_register(&vm->pio, 0x70, 2, &rtc_ops, r, "cmos-rtc");
 }

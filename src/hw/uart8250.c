@@ -215,6 +215,59 @@ static void uart_write(void *opaque, uint64_t off, const void *data, unsigned le
 
 static const struct bus_ops uart_ops = { .read = uart_read, .write = uart_write };
 
+/* ---- snapshots ---- */
+
+static void uart_save(void *obj, struct snap_buf *b)
+{
+	struct uart8250 *u = obj;
+
+	pthread_mutex_lock(&u->lock);
+	snap_put_u8(b, u->ier);
+	snap_put_u8(b, u->lcr);
+	snap_put_u8(b, u->mcr);
+	snap_put_u8(b, u->lsr_extra);
+	snap_put_u8(b, u->msr);
+	snap_put_u8(b, u->scr);
+	snap_put_u8(b, u->fcr);
+	snap_put_u8(b, u->thre_pending);
+	snap_put_u16(b, u->divisor);
+	snap_put_u32(b, u->rx_count);
+	for (unsigned i = 0; i < u->rx_count; i++)
+		snap_put_u8(b, u->rx[(u->rx_head + i) % UART_RX_BUF]);
+	pthread_mutex_unlock(&u->lock);
+}
+
+static int uart_restore(void *obj, struct snap_cur *c, char *err, size_t len)
+{
+	struct uart8250 *u = obj;
+	uint8_t r[8];
+	uint16_t div;
+	uint32_t n;
+
+	for (int i = 0; i < 8; i++)
+		r[i] = snap_get_u8(c);
+	div = snap_get_u16(c);
+	n = snap_get_u32(c);
+	if (n > UART_RX_BUF || n > c->len - c->off)
+		return errorf(err, len, -EINVAL, "%u bytes of input (at most %d)", n, UART_RX_BUF);
+	if ((r[0] & 0xf0) || (r[2] & 0xe0) || r[7] > 1)
+		return errorf(err, len, -EINVAL, "IER %#x or MCR %#x sets reserved bits", r[0], r[2]);
+	pthread_mutex_lock(&u->lock);
+	u->ier = r[0], u->lcr = r[1], u->mcr = r[2], u->lsr_extra = r[3];
+	u->msr = r[4], u->scr = r[5], u->fcr = r[6], u->thre_pending = r[7];
+	u->divisor = div;
+	u->rx_head = 0;
+	u->rx_count = n;
+	snap_get_bytes(c, u->rx, n);
+	uart_update_irq(u);
+	pthread_mutex_unlock(&u->lock);
+	return 0;
+}
+
+static const struct snap_ops uart_snap = {
+	.name = "serial port", .id = SNAP_ID("UART"), .version = 1, .save = uart_save, .restore = uart_restore,
+};
+
 int uart8250_init(struct uart8250 *u, struct vm *vm, uint16_t base, unsigned irq, int out_fd)
 {
 	memset(u, 0, sizeof(*u));
@@ -225,6 +278,8 @@ int uart8250_init(struct uart8250 *u, struct vm *vm, uint16_t base, unsigned irq
 	u->out_fd = out_fd;
 	u->divisor = 12; /* 9600 baud, the power-on default */
 	u->lcr = 0x03;
+	if (snap_register(&vm->state, &uart_snap, u, base))
+		return -ENOMEM;
 	return bus_register(&vm->pio, base, 8, &uart_ops, u, "uart8250");
 }
 

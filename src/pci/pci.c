@@ -519,6 +519,144 @@ static const struct bus_ops ecam_ops = { ecam_read, ecam_write };
 static const struct bus_ops mmio_win_ops = { mmio_win_read, mmio_win_write };
 static const struct bus_ops io_win_ops = { io_win_read, io_win_write };
 
+/* ---- snapshots ---- */
+
+/* A device's config space, INTx input and MSI-X table and PBA (root lock
+ * held for reading). */
+static void dev_save(struct pci_device *d, struct snap_buf *b)
+{
+	snap_put_bytes(b, d->cfg, sizeof(d->cfg));
+	snap_put_u8(b, __atomic_load_n(&d->intx_level, __ATOMIC_RELAXED));
+	snap_put_u32(b, d->msix_n);
+	pthread_mutex_lock(&d->msix_lock);
+	for (unsigned v = 0; v < d->msix_n; v++) {
+		const struct pci_msix_entry *e = &d->msix_table[v];
+
+		snap_put_u32(b, e->addr_lo);
+		snap_put_u32(b, e->addr_hi);
+		snap_put_u32(b, e->data);
+		snap_put_u32(b, e->ctrl);
+	}
+	for (unsigned i = 0; i < (d->msix_n + 63) / 64; i++)
+		snap_put_u64(b, d->msix_pba[i]);
+	pthread_mutex_unlock(&d->msix_lock);
+}
+
+/* Check everything first: the bytes the guest cannot write must be this
+ * tarn's (the same device, capabilities and BAR sizes), the MSI-X
+ * entries' reserved bits clear; then apply it as a guest's writes would
+ * take effect (BAR decoding, INTx, MSI-X control; config_written). Root
+ * lock held for writing. */
+static int dev_restore(struct pci_device *d, struct snap_cur *c, char *err, size_t len)
+{
+	uint8_t cfg[PCI_CFG_SIZE];
+	struct pci_msix_entry *t = NULL;
+	uint64_t pba[32] = { 0 };
+	uint8_t level;
+	uint32_t n;
+	int ret = 0;
+
+	snap_get_bytes(c, cfg, sizeof(cfg));
+	level = snap_get_u8(c);
+	n = snap_get_u32(c);
+	if (c->short_read)
+		return errorf(err, len, -EINVAL, "section too short");
+	for (unsigned o = 0; o < PCI_CFG_SIZE; o++)
+		if ((cfg[o] ^ d->cfg[o]) & ~(d->wmask[o] | d->w1cmask[o]))
+			return errorf(err, len, -EINVAL, "config space byte %#x is %#x where this device has %#x", o,
+				      cfg[o], d->cfg[o]);
+	if (level > 1 || n != d->msix_n)
+		return errorf(err, len, -EINVAL, "INTx level %u, %u MSI-X vectors (this device has %u)", level, n,
+			      d->msix_n);
+	if (n && !(t = calloc(n, sizeof(*t))))
+		return errorf(err, len, -ENOMEM, "out of memory");
+	for (unsigned v = 0; v < n; v++) {
+		t[v].addr_lo = snap_get_u32(c);
+		t[v].addr_hi = snap_get_u32(c);
+		t[v].data = snap_get_u32(c);
+		t[v].ctrl = snap_get_u32(c);
+		if (t[v].ctrl & ~PCI_MSIX_ENTRY_MASKED)
+			ret = errorf(err, len, -EINVAL, "MSI-X vector %u: control %#x sets reserved bits", v, t[v].ctrl);
+	}
+	for (unsigned i = 0; i < (n + 63) / 64; i++)
+		pba[i] = snap_get_u64(c);
+	if (n % 64 && pba[(n - 1) / 64] >> (n % 64))
+		ret = errorf(err, len, -EINVAL, "MSI-X pending bits beyond the table");
+	if (ret || c->short_read) {
+		free(t);
+		return ret ? ret : errorf(err, len, -EINVAL, "section too short");
+	}
+	memcpy(d->cfg, cfg, sizeof(cfg));
+	update_bars(d);
+	pthread_mutex_lock(&d->root->intx_lock);
+	d->intx_disabled = command(d) & PCI_COMMAND_INTX_DISABLE;
+	__atomic_store_n(&d->intx_level, level, __ATOMIC_RELAXED);
+	intx_update(d);
+	pthread_mutex_unlock(&d->root->intx_lock);
+	if (n) {
+		pthread_mutex_lock(&d->msix_lock);
+		memcpy(d->msix_table, t, n * sizeof(*t));
+		memcpy(d->msix_pba, pba, (n + 63) / 64 * sizeof(uint64_t));
+		pthread_mutex_unlock(&d->msix_lock);
+		msix_control_written(d);
+	}
+	free(t);
+	if (d->ops && d->ops->config_written)
+		d->ops->config_written(d->opaque, 0, PCI_CFG_SIZE);
+	return 0;
+}
+
+static void device_save(void *obj, struct snap_buf *b)
+{
+	struct pci_device *d = obj;
+
+	pthread_rwlock_rdlock(&d->root->lock);
+	dev_save(d, b);
+	pthread_rwlock_unlock(&d->root->lock);
+}
+
+static int device_restore(void *obj, struct snap_cur *c, char *err, size_t len)
+{
+	struct pci_device *d = obj;
+	int ret;
+
+	pthread_rwlock_wrlock(&d->root->lock);
+	ret = dev_restore(d, c, err, len);
+	pthread_rwlock_unlock(&d->root->lock);
+	return ret;
+}
+
+static const struct snap_ops device_snap = {
+	.name = "PCI device", .id = SNAP_ID("PCI "), .version = 1, .save = device_save, .restore = device_restore,
+};
+
+/* The root: the CF8 address register and the host bridge. */
+static void root_save(void *obj, struct snap_buf *b)
+{
+	struct pci_root *r = obj;
+
+	pthread_rwlock_rdlock(&r->lock);
+	snap_put_u32(b, r->cf8);
+	dev_save(&r->host, b);
+	pthread_rwlock_unlock(&r->lock);
+}
+
+static int root_restore(void *obj, struct snap_cur *c, char *err, size_t len)
+{
+	struct pci_root *r = obj;
+	int ret;
+
+	pthread_rwlock_wrlock(&r->lock);
+	r->cf8 = snap_get_u32(c);
+	ret = dev_restore(&r->host, c, err, len);
+	pthread_rwlock_unlock(&r->lock);
+	return ret;
+}
+
+static const struct snap_ops root_snap = {
+	.name = "PCI host bridge", .id = SNAP_ID("PCIH"), .version = 1, .save = root_save, .restore = root_restore,
+};
+
 /* ---- root ---- */
 
 int pci_root_init(struct pci_root *r, struct vm *vm)
@@ -540,6 +678,8 @@ int pci_root_init(struct pci_root *r, struct vm *vm)
 	r->host.root = r;
 	init_header(&r->host, &host);
 	r->slots[0] = &r->host;
+	if (snap_register(&vm->state, &root_snap, r, 0))
+		return -ENOMEM;
 
 	ret = bus_register(&vm->pio, PCI_CONFIG_ADDR, 4, &cf8_ops, r, "pci-cf8");
 	if (!ret)
@@ -617,6 +757,8 @@ int pci_register_device(struct pci_root *r, const struct pci_device_ops *ops, vo
 		ret = setup_msix(r, d, info);
 		cmd |= PCI_COMMAND_MEMORY;
 	}
+	if (!ret)
+		ret = snap_register(&r->vm->state, &device_snap, d, (uint32_t)slot);
 	if (ret) {
 		free_device(d);
 		return ret;

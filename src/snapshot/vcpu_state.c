@@ -65,6 +65,17 @@ void snap_put_vcpu(struct snap_buf *b, const struct x86_state *st)
 		snap_put_u32(b, x86_state_msr_index[i]);
 		snap_put_u64(b, st->msr[i]);
 	}
+	snap_put_u8(b, st->ev.mp_state);
+	snap_put_u8(b, st->ev.shadow);
+	snap_put_u8(b, st->ev.nmi_pending);
+	snap_put_u8(b, st->ev.nmi_masked);
+	snap_put_u8(b, st->ev.exc_injected);
+	snap_put_u8(b, st->ev.exc_vector);
+	snap_put_u8(b, st->ev.exc_has_err);
+	snap_put_u8(b, st->ev.irq_injected);
+	snap_put_u8(b, st->ev.irq_vector);
+	snap_put_u8(b, st->ev.irq_soft);
+	snap_put_u32(b, st->ev.exc_err);
 }
 
 int snap_get_vcpu(const void *data, size_t len, unsigned version, struct x86_state *st, char *err,
@@ -111,6 +122,17 @@ int snap_get_vcpu(const void *data, size_t len, unsigned version, struct x86_sta
 			return errorf(err, err_len, -EINVAL, "vCPU state: MSR %#x where %#x belongs", idx, x86_state_msr_index[i]);
 		st->msr[i] = snap_get_u64(&c);
 	}
+	st->ev.mp_state = snap_get_u8(&c);
+	st->ev.shadow = snap_get_u8(&c);
+	st->ev.nmi_pending = snap_get_u8(&c);
+	st->ev.nmi_masked = snap_get_u8(&c);
+	st->ev.exc_injected = snap_get_u8(&c);
+	st->ev.exc_vector = snap_get_u8(&c);
+	st->ev.exc_has_err = snap_get_u8(&c);
+	st->ev.irq_injected = snap_get_u8(&c);
+	st->ev.irq_vector = snap_get_u8(&c);
+	st->ev.irq_soft = snap_get_u8(&c);
+	st->ev.exc_err = snap_get_u32(&c);
 	if (!snap_cur_done(&c))
 		return errorf(err, err_len, -EINVAL, "vCPU state: %zu bytes, layout %u has %s", len, version,
 			   c.short_read ? "more" : "fewer");
@@ -159,6 +181,14 @@ int x86_state_check(const struct x86_state *st, char *err, size_t len)
 	memcpy(&mxcsr, st->fxsave + 24, 4);
 	if (mxcsr >> 16)
 		return errorf(err, len, -EINVAL, "vCPU state: MXCSR %#x sets reserved bits", mxcsr);
+	if ((st->parts & X86_STATE_EVENTS) &&
+	    (st->ev.mp_state > X86_MP_WAIT_SIPI ||
+	     (st->ev.shadow | st->ev.nmi_pending | st->ev.nmi_masked | st->ev.exc_injected | st->ev.exc_has_err |
+	      st->ev.irq_injected | st->ev.irq_soft) > 1 ||
+	     (st->ev.exc_injected && st->ev.exc_vector > 31) || (!st->ev.exc_has_err && st->ev.exc_err) ||
+	     (st->ev.exc_injected && st->ev.irq_injected)))
+		return errorf(err, len, -EINVAL, "vCPU state: run state %u or pending events out of range",
+			      st->ev.mp_state);
 	memcpy(&tpr, st->lapic + 0x80, 4);
 	if ((st->parts & X86_STATE_LAPIC) && (tpr > 0xff || st->cr8 != tpr >> 4))
 		return errorf(err, len, -EINVAL, "vCPU state: CR8 %#llx is not the LAPIC's TPR %#x >> 4",

@@ -11,7 +11,7 @@
 #include "snapshot/snapfile.h"
 
 #define SNAP_VCPU_ID SNAP_ID("VCPU")
-#define SNAP_VCPU_VERSION 1
+#define SNAP_VCPU_VERSION 2
 
 /* Append st's fields to b. st must hold every part (get_state's). */
 void snap_put_vcpu(struct snap_buf *b, const struct x86_state *st);

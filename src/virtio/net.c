@@ -403,6 +403,13 @@ void virtio_net_get_stats(struct virtio_dev *vd, struct virtio_net_stats *st)
 	pthread_mutex_unlock(&vd->lock);
 }
 
+static uint16_t net_held(struct virtio_dev *vd, unsigned q)
+{
+	struct virtio_net *n = vd->opaque;
+
+	return q == RXQ ? (uint16_t)n->nr_parked : 0;
+}
+
 static const struct virtio_dev_ops net_ops = {
 	.device_type = 1,
 	.num_queues = 2,
@@ -413,6 +420,7 @@ static const struct virtio_dev_ops net_ops = {
 	.config_read = net_config_read,
 	.queue_notify = net_notify,
 	.reset = net_reset,
+	.held = net_held,
 	.destroy = net_destroy,
 };
 

@@ -361,6 +361,129 @@ static int add_cap(struct pci_device *d, uint8_t type, uint32_t off, uint32_t le
 	return pci_add_capability(d, PCI_CAP_ID_VNDR, body, n) ? 0 : -ENOSPC;
 }
 
+/* ---- snapshots ---- */
+
+/* The transport's registers and each queue's place in its rings. Chains a
+ * device holds without having used them (ops->held) are given back: the
+ * saved position is before them, so the restored device takes them again
+ * from the avail ring, where the driver left them. */
+static void vd_save(void *obj, struct snap_buf *b)
+{
+	struct virtio_dev *vd = obj;
+
+	pthread_mutex_lock(&vd->lock);
+	snap_put_u32(b, vd->dfselect);
+	snap_put_u32(b, vd->gfselect);
+	snap_put_u64(b, vd->driver_features);
+	snap_put_u16(b, vd->msix_config);
+	snap_put_u16(b, vd->queue_select);
+	snap_put_u8(b, vd->status);
+	snap_put_u8(b, vd->isr);
+	snap_put_u8(b, vd->config_generation);
+	snap_put_u8(b, (uint8_t)vd->ops->num_queues);
+	for (unsigned i = 0; i < vd->ops->num_queues; i++) {
+		const struct virtio_queue *q = &vd->q[i];
+		uint16_t held = q->enabled && vd->ops->held ? vd->ops->held(vd, i) : 0;
+
+		snap_put_u16(b, q->size);
+		snap_put_u16(b, q->msix_vector);
+		snap_put_u8(b, q->enabled);
+		snap_put_u8(b, q->vq.broken);
+		snap_put_u8(b, q->vq.notify);
+		snap_put_u8(b, q->vq.signalled_valid);
+		snap_put_u64(b, q->desc);
+		snap_put_u64(b, q->driver);
+		snap_put_u64(b, q->device);
+		snap_put_u16(b, (uint16_t)(q->vq.last_avail - held));
+		snap_put_u16(b, q->vq.used_idx);
+		snap_put_u16(b, q->vq.signalled_used);
+	}
+	pthread_mutex_unlock(&vd->lock);
+}
+
+static int vd_restore_queue(struct virtio_dev *vd, unsigned i, struct snap_cur *c, char *err, size_t len)
+{
+	struct virtio_queue *q = &vd->q[i];
+	uint8_t en, broken, notify, sig_valid;
+	uint16_t last_avail, used_idx, sig_used, avail_idx;
+	int r;
+
+	q->size = snap_get_u16(c);
+	q->msix_vector = snap_get_u16(c);
+	en = snap_get_u8(c);
+	broken = snap_get_u8(c);
+	notify = snap_get_u8(c);
+	sig_valid = snap_get_u8(c);
+	q->desc = snap_get_u64(c);
+	q->driver = snap_get_u64(c);
+	q->device = snap_get_u64(c);
+	last_avail = snap_get_u16(c);
+	used_idx = snap_get_u16(c);
+	sig_used = snap_get_u16(c);
+	if (c->short_read)
+		return errorf(err, len, -EINVAL, "section too short");
+	if ((en | broken | notify | sig_valid) > 1 || q->size > vd->ops->queue_max ||
+	    (q->msix_vector != VIRTIO_MSI_NO_VECTOR && q->msix_vector >= vd->pci->msix_n))
+		return errorf(err, len, -EINVAL, "queue %u: size %u, vector %u or flags out of range", i, q->size,
+			      q->msix_vector);
+	if (!en)
+		return 0;
+	q->enabled = true;
+	r = vq_init(&q->vq, vd->gm, &(struct vq_config){ .size = q->size, .desc_gpa = q->desc, .avail_gpa = q->driver,
+							  .used_gpa = q->device, .features = vd->driver_features });
+	if (r && !broken)
+		return errorf(err, len, -EINVAL, "queue %u: %s", i, vq_strerror(r));
+	if (broken) {
+		q->vq.broken = true;
+		q->vq.err = r ? r : VQ_ERR_BROKEN;
+		return 0;
+	}
+	avail_idx = __atomic_load_n(&q->vq.avail[1], __ATOMIC_ACQUIRE);
+	if ((uint16_t)(avail_idx - last_avail) > q->size || (uint16_t)(last_avail - used_idx) > q->size)
+		return errorf(err, len, -EINVAL, "queue %u: positions avail %u, next %u, used %u out of range", i,
+			      avail_idx, last_avail, used_idx);
+	q->vq.last_avail = last_avail;
+	q->vq.used_idx = used_idx;
+	q->vq.signalled_used = sig_used;
+	q->vq.signalled_valid = sig_valid;
+	vq_set_notify(&q->vq, notify);
+	return 0;
+}
+
+static int vd_restore(void *obj, struct snap_cur *c, char *err, size_t len)
+{
+	struct virtio_dev *vd = obj;
+	const uint8_t known = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK |
+			      VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED;
+	int ret = 0;
+	uint8_t nq;
+
+	pthread_mutex_lock(&vd->lock);
+	vd->dfselect = snap_get_u32(c);
+	vd->gfselect = snap_get_u32(c);
+	vd->driver_features = snap_get_u64(c);
+	vd->msix_config = snap_get_u16(c);
+	vd->queue_select = snap_get_u16(c);
+	vd->status = snap_get_u8(c);
+	vd->isr = snap_get_u8(c);
+	vd->config_generation = snap_get_u8(c);
+	nq = snap_get_u8(c);
+	if (nq != vd->ops->num_queues)
+		ret = errorf(err, len, -EINVAL, "%u queues; this device has %u", nq, vd->ops->num_queues);
+	else if ((vd->status & ~known) || (vd->driver_features & ~offered(vd)) || vd->isr > 3 ||
+		 (vd->msix_config != VIRTIO_MSI_NO_VECTOR && vd->msix_config >= vd->pci->msix_n))
+		ret = errorf(err, len, -EINVAL, "status %#x, features %#llx, ISR %#x or config vector %u out of range",
+			     vd->status, (unsigned long long)vd->driver_features, vd->isr, vd->msix_config);
+	for (unsigned i = 0; i < nq && !ret; i++)
+		ret = vd_restore_queue(vd, i, c, err, len);
+	pthread_mutex_unlock(&vd->lock);
+	return ret;
+}
+
+static const struct snap_ops vd_snap = {
+	.name = "virtio device", .id = SNAP_ID("VIRT"), .version = 1, .save = vd_save, .restore = vd_restore,
+};
+
 int virtio_pci_init(struct virtio_dev *vd, struct pci_root *root, const struct guest_mem *gm,
 		    const struct virtio_dev_ops *ops, void *opaque)
 {
@@ -404,6 +527,9 @@ int virtio_pci_init(struct virtio_dev *vd, struct pci_root *root, const struct g
 		return ret;
 	pthread_mutex_init(&vd->lock, NULL);
 	reset(vd);
+	ret = snap_register(&root->vm->state, &vd_snap, vd, (uint32_t)vd->pci->slot);
+	if (ret)
+		return ret;
 	/* Without eventfds (stop_fd -1) kicks stay MMIO writes. */
 	vd->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	for (unsigned q = 0; q < ops->num_queues && vd->stop_fd >= 0; q++) {

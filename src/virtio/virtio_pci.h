@@ -93,6 +93,10 @@ struct virtio_dev_ops {
 	 * the transport forgets the queues: a device finishes (drain) what it
 	 * has in flight here. */
 	void (*reset)(struct virtio_dev *vd);
+	/* Optional: chains the device took from queue q and has not used
+	 * yet (virtio-net's parked receive buffers). A snapshot gives them
+	 * back: its queue position is before them. vd->lock held. */
+	uint16_t (*held)(struct virtio_dev *vd, unsigned q);
 	/* Free the device (virtio_device_destroy, after the VM stopped). */
 	void (*destroy)(struct virtio_dev *vd);
 };

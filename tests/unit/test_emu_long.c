@@ -136,8 +136,11 @@ static void load_code(struct emu_t *t, const char *src)
 	assemble(src, t->ram + CODE, DATA - CODE);
 }
 
+/* t->st may hold the state of the last run (run_to_hlt): its events part
+ * would start this run halted. */
 static void start(struct emu_t *t)
 {
+	t->st.parts &= ~X86_STATE_EVENTS;
 	assert_int_equal(emu_cpu_ops.set_state(&t->vcpu, &t->st), 0);
 }
 
@@ -1042,7 +1045,7 @@ static void test_state_parts_round_trip(void **state)
 	t.st = in;
 	run_to_hlt(&t);
 	assert_int_equal(emu_cpu_ops.get_state(&t.vcpu, &out), 0);
-	assert_int_equal(out.parts, in.parts);
+	assert_int_equal(out.parts, X86_STATE_ALL);
 	assert_int_equal(out.gpr[R_RAX], in.gpr[R_RAX] + 2);
 	/* The image's MXCSR mask is the emulator's own. */
 	memcpy(in.fxsave + 28, out.fxsave + 28, 4);

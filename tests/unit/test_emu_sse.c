@@ -131,6 +131,7 @@ static int run_guest(struct emu_t *t, uint64_t rip, uint64_t rdi)
 	t->st.gpr[R_RSP] = STACK_TOP - 8;
 	put64(t, STACK_TOP - 8, RET_HLT);
 	t->st.gpr[R_RDI] = rdi;
+	t->st.parts &= ~X86_STATE_EVENTS; /* not halted as the last run ended */
 	assert_int_equal(emu_cpu_ops.set_state(&t->vcpu, &t->st), 0);
 	assert_int_equal(emu_cpu_ops.vcpu_run(&t->vcpu, &t->exit), 0);
 	if (t->exit.reason != VCPU_EXIT_HLT)

@@ -27,6 +27,8 @@ static void sample(struct x86_state *st)
 	st->dr7 = 0x400;
 	for (int i = 0; i < X86_STATE_NR_MSRS; i++)
 		st->msr[i] = (uint64_t)random();
+	st->ev = (struct x86_events){ .mp_state = X86_MP_HALTED, .nmi_masked = 1, .exc_injected = 1,
+				      .exc_vector = 14, .exc_has_err = 1, .exc_err = 2 };
 	st->parts = X86_STATE_ALL;
 }
 
@@ -67,7 +69,8 @@ static const struct {
 	{ "RIP not canonical", "canonical" },	   { "CR3 beyond 52 bits", "CR3" },
 	{ "CR8 over 15", "CR8" },		   { "segment type 16", "type" },
 	{ "DPL 4", "DPL" },			   { "MXCSR reserved bits", "MXCSR" },
-	{ "CR8 not the LAPIC's TPR", "TPR" },
+	{ "CR8 not the LAPIC's TPR", "TPR" },	   { "run state 3", "run state" },
+	{ "exception vector 32", "pending events" }, { "an exception and an interrupt", "pending events" },
 };
 
 static void spoil(size_t i, struct x86_state *s)
@@ -90,6 +93,9 @@ static void spoil(size_t i, struct x86_state *s)
 	case 14: s->ds.dpl = 4; break;
 	case 15: s->fxsave[26] = 1; break;
 	case 16: s->cr8 = 5; break;
+	case 17: s->ev.mp_state = 3; break;
+	case 18: s->ev.exc_vector = 32; break;
+	case 19: s->ev.irq_injected = 1; break;
 	}
 }
 
@@ -112,25 +118,26 @@ static void test_bad_layout_refused(void **state)
 	struct x86_state st, out;
 	struct snap_buf b;
 	char err[200];
+	enum { V = SNAP_VCPU_VERSION, EV = 14 /* the events after the MSRs */ };
 
 	sample(&st);
 	snap_buf_init(&b);
 	snap_put_vcpu(&b, &st);
-	assert_int_equal(snap_get_vcpu(b.p, b.len, 2, &out, err, sizeof(err)), -EINVAL);
-	assert_string_equal(err, "vCPU state layout 2; this tarn reads 1");
-	assert_int_equal(snap_get_vcpu(b.p, b.len - 1, 1, &out, err, sizeof(err)), -EINVAL);
+	assert_int_equal(snap_get_vcpu(b.p, b.len, 1, &out, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "vCPU state layout 1; this tarn reads 2");
+	assert_int_equal(snap_get_vcpu(b.p, b.len - 1, V, &out, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "has more"));
 	snap_put_u8(&b, 0);
-	assert_int_equal(snap_get_vcpu(b.p, b.len, 1, &out, err, sizeof(err)), -EINVAL);
+	assert_int_equal(snap_get_vcpu(b.p, b.len, V, &out, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "has fewer"));
 	b.len--;
 	/* The first MSR's index, after the count, changed. */
-	b.p[b.len - 12 * X86_STATE_NR_MSRS] ^= 1;
-	assert_int_equal(snap_get_vcpu(b.p, b.len, 1, &out, err, sizeof(err)), -EINVAL);
+	b.p[b.len - EV - 12 * X86_STATE_NR_MSRS] ^= 1;
+	assert_int_equal(snap_get_vcpu(b.p, b.len, V, &out, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "belongs"));
-	b.p[b.len - 12 * X86_STATE_NR_MSRS] ^= 1;
-	b.p[b.len - 12 * X86_STATE_NR_MSRS - 4] ^= 1; /* the count */
-	assert_int_equal(snap_get_vcpu(b.p, b.len, 1, &out, err, sizeof(err)), -EINVAL);
+	b.p[b.len - EV - 12 * X86_STATE_NR_MSRS] ^= 1;
+	b.p[b.len - EV - 12 * X86_STATE_NR_MSRS - 4] ^= 1; /* the count */
+	assert_int_equal(snap_get_vcpu(b.p, b.len, V, &out, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "MSRs, expected"));
 	snap_buf_free(&b);
 }

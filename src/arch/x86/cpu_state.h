@@ -55,7 +55,26 @@ extern const uint32_t x86_state_msr_index[X86_STATE_NR_MSRS];
 #define X86_STATE_DEBUG (1u << 1) /* dr[], dr6, dr7 */
 #define X86_STATE_MSR (1u << 2)	 /* msr[] */
 #define X86_STATE_LAPIC (1u << 3) /* lapic[] */
-#define X86_STATE_ALL (X86_STATE_FPU | X86_STATE_DEBUG | X86_STATE_MSR | X86_STATE_LAPIC)
+#define X86_STATE_EVENTS (1u << 4) /* ev */
+#define X86_STATE_ALL (X86_STATE_FPU | X86_STATE_DEBUG | X86_STATE_MSR | X86_STATE_LAPIC | X86_STATE_EVENTS)
+
+/* Where a vCPU stands between instructions: running, halted, or (an AP)
+ * waiting for its start-up IPI; and the events it is in the middle of, as
+ * KVM's MP state and vCPU events carry them. A vCPU the emulator stopped
+ * has nothing injected (it delivers an event in one step). */
+enum x86_mp_state { X86_MP_RUNNING, X86_MP_HALTED, X86_MP_WAIT_SIPI };
+struct x86_events {
+	uint8_t mp_state;	/* enum x86_mp_state */
+	uint8_t shadow;		/* interrupts held off for one instruction (STI, MOV SS) */
+	uint8_t nmi_pending;	/* an NMI waits to be taken */
+	uint8_t nmi_masked;	/* inside an NMI handler (until IRET) */
+	uint8_t exc_injected;	/* exception exc_vector is being delivered */
+	uint8_t exc_vector, exc_has_err;
+	uint8_t irq_injected;	/* external interrupt irq_vector is being delivered */
+	uint8_t irq_vector;
+	uint8_t irq_soft;	/* ... from INTn */
+	uint32_t exc_err;
+};
 
 struct x86_state {
 	uint64_t gpr[16];
@@ -77,6 +96,7 @@ struct x86_state {
 	/* The local APIC as KVM_GET_LAPIC's register page (xAPIC: ID in bits
 	 * 24-31, the timer as initial and current counts). */
 	uint8_t lapic[1024];
+	struct x86_events ev;
 };
 
 #define X86_CR0_PE (1ULL << 0)

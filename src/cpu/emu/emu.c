@@ -234,7 +234,7 @@ static inline void timer_poll(struct emu_cpu *c)
  * write when the guest enables the clock (and again after it writes the
  * TSC) stays right: scale 1:1 (mul 2^31, shift 1). VM time is nanoseconds
  * since the BSP was created. An address outside RAM gets #GP. */
-static int kvmclock_write_time(struct emu_cpu *c)
+int emu_kvmclock_write_time(struct emu_cpu *c)
 {
 	uint64_t now = emu_now(c), gpa = c->kvm_system_time & ~1ULL;
 	struct pvclock_vcpu_time_info t = {
@@ -311,11 +311,11 @@ int emu_wrmsr(struct emu_cpu *c, uint32_t msr, uint64_t val)
 		c->tsc_offset = (int64_t)(val - now);
 		lapic_set_tsc_clock(c->lapic, EMU_TSC_HZ, now, val);
 		timer_refresh(c);
-		return kvmclock_write_time(c);
+		return emu_kvmclock_write_time(c);
 	}
 	case MSR_KVM_SYSTEM_TIME_NEW:
 		c->kvm_system_time = val;
-		return kvmclock_write_time(c);
+		return emu_kvmclock_write_time(c);
 	case MSR_KVM_WALL_CLOCK_NEW:
 		c->kvm_wall_clock = val;
 		return kvmclock_write_wall(c);
@@ -817,7 +817,32 @@ static int emu_get_state(struct vcpu *vcpu, struct x86_state *st)
 		if (emu_rdmsr(c, x86_state_msr_index[i], &st->msr[i]))
 			return -EIO; /* the list names an MSR we do not have */
 	lapic_page_get(c->lapic, st->lapic, emu_now(c));
+	/* Between instructions nothing is half delivered (exc/irq stay 0). */
+	st->ev = (struct x86_events){
+		.mp_state = c->wait_sipi ? X86_MP_WAIT_SIPI : c->halted ? X86_MP_HALTED : X86_MP_RUNNING,
+		.shadow = c->shadow > 0,
+		.nmi_pending = lapic_has_nmi(c->lapic),
+		.nmi_masked = c->nmi_blocked,
+	};
 	st->parts = X86_STATE_ALL;
+	return 0;
+}
+
+/* A vCPU's run state and pending events. An exception KVM was delivering
+ * cannot be taken over (-EOPNOTSUPP); an interrupt it was delivering goes
+ * back to the LAPIC's IRR (-EOPNOTSUPP when it came from the PIC). */
+static int set_state_events(struct emu_cpu *c, const struct x86_events *ev)
+{
+	if (ev->exc_injected || (ev->irq_injected && ev->irq_soft))
+		return -EOPNOTSUPP;
+	if (ev->irq_injected && lapic_unaccept_interrupt(c->lapic, ev->irq_vector))
+		return -EOPNOTSUPP;
+	c->wait_sipi = ev->mp_state == X86_MP_WAIT_SIPI;
+	c->halted = ev->mp_state == X86_MP_HALTED;
+	lapic_set_init_state(c->lapic, c->wait_sipi ? LAPIC_WAIT_FOR_SIPI : LAPIC_RUNNING);
+	c->shadow = ev->shadow;
+	c->nmi_blocked = ev->nmi_masked;
+	lapic_set_nmi_pending(c->lapic, ev->nmi_pending);
 	return 0;
 }
 
@@ -892,7 +917,7 @@ static int emu_set_state(struct vcpu *vcpu, const struct x86_state *st)
 	lapic_set_init_state(c->lapic, LAPIC_RUNNING);
 	emu_tlb_flush(c);
 	emu_update_mode(c);
-	return 0;
+	return st->parts & X86_STATE_EVENTS ? set_state_events(c, &st->ev) : 0;
 }
 
 static void emu_kick(struct vcpu *vcpu)
@@ -929,4 +954,6 @@ const struct cpu_ops emu_cpu_ops = {
 	.signal_msi = emu_platform_signal_msi,
 	.set_cpuid = emu_set_cpuid,
 	.vm_pause = emu_platform_pause,
+	.platform_get = emu_platform_get,
+	.platform_set = emu_platform_set,
 };

@@ -228,6 +228,9 @@ void emu_cpuid(struct emu_cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4]);
 int emu_rdmsr(struct emu_cpu *c, uint32_t msr, uint64_t *val);
 int emu_wrmsr(struct emu_cpu *c, uint32_t msr, uint64_t val);
 uint64_t emu_rdtsc(struct emu_cpu *c);
+/* Fill the guest's kvmclock structure (when enabled) from the current
+ * clock_offset and TSC. 0 or -EINVAL (its address left RAM). */
+int emu_kvmclock_write_time(struct emu_cpu *c);
 
 /* ---- mmu.c ---- */
 void emu_tlb_flush(struct emu_cpu *c);

@@ -39,6 +39,7 @@
 #include "hw/lapic.h"
 #include "hw/pic.h"
 #include "hw/pit.h"
+#include "hw/platform_state.h"
 
 
 struct emu_platform {
@@ -222,6 +223,38 @@ fail:
 int emu_platform_pause(struct vm *vm, bool pause)
 {
 	pit_timer_arm(vm->cpu_priv); /* off while the clock stands still */
+	return 0;
+}
+
+/* The guest's kvmclock reads VM time + clock_offset, the same on every
+ * vCPU (emu.c). */
+int emu_platform_get(struct vm *vm, struct platform_state *st)
+{
+	struct emu_platform *p = vm->cpu_priv;
+	uint64_t now = platform_now(p);
+
+	pic_save(&p->pic, &st->pic);
+	ioapic_save(&p->ioapic, &st->ioapic);
+	pit_save(&p->pit, &st->pit, now);
+	st->kvmclock_ns = p->cpus[0] ? now + (uint64_t)p->cpus[0]->clock_offset : now;
+	return 0;
+}
+
+int emu_platform_set(struct vm *vm, const struct platform_state *st)
+{
+	struct emu_platform *p = vm->cpu_priv;
+	uint64_t now = platform_now(p);
+
+	if (pic_restore(&p->pic, &st->pic) || ioapic_restore(&p->ioapic, &st->ioapic) ||
+	    pit_restore(&p->pit, &st->pit, now))
+		return -EINVAL;
+	for (int i = 0; i < LAPIC_MAX_CPUS; i++)
+		if (p->cpus[i]) {
+			p->cpus[i]->clock_offset = (int64_t)(st->kvmclock_ns - now);
+			if (emu_kvmclock_write_time(p->cpus[i]))
+				return -EINVAL;
+		}
+	pit_timer_arm(p);
 	return 0;
 }
 

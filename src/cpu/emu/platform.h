@@ -17,6 +17,10 @@ int emu_platform_init(struct vm *vm) __attribute__((warn_unused_result));
 void emu_platform_destroy(struct vm *vm);
 /* cpu_ops.vm_pause: the PIT's host timer follows the guest's clock. */
 int emu_platform_pause(struct vm *vm, bool pause);
+/* cpu_ops.platform_get / platform_set. */
+struct platform_state;
+int emu_platform_get(struct vm *vm, struct platform_state *st);
+int emu_platform_set(struct vm *vm, const struct platform_state *st) __attribute__((warn_unused_result));
 
 /* Give c a LAPIC on the VM's APIC bus (APIC ID = vCPU id; vCPU 0 is the
  * BSP). vCPUs are added in order. 0 or -errno. */

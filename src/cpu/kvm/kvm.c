@@ -23,6 +23,7 @@
 #include "cpu/cpu.h"
 #include "hw/ioapic.h"
 #include "hw/pic.h"
+#include "hw/platform_state.h"
 #include "pci/pci.h"
 
 #define KVM_DEV "/dev/kvm"
@@ -691,6 +692,59 @@ static int kvm_msr_list(int fd, uint64_t *val, bool write)
 	return 0;
 }
 
+/* MP state and vCPU events, to and from x86_events. KVM's SIPI_RECEIVED
+ * (a SIPI the vCPU has not acted on yet) reads as running; the other states
+ * (AP_RESET_HOLD, SEV's) do not occur in a tarn guest. */
+static int kvm_get_events(int fd, struct x86_events *ev)
+{
+	struct kvm_mp_state mp;
+	struct kvm_vcpu_events e;
+
+	if (ioctl(fd, KVM_GET_MP_STATE, &mp) < 0 || ioctl(fd, KVM_GET_VCPU_EVENTS, &e) < 0)
+		return -errno;
+	*ev = (struct x86_events){
+		.mp_state = mp.mp_state == KVM_MP_STATE_HALTED	       ? X86_MP_HALTED
+			    : mp.mp_state == KVM_MP_STATE_INIT_RECEIVED ? X86_MP_WAIT_SIPI
+									: X86_MP_RUNNING,
+		.shadow = e.interrupt.shadow != 0,
+		.nmi_pending = e.nmi.pending != 0,
+		.nmi_masked = e.nmi.masked != 0,
+		.exc_injected = e.exception.injected || e.exception.pending,
+		.exc_vector = e.exception.nr,
+		.exc_has_err = e.exception.has_error_code != 0,
+		.irq_injected = e.interrupt.injected != 0,
+		.irq_vector = e.interrupt.nr,
+		.irq_soft = e.interrupt.soft != 0,
+		.exc_err = e.exception.has_error_code ? e.exception.error_code : 0,
+	};
+	if (!ev->exc_injected)
+		ev->exc_vector = ev->exc_has_err = 0, ev->exc_err = 0;
+	if (!ev->irq_injected)
+		ev->irq_vector = ev->irq_soft = 0;
+	return 0;
+}
+
+static int kvm_set_events(int fd, const struct x86_events *ev)
+{
+	static const uint32_t mp_states[] = { KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_HALTED,
+					      KVM_MP_STATE_INIT_RECEIVED };
+	struct kvm_mp_state mp = { .mp_state = mp_states[ev->mp_state] };
+	struct kvm_vcpu_events e = {
+		.exception = { .injected = ev->exc_injected, .nr = ev->exc_vector,
+			       .has_error_code = ev->exc_has_err, .error_code = ev->exc_err },
+		.interrupt = { .injected = ev->irq_injected, .nr = ev->irq_vector, .soft = ev->irq_soft,
+			       .shadow = ev->shadow ? KVM_X86_SHADOW_INT_STI : 0 },
+		.nmi = { .pending = ev->nmi_pending, .masked = ev->nmi_masked },
+		.flags = KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SHADOW,
+	};
+
+	if (ev->mp_state > X86_MP_WAIT_SIPI)
+		return -EINVAL;
+	if (ioctl(fd, KVM_SET_VCPU_EVENTS, &e) < 0 || ioctl(fd, KVM_SET_MP_STATE, &mp) < 0)
+		return -EINVAL;
+	return 0;
+}
+
 static int kvm_get_parts(struct kvm_vcpu *v, struct x86_state *st)
 {
 	struct kvm_debugregs dr;
@@ -710,6 +764,8 @@ static int kvm_get_parts(struct kvm_vcpu *v, struct x86_state *st)
 	 * rest of the state: the MSR part is then missing, not the call. */
 	if (!kvm_msr_list(v->fd, st->msr, false))
 		st->parts |= X86_STATE_MSR;
+	if (!kvm_get_events(v->fd, &st->ev))
+		st->parts |= X86_STATE_EVENTS;
 	return 0;
 }
 
@@ -807,6 +863,8 @@ static int kvm_set_state(struct vcpu *vcpu, const struct x86_state *st)
 	ret = kvm_set_parts(v, st);
 	if (ret)
 		return ret;
+	if (st->parts & X86_STATE_EVENTS)
+		return kvm_set_events(v->fd, &st->ev);
 	/* An AP given a boot state runs at once instead of waiting for SIPI. */
 	struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
 	if (ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0)
@@ -1013,6 +1071,123 @@ static int kvm_msr(int fd, uint32_t index, uint64_t *val, bool write)
 	return 0;
 }
 
+/* ---- the interrupt controllers and PIT in a snapshot ---- */
+
+/* KVM's i8259 and ours both follow QEMU's model field for field; KVM has no
+ * single (no-cascade) mode. */
+static void pic_from_kvm(struct pic_chip_state *s, const struct kvm_pic_state *k)
+{
+	*s = (struct pic_chip_state){
+		.irr = k->irr, .imr = k->imr, .isr = k->isr, .last_irr = k->last_irr, .elcr = k->elcr,
+		.priority_add = k->priority_add, .irq_base = k->irq_base, .init_state = k->init_state,
+		.read_isr = k->read_reg_select, .poll = k->poll, .special_mask = k->special_mask,
+		.auto_eoi = k->auto_eoi, .rotate_on_auto_eoi = k->rotate_on_auto_eoi,
+		.sfnm = k->special_fully_nested_mode, .init4 = k->init4,
+	};
+}
+
+static void pic_to_kvm(struct kvm_pic_state *k, const struct pic_chip_state *s, uint8_t elcr_mask)
+{
+	*k = (struct kvm_pic_state){
+		.irr = s->irr, .imr = s->imr, .isr = s->isr, .last_irr = s->last_irr, .elcr = s->elcr,
+		.elcr_mask = elcr_mask, .priority_add = s->priority_add, .irq_base = s->irq_base,
+		.init_state = s->init_state, .read_reg_select = s->read_isr, .poll = s->poll,
+		.special_mask = s->special_mask, .auto_eoi = s->auto_eoi,
+		.rotate_on_auto_eoi = s->rotate_on_auto_eoi, .special_fully_nested_mode = s->sfnm,
+		.init4 = s->init4,
+	};
+}
+
+/* KVM keeps the IOAPIC's ID as its 4 bits and the asserted pins in irr;
+ * the PIT's count_load_time is CLOCK_MONOTONIC (ktime_get). A channel
+ * from KVM is taken as loaded, with its next edge worked out from the
+ * mode (KVM does not say whether a one-shot fired). */
+static int kvm_platform_get(struct vm *vm, struct platform_state *st)
+{
+	struct kvm_vm *k = vm->cpu_priv;
+	struct kvm_irqchip chip[3] = { { .chip_id = KVM_IRQCHIP_PIC_MASTER }, { .chip_id = KVM_IRQCHIP_PIC_SLAVE },
+				       { .chip_id = KVM_IRQCHIP_IOAPIC } };
+	struct kvm_pit_state2 pit;
+	uint64_t now = monotonic_ns();
+
+	memset(st, 0, sizeof(*st));
+	for (int i = 0; i < 3; i++)
+		if (ioctl(k->vm_fd, KVM_GET_IRQCHIP, &chip[i]) < 0)
+			return -errno;
+	if (ioctl(k->vm_fd, KVM_GET_PIT2, &pit) < 0)
+		return -errno;
+	for (int i = 0; i < 2; i++)
+		pic_from_kvm(&st->pic.chip[i], &chip[i].chip.pic);
+	st->ioapic.ioregsel = chip[2].chip.ioapic.ioregsel;
+	st->ioapic.id = (chip[2].chip.ioapic.id & 0xf) << 24;
+	st->ioapic.level = chip[2].chip.ioapic.irr & ((1u << IOAPIC_NR_PINS) - 1);
+	for (int i = 0; i < IOAPIC_NR_PINS; i++)
+		st->ioapic.rte[i] = chip[2].chip.ioapic.redirtbl[i].bits;
+	for (int i = 0; i < 3; i++) {
+		const struct kvm_pit_channel_state *c = &pit.channels[i];
+		struct pit_channel_state *s = &st->pit.ch[i];
+		int64_t el = (int64_t)now - c->count_load_time;
+
+		*s = (struct pit_channel_state){
+			.count = c->count ? c->count : 0x10000, .latched_count = c->latched_count,
+			.count_latched = c->count_latched, .status = c->status,
+			.status_latched = c->status_latched, .read_state = c->read_state,
+			.write_state = c->write_state, .write_latch = c->write_latch, .rw_mode = c->rw_mode,
+			.mode = c->mode, .bcd = c->bcd, .gate = c->gate, .loaded = 1, .triggered = c->gate,
+			.elapsed_ns = el > 0 ? (uint64_t)el : 0, .irq_in_ns = i ? UINT64_MAX : PIT_IRQ_REARM,
+		};
+		if (s->bcd && s->count > 10000)
+			s->count = 10000;
+	}
+	st->pit.speaker_en = !!(pit.flags & KVM_PIT_FLAGS_SPEAKER_DATA_ON);
+	st->kvmclock_ns = k->paused_clock;
+	return 0;
+}
+
+static int kvm_platform_set(struct vm *vm, const struct platform_state *st)
+{
+	struct kvm_vm *k = vm->cpu_priv;
+	struct kvm_irqchip chip[3] = { { .chip_id = KVM_IRQCHIP_PIC_MASTER }, { .chip_id = KVM_IRQCHIP_PIC_SLAVE },
+				       { .chip_id = KVM_IRQCHIP_IOAPIC } };
+	struct kvm_pit_state2 pit = { .flags = st->pit.speaker_en ? KVM_PIT_FLAGS_SPEAKER_DATA_ON : 0 };
+	uint64_t now = monotonic_ns();
+
+	pic_to_kvm(&chip[0].chip.pic, &st->pic.chip[0], 0xf8);
+	pic_to_kvm(&chip[1].chip.pic, &st->pic.chip[1], 0xde);
+	chip[2].chip.ioapic.base_address = IOAPIC_DEFAULT_BASE;
+	chip[2].chip.ioapic.ioregsel = st->ioapic.ioregsel;
+	chip[2].chip.ioapic.id = st->ioapic.id >> 24 & 0xf;
+	chip[2].chip.ioapic.irr = st->ioapic.level;
+	for (int i = 0; i < IOAPIC_NR_PINS; i++)
+		chip[2].chip.ioapic.redirtbl[i].bits = st->ioapic.rte[i];
+	for (int i = 0; i < 3; i++) {
+		const struct pit_channel_state *s = &st->pit.ch[i];
+
+		pit.channels[i] = (struct kvm_pit_channel_state){
+			.count = s->count, .latched_count = s->latched_count,
+			.count_latched = s->count_latched, .status_latched = s->status_latched,
+			.status = s->status, .read_state = s->read_state, .write_state = s->write_state,
+			.write_latch = s->write_latch, .rw_mode = s->rw_mode, .mode = s->mode, .bcd = s->bcd,
+			.gate = s->gate, .count_load_time = (int64_t)(now - s->elapsed_ns),
+		};
+	}
+	for (int i = 0; i < 3; i++)
+		if (ioctl(k->vm_fd, KVM_SET_IRQCHIP, &chip[i]) < 0)
+			return -EINVAL;
+	if (ioctl(k->vm_fd, KVM_SET_PIT2, &pit) < 0)
+		return -EINVAL;
+	/* As a pause leaves them, for the resume that follows: the clock,
+	 * and each vCPU's TSC as its set_state wrote it. */
+	k->paused_clock = st->kvmclock_ns;
+	for (int i = 0; i < vm->nr_vcpus; i++) {
+		struct kvm_vcpu *v = vm->vcpus[i].priv;
+
+		if (kvm_msr(v->fd, 0x10 /* IA32_TSC */, &v->paused_tsc, false))
+			return -EIO;
+	}
+	return 0;
+}
+
 /* While paused the guest's kvmclock and TSCs stand still: read at the
  * pause, written back at the resume (as QEMU keeps kvmclock across a
  * stop). Written back one vCPU after another within microseconds, the TSCs
@@ -1056,4 +1231,6 @@ const struct cpu_ops kvm_cpu_ops = {
 	.msi_irqfd = kvm_msi_irqfd,
 	.msi_irqfd_release = kvm_msi_irqfd_release,
 	.vm_pause = kvm_vm_pause,
+	.platform_get = kvm_platform_get,
+	.platform_set = kvm_platform_set,
 };

@@ -1,0 +1,484 @@
+/* Snapshots of a whole VM: save, open, map, apply (snapshot.h). */
+#include "snapshot/snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/vm.h"
+#include "hw/lapic.h"
+#include "hw/platform_state.h"
+#include "snapshot/vcpu_state.h"
+
+#define SNAP_CONF_ID SNAP_ID("CONF")
+#define SNAP_CONF_VERSION 1
+#define SNAP_PLAT_ID SNAP_ID("PLAT")
+#define SNAP_PLAT_VERSION 1
+#define SNAP_MAX_STRING 4096
+#define PAGE 4096
+
+/* ---- the registry ---- */
+
+int snap_register(struct snap_registry *r, const struct snap_ops *ops, void *obj, uint32_t instance)
+{
+	if (r->nr == r->cap) {
+		int cap = r->cap ? 2 * r->cap : 16;
+		struct snap_entry *e = realloc(r->e, (size_t)cap * sizeof(*e));
+
+		if (!e)
+			return -ENOMEM;
+		r->e = e;
+		r->cap = cap;
+	}
+	r->e[r->nr++] = (struct snap_entry){ .ops = ops, .obj = obj, .instance = instance };
+	return 0;
+}
+
+void snap_registry_free(struct snap_registry *r)
+{
+	free(r->e);
+	memset(r, 0, sizeof(*r));
+}
+
+/* ---- the configuration section ---- */
+
+static void put_str(struct snap_buf *b, const char *s)
+{
+	size_t n = s ? strlen(s) + 1 : 0;
+
+	snap_put_u32(b, (uint32_t)n);
+	snap_put_bytes(b, s, n);
+}
+
+/* A string as written by put_str, pointing into the section: NULL for
+ * none; "" on a malformed one (and *bad set). */
+static const char *get_str(struct snap_cur *c, bool *bad)
+{
+	uint32_t n = snap_get_u32(c);
+	const char *s = (const char *)c->p + c->off;
+
+	if (!n)
+		return NULL;
+	if (n > SNAP_MAX_STRING || n > c->len - c->off || memchr(s, 0, n) != s + n - 1) {
+		*bad = true;
+		c->short_read = true;
+		return "";
+	}
+	c->off += n;
+	return s;
+}
+
+/* A count, then that many strings (at most max, none NULL). */
+static int get_list(struct snap_cur *c, const char **out, int max, bool *bad)
+{
+	uint32_t n = snap_get_u32(c);
+
+	if (n > (uint32_t)max) {
+		*bad = true;
+		return 0;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		if (!(out[i] = get_str(c, bad)))
+			*bad = true;
+	return (int)n;
+}
+
+static void put_config(struct snap_buf *b, const struct vm *vm)
+{
+	const struct vm_config *c = &vm->cfg;
+
+	snap_put_u64(b, c->mem_size);
+	snap_put_u32(b, (uint32_t)c->nr_cpus);
+	put_str(b, vm->cpu->name);
+	snap_put_u8(b, c->ioeventfd);
+	snap_put_u32(b, (uint32_t)c->nr_rng);
+	put_str(b, c->vconsole);
+	snap_put_u32(b, (uint32_t)c->nr_disks);
+	for (int i = 0; i < c->nr_disks; i++)
+		put_str(b, c->disks[i]);
+	snap_put_u32(b, (uint32_t)c->nr_nets);
+	for (int i = 0; i < c->nr_nets; i++)
+		put_str(b, c->nets[i]);
+}
+
+static int get_config(const struct snap_section *s, struct vm_config *vc, char *err, size_t len)
+{
+	struct snap_cur c;
+	bool bad = false;
+	uint8_t ioev;
+
+	if (s->version != SNAP_CONF_VERSION)
+		return errorf(err, len, -EINVAL, "configuration layout %u; this tarn reads %u", s->version,
+			      SNAP_CONF_VERSION);
+	snap_cur_init(&c, s->data, s->len);
+	vc->mem_size = snap_get_u64(&c);
+	vc->nr_cpus = (int)snap_get_u32(&c);
+	vc->backend = get_str(&c, &bad);
+	ioev = snap_get_u8(&c);
+	vc->ioeventfd = ioev == 1;
+	vc->nr_rng = (int)snap_get_u32(&c);
+	vc->vconsole = get_str(&c, &bad);
+	vc->nr_disks = get_list(&c, vc->disks, VM_MAX_DISKS, &bad);
+	vc->nr_nets = get_list(&c, vc->nets, VM_MAX_NETS, &bad);
+	if (bad || !snap_cur_done(&c) || !vc->backend)
+		return errorf(err, len, -EINVAL, "configuration section: malformed (%zu bytes)", (size_t)s->len);
+	if (vc->nr_rng > 1 || ioev > 1)
+		return errorf(err, len, -EINVAL, "configuration: %d rng devices, ioeventfd %u", vc->nr_rng, ioev);
+	if (vc->nr_cpus < 1 || vc->nr_cpus > VM_MAX_CPUS)
+		return errorf(err, len, -EINVAL, "configuration: %d vCPUs", vc->nr_cpus);
+	if (vc->mem_size < GM_MIN_RAM || (vc->mem_size & (PAGE - 1)) || vc->mem_size > (1ULL << 46))
+		return errorf(err, len, -EINVAL, "configuration: memory size %llu", (unsigned long long)vc->mem_size);
+	return 0;
+}
+
+/* ---- the platform section ---- */
+
+static void put_platform(struct snap_buf *b, const struct platform_state *st)
+{
+	snap_put_bytes(b, &st->pic, sizeof(st->pic));
+	snap_put_bytes(b, &st->ioapic, sizeof(st->ioapic));
+	snap_put_bytes(b, &st->pit, sizeof(st->pit));
+	snap_put_u64(b, st->kvmclock_ns);
+}
+
+static void scratch_kick(void *opaque, int cpu)
+{
+	(void)opaque, (void)cpu;
+}
+
+/* The models' own restore checks, on scratch models, so that the KVM
+ * backend refuses what the emulator refuses. */
+static int platform_check(const struct platform_state *st)
+{
+	static const struct apic_bus_ops ops = { .kick = scratch_kick };
+	struct apic_bus bus;
+	struct pic pic;
+	struct ioapic io;
+	struct pit pit;
+	int ret = apic_bus_init(&bus, &ops, NULL);
+
+	if (!ret)
+		ret = pic_init(&pic, NULL, NULL, NULL);
+	if (!ret)
+		ret = ioapic_init(&io, &bus, NULL, IOAPIC_DEFAULT_BASE);
+	if (!ret)
+		ret = pit_init(&pit, NULL, NULL, NULL);
+	if (ret)
+		return ret;
+	if (pic_restore(&pic, &st->pic))
+		ret = -1;
+	else if (ioapic_restore(&io, &st->ioapic))
+		ret = -2;
+	else if (pit_restore(&pit, &st->pit, monotonic_ns()))
+		ret = -3;
+	pit_destroy(&pit);
+	ioapic_destroy(&io);
+	pic_destroy(&pic);
+	return ret;
+}
+
+static int get_platform(const struct snap_section *s, struct platform_state *st, char *err, size_t len)
+{
+	static const char *const what[] = { "", "8259 PIC", "IOAPIC", "8254 PIT" };
+	struct snap_cur c;
+	int ret;
+
+	if (s->version != SNAP_PLAT_VERSION)
+		return errorf(err, len, -EINVAL, "platform layout %u; this tarn reads %u", s->version, SNAP_PLAT_VERSION);
+	snap_cur_init(&c, s->data, s->len);
+	snap_get_bytes(&c, &st->pic, sizeof(st->pic));
+	snap_get_bytes(&c, &st->ioapic, sizeof(st->ioapic));
+	snap_get_bytes(&c, &st->pit, sizeof(st->pit));
+	st->kvmclock_ns = snap_get_u64(&c);
+	if (!snap_cur_done(&c))
+		return errorf(err, len, -EINVAL, "platform section: %zu bytes, layout %u has %s", (size_t)s->len,
+			      s->version, c.short_read ? "more" : "fewer");
+	ret = platform_check(st);
+	if (ret < 0 && ret >= -3)
+		return errorf(err, len, -EINVAL, "platform section: the %s state is not one it can be in", what[-ret]);
+	return ret;
+}
+
+/* ---- memory ---- */
+
+static bool page_zero(const uint8_t *p)
+{
+	static const uint8_t zero[PAGE];
+
+	return !memcmp(p, zero, PAGE);
+}
+
+/* Guest RAM as laid out in the guest (the regions back to back from the
+ * reservation's start), pages of zeros left as holes. */
+static int write_memory(const struct vm *vm, int fd)
+{
+	const uint8_t *p = vm->mem.base;
+	uint64_t size = vm->mem.ram_size;
+
+	if (ftruncate(fd, (off_t)size))
+		return -errno;
+	for (uint64_t off = 0; off < size;) {
+		uint64_t end = off;
+
+		while (end < size && end - off < (8u << 20) && !page_zero(p + end))
+			end += PAGE;
+		if (end == off) {
+			off += PAGE;
+			continue;
+		}
+		for (uint64_t o = off; o < end;) {
+			ssize_t n = pwrite(fd, p + o, end - o, (off_t)o);
+
+			if (n < 0)
+				return -errno;
+			o += (uint64_t)n;
+		}
+		off = end;
+	}
+	return fsync(fd) ? -errno : 0;
+}
+
+/* Create path's temporary twin, for rename() when complete. */
+static int open_tmp(const char *path, char *tmp, size_t tmp_len)
+{
+	if ((size_t)snprintf(tmp, tmp_len, "%s.tmp", path) >= tmp_len)
+		return -ENAMETOOLONG;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/* ---- save ---- */
+
+static int write_sections(struct vm *vm, struct snap_writer *w, char *err, size_t len)
+{
+	struct snap_buf b;
+	struct platform_state plat;
+	int ret;
+
+	snap_buf_init(&b);
+	put_config(&b, vm);
+	ret = snap_write_section(w, SNAP_CONF_ID, 0, SNAP_CONF_VERSION, &b);
+	for (int i = 0; i < vm->nr_vcpus && !ret; i++) {
+		struct x86_state st;
+
+		ret = vm->cpu->get_state(&vm->vcpus[i], &st);
+		if (ret || (st.parts & X86_STATE_ALL) != X86_STATE_ALL) {
+			snap_buf_free(&b);
+			return errorf(err, len, ret ? ret : -EIO, "vCPU %d: cannot read its whole state", i);
+		}
+		b.len = 0;
+		snap_put_vcpu(&b, &st);
+		ret = snap_write_section(w, SNAP_VCPU_ID, (uint32_t)i, SNAP_VCPU_VERSION, &b);
+	}
+	if (!ret && (ret = vm->cpu->platform_get(vm, &plat))) {
+		snap_buf_free(&b);
+		return errorf(err, len, ret, "interrupt controllers: %s", strerror(-ret));
+	}
+	if (!ret) {
+		b.len = 0;
+		put_platform(&b, &plat);
+		ret = snap_write_section(w, SNAP_PLAT_ID, 0, SNAP_PLAT_VERSION, &b);
+	}
+	for (int i = 0; i < vm->state.nr && !ret; i++) {
+		const struct snap_entry *e = &vm->state.e[i];
+
+		b.len = 0;
+		e->ops->save(e->obj, &b);
+		ret = snap_write_section(w, e->ops->id, e->instance, e->ops->version, &b);
+	}
+	snap_buf_free(&b);
+	return ret ? errorf(err, len, ret, "writing the state: %s", strerror(-ret)) : 0;
+}
+
+int vm_snapshot_save(struct vm *vm, const char *path, const char *mem_path, char *err, size_t len)
+{
+	char tmp[4096], mtmp[4096];
+	struct snap_writer w;
+	uint64_t t0 = monotonic_ns();
+	int fd, mfd, ret;
+
+	if (!vm_is_paused(vm))
+		return errorf(err, len, -EBUSY, "the VM is not paused: pause it first");
+	if (!vm->cpu->platform_get)
+		return errorf(err, len, -ENOSYS, "the %s backend cannot save its interrupt controllers",
+			      vm->cpu->name);
+	if (!strcmp(path, mem_path))
+		return errorf(err, len, -EINVAL, "the state and memory files must differ (%s)", path);
+	fd = open_tmp(path, tmp, sizeof(tmp));
+	if (fd < 0)
+		return errorf(err, len, fd, "%s: %s", path, strerror(-fd));
+	mfd = open_tmp(mem_path, mtmp, sizeof(mtmp));
+	if (mfd < 0) {
+		ret = errorf(err, len, mfd, "%s: %s", mem_path, strerror(-mfd));
+		goto out;
+	}
+	ret = snap_write_begin(&w, fd);
+	if (!ret)
+		ret = write_sections(vm, &w, err, len);
+	else
+		errorf(err, len, ret, "%s: %s", path, strerror(-ret));
+	if (!ret && (ret = snap_write_end(&w)))
+		errorf(err, len, ret, "%s: %s", path, strerror(-ret));
+	if (!ret && (ret = write_memory(vm, mfd)))
+		errorf(err, len, ret, "%s: %s", mem_path, strerror(-ret));
+	if (!ret && (rename(mtmp, mem_path) || rename(tmp, path)))
+		ret = errorf(err, len, -errno, "renaming into place: %s", strerror(errno));
+out:
+	close(fd);
+	if (mfd >= 0)
+		close(mfd);
+	if (ret) {
+		unlink(tmp);
+		unlink(mtmp);
+	} else {
+		pr_info("snapshot: %s and %s written in %.1f ms", path, mem_path, (double)(monotonic_ns() - t0) / 1e6);
+	}
+	return ret;
+}
+
+/* ---- restore ---- */
+
+int snap_open(struct snap_image *img, const char *path, const char *mem_path, struct vm_config *vc, char *err,
+	      size_t len)
+{
+	const struct snap_section *conf;
+	struct stat sb;
+	int fd, ret;
+
+	memset(img, 0, sizeof(*img));
+	img->mem_fd = -1;
+	img->open_ns = monotonic_ns();
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errorf(err, len, -errno, "%s: %s", path, strerror(errno));
+	ret = snap_read(&img->r, fd, err, len);
+	close(fd);
+	if (ret)
+		return ret;
+	conf = snap_find(&img->r, SNAP_CONF_ID, 0);
+	memset(vc, 0, sizeof(*vc));
+	if (!conf)
+		ret = errorf(err, len, -EINVAL, "%s: no configuration section", path);
+	else
+		ret = get_config(conf, vc, err, len);
+	if (ret)
+		goto fail;
+	img->mem_fd = open(mem_path, O_RDONLY | O_CLOEXEC);
+	if (img->mem_fd < 0 || fstat(img->mem_fd, &sb)) {
+		ret = errorf(err, len, -errno, "%s: %s", mem_path, strerror(errno));
+		goto fail;
+	}
+	if ((uint64_t)sb.st_size != vc->mem_size) {
+		ret = errorf(err, len, -EINVAL, "%s: %llu bytes, but the snapshot's VM has %llu of RAM", mem_path,
+			     (unsigned long long)sb.st_size, (unsigned long long)vc->mem_size);
+		goto fail;
+	}
+	img->mem_size = vc->mem_size;
+	vc->restore = img;
+	return 0;
+fail:
+	snap_close(img);
+	return ret;
+}
+
+void snap_close(struct snap_image *img)
+{
+	snap_reader_free(&img->r);
+	if (img->mem_fd >= 0)
+		close(img->mem_fd);
+	img->mem_fd = -1;
+}
+
+int snap_map_memory(struct vm *vm, const struct snap_image *img, bool eager, char *err, size_t len)
+{
+	uint8_t *base = vm->mem.base;
+	uint64_t size = vm->mem.ram_size;
+
+	if (size != img->mem_size)
+		return errorf(err, len, -EINVAL, "memory size %llu, memory file %llu", (unsigned long long)size,
+			      (unsigned long long)img->mem_size);
+	if (!eager) {
+		if (mmap(base, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, img->mem_fd, 0) ==
+		    MAP_FAILED)
+			return errorf(err, len, -errno, "mapping the memory file: %s", strerror(errno));
+		madvise(base, size, MADV_MERGEABLE);
+		return 0;
+	}
+	for (uint64_t off = 0; off < size;) {
+		ssize_t n = pread(img->mem_fd, base + off, size - off, (off_t)off);
+
+		if (n <= 0)
+			return errorf(err, len, n ? -errno : -EIO, "reading the memory file: %s",
+				      n ? strerror(errno) : "it ended early");
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int snap_apply(struct vm *vm, const struct snap_image *img, char *err, size_t len)
+{
+	const struct snap_reader *r = &img->r;
+	struct platform_state plat;
+	const struct snap_section *s;
+	uint32_t used = 2; /* CONF, PLAT */
+	char why[256];
+	int ret;
+
+	if (!vm->cpu->platform_set)
+		return errorf(err, len, -ENOSYS, "the %s backend cannot restore interrupt controllers", vm->cpu->name);
+	for (int i = 0; i < vm->nr_vcpus; i++, used++) {
+		struct x86_state st;
+
+		if (!(s = snap_find(r, SNAP_VCPU_ID, (uint32_t)i)))
+			return errorf(err, len, -EINVAL, "no state for vCPU %d", i);
+		ret = snap_get_vcpu(s->data, s->len, s->version, &st, why, sizeof(why));
+		if (ret)
+			return errorf(err, len, ret, "vCPU %d: %s", i, why);
+		ret = vm->cpu->set_state(&vm->vcpus[i], &st);
+		if (ret == -EOPNOTSUPP)
+			return errorf(err, len, ret,
+				      "vCPU %d was delivering an exception or an interrupt from the PIC, which the %s "
+				      "backend cannot take over (snapshot it again)",
+				      i, vm->cpu->name);
+		if (ret)
+			return errorf(err, len, ret, "vCPU %d: the %s backend refuses its state (%s)", i, vm->cpu->name,
+				      strerror(-ret));
+	}
+	if (snap_find(r, SNAP_VCPU_ID, (uint32_t)vm->nr_vcpus))
+		return errorf(err, len, -EINVAL, "more vCPU states than the configuration's %d vCPUs", vm->nr_vcpus);
+	if (!(s = snap_find(r, SNAP_PLAT_ID, 0)))
+		return errorf(err, len, -EINVAL, "no state for the interrupt controllers");
+	if ((ret = get_platform(s, &plat, err, len)))
+		return ret;
+	if ((ret = vm->cpu->platform_set(vm, &plat)))
+		return errorf(err, len, ret, "the %s backend refuses the interrupt controllers' state", vm->cpu->name);
+	for (int i = 0; i < vm->state.nr; i++, used++) {
+		const struct snap_entry *e = &vm->state.e[i];
+		struct snap_cur c;
+
+		if (!(s = snap_find(r, e->ops->id, e->instance)))
+			return errorf(err, len, -EINVAL, "no state for %s %u", e->ops->name, e->instance);
+		if (s->version != e->ops->version)
+			return errorf(err, len, -EINVAL, "%s %u: state layout %u; this tarn reads %u", e->ops->name,
+				      e->instance, s->version, e->ops->version);
+		snap_cur_init(&c, s->data, s->len);
+		ret = e->ops->restore(e->obj, &c, why, sizeof(why));
+		if (!ret && !snap_cur_done(&c))
+			ret = errorf(why, sizeof(why), -EINVAL, "%zu bytes, layout %u has %s", (size_t)s->len,
+				     s->version, c.short_read ? "more" : "fewer");
+		if (ret)
+			return errorf(err, len, ret, "%s %u: %s", e->ops->name, e->instance, why);
+	}
+	if (used != r->nr)
+		return errorf(err, len, -EINVAL, "%u sections belong to no part of this VM (a device the configuration "
+			      "does not have)", r->nr - used);
+	return 0;
+}

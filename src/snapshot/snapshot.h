@@ -1,0 +1,84 @@
+/* Snapshots of a whole VM (docs/snapshot.md): the state file with one
+ * section per vCPU, per interrupt controller and per device, and the
+ * memory file with guest RAM as it lies in the guest.
+ *
+ * Each device registers its save/restore pair when it is created
+ * (snap_register, in the same call that builds it), so the list of what a
+ * snapshot holds is the list of what the VM has. A restore builds the VM
+ * from the configuration the snapshot carries, maps the memory file and
+ * hands every section to the component that registered for it; a section
+ * without a component, or a component without its section, refuses the
+ * snapshot. */
+#ifndef TARN_SNAPSHOT_H
+#define TARN_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "snapshot/snapfile.h"
+
+struct vm;
+struct vm_config;
+
+struct snap_ops {
+	const char *name; /* in errors: "virtio-blk" */
+	uint32_t id;	  /* SNAP_ID("....") */
+	uint32_t version; /* the section's layout, the only one restore reads */
+	void (*save)(void *obj, struct snap_buf *b);
+	/* Read the fields (c never reads past the section), check them as
+	 * live input is checked, apply them. 0, or -EINVAL with the reason. */
+	int (*restore)(void *obj, struct snap_cur *c, char *err, size_t err_len);
+};
+
+struct snap_entry {
+	const struct snap_ops *ops;
+	void *obj;
+	uint32_t instance;
+};
+
+/* A VM's components, in the order they were created. */
+struct snap_registry {
+	struct snap_entry *e;
+	int nr, cap;
+};
+
+/* Add a component (device creation). 0 or -ENOMEM. */
+int snap_register(struct snap_registry *r, const struct snap_ops *ops, void *obj, uint32_t instance)
+	__attribute__((warn_unused_result));
+void snap_registry_free(struct snap_registry *r);
+
+/* Write a paused VM's snapshot: state to path, RAM to mem_path, each first
+ * to a temporary name and renamed into place when complete (a VM restored
+ * from an older memory file keeps its mapping). 0, or -errno with the
+ * reason in err (-EBUSY: the VM is not paused). */
+int vm_snapshot_save(struct vm *vm, const char *path, const char *mem_path, char *err, size_t err_len)
+	__attribute__((warn_unused_result));
+
+/* An opened snapshot, before a VM is built from it. */
+struct snap_image {
+	struct snap_reader r;
+	int mem_fd;
+	uint64_t mem_size;
+	uint64_t open_ns; /* when snap_open began: restore time is logged from it */
+};
+
+/* Open and check a snapshot: the state file whole (snapfile.h's checks),
+ * the configuration section, and the memory file's size against it. Fill
+ * vc from the configuration (strings point into img) and point vc->restore
+ * at img; the caller may then change the backend, and the console fds. 0,
+ * or -errno with the reason in err. */
+int snap_open(struct snap_image *img, const char *path, const char *mem_path, struct vm_config *vc,
+	      char *err, size_t err_len) __attribute__((warn_unused_result));
+void snap_close(struct snap_image *img);
+
+/* vm_create's part of a restore. snap_map_memory: the memory file over
+ * guest RAM (copy-on-write, or read in whole with eager); snap_apply: every
+ * section into the VM built from the snapshot's configuration, which is left
+ * paused (vm_resume starts it). 0 or -errno with the reason in err. */
+int snap_map_memory(struct vm *vm, const struct snap_image *img, bool eager, char *err, size_t err_len)
+	__attribute__((warn_unused_result));
+int snap_apply(struct vm *vm, const struct snap_image *img, char *err, size_t err_len)
+	__attribute__((warn_unused_result));
+
+#endif
