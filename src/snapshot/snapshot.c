@@ -423,6 +423,29 @@ int snap_map_memory(struct vm *vm, const struct snap_image *img, bool eager, cha
 	return 0;
 }
 
+/* Which part of st the backend refuses, for the error: the registers
+ * alone, then each part on its own (the VM is torn down after). */
+static const char *refused_part(struct vcpu *v, const struct x86_state *st)
+{
+	static const struct {
+		uint32_t part;
+		const char *name;
+	} parts[] = { { X86_STATE_FPU, "x87/SSE state" }, { X86_STATE_DEBUG, "debug registers" },
+		      { X86_STATE_LAPIC, "local APIC" },   { X86_STATE_MSR, "MSRs" },
+		      { X86_STATE_EVENTS, "run state and pending events" } };
+	struct x86_state t = *st;
+
+	t.parts = 0;
+	if (v->vm->cpu->set_state(v, &t))
+		return "registers";
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		t.parts = parts[i].part | (parts[i].part == X86_STATE_MSR ? X86_STATE_LAPIC : 0);
+		if (v->vm->cpu->set_state(v, &t))
+			return parts[i].name;
+	}
+	return "state";
+}
+
 int snap_apply(struct vm *vm, const struct snap_image *img, char *err, size_t len)
 {
 	const struct snap_reader *r = &img->r;
@@ -449,8 +472,8 @@ int snap_apply(struct vm *vm, const struct snap_image *img, char *err, size_t le
 				      "backend cannot take over (snapshot it again)",
 				      i, vm->cpu->name);
 		if (ret)
-			return errorf(err, len, ret, "vCPU %d: the %s backend refuses its state (%s)", i, vm->cpu->name,
-				      strerror(-ret));
+			return errorf(err, len, ret, "vCPU %d: the %s backend refuses its %s", i, vm->cpu->name,
+				      refused_part(&vm->vcpus[i], &st));
 	}
 	if (snap_find(r, SNAP_VCPU_ID, (uint32_t)vm->nr_vcpus))
 		return errorf(err, len, -EINVAL, "more vCPU states than the configuration's %d vCPUs", vm->nr_vcpus);

@@ -64,6 +64,7 @@ if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ] && ip netns add "$NS" 2>/dev/null; 
 import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("10.0.2.1", int(sys.argv[1]))); s.listen(1)
+open(sys.argv[2] + ".ready", "w").close()
 c, _ = s.accept()
 with open(sys.argv[2], "wb", buffering=0) as f:
     while True:
@@ -71,6 +72,8 @@ with open(sys.argv[2], "wb", buffering=0) as f:
         if not b: break
         f.write(b)
 ' "$PORT" "$work/tcp" &
+		# python3 starts slowly in a nested VM: listen before the guest connects.
+		for _ in $(seq 300); do [ -e "$work/tcp.ready" ] && break; sleep 0.1; done
 	else
 		not_ok "$name: network" "cannot make tap $TAP in namespace $NS"
 		net= ns=()
@@ -99,10 +102,15 @@ opts=(--mem 256M --disk "$img")
 [ -n "$net" ] && opts+=(--net "tap=$TAP")
 api=$work/api.sock
 
-# wait_for FILE PATTERN SECONDS: until FILE has a line matching PATTERN.
+# wait_for FILE PATTERN SECONDS: until FILE has a line matching PATTERN,
+# while tarn ($pid) runs.
 wait_for() {
 	local t=$(($3 * 5))
-	while [ $t -gt 0 ] && ! grep -qE "$2" "$1" 2>/dev/null; do sleep 0.2; t=$((t - 1)); done
+	while [ $t -gt 0 ] && ! grep -qE "$2" "$1" 2>/dev/null; do
+		kill -0 "$pid" 2>/dev/null || { grep -qE "$2" "$1"; return; }
+		sleep 0.2
+		t=$((t - 1))
+	done
 	[ $t -gt 0 ]
 }
 

@@ -1138,6 +1138,12 @@ static int kvm_platform_get(struct vm *vm, struct platform_state *st)
 		};
 		if (s->bcd && s->count > 10000)
 			s->count = 10000;
+		if (c->mode == 0xff) { /* KVM's "never programmed" (kvm_pit_reset) */
+			s->mode = s->loaded = 0;
+			s->irq_in_ns = UINT64_MAX;
+		} else if (c->mode > 5) {
+			s->mode = c->mode & 3; /* 6 and 7 are modes 2 and 3 */
+		}
 	}
 	st->pit.speaker_en = !!(pit.flags & KVM_PIT_FLAGS_SPEAKER_DATA_ON);
 	st->kvmclock_ns = k->paused_clock;
@@ -1167,7 +1173,9 @@ static int kvm_platform_set(struct vm *vm, const struct platform_state *st)
 			.count = s->count, .latched_count = s->latched_count,
 			.count_latched = s->count_latched, .status_latched = s->status_latched,
 			.status = s->status, .read_state = s->read_state, .write_state = s->write_state,
-			.write_latch = s->write_latch, .rw_mode = s->rw_mode, .mode = s->mode, .bcd = s->bcd,
+			.write_latch = s->write_latch, .rw_mode = s->rw_mode,
+			.mode = s->rw_mode ? s->mode : 0xff, /* no control word yet: as KVM resets it */
+			.bcd = s->bcd,
 			.gate = s->gate, .count_load_time = (int64_t)(now - s->elapsed_ns),
 		};
 	}
