@@ -23,6 +23,7 @@
 
 static const char run_usage[] =
 	"usage: tarn run --kernel PATH [options]\n"
+	"       tarn run --restore PATH [options]\n"
 	"       tarn run --api-sock PATH [options]\n"
 	"\n"
 	"Boot a guest with its serial console (COM1) on this terminal.\n"
@@ -34,6 +35,10 @@ static const char run_usage[] =
 	"  --cpus N          vCPUs, 1-255 (default 1)\n"
 	"  --backend NAME    kvm, emu or auto (default auto: kvm when /dev/kvm works\n"
 	"                    and is not PVM; tarn probe says which)\n"
+	"  --cpu-template T  the CPU the guest sees: host (default: KVM shows this host's\n"
+	"                    CPU, the emulator its own) or portable (the emulator's\n"
+	"                    model on both, so that snapshots restore under the other\n"
+	"                    backend) (vm.cpu_template)\n"
 	"  --unpack WHERE    bzImage payload: host (default; unpacked by tarn when LZ4)\n"
 	"                    or guest (the kernel's own decompressor runs)\n"
 	"  --disk SPEC       add a virtio-blk disk: PATH[,ro][,direct][,serial=ID]\n"
@@ -97,6 +102,7 @@ static const struct option run_opts[] = {
 	{ "vconsole", required_argument, NULL, 'C' },
 	{ "ioeventfd", required_argument, NULL, 'E' },
 	{ "api-sock", required_argument, NULL, 'A' },
+	{ "cpu-template", required_argument, NULL, 'T' },
 	{ "restore", required_argument, NULL, 'S' },
 	{ "restore-mem", required_argument, NULL, 'M' },
 	{ "restore-eager", no_argument, NULL, 'G' },
@@ -114,7 +120,7 @@ static const struct {
 	{ 'k', "boot.kernel" }, { 'i', "boot.initrd" }, { 'c', "boot.cmdline" },
 	{ 'm', "vm.mem" },	{ 'p', "vm.cpus" },	{ 'b', "vm.backend" },
 	{ 'u', "boot.unpack" },	{ 'C', "dev.console" }, { 'E', "vm.ioeventfd" },
-	{ 'A', "api.sock" },	{ 'S', "restore.state" }, { 'M', "restore.mem" },
+	{ 'A', "api.sock" },	{ 'S', "restore.state" }, { 'T', "vm.cpu_template" }, { 'M', "restore.mem" },
 };
 
 static void set_or_die(struct config *c, const char *key, const char *val)

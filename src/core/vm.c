@@ -10,6 +10,7 @@
 #include <sys/sysinfo.h>
 
 #include "arch/x86/boot.h"
+#include "arch/x86/cpuid.h"
 #include "core/evloop.h"
 #include "core/log.h"
 #include "core/vcpu.h"
@@ -112,13 +113,32 @@ static int vm_add_devices(struct vm *vm, char *err, size_t len)
 	return vm_add_virtio_devices(vm, err, len);
 }
 
+/* The CPUID table every vCPU gets (vm_config.cpu_template), NULL for the
+ * backend's own. */
+static const struct cpuid_model *vm_cpu_model(struct vm *vm, struct cpuid_model *buf)
+{
+	if (vm->cfg.restore)
+		return &vm->cfg.restore->cpuid;
+	if (vm->cfg.cpu_template && !strcmp(vm->cfg.cpu_template, "portable")) {
+		cpuid_emu_model(buf, CPUID_EMU_TSC_KHZ);
+		return buf;
+	}
+	return NULL;
+}
+
 static int vm_add_vcpus(struct vm *vm, char *err, size_t len)
 {
-	int ret;
+	struct cpuid_model *buf = malloc(sizeof(*buf));
+	const struct cpuid_model *model;
+	char what[64] = "";
+	int ret = 0;
 
 	vm->vcpus = calloc((size_t)vm->cfg.nr_cpus, sizeof(*vm->vcpus));
-	if (!vm->vcpus)
+	if (!vm->vcpus || !buf) {
+		free(buf);
 		return errorf(err, len, -ENOMEM, "out of memory");
+	}
+	model = vm_cpu_model(vm, buf);
 	vm->nr_vcpus = vm->cfg.nr_cpus;
 	for (int i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
@@ -126,16 +146,26 @@ static int vm_add_vcpus(struct vm *vm, char *err, size_t len)
 		v->vm = vm;
 		v->id = i;
 		ret = vm->cpu->vcpu_init(v);
-		if (!ret)
-			ret = vm->cpu->set_cpuid(v);
+		if (!ret && (ret = vm->cpu->set_cpuid(v, model)) == -EOPNOTSUPP) {
+			struct cpuid_model have;
+
+			if (!vm->cpu->set_cpuid(v, NULL) && !vm->cpu->get_cpuid(v, &have))
+				cpuid_missing(model, &have, what, sizeof(what));
+			ret = errorf(err, len, ret, "the guest's CPU has a feature (%s) the %s backend does not; a VM "
+				     "that moves between backends starts with --cpu-template portable", what, vm->cpu->name);
+			break;
+		}
 		/* APs wait for INIT/SIPI from the BSP, as on hardware, unless
 		 * the caller (micro-guests) wants them all at the entry. */
 		if (!ret && (i == 0 || vm->cfg.all_cpus_at_entry))
 			ret = vm->cpu->set_state(v, &vm->boot_state);
-		if (ret)
-			return errorf(err, len, ret, "vCPU %d: %s", i, strerror(-ret));
+		if (ret) {
+			errorf(err, len, ret, "vCPU %d: %s", i, strerror(-ret));
+			break;
+		}
 	}
-	return 0;
+	free(buf);
+	return ret;
 }
 
 static void vm_pause_devices(struct vm *vm, bool pause);

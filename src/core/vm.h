@@ -58,6 +58,11 @@ struct vm_config {
 	 * restore_eager), every component's state applied, left paused. */
 	const struct snap_image *restore;
 	bool restore_eager;
+	/* The CPU the guest sees: NULL the backend's own (KVM: the host's);
+	 * "portable" the emulator's model on either backend, so that its
+	 * snapshots restore under the other (vm.cpu_template). A restore
+	 * takes the snapshot's table instead. */
+	const char *cpu_template;
 };
 
 struct vcpu {

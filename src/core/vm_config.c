@@ -93,6 +93,9 @@ int vm_config_from(const struct config *c, struct vm_config *vc, char *err, size
 		return n;
 	vc->nr_nets = n;
 	vc->vconsole = config_get(c, "dev.console");
+	vc->cpu_template = config_get(c, "vm.cpu_template");
+	if (vc->cpu_template && strcmp(vc->cpu_template, "host") && strcmp(vc->cpu_template, "portable"))
+		return errorf(err, err_len, -EINVAL, "--cpu-template %s: expected host or portable", vc->cpu_template);
 	vc->console_in = STDIN_FILENO;
 	vc->console_out = STDOUT_FILENO;
 	return 0;

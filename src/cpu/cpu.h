@@ -16,6 +16,7 @@
 struct vm;
 struct vcpu;
 struct platform_state;
+struct cpuid_model;
 
 enum vcpu_exit_reason {
 	VCPU_EXIT_IO,	    /* port I/O: handled through the PIO bus */
@@ -92,8 +93,13 @@ struct cpu_ops {
 	int (*irq_line)(struct vm *vm, unsigned gsi, int level);
 	/* Optional: deliver one MSI (x86 address/data format, SDM 11.11). */
 	int (*signal_msi)(struct vm *vm, uint64_t addr, uint32_t data);
-	/* Set the vCPU's CPUID table (the policy decides what it holds). */
-	int (*set_cpuid)(struct vcpu *vcpu);
+	/* Set the vCPU's CPUID table: the backend's own (model NULL: KVM
+	 * the host's, the emulator its model), or model (a snapshot's, a
+	 * CPU template), -EOPNOTSUPP when it has a feature the backend cannot
+	 * give. The policy (arch/x86/cpuid.h) then sets the vCPU's topology
+	 * fields. get_cpuid reads back what was set. */
+	int (*set_cpuid)(struct vcpu *vcpu, const struct cpuid_model *model);
+	int (*get_cpuid)(struct vcpu *vcpu, struct cpuid_model *model);
 	/* Optional: while assigned, a guest write of exactly len bytes to
 	 * gpa does not exit: the backend signals eventfd fd instead and the
 	 * vCPU goes on (KVM_IOEVENTFD). Other writes there exit as usual. */

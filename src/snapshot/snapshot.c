@@ -19,6 +19,8 @@
 
 #define SNAP_CONF_ID SNAP_ID("CONF")
 #define SNAP_CONF_VERSION 1
+#define SNAP_CPID_ID SNAP_ID("CPID")
+#define SNAP_CPID_VERSION 1
 #define SNAP_PLAT_ID SNAP_ID("PLAT")
 #define SNAP_PLAT_VERSION 1
 #define SNAP_MAX_STRING 4096
@@ -135,6 +137,54 @@ static int get_config(const struct snap_section *s, struct vm_config *vc, char *
 		return errorf(err, len, -EINVAL, "configuration: %d vCPUs", vc->nr_cpus);
 	if (vc->mem_size < GM_MIN_RAM || (vc->mem_size & (PAGE - 1)) || vc->mem_size > (1ULL << 46))
 		return errorf(err, len, -EINVAL, "configuration: memory size %llu", (unsigned long long)vc->mem_size);
+	return 0;
+}
+
+/* ---- the CPUID section: the CPU the guest saw (vCPU 0's table) ---- */
+
+static void put_cpuid(struct snap_buf *b, const struct cpuid_model *m)
+{
+	snap_put_u32(b, (uint32_t)m->n);
+	for (int i = 0; i < m->n; i++) {
+		const struct cpuid_entry *e = &m->e[i];
+
+		snap_put_u32(b, e->function);
+		snap_put_u32(b, e->index);
+		snap_put_u32(b, e->flags);
+		snap_put_u32(b, e->eax);
+		snap_put_u32(b, e->ebx);
+		snap_put_u32(b, e->ecx);
+		snap_put_u32(b, e->edx);
+	}
+}
+
+static int get_cpuid(const struct snap_section *s, struct cpuid_model *m, char *err, size_t len)
+{
+	struct snap_cur c;
+	uint32_t n;
+
+	if (s->version != SNAP_CPID_VERSION)
+		return errorf(err, len, -EINVAL, "CPUID layout %u; this tarn reads %u", s->version, SNAP_CPID_VERSION);
+	snap_cur_init(&c, s->data, s->len);
+	n = snap_get_u32(&c);
+	if (n == 0 || n > CPUID_MODEL_MAX)
+		return errorf(err, len, -EINVAL, "CPUID: %u entries (1 to %d)", n, CPUID_MODEL_MAX);
+	m->n = (int)n;
+	for (uint32_t i = 0; i < n; i++) {
+		struct cpuid_entry *e = &m->e[i];
+
+		e->function = snap_get_u32(&c);
+		e->index = snap_get_u32(&c);
+		e->flags = snap_get_u32(&c);
+		e->eax = snap_get_u32(&c);
+		e->ebx = snap_get_u32(&c);
+		e->ecx = snap_get_u32(&c);
+		e->edx = snap_get_u32(&c);
+		if (e->flags & ~CPUID_FLAG_INDEXED)
+			return errorf(err, len, -EINVAL, "CPUID leaf %#x: flags %#x", e->function, e->flags);
+	}
+	if (!snap_cur_done(&c))
+		return errorf(err, len, -EINVAL, "CPUID section: %zu bytes for %u entries", (size_t)s->len, n);
 	return 0;
 }
 
@@ -266,6 +316,19 @@ static int write_sections(struct vm *vm, struct snap_writer *w, char *err, size_
 	snap_buf_init(&b);
 	put_config(&b, vm);
 	ret = snap_write_section(w, SNAP_CONF_ID, 0, SNAP_CONF_VERSION, &b);
+	if (!ret) {
+		struct cpuid_model *m = malloc(sizeof(*m));
+
+		if (!m || vm->cpu->get_cpuid(&vm->vcpus[0], m)) {
+			free(m);
+			snap_buf_free(&b);
+			return errorf(err, len, -EIO, "cannot read vCPU 0's CPUID table");
+		}
+		b.len = 0;
+		put_cpuid(&b, m);
+		free(m);
+		ret = snap_write_section(w, SNAP_CPID_ID, 0, SNAP_CPID_VERSION, &b);
+	}
 	for (int i = 0; i < vm->nr_vcpus && !ret; i++) {
 		struct x86_state st;
 
@@ -349,7 +412,7 @@ out:
 int snap_open(struct snap_image *img, const char *path, const char *mem_path, struct vm_config *vc, char *err,
 	      size_t len)
 {
-	const struct snap_section *conf;
+	const struct snap_section *conf, *cpid;
 	struct stat sb;
 	int fd, ret;
 
@@ -364,11 +427,12 @@ int snap_open(struct snap_image *img, const char *path, const char *mem_path, st
 	if (ret)
 		return ret;
 	conf = snap_find(&img->r, SNAP_CONF_ID, 0);
+	cpid = snap_find(&img->r, SNAP_CPID_ID, 0);
 	memset(vc, 0, sizeof(*vc));
-	if (!conf)
-		ret = errorf(err, len, -EINVAL, "%s: no configuration section", path);
-	else
-		ret = get_config(conf, vc, err, len);
+	if (!conf || !cpid)
+		ret = errorf(err, len, -EINVAL, "%s: no %s section", path, conf ? "CPUID" : "configuration");
+	else if (!(ret = get_config(conf, vc, err, len)))
+		ret = get_cpuid(cpid, &img->cpuid, err, len);
 	if (ret)
 		goto fail;
 	img->mem_fd = open(mem_path, O_RDONLY | O_CLOEXEC);
@@ -451,7 +515,7 @@ int snap_apply(struct vm *vm, const struct snap_image *img, char *err, size_t le
 	const struct snap_reader *r = &img->r;
 	struct platform_state plat;
 	const struct snap_section *s;
-	uint32_t used = 2; /* CONF, PLAT */
+	uint32_t used = 3; /* CONF, CPID, PLAT */
 	char why[256];
 	int ret;
 

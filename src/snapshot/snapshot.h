@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arch/x86/cpuid.h"
 #include "snapshot/snapfile.h"
 
 struct vm;
@@ -60,6 +61,7 @@ struct snap_image {
 	struct snap_reader r;
 	int mem_fd;
 	uint64_t mem_size;
+	struct cpuid_model cpuid; /* the CPU the guest saw: every vCPU gets it */
 	uint64_t open_ns; /* when snap_open began: restore time is logged from it */
 };
 

@@ -99,6 +99,8 @@ done
 sync; umount /mnt; echo "counted to $i"'
 
 opts=(--mem 256M --disk "$img")
+# A guest that moves between backends sees the same CPU on both.
+[ "$(printf '%s\n' "${chain[@]}" | sort -u | wc -l)" -gt 1 ] && boot_opts=(--cpu-template portable) || boot_opts=()
 [ -n "$net" ] && opts+=(--net "tap=$TAP")
 api=$work/api.sock
 
@@ -121,7 +123,7 @@ for i in "${!chain[@]}"; do
 	out=$work/console.$i
 	if [ "$i" = 0 ]; then
 		GUEST_CMDLINE="$GUEST_CMDLINE cryptomgr.notests"
-		"${ns[@]}" "$TARN" run --backend "$b" "${opts[@]}" --api-sock "$api" --kernel "$GUEST_KERNEL" \
+		"${ns[@]}" "$TARN" run --backend "$b" "${opts[@]}" "${boot_opts[@]}" --api-sock "$api" --kernel "$GUEST_KERNEL" \
 			--initrd "$GUEST_INITRD" --cmdline "$(guest_cmdline "$script")" </dev/null >"$out" 2>&1 &
 	else
 		"${ns[@]}" "$TARN" run -v --backend "$b" --api-sock "$api" --restore "$work/snap" \

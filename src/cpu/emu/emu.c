@@ -13,6 +13,7 @@
 #include "cpu/emu/emu.h"
 #include "cpu/emu/emu_priv.h"
 #include "cpu/emu/platform.h"
+#include "arch/x86/cpuid.h"
 #include "hw/lapic.h"
 
 void emu_update_mode(struct emu_cpu *c)
@@ -45,42 +46,18 @@ void emu_update_mode(struct emu_cpu *c)
 	c->fetch_tag = 0;
 }
 
-/* ---- CPUID model ----------------------------------------------------
+/* ---- CPUID ----------------------------------------------------------
  *
- * Vendor "TarnTarnTarn" (deliberately not Intel or AMD: a guest must not
- * assume a real vendor's model-specific MSRs or errata), hypervisor leaf
- * 0x40000000 signature "TarnEmuTarn\0". Family 6, model 0xF, stepping 1.
- * Only what the interpreter implements is advertised:
- *   leaf 1 EDX: fpu pse tsc msr pae cx8 apic pge cmov pat clflush fxsr sse sse2
- *               (htt with >1 vCPU)
- *   leaf 1 ECX: cx16 tsc_deadline_timer hypervisor
- *   leaf 0x80000001 EDX: syscall nx pdpe1gb rdtscp lm; ECX: lahf_lm
- * Not advertised yet: mmx (x87.c and sse.c do x87, SSE and SSE2 but not
- * the MMX register forms), sse3 and later, x2apic, sep (sysenter), mtrr,
- * mce, de, vme.
- * The LAPIC (xAPIC, hw/lapic.c) has APIC ID = vCPU index, as in leaf 1
- * EBX[31:24] and the MADT.
- * TSC: 1 GHz, derived from CLOCK_MONOTONIC plus a per-vCPU offset; the
- * LAPIC timer's bus clock is 1 GHz too (LAPIC_BUS_HZ). Both are
- * advertised in leaf 0x15 (crystal 1 GHz, ratio 1/1), leaf 0x16 (base,
- * max and bus MHz) and the hypervisor leaf 0x40000010 (TSC kHz, bus kHz;
- * the VMware-defined layout that KVM and other hypervisors share).
- * KVM's paravirtual clock is offered at 0x40000100 (see KVM_CPUID_BASE).
- * Physical address bits 46, linear 48. */
-#define CPUID_MAX_BASIC 0x16u
-#define CPUID_MAX_HV 0x40000010u
+ * The model is a table (arch/x86/cpuid.c: cpuid_emu_model, or the one a
+ * snapshot brought), one per vCPU with the topology fields its own. */
 #define EMU_TSC_HZ 1000000000ULL
-_Static_assert(LAPIC_BUS_HZ == EMU_TSC_HZ, "CPUID leaf 0x15 gives both clocks one crystal");
-#define CPUID_MAX_EXT 0x80000008u
+_Static_assert(EMU_TSC_HZ == CPUID_EMU_TSC_KHZ * 1000ULL, "the model advertises the emulator's TSC");
 
 /* KVM's paravirtual clock (kvmclock), the interface Linux takes its TSC
  * frequency from instead of calibrating against the PIT: KVM's signature at
  * CPUID 0x40000100, beside tarn's own at 0x40000000 (where KVM sits when a
  * host also offers Hyper-V's interface), with only CLOCKSOURCE2 and the
  * stable-TSC bit -- no other KVM feature is claimed. */
-#define KVM_CPUID_BASE 0x40000100u
-#define KVM_FEATURE_CLOCKSOURCE2 (1u << 3)
-#define KVM_FEATURE_CLOCKSOURCE_STABLE_BIT (1u << 24)
 #define MSR_KVM_WALL_CLOCK_NEW 0x4b564d00
 #define MSR_KVM_SYSTEM_TIME_NEW 0x4b564d01
 #define PVCLOCK_TSC_STABLE_BIT 1u
@@ -99,76 +76,14 @@ struct pvclock_wall_clock {
 } __attribute__((packed));
 _Static_assert(sizeof(struct pvclock_wall_clock) == 12, "pvclock ABI");
 
-static void str4(uint32_t *r, const char *s)
-{
-	memcpy(r, s, 4);
-}
-
 void emu_cpuid(struct emu_cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
 {
-	static const char brand[48] = "Tarn emulated x86-64 CPU";
-	uint32_t id = c->vcpu ? (uint32_t)c->vcpu->id : 0;
-	uint32_t nr = c->vcpu ? (uint32_t)c->vcpu->vm->nr_vcpus : 1;
+	const struct cpuid_entry *e = cpuid_find(&c->cpuid, leaf, sub);
 
-	out[0] = out[1] = out[2] = out[3] = 0;
-	switch (leaf) {
-	case 0:
-		out[0] = CPUID_MAX_BASIC;
-		str4(&out[1], "Tarn");
-		str4(&out[3], "Tarn");
-		str4(&out[2], "Tarn");
-		break;
-	case 1:
-		out[0] = (6u << 8) | (0xfu << 4) | 1u;
-		out[1] = ((id & 0xff) << 24) | ((nr > 255 ? 255 : nr) << 16) | (8u << 8);
-		out[2] = (1u << 13) | (1u << 24) | (1u << 31);
-		out[3] = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) |
-			 (1u << 9) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 19) | (1u << 24) |
-			 (1u << 25) | (1u << 26) | (nr > 1 ? 1u << 28 : 0);
-		break;
-	case 0x15: /* TSC = crystal * EBX / EAX */
-		out[0] = 1;
-		out[1] = 1;
-		out[2] = (uint32_t)EMU_TSC_HZ;
-		break;
-	case 0x16: /* base, maximum, bus frequency in MHz */
-		out[0] = out[1] = (uint32_t)(EMU_TSC_HZ / 1000000);
-		out[2] = (uint32_t)(LAPIC_BUS_HZ / 1000000);
-		break;
-	case 0x40000000:
-		out[0] = CPUID_MAX_HV;
-		str4(&out[1], "Tarn");
-		str4(&out[2], "EmuT");
-		memcpy(&out[3], "arn", 4);
-		break;
-	case KVM_CPUID_BASE: /* KVM's paravirtual interface, see emu_kvmclock_wrmsr() */
-		out[0] = KVM_CPUID_BASE + 1;
-		memcpy(&out[1], "KVMKVMKVM\0\0\0", 12);
-		break;
-	case KVM_CPUID_BASE + 1:
-		out[0] = KVM_FEATURE_CLOCKSOURCE2 | KVM_FEATURE_CLOCKSOURCE_STABLE_BIT;
-		break;
-	case 0x40000010:
-		out[0] = (uint32_t)(EMU_TSC_HZ / 1000);
-		out[1] = (uint32_t)(LAPIC_BUS_HZ / 1000);
-		break;
-	case 0x80000000:
-		out[0] = CPUID_MAX_EXT;
-		break;
-	case 0x80000001:
-		out[2] = 1u << 0;
-		out[3] = (1u << 11) | (1u << 20) | (1u << 26) | (1u << 27) | (1u << 29);
-		break;
-	case 0x80000002: case 0x80000003: case 0x80000004:
-		memcpy(out, brand + 16 * (leaf - 0x80000002), 16);
-		break;
-	case 0x80000008:
-		out[0] = (48u << 8) | 46u;
-		break;
-	default:
-		break;
-	}
-	(void)sub;
+	out[0] = e ? e->eax : 0;
+	out[1] = e ? e->ebx : 0;
+	out[2] = e ? e->ecx : 0;
+	out[3] = e ? e->edx : 0;
 }
 
 /* ---- MSRs ---- */
@@ -620,6 +535,8 @@ static void emu_vm_destroy(struct vm *vm)
 	emu_platform_destroy(vm);
 }
 
+static int emu_set_cpuid(struct vcpu *vcpu, const struct cpuid_model *m);
+
 static int emu_vcpu_init(struct vcpu *vcpu)
 {
 	struct emu_cpu *c = calloc(1, sizeof(*c));
@@ -660,7 +577,7 @@ static int emu_vcpu_init(struct vcpu *vcpu)
 	c->wait_sipi = vcpu->id != 0;
 	c->insn_limit = UINT64_MAX;
 	vcpu->priv = c;
-	return 0;
+	return emu_set_cpuid(vcpu, NULL);
 }
 
 static void emu_vcpu_destroy(struct vcpu *vcpu)
@@ -933,10 +850,25 @@ static int emu_irq_line(struct vm *vm, unsigned gsi, int level)
 	return emu_platform_irq_line(vm, gsi, level);
 }
 
-static int emu_set_cpuid(struct vcpu *vcpu)
+/* The emulator's own model, or a snapshot's when it asks for nothing the
+ * emulator lacks (-EOPNOTSUPP). */
+static int emu_set_cpuid(struct vcpu *vcpu, const struct cpuid_model *m)
 {
-	(void)vcpu;
-	return 0; /* the emulator's model is fixed: see emu_cpuid() */
+	struct emu_cpu *c = vcpu->priv;
+	struct cpuid_model own;
+
+	cpuid_emu_model(&own, CPUID_EMU_TSC_KHZ);
+	if (m && cpuid_missing(m, &own, NULL, 0))
+		return -EOPNOTSUPP;
+	c->cpuid = m ? *m : own;
+	c->cpuid.n = cpuid_apply_policy(c->cpuid.e, c->cpuid.n, (unsigned)vcpu->id, (unsigned)vcpu->vm->nr_vcpus);
+	return 0;
+}
+
+static int emu_get_cpuid(struct vcpu *vcpu, struct cpuid_model *m)
+{
+	*m = ((struct emu_cpu *)vcpu->priv)->cpuid;
+	return 0;
 }
 
 const struct cpu_ops emu_cpu_ops = {
@@ -953,6 +885,7 @@ const struct cpu_ops emu_cpu_ops = {
 	.irq_line = emu_irq_line,
 	.signal_msi = emu_platform_signal_msi,
 	.set_cpuid = emu_set_cpuid,
+	.get_cpuid = emu_get_cpuid,
 	.vm_pause = emu_platform_pause,
 	.platform_get = emu_platform_get,
 	.platform_set = emu_platform_set,

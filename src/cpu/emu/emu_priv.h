@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "arch/x86/cpu_state.h"
+#include "arch/x86/cpuid.h"
 #include "cpu/cpu.h"
 #include "mem/gm.h"
 
@@ -207,6 +208,7 @@ struct emu_cpu {
 	uint64_t insn_limit; /* emu_set_insn_limit() */
 
 	struct emu_fpu fpu;
+	struct cpuid_model cpuid; /* what CPUID answers (emu_set_cpuid) */
 
 	struct vcpu *vcpu;
 	struct guest_mem *gm;

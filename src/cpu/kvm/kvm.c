@@ -561,44 +561,113 @@ static void kvm_vcpu_destroy(struct vcpu *vcpu)
 	vcpu->priv = NULL;
 }
 
-static int kvm_set_cpuid(struct vcpu *vcpu)
+static struct cpuid_entry entry_from_kvm(const struct kvm_cpuid_entry2 *s)
 {
-	struct kvm_vm *k = vcpu->vm->cpu_priv;
-	struct kvm_vcpu *v = vcpu->priv;
-	struct cpuid_entry e[KVM_MAX_CPUID];
-	struct kvm_cpuid2 *c;
-	int n = (int)k->supported->nent, ret = 0;
+	return (struct cpuid_entry){ s->function, s->index,
+				     s->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX ? CPUID_FLAG_INDEXED : 0,
+				     s->eax, s->ebx, s->ecx, s->edx };
+}
 
-	for (int i = 0; i < n; i++) {
+/* KVM's own table: what it supports, TSC deadline added. */
+static void kvm_host_model(struct kvm_vm *k, struct cpuid_model *m)
+{
+	m->n = 0;
+	for (uint32_t i = 0; i < k->supported->nent && m->n < CPUID_MODEL_MAX; i++) {
 		const struct kvm_cpuid_entry2 *s = &k->supported->entries[i];
 
-		e[i] = (struct cpuid_entry){ s->function, s->index,
-					     s->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX ? CPUID_FLAG_INDEXED : 0,
-					     s->eax, s->ebx, s->ecx, s->edx };
+		m->e[m->n] = entry_from_kvm(s);
 		/* KVM emulates the LAPIC's TSC-deadline mode on every host but
 		 * leaves the bit out of KVM_GET_SUPPORTED_CPUID where the host
 		 * CPU lacks it (KVM API: KVM_CAP_TSC_DEADLINE_TIMER). */
 		if (s->function == 1 && k->tsc_deadline)
-			e[i].ecx |= CPUID_1_ECX_TSC_DEADLINE;
+			m->e[m->n].ecx |= CPUID_1_ECX_TSC_DEADLINE;
+		m->n++;
 	}
-	n = cpuid_apply_policy(e, n, (unsigned)vcpu->id, (unsigned)vcpu->vm->nr_vcpus);
-	c = calloc(1, sizeof(*c) + (size_t)n * sizeof(struct kvm_cpuid_entry2));
-	if (!c)
+}
+
+/* A model that advertises a TSC frequency (a snapshot's, a template's)
+ * gets it where KVM can scale the TSC (KVM_SET_TSC_KHZ); where it cannot,
+ * the guest's timers run at the ratio of the two, which is said once. */
+static void kvm_model_tsc(struct kvm_vcpu *v, uint32_t want_khz)
+{
+	static bool warned;
+	int have = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
+
+	if (!want_khz || have <= 0 || (uint32_t)have == want_khz)
+		return;
+	if (ioctl(v->fd, KVM_SET_TSC_KHZ, want_khz) < 0 && !warned) {
+		warned = true;
+		pr_warn("the guest was told its TSC runs at %u kHz; this host's KVM cannot scale its %d kHz "
+			"(%s): the guest's timers run %.2fx as fast as it asks",
+			want_khz, have, strerror(errno), (double)have / want_khz);
+	}
+}
+
+static int kvm_set_cpuid(struct vcpu *vcpu, const struct cpuid_model *model)
+{
+	struct kvm_vm *k = vcpu->vm->cpu_priv;
+	struct kvm_vcpu *v = vcpu->priv;
+	struct cpuid_model *m = malloc(sizeof(*m)), host;
+	struct kvm_cpuid2 *c = NULL;
+	int ret = 0;
+
+	if (!m)
 		return -ENOMEM;
-	c->nent = (uint32_t)n;
-	for (int i = 0; i < n; i++) {
+	kvm_host_model(k, &host);
+	if (model && cpuid_missing(model, &host, NULL, 0)) {
+		ret = -EOPNOTSUPP;
+		goto out;
+	}
+	*m = model ? *model : host;
+	m->n = cpuid_apply_policy(m->e, m->n, (unsigned)vcpu->id, (unsigned)vcpu->vm->nr_vcpus);
+	c = calloc(1, sizeof(*c) + (size_t)m->n * sizeof(struct kvm_cpuid_entry2));
+	if (!c) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	c->nent = (uint32_t)m->n;
+	for (int i = 0; i < m->n; i++) {
+		const struct cpuid_entry *e = &m->e[i];
+
 		c->entries[i] = (struct kvm_cpuid_entry2){
-			.function = e[i].function, .index = e[i].index,
-			.flags = e[i].flags & CPUID_FLAG_INDEXED ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX : 0,
-			.eax = e[i].eax, .ebx = e[i].ebx, .ecx = e[i].ecx, .edx = e[i].edx,
+			.function = e->function, .index = e->index,
+			.flags = e->flags & CPUID_FLAG_INDEXED ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX : 0,
+			.eax = e->eax, .ebx = e->ebx, .ecx = e->ecx, .edx = e->edx,
 		};
 	}
 	if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0)
 		ret = -errno;
-	free(c);
 	/* MSR writes are checked against the CPUID just set: after it. */
 	if (!ret)
 		ret = kvm_set_boot_msrs(v->fd);
+	if (!ret && model)
+		kvm_model_tsc(v, cpuid_tsc_khz(model));
+out:
+	free(c);
+	free(m);
+	return ret;
+}
+
+static int kvm_get_cpuid(struct vcpu *vcpu, struct cpuid_model *m)
+{
+	struct kvm_vcpu *v = vcpu->priv;
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + CPUID_MODEL_MAX * sizeof(struct kvm_cpuid_entry2));
+	int ret = 0;
+
+	if (!c)
+		return -ENOMEM;
+	c->nent = CPUID_MODEL_MAX;
+	if (ioctl(v->fd, KVM_GET_CPUID2, c) < 0) {
+		ret = -errno;
+	} else {
+		m->n = (int)c->nent;
+		for (int i = 0; i < m->n; i++) {
+			const struct kvm_cpuid_entry2 *s = &c->entries[i];
+
+			m->e[i] = entry_from_kvm(s);
+		}
+	}
+	free(c);
 	return ret;
 }
 
@@ -1235,6 +1304,7 @@ const struct cpu_ops kvm_cpu_ops = {
 	.irq_line = kvm_irq_line,
 	.signal_msi = kvm_signal_msi,
 	.set_cpuid = kvm_set_cpuid,
+	.get_cpuid = kvm_get_cpuid,
 	.ioeventfd = kvm_ioeventfd,
 	.msi_irqfd = kvm_msi_irqfd,
 	.msi_irqfd_release = kvm_msi_irqfd_release,
