@@ -25,3 +25,15 @@ $(FUZZ_EMU): tests/fuzz/emu_fuzz.c $(FUZZ_SAN_OBJS) $(LIB)
 		$(LDFLAGS) -fsanitize=address,undefined $(LDLIBS) -lcmocka
 
 TEST_BINS += $(FUZZ_EMU)
+
+# The snapshot corrupter (snap_corrupt.c), against the whole of tarn built
+# with the sanitizers (the micro-guest runner's objects, tests/guests/
+# guests.mk); tests/integration/snapshot.sh runs it on the snapshot it made.
+SNAP_CORRUPT := $(O)/tests/fuzz/snap_corrupt
+
+$(SNAP_CORRUPT): tests/fuzz/snap_corrupt.c $(GUEST_SAN_OBJS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TEST-CC $<")
+	$(Q)$(CC) $(CFLAGS) $(FUZZ_SAN_FLAGS) -o $@ $< $(GUEST_SAN_OBJS) $(LDFLAGS) -fsanitize=address,undefined $(LDLIBS)
+
+tests: $(SNAP_CORRUPT)

@@ -13,7 +13,10 @@
 #     powered off) and e2fsck finds the file system clean;
 #   - so are the lines the host received over the TCP connection;
 #   - the snapshot files pass the checks a restore makes, and a corrupt
-#     one is refused with a reason.
+#     one is refused with a reason; 10,000 corruptions of them (bit flips,
+#     cuts, other versions and lengths, invalid states with right
+#     checksums) are each refused by a tarn built with ASan and UBSan
+#     (tests/fuzz/snap_corrupt.c).
 # Without root or network namespaces the TCP part is skipped.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/guest.sh
@@ -180,6 +183,19 @@ if [ -n "$net" ]; then
 	seq_ok "the TCP connection to the host" "$work/tcp"
 else
 	skip "$name: TCP connection" "needs root, /dev/net/tun and network namespaces"
+fi
+
+# 10,000 corruptions of the snapshot left behind, each restored under the
+# emulator built with ASan and UBSan (tests/fuzz/snap_corrupt.c).
+corrupt=$O/tests/fuzz/snap_corrupt
+n_corrupt=${SNAP_CORRUPT_COUNT:-$([ "$BACKEND" = kvm ] && echo 2000 || echo 10000)}
+if [ ! -x "$corrupt" ]; then
+	not_ok "$name: corrupted snapshots" "$corrupt missing (make tests)"
+elif "${ns[@]}" "$corrupt" "$work/snap" "$work/snap.mem" "$n_corrupt" >"$work/corrupt" 2>&1; then
+	ok "$name: $n_corrupt corrupted snapshots each refused with a reason (or, changed but valid, restored)"
+	grep '^#' "$work/corrupt"
+else
+	not_ok "$name: corrupted snapshots" "$(grep -v '^# *[a-z]* *[0-9]* refused' "$work/corrupt" | tail -5 | tr '\n' ' ')"
 fi
 
 # The snapshot left behind passes the checks; a flipped byte does not.
