@@ -651,6 +651,72 @@ static void state_expect(unsigned round, struct x86_state *st)
 		st->msr[state_msr_slot(state_msrs[i].index)] = state_msr_value(round, i);
 }
 
+/* Set want on vm's vCPU 0, read it back into back and compare: x87/SSE
+ * bit for bit, debug registers, MSRs (the TSC moves on), the LAPIC's
+ * registers (its timer counts on). false when set or get failed. */
+static bool state_put_back(struct ctx *c, struct vm *vm, const struct x86_state *want, struct x86_state *back)
+{
+	if (vm->cpu->set_state(&vm->vcpus[0], want) || vm->cpu->get_state(&vm->vcpus[0], back)) {
+		fail(c, "%s: set_state or get_state failed", vm->cpu->name);
+		return false;
+	}
+	memcpy(back->fxsave + 28, want->fxsave + 28, 4); /* the MXCSR mask is the backend's */
+	if (memcmp(back->fxsave, want->fxsave, sizeof(want->fxsave)))
+		fail(c, "%s: the FXSAVE image set is not the one read back", vm->cpu->name);
+	for (unsigned i = 0; i < 4; i++)
+		CHECK_EQ(back->dr[i], want->dr[i]);
+	for (int i = 0; i < X86_STATE_NR_MSRS; i++)
+		if (i != X86_MSR_TSC && back->msr[i] != want->msr[i])
+			fail(c, "%s: MSR %#x: set %#llx, read %#llx", vm->cpu->name, x86_state_msr_index[i],
+			     (unsigned long long)want->msr[i], (unsigned long long)back->msr[i]);
+	for (uint32_t r = LAPIC_TPR; r <= LAPIC_TIMER_DCR; r += 0x10) {
+		uint32_t w = apic_reg(want, r), b = apic_reg(back, r);
+
+		if (r == LAPIC_TIMER_CCR) { /* counts on: by less than 0.25 s here */
+			if (b > w || w - b > 0x10000000)
+				fail(c, "%s: LAPIC timer: current count set %#x, read %#x", vm->cpu->name, w, b);
+		} else if ((r == LAPIC_TPR || r == LAPIC_SVR || r == LAPIC_LDR || r == LAPIC_DFR ||
+			    (r >= LAPIC_LVT_TIMER && r <= LAPIC_TIMER_ICR) || r == LAPIC_TIMER_DCR) && w != b) {
+			fail(c, "%s: LAPIC register %#x: set %#x, read %#x", vm->cpu->name, r, w, b);
+		}
+	}
+	CHECK_EQ(back->rip, want->rip);
+	for (int i = 0; i < 16; i++)
+		CHECK_EQ(back->gpr[i], want->gpr[i]);
+	return true;
+}
+
+/* Round 3, where this host runs the other backend too: the state read in
+ * round 2 goes through a snapshot's vCPU section into a VM of the other
+ * backend, and reads back the same there. */
+static void state_other_backend(struct ctx *c, const struct x86_state *st)
+{
+	const char *other = strcmp(c->vm->cpu->name, "kvm") ? "kvm" : "emu";
+	struct vm_config cfg = c->vm->cfg;
+	struct x86_state moved, back;
+	struct snap_buf b;
+	struct vm *vm;
+	char why[512];
+
+	if (!cpu_select(other, why, sizeof(why))) {
+		printf("# state: not moved to the %s backend: it cannot run here\n", other);
+		return;
+	}
+	cfg.backend = other;
+	if (vm_create(&vm, &cfg, why, sizeof(why))) {
+		fail(c, "a %s VM for the state: %s", other, why);
+		return;
+	}
+	snap_buf_init(&b);
+	snap_put_vcpu(&b, st);
+	if (snap_get_vcpu(b.p, b.len, SNAP_VCPU_VERSION, &moved, why, sizeof(why)))
+		fail(c, "the vCPU section: %s", why);
+	else
+		state_put_back(c, vm, &moved, &back);
+	snap_buf_free(&b);
+	vm_destroy(vm);
+}
+
 static void check_state(struct ctx *c)
 {
 	static const uint8_t one[10] = { 0, 0, 0, 0, 0, 0, 0, 0x80, 0xff, 0x3f }; /* 1.0 */
@@ -734,30 +800,8 @@ static void check_state(struct ctx *c)
 	}
 	mxcsr = STATE_MXCSR | 0x3f;
 	memcpy(want.fxsave + 24, &mxcsr, 4);
-	if (c->vm->cpu->set_state(v, &want) || c->vm->cpu->get_state(v, &back)) {
-		fail(c, "set_state or get_state failed");
-		return;
-	}
-	memcpy(back.fxsave + 28, want.fxsave + 28, 4); /* the MXCSR mask is the backend's */
-	if (memcmp(back.fxsave, want.fxsave, sizeof(want.fxsave)))
-		fail(c, "the FXSAVE image set is not the one read back");
-	for (unsigned i = 0; i < 4; i++)
-		CHECK_EQ(back.dr[i], want.dr[i]);
-	for (int i = 0; i < X86_STATE_NR_MSRS; i++)
-		if (i != X86_MSR_TSC && back.msr[i] != want.msr[i])
-			fail(c, "MSR %#x: set %#llx, read %#llx", x86_state_msr_index[i],
-			     (unsigned long long)want.msr[i], (unsigned long long)back.msr[i]);
-	for (uint32_t r = LAPIC_TPR; r <= LAPIC_TIMER_DCR; r += 0x10) {
-		uint32_t w = apic_reg(&want, r), b = apic_reg(&back, r);
-
-		if (r == LAPIC_TIMER_CCR) { /* counts on: by less than 0.25 s here */
-			if (b > w || w - b > 0x10000000)
-				fail(c, "LAPIC timer: current count set %#x, read %#x", w, b);
-		} else if ((r == LAPIC_TPR || r == LAPIC_SVR || r == LAPIC_LDR || r == LAPIC_DFR ||
-			    (r >= LAPIC_LVT_TIMER && r <= LAPIC_TIMER_ICR) || r == LAPIC_TIMER_DCR) && w != b) {
-			fail(c, "LAPIC register %#x: set %#x, read %#x", r, w, b);
-		}
-	}
+	if (state_put_back(c, c->vm, &want, &back))
+		state_other_backend(c, &back);
 }
 
 /* Guests whose SYNCs number themselves 1, 2, 3... from whatever mode. */
