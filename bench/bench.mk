@@ -10,6 +10,7 @@
 #   BENCH_BOOT_RUNS=N  Linux boots per VMM (default 5)
 #   BENCH_IO_RUNS=N    I/O benchmark boots per VMM (default 3; bench/io.py
 #                      lists BENCH_IO_MIB, _READS, _NET_MIB, _IMAGE_MIB)
+#   BENCH_SNAP_RUNS=N  snapshot cycles per VMM and memory size (default 3)
 
 BENCH_PYTHON ?= python3
 BENCH_GUEST_CC ?= $(or $(GUEST_CC),gcc)
@@ -64,6 +65,9 @@ bench: $(BENCH_GUESTS) $(GUEST_KERNEL) $(GUEST_INITRD)
 		--initrd $(GUEST_INITRD) --cmdline "$(GUEST_CMDLINE)" \
 		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
 	$(Q)$(BENCH_PYTHON) bench/io.py --tarn $(BIN) --kernel $(GUEST_KERNEL) \
+		--initrd $(GUEST_INITRD) --cmdline "$(GUEST_CMDLINE)" \
+		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
+	$(Q)$(BENCH_PYTHON) bench/snapshot.py --tarn $(BIN) --kernel $(GUEST_KERNEL) \
 		--initrd $(GUEST_INITRD) --cmdline "$(GUEST_CMDLINE)" \
 		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
 	$(Q)test -e $(BENCH_UNBUILT) || bench/kvm.sh $(abspath $(BIN)) $(abspath $(GUEST_KERNEL)) \

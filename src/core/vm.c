@@ -325,6 +325,7 @@ out:
 
 int vm_resume(struct vm *vm)
 {
+	uint64_t t0 = monotonic_ns();
 	int ret = 0;
 
 	pthread_mutex_lock(&vm->pause_lock);
@@ -339,7 +340,7 @@ int vm_resume(struct vm *vm)
 	atomic_store(&vm->pause_flag, false);
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
-	pr_info("resumed");
+	pr_info("resumed in %.3f ms", (double)(monotonic_ns() - t0) / 1e6);
 	ret = 0;
 out:
 	pthread_mutex_unlock(&vm->pause_lock);
