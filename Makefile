@@ -21,7 +21,7 @@ CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu17 $(WARN) -Isrc -D_GNU_SOURCE -pthread -fno-strict-aliasing \
 	-MMD -MP
 LDFLAGS += -pthread
-LDLIBS += -lm -llz4 -lmicrohttpd -ljansson -lcurl
+LDLIBS += -lm -llz4 -lmicrohttpd -ljansson -lcurl -lz
 
 ifeq ($(SAN),1)
 O := build-san
@@ -48,6 +48,7 @@ OBJS += src/api/ctl.o
 OBJS += src/snapshot/snapfile.o
 OBJS += src/snapshot/vcpu_state.o
 OBJS += src/snapshot/snapshot.o
+OBJS += src/block/qcow2.o
 OBJS += src/core/vcpu.o
 OBJS += src/core/console.o
 OBJS += src/mem/gm.o
@@ -97,7 +98,7 @@ include bench/bench.mk
 
 # Install missing Debian packages (needs root; does nothing when all present).
 DEBS := build-essential clang llvm lld libclang-rt-14-dev qemu-system-x86 acpica-tools busybox-static \
-	cpio lz4 zstd e2fsprogs libcapstone-dev libcmocka-dev liblz4-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev \
+	cpio lz4 zstd e2fsprogs qemu-utils zlib1g-dev libcapstone-dev libcmocka-dev liblz4-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev \
 	iproute2 python3 curl kmod time
 setup:
 	$(Q)./tools/setup.sh $(DEBS)

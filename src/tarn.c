@@ -11,6 +11,7 @@
 
 #include "api/api.h"
 #include "api/ctl.h"
+#include "block/qcow2.h"
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/console.h"
@@ -83,6 +84,7 @@ static const char main_usage[] =
 	"  run       boot a guest (tarn run --help)\n"
 	"  probe     say which CPU backends this host can run (tarn probe --help)\n"
 	"  ctl       drive a running VM through its API socket (tarn ctl --help)\n"
+	"  img       create qcow2 disk images, over a backing file (tarn img --help)\n"
 	"  version   print the version\n"
 	"  help      this text\n";
 
@@ -414,6 +416,52 @@ static int cmd_probe(int argc, char **argv)
 	return 0;
 }
 
+static const char img_usage[] =
+	"usage: tarn img create [-b BACKING] PATH [SIZE]\n"
+	"\n"
+	"Create a qcow2 image (version 3, 64 KiB clusters) at PATH, which must not\n"
+	"exist: SIZE bytes (K/M/G suffixes), or, over BACKING (a raw or qcow2 image,\n"
+	"named relative to PATH's directory unless absolute), BACKING's size when\n"
+	"SIZE is left out. The VM's disk is then PATH: what it writes stays there,\n"
+	"BACKING is only read (a clone's or a backup's disk over a frozen one).\n"
+	"qemu-img info and check read it.\n";
+
+static int cmd_img(int argc, char **argv)
+{
+	const char *backing = NULL;
+	char err[512];
+	uint64_t size = 0;
+	int opt;
+
+	if (argc < 2 || strcmp(argv[1], "create")) {
+		bool help = argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+
+		fputs(img_usage, help ? stdout : stderr);
+		return help ? 0 : 2;
+	}
+	optind = 1;
+	while ((opt = getopt(argc - 1, argv + 1, "b:h")) != -1) {
+		if (opt == 'b') {
+			backing = optarg;
+		} else {
+			fputs(img_usage, opt == 'h' ? stdout : stderr);
+			return opt == 'h' ? 0 : 2;
+		}
+	}
+	argc--, argv++;
+	if (optind >= argc || argc - optind > 2 || (!backing && argc - optind != 2)) {
+		fputs(img_usage, stderr);
+		return 2;
+	}
+	if (argc - optind == 2 && parse_size(argv[optind + 1], 1, &size))
+		die("img create: %s: not a size (examples: 10G, 512M)", argv[optind + 1]);
+	if (qcow2_create(argv[optind], size, backing, err, sizeof(err))) {
+		fprintf(stderr, "tarn: img create: %s\n", err);
+		return 1;
+	}
+	return 0;
+}
+
 static int cmd_version(int argc, char **argv)
 {
 	printf("tarn %s\n", TARN_VERSION);
@@ -433,6 +481,7 @@ static const struct {
 	{ "run", cmd_run },
 	{ "probe", cmd_probe },
 	{ "ctl", cmd_ctl },
+	{ "img", cmd_img },
 	{ "version", cmd_version },
 	{ "help", cmd_help },
 	{ "--help", cmd_help },

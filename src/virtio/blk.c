@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "block/qcow2.h"
 #include "core/log.h"
 #include "core/vm.h"
 #include "virtio/devices.h"
@@ -116,6 +117,7 @@ struct virtio_blk {
 	struct virtio_dev vd;
 	struct virtio_dev_ops ops; /* the template with this disk's features */
 	int fd;
+	struct qcow2 *qcow2; /* the image is qcow2 (block/qcow2.h), else raw */
 	bool ro, direct, can_punch;
 	uint64_t capacity; /* sectors */
 	unsigned mem_align, off_align; /* O_DIRECT alignment of buffers, offsets */
@@ -173,6 +175,9 @@ static bool dio_aligned(const struct virtio_blk *b, const struct iovec *iov, uns
 static int blk_io(const struct virtio_blk *b, uint8_t *bounce, struct iovec *iov, unsigned n, uint64_t len,
 		  off_t off, bool write)
 {
+	if (b->qcow2)
+		return write ? qcow2_pwritev(b->qcow2, iov, (int)n, (uint64_t)off)
+			     : qcow2_preadv(b->qcow2, iov, (int)n, (uint64_t)off);
 	if (!b->direct || dio_aligned(b, iov, n))
 		return io_vec(b->fd, iov, n, off, write);
 	for (uint64_t done = 0; done < len;) {
@@ -244,6 +249,14 @@ static uint8_t blk_ranges(struct virtio_blk *b, const struct vq_chain *c, uint32
 
 		if (!l)
 			continue;
+		if (b->qcow2) { /* zero clusters serve both */
+			ret = qcow2_write_zeroes(b->qcow2, (uint64_t)off, (uint64_t)l);
+			if (ret) {
+				pr_warn_ratelimited("virtio-blk: qcow2 zeroes: %s", strerror(-ret));
+				return VIRTIO_BLK_S_IOERR;
+			}
+			continue;
+		}
 		/* A punched hole reads back as zeroes, so it serves both a
 		 * discard and a write-zeroes that may unmap; one that may not
 		 * keeps its blocks allocated when the file system can. */
@@ -307,7 +320,7 @@ static uint8_t blk_request(struct blk_worker *w, uint64_t features, uint32_t *da
 		if (c->out_len != hl || in_data)
 			return VIRTIO_BLK_S_IOERR;
 		/* The data reaches the file before the guest hears OK. */
-		ret = b->ro ? 0 : blk_sync(b->fd);
+		ret = b->ro ? 0 : b->qcow2 ? qcow2_flush(b->qcow2) : blk_sync(b->fd);
 		if (ret) {
 			pr_warn_ratelimited("virtio-blk: fdatasync: %s", strerror(-ret));
 			return VIRTIO_BLK_S_IOERR;
@@ -479,6 +492,7 @@ static void blk_free(struct virtio_blk *b)
 		/* Whatever the guest wrote reaches the file before we go. */
 		if (!b->ro && blk_sync(b->fd))
 			pr_warn("virtio-blk: fdatasync at shutdown: %s", strerror(errno));
+		qcow2_close(b->qcow2);
 		close(b->fd);
 	}
 	free(b);
@@ -578,6 +592,17 @@ static int blk_open(struct virtio_blk *b, const char *spec, const char *path, ch
 					b->ro ? "" : "; several read-only users can share it with ,ro");
 		return blk_fail(err, len, spec, -errno, "cannot lock: %s", strerror(errno));
 	}
+	if (qcow2_probe(b->fd)) {
+		char why[512];
+		int ret;
+
+		if (b->direct)
+			return blk_fail(err, len, spec, -EINVAL, "direct I/O is for raw images, not qcow2");
+		ret = qcow2_open(&b->qcow2, b->fd, path, b->ro, why, sizeof(why));
+		if (ret)
+			return blk_fail(err, len, spec, ret, "%s", why);
+		size = qcow2_size(b->qcow2);
+	}
 	if (!size)
 		return blk_fail(err, len, spec, -EINVAL, "the image is empty");
 	if (size % SECTOR)
@@ -590,8 +615,8 @@ static int blk_open(struct virtio_blk *b, const char *spec, const char *path, ch
 	/* Punching a hole past the end of a file is a no-op that tells
 	 * whether the file system can punch at all. Block devices: not
 	 * offered (a probe there would cost data). */
-	b->can_punch = !b->ro && S_ISREG(st.st_mode) &&
-		       !blk_fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)size, SECTOR);
+	b->can_punch = !b->ro && (b->qcow2 || (S_ISREG(st.st_mode) &&
+		       !blk_fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)size, SECTOR)));
 	if (b->direct) {
 		struct statx sx;
 
