@@ -695,8 +695,8 @@ static int open_image(struct qcow2 **out, int fd, const char *path, bool ro, int
 		goto fail;
 	}
 	if (refcount_order != 4) {
-		errorf(err, len, r = -ENOTSUP, "%s: %u-bit refcounts (16-bit ones are supported)", path,
-		       1u << refcount_order);
+		errorf(err, len, r = -ENOTSUP, "%s: refcount order %u (order 4, 16-bit refcounts, is supported)", path,
+		       refcount_order);
 		goto fail;
 	}
 	if (nb_snap && !ro) {

@@ -24,6 +24,10 @@ FUZZERS += net
 $(O)/fuzz/fuzz_net: src/virtio/net.c src/virtio/iov.c src/virtio/tap.c src/virtio/virtqueue.c src/mem/gm.c src/core/log.c \
 	src/core/evloop.c
 TEST_BINS += tests/fuzz/fuzz_net.sh
+FUZZERS += qcow2
+$(O)/fuzz/fuzz_qcow2: src/block/qcow2.c src/virtio/iov.c src/core/log.c src/block/qcow2.h
+FUZZ_LIBS_qcow2 := -lz
+TEST_BINS += tests/fuzz/fuzz_qcow2.sh
 
 FUZZ_FLAGS := -O1 -g -std=gnu17 $(WARN) -Isrc -D_GNU_SOURCE -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
@@ -31,7 +35,7 @@ FUZZ_FLAGS := -O1 -g -std=gnu17 $(WARN) -Isrc -D_GNU_SOURCE -fno-omit-frame-poin
 $(O)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/virtio_stub.h $(wildcard src/virtio/*.h) src/mem/gm.h src/core/log.h
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ-CC $@")
-	$(Q)clang $(FUZZ_FLAGS) -o $@ $(filter %.c,$^)
+	$(Q)clang $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LIBS_$*)
 
 fuzz:
 	$(Q)$(MAKE) --no-print-directory $(FUZZERS:%=$(O)/fuzz/fuzz_%)
