@@ -4,6 +4,7 @@
 
 #include <curl/curl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,6 +22,10 @@ static const char ctl_usage[] =
 	"  pause, resume        pause or resume the VM (PATCH /vm)\n"
 	"  start                start a VM configured through the API (InstanceStart)\n"
 	"  config               the machine, as JSON (GET /vm/config)\n"
+	"  snapshot STATE MEM   snapshot the paused VM into the files STATE and MEM\n"
+	"                       (PUT /snapshot/create)\n"
+	"  load STATE MEM       build the VM of a new tarn from a snapshot and run it\n"
+	"                       (PUT /snapshot/load)\n"
 	"  get PATH             any request: GET PATH and print the reply\n"
 	"  put PATH JSON        PUT JSON to PATH\n"
 	"  patch PATH JSON      PATCH JSON to PATH\n"
@@ -113,6 +118,16 @@ static void print_json(const json_t *v)
 	free(s);
 }
 
+/* path as the server sees it: tarn may run in another directory. */
+static void absolute(const char *path, char *out, size_t len)
+{
+	char cwd[PATH_MAX];
+
+	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)) ||
+	    (size_t)snprintf(out, len, "%s/%s", cwd, path) >= len)
+		snprintf(out, len, "%s", path);
+}
+
 int cmd_ctl(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -122,6 +137,7 @@ int cmd_ctl(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *sock = getenv("TARN_API_SOCK"), *verb, *method = NULL, *path = NULL, *body = NULL;
+	char *owned_body = NULL; /* a body built here */
 	bool as_json = false;
 	json_t *reply;
 	long status = 0;
@@ -155,6 +171,24 @@ int cmd_ctl(int argc, char **argv)
 		body = !strcmp(verb, "pause") ? "{\"state\":\"Paused\"}" : "{\"state\":\"Resumed\"}";
 	} else if (!strcmp(verb, "start") && !nargs) {
 		method = "PUT", path = "/actions", body = "{\"action_type\":\"InstanceStart\"}";
+	} else if ((!strcmp(verb, "snapshot") || !strcmp(verb, "load")) && nargs == 2) {
+		char state[PATH_MAX], mem[PATH_MAX];
+		json_t *j;
+
+		absolute(argv[optind + 1], state, sizeof(state));
+		absolute(argv[optind + 2], mem, sizeof(mem));
+		if (!strcmp(verb, "snapshot"))
+			j = json_pack("{s:s,s:s}", "snapshot_path", state, "mem_file_path", mem);
+		else
+			j = json_pack("{s:s,s:{s:s,s:s},s:b}", "snapshot_path", state, "mem_backend", "backend_type",
+				      "File", "backend_path", mem, "resume_vm", 1);
+		method = "PUT", path = !strcmp(verb, "snapshot") ? "/snapshot/create" : "/snapshot/load";
+		body = owned_body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		json_decref(j);
+		if (!body) {
+			fprintf(stderr, "tarn ctl: out of memory\n");
+			return 1;
+		}
 	} else if (!strcmp(verb, "get") && nargs == 1) {
 		method = "GET", path = argv[optind + 1];
 	} else if ((!strcmp(verb, "put") || !strcmp(verb, "patch")) && nargs == 2) {
@@ -166,8 +200,10 @@ int cmd_ctl(int argc, char **argv)
 	curl_global_init(CURL_GLOBAL_NOTHING);
 	if (request(sock, method, path, body, &status, &reply)) {
 		curl_global_cleanup();
+		free(owned_body);
 		return 1;
 	}
+	free(owned_body);
 	curl_global_cleanup();
 	if (status >= 300) {
 		const char *why = json_string_value(json_object_get(reply, "fault_message"));

@@ -70,8 +70,8 @@ if ! wait_for "$work/orig.out" "^count 5 orig" "${BOOT_TIMEOUT:-240}" $pid; then
 	not_ok "$name: the original counts" "$(tail -3 "$work/orig.out" | tr '\r\n' '  ')"
 	done_testing
 fi
-if ! "$TARN" ctl --sock "$work/api.sock" pause || ! "$TARN" ctl --sock "$work/api.sock" put /snapshot/create \
-	"{\"snapshot_path\":\"$work/snap\",\"mem_file_path\":\"$work/snap.mem\"}"; then
+if ! "$TARN" ctl --sock "$work/api.sock" pause || ! "$TARN" ctl --sock "$work/api.sock" snapshot "$work/snap" \
+	"$work/snap.mem"; then
 	not_ok "$name: snapshot" "tarn ctl failed"
 	done_testing
 fi
