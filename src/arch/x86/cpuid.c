@@ -176,17 +176,19 @@ uint32_t cpuid_tsc_khz(const struct cpuid_model *m)
 /* The registers that say which instructions and CPU features a guest may
  * use; a guest that saw a bit set may use the feature at any moment. Bits
  * a hypervisor provides whatever the CPU (the hypervisor bit, TSC deadline,
- * HTT, the APIC ID fields) are not features of the CPU here. */
+ * HTT, the APIC ID fields) are not features of the CPU here, nor are the
+ * bits that mirror the guest's own CR4 (OSXSAVE, OSPKE), which KVM's
+ * KVM_GET_CPUID2 reports as the guest set them. */
 static const struct {
 	uint32_t fn, index;
 	int reg; /* 0 eax .. 3 edx */
 	uint32_t ignore;
 	const char *name;
 } feature_regs[] = {
-	{ 1, 0, 2, CPUID_1_ECX_HYPERVISOR | CPUID_1_ECX_TSC_DEADLINE, "1 ECX" },
+	{ 1, 0, 2, CPUID_1_ECX_HYPERVISOR | CPUID_1_ECX_TSC_DEADLINE | CPUID_1_ECX_OSXSAVE, "1 ECX" },
 	{ 1, 0, 3, CPUID_1_EDX_HTT, "1 EDX" },
 	{ 7, 0, 1, 0, "7 EBX" },
-	{ 7, 0, 2, 0, "7 ECX" },
+	{ 7, 0, 2, CPUID_7_ECX_OSPKE, "7 ECX" },
 	{ 7, 0, 3, 0, "7 EDX" },
 	{ 0xd, 1, 0, 0, "0xd.1 EAX" },
 	{ 0x80000001, 0, 2, 0, "0x80000001 ECX" },

@@ -61,7 +61,9 @@ extern const unsigned msr_pmu_nr_ranges;
 bool msr_is_pmu(uint32_t index);
 
 #define CPUID_1_ECX_TSC_DEADLINE (1u << 24)
+#define CPUID_1_ECX_OSXSAVE (1u << 27)
 #define CPUID_1_ECX_HYPERVISOR (1u << 31)
+#define CPUID_7_ECX_OSPKE (1u << 4)
 #define CPUID_1_EDX_HTT (1u << 28)
 
 #endif
