@@ -78,6 +78,16 @@ static struct qcow2 *open_img(struct fix *f, const char *path, bool ro, int *fd)
 	return q;
 }
 
+/* A new empty image at f->path, open for writing (skipped without
+ * qemu-img, which checks every image the tests write). */
+static struct qcow2 *new_image(struct fix *f, int *fd)
+{
+	if (!have_qemu_img())
+		SKIP_BECAUSE("qemu-img missing (qemu-utils)");
+	assert_int_equal(qcow2_create(f->path, SIZE, NULL, f->err, sizeof(f->err)), 0);
+	return open_img(f, f->path, false, fd);
+}
+
 static void close_img(struct qcow2 *q, int fd)
 {
 	assert_int_equal(qcow2_flush(q), 0);
@@ -142,10 +152,7 @@ static void test_create_write_read(void **state)
 	struct qcow2 *q;
 	int fd;
 
-	if (!have_qemu_img())
-		SKIP_BECAUSE("qemu-img missing (qemu-utils)");
-	assert_int_equal(qcow2_create(f->path, SIZE, NULL, f->err, sizeof(f->err)), 0);
-	q = open_img(f, f->path, false, &fd);
+	q = new_image(f, &fd);
 	assert_int_equal(qcow2_size(q), SIZE);
 	check_all(q, f); /* all zeros */
 	for (int i = 0; i < 300; i++) {
@@ -169,10 +176,7 @@ static void test_zeroes(void **state)
 	struct qcow2 *q;
 	int fd;
 
-	if (!have_qemu_img())
-		SKIP_BECAUSE("qemu-img missing (qemu-utils)");
-	assert_int_equal(qcow2_create(f->path, SIZE, NULL, f->err, sizeof(f->err)), 0);
-	q = open_img(f, f->path, false, &fd);
+	q = new_image(f, &fd);
 	write_some(q, f, 0, 8 * CS);
 	/* whole clusters, a part of one, and clusters never written */
 	assert_int_equal(qcow2_write_zeroes(q, 2 * CS, 3 * CS + 1000), 0);
@@ -288,10 +292,7 @@ static void test_concurrent_writers(void **state)
 	struct qcow2 *q;
 	int fd;
 
-	if (!have_qemu_img())
-		SKIP_BECAUSE("qemu-img missing (qemu-utils)");
-	assert_int_equal(qcow2_create(f->path, SIZE, NULL, f->err, sizeof(f->err)), 0);
-	q = open_img(f, f->path, false, &fd);
+	q = new_image(f, &fd);
 	for (uint64_t i = 0; i < 16 * CS + 4 * 4096; i++)
 		f->mirror[i] = (uint8_t)(rnd() | 1);
 	for (int i = 0; i < 4; i++) {
