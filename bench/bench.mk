@@ -23,6 +23,8 @@ BENCH_GUEST_LDFLAGS := -nostdlib -static -Wl,-T,bench/guest.ld -Wl,--build-id=no
 
 BENCH_GUEST := $(O)/bench/guest_exit.elf
 BENCH_INT_GUEST := $(O)/bench/guest_int.elf
+# The counting micro-guest of bench/snapshot.py.
+BENCH_COUNT_GUEST := $(O)/bench/guest_count.elf
 # bench/guest_long.S, one ELF per figure and its set-up-only twin:
 # $(O)/bench/long_chase.elf, long_chase_setup.elf, ... (bench/cpu.py --long).
 BENCH_LONG := $(O)/bench/long
@@ -30,7 +32,7 @@ BENCH_LONG_FIGURE_chase := 1
 BENCH_LONG_FIGURE_syscall := 2
 BENCH_LONG_FIGURE_fault := 3
 BENCH_LONG_GUESTS := $(foreach f,chase syscall fault,$(BENCH_LONG)_$(f).elf $(BENCH_LONG)_$(f)_setup.elf)
-BENCH_GUESTS := $(BENCH_GUEST) $(BENCH_INT_GUEST) $(BENCH_LONG_GUESTS)
+BENCH_GUESTS := $(BENCH_GUEST) $(BENCH_INT_GUEST) $(BENCH_COUNT_GUEST) $(BENCH_LONG_GUESTS)
 
 define bench_guest_build
 	@mkdir -p $(dir $@)
@@ -68,7 +70,7 @@ bench: $(BENCH_GUESTS) $(GUEST_KERNEL) $(GUEST_INITRD)
 		--initrd $(GUEST_INITRD) --cmdline "$(GUEST_CMDLINE)" \
 		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
 	$(Q)$(BENCH_PYTHON) bench/snapshot.py --tarn $(BIN) --kernel $(GUEST_KERNEL) \
-		--initrd $(GUEST_INITRD) --cmdline "$(GUEST_CMDLINE)" \
+		--initrd $(GUEST_INITRD) --cmdline "$(GUEST_CMDLINE)" --micro $(BENCH_COUNT_GUEST) \
 		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
 	$(Q)test -e $(BENCH_UNBUILT) || bench/kvm.sh $(abspath $(BIN)) $(abspath $(GUEST_KERNEL)) \
 		$(abspath $(GUEST_INITRD)) "$(GUEST_CMDLINE)" $(abspath $(BENCH_GUEST))

@@ -384,17 +384,18 @@ def guest_arg_parser(description, what, runs, timeout):
     return ap
 
 
-def kvm_usable(tarn=None):
+def kvm_usable(tarn=None, pvm_ok=False):
     """None when KVM can run the benchmark guests, else why not. Where tarn
     is built its own probe decides (`tarn probe kvm`, the one the tests use):
     PVM, a software KVM that runs only kernels built as PVM guests, does
-    not count. Without tarn: /dev/kvm must open and speak API 12."""
+    not count unless pvm_ok (a benchmark of micro-guests only, which PVM
+    runs). Without tarn: /dev/kvm must open and speak API 12."""
     if tarn and os.access(tarn, os.X_OK):
         r = subprocess.run([tarn, "probe", "kvm"], capture_output=True, text=True)
         line = r.stdout.strip()
         if r.returncode != 0:
             return line.split("unusable: ", 1)[-1] or "tarn probe kvm failed"
-        if line.endswith(", pvm"):
+        if line.endswith(", pvm") and not pvm_ok:
             return "/dev/kvm is PVM, which runs only kernels built as PVM guests"
         return None
     try:
@@ -412,15 +413,16 @@ def kvm_usable(tarn=None):
     return None
 
 
-def side_skips(tarn_path, tarn_unbuilt, qemu_path, qemu_name, tbackend, qaccel):
+def side_skips(tarn_path, tarn_unbuilt, qemu_path, qemu_name, tbackend, qaccel, pvm_ok=False):
     """{'tarn': why or None, 'qemu': why or None}: which side cannot run.
-    For the scripts that share this file's helpers (cpu.py, boot.py)."""
+    For the scripts that share this file's helpers (cpu.py, boot.py);
+    pvm_ok as kvm_usable's."""
     skip = {"tarn": None, "qemu": None}
     if tarn_unbuilt or not os.access(tarn_path, os.X_OK):
         skip["tarn"] = "tarn not built"
     if not qemu_path:
         skip["qemu"] = "%s not found (apt-get install qemu-system-x86)" % qemu_name
-    why = kvm_usable(tarn_path)
+    why = kvm_usable(tarn_path, pvm_ok)
     for side, acc in (("tarn", tbackend), ("qemu", qaccel)):
         if acc == "kvm" and why:
             skip[side] = skip[side] or why
