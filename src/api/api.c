@@ -25,6 +25,7 @@
 /* The Firecracker API level whose requests tarn takes (GET /version). */
 #define API_FIRECRACKER_LEVEL "1.0.0"
 #define API_MEM_MIN_MIB 16
+#define API_METRICS_PERIOD 60 /* seconds between flushes, as Firecracker */
 
 struct api {
 	struct MHD_Daemon *d;
@@ -44,6 +45,15 @@ struct api {
 	/* PUT /snapshot/load: the start is a restore from these (owned). */
 	char *load_state, *load_mem, *load_backend;
 	bool load_resume;
+	/* PUT /metrics: where the metrics go (metrics_flush), by
+	 * FlushMetrics and every API_METRICS_PERIOD s from metrics_thread;
+	 * metrics_last: the totals at the last flush. */
+	int metrics_fd;
+	json_t *metrics_last;
+	pthread_t metrics_thread;
+	bool metrics_thread_started, stopping;
+	pthread_cond_t metrics_cond;
+	uint64_t create_snapshot_us, load_snapshot_us; /* latencies_us */
 };
 
 /* One request's body as it arrives. */
@@ -420,6 +430,138 @@ static bool start_and_wait(struct api *a)
 	return a->state == API_RUNNING;
 }
 
+/* ---- metrics ---- */
+
+struct metrics_walk {
+	struct api *a;
+	json_t *cur; /* totals: group -> name -> value */
+};
+
+/* A device's group of its own: block_<drive_id>, net_<iface_id> where the
+ * machine model names it, else the kind and its index. */
+static void metrics_device_group(struct api *a, const char *group, int index, char *buf, size_t len)
+{
+	const char *list = !strcmp(group, "block") ? "drives" : !strcmp(group, "net") ? "network-interfaces" : NULL;
+	json_t *e = list ? json_array_get(json_object_get(a->model, list), (size_t)index) : NULL;
+	const char *id = json_string_value(json_object_get(e, !strcmp(group, "block") ? "drive_id" : "iface_id"));
+
+	if (id)
+		snprintf(buf, len, "%s_%s", group, id);
+	else
+		snprintf(buf, len, "%s%d", group, index);
+}
+
+static void metrics_put(json_t *cur, const char *group, const char *name, uint64_t value, bool add)
+{
+	json_t *g = json_object_get(cur, group);
+
+	if (!g) {
+		g = json_object();
+		json_object_set_new(cur, group, g);
+	}
+	if (add)
+		value += (uint64_t)json_integer_value(json_object_get(g, name));
+	json_object_set_new(g, name, json_integer((json_int_t)value));
+}
+
+/* vm_metric_fn: the device's own group, and the sum of its kind. */
+static void metrics_add(void *opaque, const char *group, int index, const char *name, uint64_t value)
+{
+	struct metrics_walk *w = opaque;
+	char own[96];
+
+	metrics_put(w->cur, group, name, value, index >= 0);
+	if (index >= 0) {
+		metrics_device_group(w->a, group, index, own, sizeof(own));
+		metrics_put(w->cur, own, name, value, false);
+	}
+}
+
+/* Write one line of JSON: what the counters counted since the last flush
+ * (Firecracker's way), the latencies as they are. a->lock held. */
+static int metrics_flush(struct api *a)
+{
+	struct metrics_walk w = { a, json_object() };
+	json_t *out, *g, *v;
+	const char *group, *name;
+	struct timespec now;
+	char *text;
+	int ret = 0;
+
+	if (a->state == API_RUNNING)
+		vm_metrics(a->vm, metrics_add, &w);
+	metrics_put(w.cur, "latencies_us", "full_create_snapshot", a->create_snapshot_us, false);
+	metrics_put(w.cur, "latencies_us", "load_snapshot", a->load_snapshot_us, false);
+	out = json_deep_copy(w.cur);
+	json_object_foreach(out, group, g) {
+		if (!strcmp(group, "latencies_us"))
+			continue;
+		json_object_foreach(g, name, v) {
+			json_t *last = json_object_get(json_object_get(a->metrics_last, group), name);
+
+			json_integer_set(v, json_integer_value(v) - json_integer_value(last));
+		}
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	json_object_set_new(out, "utc_timestamp_ms",
+			    json_integer((json_int_t)now.tv_sec * 1000 + now.tv_nsec / 1000000));
+	text = json_dumps(out, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(out);
+	if (!text || dprintf(a->metrics_fd, "%s\n", text) < 0)
+		ret = text ? -errno : -ENOMEM;
+	free(text);
+	json_decref(a->metrics_last);
+	a->metrics_last = w.cur;
+	return ret;
+}
+
+/* Flush every API_METRICS_PERIOD s until the API stops. */
+static void *metrics_thread(void *arg)
+{
+	struct api *a = arg;
+	struct timespec t;
+	int ret;
+
+	pthread_mutex_lock(&a->lock);
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	while (!a->stopping) {
+		t.tv_sec += API_METRICS_PERIOD;
+		while (!a->stopping && pthread_cond_timedwait(&a->metrics_cond, &a->lock, &t) != ETIMEDOUT)
+			;
+		if (!a->stopping && (ret = metrics_flush(a)))
+			pr_warn_ratelimited("metrics: cannot write: %s", strerror(-ret));
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+static const struct field metrics_fields[] = { { "metrics_path", F_STR, true } };
+
+static struct reply put_metrics(struct api *a, json_t *in)
+{
+	const char *path;
+	sigset_t all, old;
+	int fd;
+
+	CHECK(in, metrics_fields, false);
+	path = json_string_value(json_object_get(in, "metrics_path"));
+	if (a->metrics_fd >= 0)
+		return fault(MHD_HTTP_BAD_REQUEST, "the metrics are configured already (%s goes nowhere)", path);
+	/* A file, or a FIFO with a reader: never block the API on it. */
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
+	if (fd < 0)
+		return fault(MHD_HTTP_BAD_REQUEST, "metrics_path %s: %s", path,
+			     errno == ENXIO ? "a FIFO without a reader" : strerror(errno));
+	a->metrics_fd = fd;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	a->metrics_thread_started = !pthread_create(&a->metrics_thread, NULL, metrics_thread, a);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!a->metrics_thread_started)
+		pr_warn("metrics: no periodic flush (cannot start a thread); FlushMetrics still works");
+	return no_content();
+}
+
 static const struct field action_fields[] = { { "action_type", F_STR, true } };
 
 static struct reply put_actions(struct api *a, json_t *in)
@@ -428,7 +570,16 @@ static struct reply put_actions(struct api *a, json_t *in)
 
 	CHECK(in, action_fields, false);
 	t = json_string_value(json_object_get(in, "action_type"));
-	if (!strcmp(t, "FlushMetrics") || !strcmp(t, "SendCtrlAltDel"))
+	if (!strcmp(t, "FlushMetrics")) {
+		if (a->metrics_fd < 0)
+			return fault(MHD_HTTP_BAD_REQUEST, "no metrics file: PUT /metrics first");
+		int ret = metrics_flush(a);
+
+		if (ret)
+			return fault(MHD_HTTP_BAD_REQUEST, "FlushMetrics: cannot write the metrics: %s", strerror(-ret));
+		return no_content();
+	}
+	if (!strcmp(t, "SendCtrlAltDel"))
 		return fault(MHD_HTTP_BAD_REQUEST, "%s: not supported yet", t);
 	if (strcmp(t, "InstanceStart"))
 		return fault(MHD_HTTP_BAD_REQUEST, "action_type %s: expected InstanceStart, SendCtrlAltDel or "
@@ -455,6 +606,7 @@ static struct reply put_snapshot_create(struct api *a, json_t *in)
 {
 	const char *type, *path, *mem;
 	char why[512];
+	uint64_t t0;
 
 	CHECK(in, snap_create_fields, false);
 	type = json_string_value(json_object_get(in, "snapshot_type"));
@@ -468,8 +620,10 @@ static struct reply put_snapshot_create(struct api *a, json_t *in)
 		return fault(MHD_HTTP_BAD_REQUEST, "the VM is not running (state %s)", state_name(a->state, NULL));
 	if (!vm_is_paused(a->vm))
 		return fault(MHD_HTTP_BAD_REQUEST, "the VM is not paused: PATCH /vm {\"state\": \"Paused\"} first");
+	t0 = monotonic_ns();
 	if (vm_snapshot_save(a->vm, path, mem, why, sizeof(why)))
 		return fault(MHD_HTTP_BAD_REQUEST, "snapshot: %s", why);
+	a->create_snapshot_us = (monotonic_ns() - t0) / 1000;
 	return no_content();
 }
 
@@ -514,8 +668,10 @@ static struct reply put_snapshot_load(struct api *a, json_t *in)
 	a->load_mem = strdup(mem);
 	a->load_backend = backend ? strdup(backend) : NULL;
 	a->load_resume = json_is_true(json_object_get(in, "resume_vm"));
+	uint64_t t0 = monotonic_ns();
 	bool started = start_and_wait(a);
 
+	a->load_snapshot_us = (monotonic_ns() - t0) / 1000;
 	free(a->load_state);
 	a->load_state = NULL;
 	if (!started)
@@ -529,7 +685,6 @@ static struct reply put_snapshot_load(struct api *a, json_t *in)
 static const struct {
 	const char *path, *method;
 } unsupported[] = {
-	{ "/metrics", "PUT" },
 	{ "/balloon", "PUT" },	       { "/mmds", "PUT" },	    { "/vsock", "PUT" },
 	{ "/cpu-config", "PUT" },
 };
@@ -604,6 +759,12 @@ static struct reply route(struct api *a, const char *method, const char *url, js
 		ALLOW(put, "PUT");
 		NEED_BODY();
 		return put_logger(a, in);
+	}
+	if (!strcmp(url, "/metrics")) {
+		ALLOW(put, "PUT");
+		NEED_BODY();
+		PREBOOT();
+		return put_metrics(a, in);
 	}
 	if (!strcmp(url, "/boot-source") || !strncmp(url, "/drives/", 8) || !strncmp(url, "/network-interfaces/", 20) ||
 	    !strcmp(url, "/entropy")) {
@@ -770,6 +931,12 @@ int api_start(struct api **out, const char *path, char *err, size_t err_len)
 		goto fail;
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->cond, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&a->metrics_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	a->metrics_fd = -1;
 	a->fd = listen_unix(path, err, err_len);
 	if (a->fd < 0) {
 		ret = a->fd;
@@ -795,6 +962,7 @@ int api_start(struct api **out, const char *path, char *err, size_t err_len)
 fail_sync:
 	pthread_mutex_destroy(&a->lock);
 	pthread_cond_destroy(&a->cond);
+	pthread_cond_destroy(&a->metrics_cond);
 fail:
 	if (ret == -ENOMEM)
 		snprintf(err, err_len, "--api-sock: out of memory");
@@ -813,12 +981,23 @@ void api_stop(struct api *a)
 	MHD_stop_daemon(a->d);
 	close(a->fd);
 	unlink(a->path);
+	if (a->metrics_thread_started) {
+		pthread_mutex_lock(&a->lock);
+		a->stopping = true;
+		pthread_cond_signal(&a->metrics_cond);
+		pthread_mutex_unlock(&a->lock);
+		pthread_join(a->metrics_thread, NULL);
+	}
+	if (a->metrics_fd >= 0)
+		close(a->metrics_fd);
+	json_decref(a->metrics_last);
 	json_decref(a->model);
 	free(a->load_state);
 	free(a->load_mem);
 	free(a->load_backend);
 	pthread_mutex_destroy(&a->lock);
 	pthread_cond_destroy(&a->cond);
+	pthread_cond_destroy(&a->metrics_cond);
 	free(a->path);
 	free(a);
 }

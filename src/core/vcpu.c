@@ -8,10 +8,17 @@
 #include "core/log.h"
 #include "core/vm.h"
 
+/* Only the vCPU's thread writes its counters; vm_metrics reads them. */
+static void vcpu_count(uint64_t *c)
+{
+	__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+}
+
 static void vcpu_handle_io(struct vcpu *vcpu, struct vcpu_exit *e)
 {
 	struct vm *vm = vcpu->vm;
 
+	vcpu_count(&vcpu->exits[e->io.write ? VCPU_EXITS_IO_OUT : VCPU_EXITS_IO_IN]);
 	for (uint32_t i = 0; i < e->io.count; i++) {
 		uint8_t *d = e->io.data + (size_t)i * e->io.size;
 
@@ -23,6 +30,7 @@ static void vcpu_handle_io(struct vcpu *vcpu, struct vcpu_exit *e)
 
 static void vcpu_handle_mmio(struct vcpu *vcpu, struct vcpu_exit *e)
 {
+	vcpu_count(&vcpu->exits[e->mmio.write ? VCPU_EXITS_MMIO_WRITE : VCPU_EXITS_MMIO_READ]);
 	/* guest-controlled: gpa and len; the bus checks both. */
 	if (bus_access(&vcpu->vm->mmio, e->mmio.gpa, e->mmio.data, e->mmio.len, e->mmio.write))
 		pr_warn_ratelimited("vCPU %d: %u-byte %s unmapped MMIO at %#llx (%s)", vcpu->id,

@@ -2,6 +2,7 @@
 #include "core/vm.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -32,6 +33,8 @@ struct vm_devices {
 	struct virtio_dev *virtio[VM_MAX_VIRTIO];
 	int nr_virtio;
 };
+
+static const struct devctx_ops vm_devctx_ops;
 
 static int vm_check_config(const struct vm_config *cfg, char *err, size_t len)
 {
@@ -67,7 +70,7 @@ static int vm_add_virtio(struct vm *vm, virtio_create_fn *create, const char *sp
 
 	if (d->nr_virtio == VM_MAX_VIRTIO)
 		return errorf(err, len, -ENOSPC, "too many virtio devices (at most %d)", VM_MAX_VIRTIO);
-	return create(vm, spec, &d->virtio[d->nr_virtio++], err, len);
+	return create(&vm->dev, spec, &d->virtio[d->nr_virtio++], err, len);
 }
 
 /* The virtio devices, in a fixed order so that PCI slots are stable. */
@@ -95,17 +98,28 @@ static int vm_add_devices(struct vm *vm, char *err, size_t len)
 	if (!d)
 		return errorf(err, len, -ENOMEM, "out of memory");
 	vm->devs = d;
-	ret = uart8250_init(&d->com1, vm, UART_COM1_BASE, UART_COM1_IRQ, vm->cfg.console_out);
+	vm->dev = (struct devctx){
+		.pio = &vm->pio,
+		.mmio = &vm->mmio,
+		.mem = &vm->mem,
+		.clock = &vm->clock,
+		.loop = vm->loop,
+		.pci = &d->pci,
+		.state = &vm->state,
+		.irqfd = vm->cpu->msi_irqfd != NULL,
+		.ops = &vm_devctx_ops,
+	};
+	ret = uart8250_init(&d->com1, &vm->dev, UART_COM1_BASE, UART_COM1_IRQ, vm->cfg.console_out);
 	if (!ret)
-		ret = i8042_init(&d->kbc, vm);
+		ret = i8042_init(&d->kbc, &vm->dev);
 	if (!ret)
-		ret = cmos_rtc_init(&d->rtc, vm);
+		ret = cmos_rtc_init(&d->rtc, &vm->dev);
 	if (!ret)
-		ret = debug_ports_init(vm);
+		ret = debug_ports_init(&vm->dev);
 	if (!ret)
-		ret = acpi_pm_init(&d->pm, vm);
+		ret = acpi_pm_init(&d->pm, &vm->dev);
 	if (!ret)
-		ret = pci_root_init(&d->pci, vm);
+		ret = pci_root_init(&d->pci, &vm->dev);
 	if (ret)
 		return errorf(err, len, ret, "platform devices: %s", strerror(-ret));
 	vm->uart = &d->com1;
@@ -315,6 +329,7 @@ int vm_pause(struct vm *vm)
 	}
 	pthread_mutex_lock(&vm->lock);
 	vm->paused = true;
+	vm->pause_ns = monotonic_ns() - t0;
 	pthread_mutex_unlock(&vm->lock);
 	pr_info("paused: vCPUs stopped in %.3f ms, devices quiet in %.3f ms more",
 		(double)(t1 - t0) / 1e6, (double)(monotonic_ns() - t1) / 1e6);
@@ -337,6 +352,7 @@ int vm_resume(struct vm *vm)
 	vm_pause_devices(vm, false);
 	pthread_mutex_lock(&vm->lock);
 	vm->paused = false;
+	vm->resume_ns = monotonic_ns() - t0;
 	atomic_store(&vm->pause_flag, false);
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
@@ -357,32 +373,81 @@ bool vm_is_paused(struct vm *vm)
 	return p;
 }
 
-int vm_irq_line(struct vm *vm, unsigned gsi, int level)
+void vm_metrics(struct vm *vm, vm_metric_fn *fn, void *opaque)
 {
-	if (!vm->cpu || !vm->cpu->irq_line)
-		return -ENOSYS;
-	return vm->cpu->irq_line(vm, gsi, level);
+	static const char *const exit_names[VCPU_EXITS_NR] = {
+		"exit_io_in", "exit_io_out", "exit_mmio_read", "exit_mmio_write",
+	};
+	struct virtio_metric m[VIRTIO_METRICS_MAX];
+	uint64_t pause_ns, resume_ns;
+
+	for (int k = 0; k < VCPU_EXITS_NR; k++) {
+		uint64_t sum = 0;
+
+		for (int i = 0; i < vm->nr_vcpus; i++)
+			sum += __atomic_load_n(&vm->vcpus[i].exits[k], __ATOMIC_RELAXED);
+		fn(opaque, "vcpu", -1, exit_names[k], sum);
+	}
+	if (vm->uart) {
+		fn(opaque, "uart", -1, "write_count", __atomic_load_n(&vm->uart->tx_bytes, __ATOMIC_RELAXED));
+		fn(opaque, "uart", -1, "missed_write_count", __atomic_load_n(&vm->uart->tx_dropped, __ATOMIC_RELAXED));
+	}
+	for (int d = 0; vm->devs && d < vm->devs->nr_virtio; d++) {
+		const struct virtio_dev_ops *ops = vm->devs->virtio[d]->ops;
+		int same = 0;
+
+		if (!ops->metrics)
+			continue;
+		for (int e = 0; e < d; e++) /* its index among its kind's */
+			same += vm->devs->virtio[e]->ops->metrics && !strcmp(vm->devs->virtio[e]->ops->metrics_group,
+									       ops->metrics_group);
+		for (unsigned i = 0, n = ops->metrics(vm->devs->virtio[d], m); i < n; i++)
+			fn(opaque, ops->metrics_group, same, m[i].name, m[i].value);
+	}
+	pthread_mutex_lock(&vm->lock);
+	pause_ns = vm->pause_ns;
+	resume_ns = vm->resume_ns;
+	pthread_mutex_unlock(&vm->lock);
+	fn(opaque, "latencies_us", -1, "pause_vm", pause_ns / 1000);
+	fn(opaque, "latencies_us", -1, "resume_vm", resume_ns / 1000);
 }
 
-int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
+/* The VM's services to its devices (core/devctx.h), on the backend. */
+static struct vm *ctx_vm(const struct devctx *c)
 {
-	if (!vm->cpu || !vm->cpu->signal_msi)
-		return -ENOSYS;
-	return vm->cpu->signal_msi(vm, addr, data);
+	return (struct vm *)((char *)c - offsetof(struct vm, dev));
 }
 
-int vm_ioeventfd(struct vm *vm, uint64_t gpa, unsigned len, int fd, bool assign)
+static int ctx_irq_line(const struct devctx *c, unsigned gsi, int level)
 {
-	if (!vm->cfg.ioeventfd || !vm->cpu || !vm->cpu->ioeventfd)
+	struct vm *vm = ctx_vm(c);
+
+	return vm->cpu->irq_line ? vm->cpu->irq_line(vm, gsi, level) : -ENOSYS;
+}
+
+static int ctx_signal_msi(const struct devctx *c, uint64_t addr, uint32_t data)
+{
+	struct vm *vm = ctx_vm(c);
+
+	return vm->cpu->signal_msi ? vm->cpu->signal_msi(vm, addr, data) : -ENOSYS;
+}
+
+static int ctx_ioeventfd(const struct devctx *c, uint64_t gpa, unsigned len, int fd, bool assign)
+{
+	struct vm *vm = ctx_vm(c);
+
+	if (!vm->cfg.ioeventfd || !vm->cpu->ioeventfd)
 		return -ENOSYS;
 	return vm->cpu->ioeventfd(vm, gpa, len, fd, assign);
 }
 
-int vm_irqfd_send(struct vm *vm, struct vm_irqfd *r, uint64_t addr, uint32_t data)
+/* Bind r on first use, re-target it when the message changed, signal it. */
+static int ctx_irqfd_send(const struct devctx *c, struct vm_irqfd *r, uint64_t addr, uint32_t data)
 {
+	struct vm *vm = ctx_vm(c);
 	int ret;
 
-	if (!vm->cpu || !vm->cpu->msi_irqfd)
+	if (!vm->cpu->msi_irqfd)
 		return -ENOSYS;
 	if (r->fd < 0) {
 		r->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -401,14 +466,30 @@ int vm_irqfd_send(struct vm *vm, struct vm_irqfd *r, uint64_t addr, uint32_t dat
 	return 0;
 }
 
-void vm_irqfd_release(struct vm *vm, struct vm_irqfd *r)
+static void ctx_irqfd_release(const struct devctx *c, struct vm_irqfd *r)
 {
-	if (r->gsi >= 0 && vm->cpu && vm->cpu_priv && vm->cpu->msi_irqfd_release)
+	struct vm *vm = ctx_vm(c);
+
+	if (r->gsi >= 0 && vm->cpu_priv && vm->cpu->msi_irqfd_release)
 		vm->cpu->msi_irqfd_release(vm, r->gsi, r->fd);
 	if (r->fd >= 0)
 		close(r->fd);
 	r->fd = r->gsi = -1;
 }
+
+static void ctx_request_stop(const struct devctx *c, int status)
+{
+	vm_request_stop(ctx_vm(c), status);
+}
+
+static const struct devctx_ops vm_devctx_ops = {
+	.irq_line = ctx_irq_line,
+	.signal_msi = ctx_signal_msi,
+	.irqfd_send = ctx_irqfd_send,
+	.irqfd_release = ctx_irqfd_release,
+	.ioeventfd = ctx_ioeventfd,
+	.request_stop = ctx_request_stop,
+};
 
 int vm_run(struct vm *vm)
 {

@@ -10,6 +10,7 @@
 
 #include "bus/bus.h"
 #include "core/clock.h"
+#include "core/devctx.h"
 #include "cpu/cpu.h"
 #include "mem/gm.h"
 #include "snapshot/snapshot.h"
@@ -17,16 +18,6 @@
 #define VM_MAX_CPUS 255 /* xAPIC IDs 0..254 in the MADT */
 #define VM_MAX_DISKS 8
 #define VM_MAX_NETS 8
-
-/* Process exit status of `tarn run`, by how the VM ended. Odd values are
- * reserved for the debug-exit port: (value << 1) | 1. */
-enum vm_status {
-	VM_EXIT_POWEROFF = 0,	/* guest powered off (ACPI S5, or tarn asked to stop) */
-	VM_EXIT_VMM_ERROR = 8,	/* VMM error while running */
-	VM_EXIT_USAGE = 2,	/* bad input: options, files; nothing ran */
-	VM_EXIT_RESET = 4,	/* guest asked for a reboot */
-	VM_EXIT_CRASH = 6,	/* guest triple-faulted; registers dumped */
-};
 
 struct vm_config {
 	const char *kernel;
@@ -65,6 +56,9 @@ struct vm_config {
 	const char *cpu_template;
 };
 
+/* The exits a vCPU's thread handled, by kind (vm_metrics). */
+enum { VCPU_EXITS_IO_IN, VCPU_EXITS_IO_OUT, VCPU_EXITS_MMIO_READ, VCPU_EXITS_MMIO_WRITE, VCPU_EXITS_NR };
+
 struct vcpu {
 	struct vm *vm;
 	int id;
@@ -72,6 +66,7 @@ struct vcpu {
 	bool thread_started;
 	void *priv; /* backend state */
 	struct vcpu_exit exit;
+	uint64_t exits[VCPU_EXITS_NR]; /* relaxed atomics: its thread writes them */
 };
 
 struct uart8250;
@@ -96,6 +91,7 @@ struct vm {
 	struct pci_root *pci;	 /* PCI bus 0 (pci/pci.h), for devices to register on */
 	struct evloop *loop;	 /* host I/O; runs on the thread in vm_run() */
 	struct snap_registry state; /* what a snapshot saves, as devices were created */
+	struct devctx dev;	    /* what the devices get of the VM (vm.c) */
 	uint64_t intx_sent_irqfd; /* PCI INTx raises through an irqfd (KVM), atomic */
 
 	/* The guest's time: the host's monotonic clock, standing still while
@@ -116,6 +112,7 @@ struct vm {
 	atomic_bool pause_flag;
 	int parked;
 	bool paused;
+	uint64_t pause_ns, resume_ns; /* how long the last pause and resume took (lock) */
 };
 
 /* Build a VM from cfg: memory, backend, devices, kernel loaded, boot state
@@ -145,29 +142,13 @@ int vm_pause(struct vm *vm);
 int vm_resume(struct vm *vm);
 bool vm_is_paused(struct vm *vm);
 
-/* Raise or lower an interrupt line (GSI) of the VM's interrupt controller. */
-int vm_irq_line(struct vm *vm, unsigned gsi, int level);
-
-/* Send a message-signalled interrupt (MSI/MSI-X): -ENOSYS without backend support. */
-int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data);
-
-/* Have guest writes of len bytes to gpa signal eventfd fd without an exit
- * (cpu_ops.ioeventfd), or stop that: -ENOSYS where the backend cannot or
- * the VM's configuration does not ask for it (vm_config.ioeventfd). */
-int vm_ioeventfd(struct vm *vm, uint64_t gpa, unsigned len, int fd, bool assign);
-
-/* An MSI the backend sends whenever fd is written (cpu_ops.msi_irqfd). */
-struct vm_irqfd {
-	int fd, gsi; /* -1 until first used */
-	uint64_t addr;
-	uint32_t data;
-};
-
-/* Send (addr, data) through r: bind r on first use, re-target it when the
- * message changed. -ENOSYS where the backend has no irqfd; the caller then
- * sends with vm_signal_msi. */
-int vm_irqfd_send(struct vm *vm, struct vm_irqfd *r, uint64_t addr, uint32_t data);
-void vm_irqfd_release(struct vm *vm, struct vm_irqfd *r);
+/* The VM's counters, for metrics: fn gets each with its group (Firecracker's
+ * names: "vcpu", "uart", "block", "net", "entropy", "latencies_us"), the
+ * device's index among its kind's (-1 for the VM's own groups), its name
+ * and its value. Counters are totals since the VM was built; latencies_us
+ * holds the last pause's and resume's times. Any thread. */
+typedef void vm_metric_fn(void *opaque, const char *group, int index, const char *name, uint64_t value);
+void vm_metrics(struct vm *vm, vm_metric_fn *fn, void *opaque);
 
 /* Print registers of a vCPU to stderr (crash reports). */
 void vcpu_dump(struct vcpu *vcpu, const char *why);

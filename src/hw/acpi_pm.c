@@ -14,7 +14,7 @@
 #include "bus/bus.h"
 #include "core/clock.h"
 #include "core/log.h"
-#include "core/vm.h"
+#include "core/devctx.h"
 
 /* Register offsets inside the block. */
 #define OFF_STS 0x0
@@ -39,7 +39,7 @@
 
 static uint32_t timer_value(const struct acpi_pm *pm)
 {
-	uint64_t ns = guest_clock_ns(&pm->vm->clock) - pm->start_ns;
+	uint64_t ns = guest_clock_ns(pm->ctx->clock) - pm->start_ns;
 	/* 128-bit product: ns * 3.58e6 overflows 64 bits after ~85 minutes. */
 	uint64_t ticks = (uint64_t)((unsigned __int128)ns * ACPI_PM_TMR_HZ / 1000000000ULL);
 	return (uint32_t)ticks & ACPI_PM_TMR_MASK;
@@ -55,7 +55,7 @@ static void update_sci(struct acpi_pm *pm)
 	if (level == pm->sci_level)
 		return;
 	pm->sci_level = level;
-	vm_irq_line(pm->vm, ACPI_SCI_IRQ, level);
+	dev_irq_line(pm->ctx, ACPI_SCI_IRQ, level);
 }
 
 /* A PM1 register access is valid when it is 1 or 2 bytes wide and lies
@@ -161,7 +161,7 @@ static void acpi_pm_write(void *opaque, uint64_t off, const void *data, unsigned
 
 	/* Outside our lock: stopping takes the VM's lock and kicks vCPUs. */
 	if (poweroff)
-		vm_request_stop(pm->vm, VM_EXIT_POWEROFF);
+		dev_request_stop(pm->ctx, VM_EXIT_POWEROFF);
 }
 
 static const struct bus_ops acpi_pm_ops = {
@@ -179,7 +179,7 @@ static void pm_save(void *obj, struct snap_buf *b)
 	snap_put_u16(b, pm->en);
 	snap_put_u16(b, pm->cnt);
 	snap_put_u8(b, (uint8_t)pm->sci_level);
-	snap_put_u64(b, guest_clock_ns(&pm->vm->clock) - pm->start_ns);
+	snap_put_u64(b, guest_clock_ns(pm->ctx->clock) - pm->start_ns);
 	pthread_mutex_unlock(&pm->lock);
 }
 
@@ -197,7 +197,7 @@ static int pm_restore(void *obj, struct snap_cur *c, char *err, size_t len)
 	pm->en = en;
 	pm->cnt = cnt;
 	pm->sci_level = sci;
-	pm->start_ns = guest_clock_ns(&pm->vm->clock) - elapsed;
+	pm->start_ns = guest_clock_ns(pm->ctx->clock) - elapsed;
 	update_sci(pm);
 	pthread_mutex_unlock(&pm->lock);
 	return 0;
@@ -207,22 +207,22 @@ static const struct snap_ops pm_snap = {
 	.name = "ACPI PM", .id = SNAP_ID("ACPI"), .version = 1, .save = pm_save, .restore = pm_restore,
 };
 
-int acpi_pm_init(struct acpi_pm *pm, struct vm *vm)
+int acpi_pm_init(struct acpi_pm *pm, const struct devctx *ctx)
 {
 	int err;
 
 	memset(pm, 0, sizeof(*pm));
-	pm->vm = vm;
+	pm->ctx = ctx;
 	pm->cnt = ACPI_PM1_CNT_SCI_EN;
-	pm->start_ns = guest_clock_ns(&vm->clock);
+	pm->start_ns = guest_clock_ns(ctx->clock);
 	err = -pthread_mutex_init(&pm->lock, NULL);
 	if (err)
 		return err;
-	if (snap_register(&vm->state, &pm_snap, pm, 0)) {
+	if (dev_register_state(ctx, &pm_snap, pm, 0)) {
 		pthread_mutex_destroy(&pm->lock);
 		return -ENOMEM;
 	}
-	err = bus_register(&vm->pio, ACPI_PM_BASE, ACPI_PM_LEN, &acpi_pm_ops, pm, "acpi-pm");
+	err = bus_register(ctx->pio, ACPI_PM_BASE, ACPI_PM_LEN, &acpi_pm_ops, pm, "acpi-pm");
 	if (err)
 		pthread_mutex_destroy(&pm->lock);
 	return err;

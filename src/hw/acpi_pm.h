@@ -59,10 +59,10 @@
 #define ACPI_PM_TMR_HZ 3579545ULL
 #define ACPI_PM_TMR_MASK 0xffffffu /* 24 bits: the FADT leaves TMR_VAL_EXT clear */
 
-struct vm;
+struct devctx;
 
 struct acpi_pm {
-	struct vm *vm;
+	const struct devctx *ctx;
 	pthread_mutex_t lock; /* vCPU threads access the ports concurrently */
 	uint16_t sts;	      /* latched events */
 	uint16_t en;
@@ -73,7 +73,7 @@ struct acpi_pm {
 
 /* Reset the registers and claim [ACPI_PM_BASE, +ACPI_PM_LEN) on vm->pio.
  * pm must outlive the bus. Returns 0 or -errno from bus_register. */
-int acpi_pm_init(struct acpi_pm *pm, struct vm *vm) __attribute__((warn_unused_result));
+int acpi_pm_init(struct acpi_pm *pm, const struct devctx *ctx) __attribute__((warn_unused_result));
 void acpi_pm_destroy(struct acpi_pm *pm);
 
 /* Latch host-side events into PM1_STS (e.g. a power-button press) and raise

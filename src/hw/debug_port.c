@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "bus/bus.h"
-#include "core/vm.h"
+#include "core/devctx.h"
 
 static void nop_read(void *opaque, uint64_t off, void *data, unsigned len)
 {
@@ -23,17 +23,17 @@ static void exit_write(void *opaque, uint64_t off, const void *data, unsigned le
 
 	memcpy(&v, data, len < 4 ? len : 4);
 	/* Exit statuses are 8 bits wide, as with QEMU. */
-	vm_request_stop(opaque, (int)(((v << 1) | 1) & 0xff));
+	dev_request_stop(opaque, (int)(((v << 1) | 1) & 0xff));
 }
 
 static const struct bus_ops port80_ops = { .read = nop_read, .write = nop_write };
 static const struct bus_ops exit_ops = { .read = nop_read, .write = exit_write };
 
-int debug_ports_init(struct vm *vm)
+int debug_ports_init(const struct devctx *ctx)
 {
-	int ret = bus_register(&vm->pio, 0x80, 1, &port80_ops, NULL, "port80");
+	int ret = bus_register(ctx->pio, 0x80, 1, &port80_ops, NULL, "port80");
 
 	if (!ret)
-		ret = bus_register(&vm->pio, DEBUG_EXIT_PORT, 4, &exit_ops, vm, "debug-exit");
+		ret = bus_register(ctx->pio, DEBUG_EXIT_PORT, 4, &exit_ops, (void *)ctx, "debug-exit");
 	return ret;
 }

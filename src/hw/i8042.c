@@ -10,7 +10,7 @@
 
 #include "bus/bus.h"
 #include "core/log.h"
-#include "core/vm.h"
+#include "core/devctx.h"
 
 #define I8042_DATA 0x60
 #define I8042_CMD 0x64
@@ -57,7 +57,7 @@ static void kbc_command(struct i8042 *k, uint8_t cmd)
 	case 0xab: kbc_queue(k, 0x00); break;		/* keyboard interface ok */
 	case 0xad: k->cmd_byte |= 0x10; break;		/* disable keyboard */
 	case 0xae: k->cmd_byte &= (uint8_t)~0x10; break;
-	case 0xfe: vm_request_stop(k->vm, VM_EXIT_RESET); break; /* pulse reset */
+	case 0xfe: dev_request_stop(k->ctx, VM_EXIT_RESET); break; /* pulse reset */
 	default: break;
 	}
 }
@@ -72,7 +72,7 @@ static void kbc_write(struct i8042 *k, bool data_port, const void *data)
 		case 0x60: k->cmd_byte = v; break;
 		case 0xd1: /* output port: bit 0 low resets the CPU */
 			if (!(v & 1))
-				vm_request_stop(k->vm, VM_EXIT_RESET);
+				dev_request_stop(k->ctx, VM_EXIT_RESET);
 			break;
 		case 0xd2: kbc_queue(k, v); break; /* echo as keyboard input */
 		case 0xd4: break;		   /* to the (absent) mouse */
@@ -143,18 +143,18 @@ static const struct snap_ops kbc_snap = {
 	.name = "i8042", .id = SNAP_ID("KBC "), .version = 1, .save = kbc_save, .restore = kbc_restore,
 };
 
-int i8042_init(struct i8042 *k, struct vm *vm)
+int i8042_init(struct i8042 *k, const struct devctx *ctx)
 {
 	int ret;
 
 	memset(k, 0, sizeof(*k));
 	pthread_mutex_init(&k->lock, NULL);
-	k->vm = vm;
+	k->ctx = ctx;
 	k->cmd_byte = 0x30; /* keyboard and aux disabled, no interrupts */
-	if (snap_register(&vm->state, &kbc_snap, k, 0))
+	if (dev_register_state(ctx, &kbc_snap, k, 0))
 		return -ENOMEM;
-	ret = bus_register(&vm->pio, I8042_DATA, 1, &data_ops, k, "i8042");
+	ret = bus_register(ctx->pio, I8042_DATA, 1, &data_ops, k, "i8042");
 	if (!ret)
-		ret = bus_register(&vm->pio, I8042_CMD, 1, &cmd_ops, k, "i8042");
+		ret = bus_register(ctx->pio, I8042_CMD, 1, &cmd_ops, k, "i8042");
 	return ret;
 }

@@ -6,11 +6,11 @@
 #include <pthread.h>
 #include <stdint.h>
 
-struct vm;
+struct devctx;
 
 struct i8042 {
 	pthread_mutex_t lock;
-	struct vm *vm;
+	const struct devctx *ctx;
 	uint8_t cmd_byte;
 	uint8_t pending_cmd; /* controller command waiting for its data byte */
 	uint8_t out[4];	     /* output buffer queue (controller and keyboard replies) */
@@ -23,10 +23,10 @@ struct cmos_rtc {
 	uint8_t ram[128];
 };
 
-int i8042_init(struct i8042 *k, struct vm *vm) __attribute__((warn_unused_result));
-int cmos_rtc_init(struct cmos_rtc *r, struct vm *vm) __attribute__((warn_unused_result));
+int i8042_init(struct i8042 *k, const struct devctx *ctx) __attribute__((warn_unused_result));
+int cmos_rtc_init(struct cmos_rtc *r, const struct devctx *ctx) __attribute__((warn_unused_result));
 /* Port 0x80 (POST codes: swallowed) and the debug-exit port at 0xf4. */
-int debug_ports_init(struct vm *vm) __attribute__((warn_unused_result));
+int debug_ports_init(const struct devctx *ctx) __attribute__((warn_unused_result));
 
 #define DEBUG_EXIT_PORT 0xf4
 

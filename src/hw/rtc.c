@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "bus/bus.h"
-#include "core/vm.h"
+#include "core/devctx.h"
 
 #define RTC_REG_A 0x0a
 #define RTC_REG_B 0x0b
@@ -102,11 +102,11 @@ static const struct snap_ops rtc_snap = {
 	.name = "CMOS RTC", .id = SNAP_ID("RTC "), .version = 1, .save = rtc_save, .restore = rtc_restore,
 };
 
-int cmos_rtc_init(struct cmos_rtc *r, struct vm *vm)
+int cmos_rtc_init(struct cmos_rtc *r, const struct devctx *ctx)
 {
 	memset(r, 0, sizeof(*r));
 	pthread_mutex_init(&r->lock, NULL);
-	if (snap_register(&vm->state, &rtc_snap, r, 0))
+	if (dev_register_state(ctx, &rtc_snap, r, 0))
 		return -ENOMEM;
-	return bus_register(&vm->pio, 0x70, 2, &rtc_ops, r, "cmos-rtc");
+	return bus_register(ctx->pio, 0x70, 2, &rtc_ops, r, "cmos-rtc");
 }

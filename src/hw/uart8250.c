@@ -10,7 +10,7 @@
 
 #include "bus/bus.h"
 #include "core/log.h"
-#include "core/vm.h"
+#include "core/devctx.h"
 
 enum {
 	UART_RBR_THR = 0, UART_IER = 1, UART_IIR_FCR = 2, UART_LCR = 3,
@@ -58,7 +58,7 @@ static void uart_update_irq(struct uart8250 *u)
 
 	if (level != u->irq_level) {
 		u->irq_level = level;
-		vm_irq_line(u->vm, u->irq, level);
+		dev_irq_line(u->ctx, u->irq, level);
 	}
 }
 
@@ -268,19 +268,19 @@ static const struct snap_ops uart_snap = {
 	.name = "serial port", .id = SNAP_ID("UART"), .version = 1, .save = uart_save, .restore = uart_restore,
 };
 
-int uart8250_init(struct uart8250 *u, struct vm *vm, uint16_t base, unsigned irq, int out_fd)
+int uart8250_init(struct uart8250 *u, const struct devctx *ctx, uint16_t base, unsigned irq, int out_fd)
 {
 	memset(u, 0, sizeof(*u));
 	pthread_mutex_init(&u->lock, NULL);
-	u->vm = vm;
+	u->ctx = ctx;
 	u->base = base;
 	u->irq = irq;
 	u->out_fd = out_fd;
 	u->divisor = 12; /* 9600 baud, the power-on default */
 	u->lcr = 0x03;
-	if (snap_register(&vm->state, &uart_snap, u, base))
+	if (dev_register_state(ctx, &uart_snap, u, base))
 		return -ENOMEM;
-	return bus_register(&vm->pio, base, 8, &uart_ops, u, "uart8250");
+	return bus_register(ctx->pio, base, 8, &uart_ops, u, "uart8250");
 }
 
 void uart8250_destroy(struct uart8250 *u)

@@ -8,13 +8,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct vm;
+struct devctx;
 
 #define UART_RX_BUF 4096
 
 struct uart8250 {
 	pthread_mutex_t lock;
-	struct vm *vm;
+	const struct devctx *ctx;
 	uint16_t base;
 	unsigned irq;
 	int out_fd;
@@ -40,7 +40,7 @@ struct uart8250 {
 #define UART_COM1_BASE 0x3f8
 #define UART_COM1_IRQ 4
 
-int uart8250_init(struct uart8250 *u, struct vm *vm, uint16_t base, unsigned irq, int out_fd)
+int uart8250_init(struct uart8250 *u, const struct devctx *ctx, uint16_t base, unsigned irq, int out_fd)
 	__attribute__((warn_unused_result));
 void uart8250_destroy(struct uart8250 *u);
 /* Queue input bytes; returns how many fit. */

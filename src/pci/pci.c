@@ -6,7 +6,8 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "core/vm.h"
+#include "bus/bus.h"
+#include "core/devctx.h"
 
 #define PCI_STATUS_RW1C 0xf900 /* parity, target/master aborts, SERR (PCI 3.0 §6.2.3) */
 #define PCI_COMMAND_RW 0x0547  /* IO, MEM, MASTER, PARITY, SERR, INTX_DISABLE */
@@ -150,11 +151,11 @@ static int setup_bar(struct pci_root *r, struct pci_device *d, int i, const stru
  * (KVM: a write to an eventfd, no ioctl), else as one MSI (msix_lock held). */
 static void msix_send(struct pci_device *d, unsigned v, uint64_t addr, uint32_t data)
 {
-	if (d->msix_irqfd && !vm_irqfd_send(d->root->vm, &d->msix_irqfd[v], addr, data)) {
+	if (d->msix_irqfd && !dev_irqfd_send(d->root->ctx, &d->msix_irqfd[v], addr, data)) {
 		d->msix_sent_irqfd++;
 		return;
 	}
-	vm_signal_msi(d->root->vm, addr, data);
+	dev_signal_msi(d->root->ctx, addr, data);
 	d->msix_sent_ioctl++;
 }
 
@@ -256,7 +257,7 @@ static int setup_msix(struct pci_root *r, struct pci_device *d, const struct pci
 	d->msix_pba = calloc((n + 63) / 64, 8);
 	if (!d->msix_table || !d->msix_pba)
 		return -ENOMEM;
-	if (r->vm->cpu && r->vm->cpu->msi_irqfd) {
+	if (r->ctx->irqfd) {
 		d->msix_irqfd = calloc(n, sizeof(*d->msix_irqfd));
 		if (!d->msix_irqfd)
 			return -ENOMEM;
@@ -298,7 +299,7 @@ static void intx_update(struct pci_device *d)
 	idx = gsi - PCI_INTX_GSI_BASE;
 	d->intx_driven = want;
 	if (want ? r->intx_count[idx]++ == 0 : --r->intx_count[idx] == 0)
-		vm_irq_line(r->vm, gsi, want);
+		dev_irq_line(r->ctx, gsi, want);
 }
 
 void pci_set_irq(struct pci_device *d, bool level)
@@ -659,7 +660,7 @@ static const struct snap_ops root_snap = {
 
 /* ---- root ---- */
 
-int pci_root_init(struct pci_root *r, struct vm *vm)
+int pci_root_init(struct pci_root *r, const struct devctx *ctx)
 {
 	static const struct pci_device_info host = {
 		.vendor = PCI_HOST_VENDOR,
@@ -669,7 +670,7 @@ int pci_root_init(struct pci_root *r, struct vm *vm)
 	int ret;
 
 	memset(r, 0, sizeof(*r));
-	r->vm = vm;
+	r->ctx = ctx;
 	pthread_rwlock_init(&r->lock, NULL);
 	pthread_mutex_init(&r->intx_lock, NULL);
 	pthread_mutex_init(&r->host.msix_lock, NULL);
@@ -678,25 +679,25 @@ int pci_root_init(struct pci_root *r, struct vm *vm)
 	r->host.root = r;
 	init_header(&r->host, &host);
 	r->slots[0] = &r->host;
-	if (snap_register(&vm->state, &root_snap, r, 0))
+	if (dev_register_state(ctx, &root_snap, r, 0))
 		return -ENOMEM;
 
-	ret = bus_register(&vm->pio, PCI_CONFIG_ADDR, 4, &cf8_ops, r, "pci-cf8");
+	ret = bus_register(ctx->pio, PCI_CONFIG_ADDR, 4, &cf8_ops, r, "pci-cf8");
 	if (!ret)
-		ret = bus_register(&vm->pio, PCI_CONFIG_DATA, 4, &cfc_ops, r, "pci-cfc");
+		ret = bus_register(ctx->pio, PCI_CONFIG_DATA, 4, &cfc_ops, r, "pci-cfc");
 	if (!ret)
-		ret = bus_register(&vm->pio, PCI_IO_BASE, PCI_IO_SIZE, &io_win_ops, r, "pci-io");
+		ret = bus_register(ctx->pio, PCI_IO_BASE, PCI_IO_SIZE, &io_win_ops, r, "pci-io");
 	if (!ret)
-		ret = bus_register(&vm->mmio, PCI_ECAM_BASE, PCI_ECAM_SIZE, &ecam_ops, r, "pci-ecam");
+		ret = bus_register(ctx->mmio, PCI_ECAM_BASE, PCI_ECAM_SIZE, &ecam_ops, r, "pci-ecam");
 	if (!ret)
-		ret = bus_register(&vm->mmio, PCI_MMIO32_BASE, PCI_MMIO32_SIZE, &mmio_win_ops, r, "pci-mmio");
+		ret = bus_register(ctx->mmio, PCI_MMIO32_BASE, PCI_MMIO32_SIZE, &mmio_win_ops, r, "pci-mmio");
 	return ret;
 }
 
 static void free_device(struct pci_device *d)
 {
 	for (unsigned v = 0; d->msix_irqfd && v < d->msix_n; v++)
-		vm_irqfd_release(d->root->vm, &d->msix_irqfd[v]);
+		dev_irqfd_release(d->root->ctx, &d->msix_irqfd[v]);
 	free(d->msix_irqfd);
 	free(d->msix_table);
 	free(d->msix_pba);
@@ -706,7 +707,7 @@ static void free_device(struct pci_device *d)
 
 void pci_root_destroy(struct pci_root *r)
 {
-	if (!r->vm)
+	if (!r->ctx)
 		return;
 	for (int s = 1; s < PCI_MAX_SLOTS; s++)
 		if (r->slots[s])
@@ -714,7 +715,7 @@ void pci_root_destroy(struct pci_root *r)
 	pthread_mutex_destroy(&r->host.msix_lock);
 	pthread_mutex_destroy(&r->intx_lock);
 	pthread_rwlock_destroy(&r->lock);
-	r->vm = NULL;
+	r->ctx = NULL;
 }
 
 int pci_register_device(struct pci_root *r, const struct pci_device_ops *ops, void *opaque,
@@ -758,7 +759,7 @@ int pci_register_device(struct pci_root *r, const struct pci_device_ops *ops, vo
 		cmd |= PCI_COMMAND_MEMORY;
 	}
 	if (!ret)
-		ret = snap_register(&r->vm->state, &device_snap, d, (uint32_t)slot);
+		ret = dev_register_state(r->ctx, &device_snap, d, (uint32_t)slot);
 	if (ret) {
 		free_device(d);
 		return ret;

@@ -32,9 +32,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/vm.h"
+#include "core/devctx.h"
 
-struct vm;
+struct devctx;
 
 #define PCI_ECAM_BASE 0xF0000000ULL
 #define PCI_ECAM_SIZE 0x100000ULL /* bus 0: 32 devices x 8 functions x 4 KiB */
@@ -150,7 +150,7 @@ struct pci_device {
 };
 
 struct pci_root {
-	struct vm *vm;
+	const struct devctx *ctx;
 	pthread_rwlock_t lock;
 	struct pci_device *slots[PCI_MAX_SLOTS];
 	struct pci_device host;
@@ -162,7 +162,7 @@ struct pci_root {
 };
 
 /* Create the root on vm's buses. */
-int pci_root_init(struct pci_root *root, struct vm *vm) __attribute__((warn_unused_result));
+int pci_root_init(struct pci_root *root, const struct devctx *ctx) __attribute__((warn_unused_result));
 void pci_root_destroy(struct pci_root *root);
 
 /* Put a device in the first free slot (1..31), size and place its BARs,

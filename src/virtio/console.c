@@ -29,7 +29,7 @@
 
 #include "core/evloop.h"
 #include "core/log.h"
-#include "core/vm.h"
+#include "core/devctx.h"
 #include "virtio/devices.h"
 #include "virtio/iov.h"
 #include "virtio/virtio_pci.h"
@@ -247,7 +247,7 @@ static int open_pty(struct virtio_console *con, char *path, size_t path_len)
 	return con->kick_fd < 0 ? -errno : 0;
 }
 
-int virtio_console_create(struct vm *vm, const char *spec, struct virtio_dev **out, char *err, size_t len)
+int virtio_console_create(const struct devctx *ctx, const char *spec, struct virtio_dev **out, char *err, size_t len)
 {
 	struct virtio_console *con = calloc(1, sizeof(*con));
 	char path[256];
@@ -255,7 +255,7 @@ int virtio_console_create(struct vm *vm, const char *spec, struct virtio_dev **o
 
 	if (!con)
 		return -ENOMEM;
-	con->loop = vm->loop;
+	con->loop = ctx->loop;
 	con->out_fd = con->in_fd = con->slave_fd = con->kick_fd = -1;
 	if (spec && !strcmp(spec, "pty")) {
 		ret = open_pty(con, path, sizeof(path));
@@ -285,7 +285,7 @@ int virtio_console_create(struct vm *vm, const char *spec, struct virtio_dev **o
 		snprintf(err, len, "--vconsole %s: expected pty or file=PATH", spec ? spec : "");
 		goto fail;
 	}
-	ret = virtio_pci_init(&con->vd, vm->pci, &vm->mem, &console_ops, con);
+	ret = virtio_pci_init(&con->vd, ctx->pci, ctx->mem, &console_ops, con);
 	if (ret) {
 		snprintf(err, len, "virtio-console: %s", strerror(-ret));
 		goto fail;

@@ -1,6 +1,7 @@
 /* The virtio devices a VM can have. Each is created from its option string
  * (the value of a --disk, --net, ... option or dev.* config key), registers
- * itself on vm->pci with vm->mem as its guest memory, and is torn down with
+ * itself on the PCI bus its creator gives (core/devctx.h), with that guest
+ * memory, and is torn down with
  * virtio_device_destroy() (virtio/virtio_pci.h). A create function returns
  * 0, or -errno with a one-line reason in err for the user (a bad option, a
  * file that cannot be opened). */
@@ -9,10 +10,10 @@
 
 #include <stddef.h>
 
-struct vm;
+struct devctx;
 struct virtio_dev;
 
-typedef int virtio_create_fn(struct vm *vm, const char *spec, struct virtio_dev **out, char *err,
+typedef int virtio_create_fn(const struct devctx *ctx, const char *spec, struct virtio_dev **out, char *err,
 			     size_t err_len);
 
 /* virtio-rng (rng.c): an entropy device filled from getrandom(2); spec unused. */

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "core/vm.h"
+#include "core/devctx.h"
 #include "pci/pci.h"
 
 /* virtio_pci_cap.cfg_type */
@@ -242,14 +242,14 @@ static void *io_thread(void *arg)
 /* (Un)register every queue's notify address at base with the backend. */
 static int kicks_assign(struct virtio_dev *vd, uint64_t base, bool assign)
 {
-	struct vm *vm = vd->pci->root->vm;
+	const struct devctx *ctx = vd->pci->root->ctx;
 	int ret = 0;
 
 	for (unsigned q = 0; q < vd->ops->num_queues && !ret; q++) {
-		ret = vm_ioeventfd(vm, base + VIRTIO_PCI_NOTIFY_MULT * q, 2, vd->kick_fd[q], assign);
+		ret = dev_ioeventfd(ctx, base + VIRTIO_PCI_NOTIFY_MULT * q, 2, vd->kick_fd[q], assign);
 		if (ret && assign)
 			while (q--)
-				(void)vm_ioeventfd(vm, base + VIRTIO_PCI_NOTIFY_MULT * q, 2, vd->kick_fd[q], false);
+				(void)dev_ioeventfd(ctx, base + VIRTIO_PCI_NOTIFY_MULT * q, 2, vd->kick_fd[q], false);
 	}
 	return ret;
 }
@@ -527,7 +527,7 @@ int virtio_pci_init(struct virtio_dev *vd, struct pci_root *root, const struct g
 		return ret;
 	pthread_mutex_init(&vd->lock, NULL);
 	reset(vd);
-	ret = snap_register(&root->vm->state, &vd_snap, vd, (uint32_t)vd->pci->slot);
+	ret = dev_register_state(root->ctx, &vd_snap, vd, (uint32_t)vd->pci->slot);
 	if (ret)
 		return ret;
 	/* Without eventfds (stop_fd -1) kicks stay MMIO writes. */

@@ -73,6 +73,13 @@ struct virtio_dev;
 #define VIRTIO_COMMON_Q_DEVICE 0x30
 #define VIRTIO_COMMON_SIZE 0x38
 
+#define VIRTIO_METRICS_MAX 8
+
+struct virtio_metric {
+	const char *name;
+	uint64_t value;
+};
+
 struct virtio_dev_ops {
 	uint16_t device_type;	/* virtio device ID: 4 for entropy */
 	uint16_t num_queues;	/* 1 .. VIRTIO_PCI_MAX_QUEUES */
@@ -99,6 +106,12 @@ struct virtio_dev_ops {
 	uint16_t (*held)(struct virtio_dev *vd, unsigned q);
 	/* Free the device (virtio_device_destroy, after the VM stopped). */
 	void (*destroy)(struct virtio_dev *vd);
+	/* Optional, for metrics: the group of the device's counters
+	 * (Firecracker's names: "block", "net", "entropy") and the counters,
+	 * totals since the device was made, into m; returns how many (at
+	 * most VIRTIO_METRICS_MAX). Any thread. */
+	const char *metrics_group;
+	unsigned (*metrics)(struct virtio_dev *vd, struct virtio_metric *m);
 };
 
 struct virtio_queue {

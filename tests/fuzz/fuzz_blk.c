@@ -30,7 +30,8 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "core/vm.h"
+#include "core/devctx.h"
+#include "mem/gm.h"
 #include "virtio/devices.h"
 #include "virtio/virtio_pci.h"
 
@@ -45,7 +46,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* ---- the disks ---- */
-static struct vm vm;
+static struct guest_mem gm;
+static struct devctx ctx = { .mem = &gm }; /* no VM: only guest memory (and a loop) */
 static struct virtio_dev *disk[NDISK];
 static int img_fd[NDISK];
 static uint8_t ro_content[IMG_SIZE];
@@ -65,7 +67,7 @@ static void setup(void)
 			CHECK(pwrite(img_fd[k], ro_content, IMG_SIZE, 0) == IMG_SIZE);
 		}
 		snprintf(spec, sizeof(spec), "/proc/self/fd/%d%s", img_fd[k], opts[k]);
-		if (virtio_blk_create(&vm, spec, &disk[k], err, sizeof(err))) {
+		if (virtio_blk_create(&ctx, spec, &disk[k], err, sizeof(err))) {
 			fprintf(stderr, "fuzz_blk: %s\n", err);
 			abort();
 		}
@@ -170,7 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	memcpy(mem, data + HDR, MEM_SIZE);
-	CHECK(gm_init_fake(&vm.mem, MEM_GPA, mem, MEM_SIZE) == 0);
+	CHECK(gm_init_fake(&gm, MEM_GPA, mem, MEM_SIZE) == 0);
 
 	/* What the driver would negotiate: a subset of the offer. */
 	vd->driver_features = (1ULL << VIRTIO_F_VERSION_1 | (data[0] & 4 ? 1ULL << VIRTIO_F_INDIRECT_DESC : 0) |
@@ -186,7 +188,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	broken_calls = 0;
 	vd->status = VIRTIO_STATUS_DRIVER_OK; /* what the workers look for */
 	vd->q[0].enabled = true;
-	if (vq_init(&vd->q[0].vq, &vm.mem, &cfg) == 0) {
+	if (vq_init(&vd->q[0].vq, &gm, &cfg) == 0) {
 		pthread_mutex_lock(&vd->lock); /* as the transport calls it */
 		for (int kick = 0; kick < (data[0] & 64 ? 2 : 1) && !vd->q[0].vq.broken; kick++) {
 			vd->ops->queue_notify(vd, 0);
@@ -215,7 +217,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(pread(img_fd[k], now, IMG_SIZE, 0) == IMG_SIZE);
 		CHECK(memcmp(now, ro_content, IMG_SIZE) == 0);
 	}
-	gm_destroy(&vm.mem);
+	gm_destroy(&gm);
 	free(mem);
 	free(in);
 	return 0;

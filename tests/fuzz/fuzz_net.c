@@ -37,7 +37,7 @@
 
 #include "core/evloop.h"
 #include "core/log.h"
-#include "core/vm.h"
+#include "core/devctx.h"
 #include "virtio/devices.h"
 #include "virtio/net_backend.h"
 #include "virtio/virtio_pci.h"
@@ -54,7 +54,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* ---- the device ---- */
-static struct vm vm;
+static struct devctx ctx; /* no VM: only a loop (guest memory comes per input) */
 static struct evloop loop;
 static struct virtio_dev *dev;
 static int dev_fd, peer;
@@ -68,12 +68,12 @@ static void setup(void)
 
 	log_threshold = LOG_ERR; /* the device's rate-limited warnings */
 	CHECK(evloop_init(&loop) == 0);
-	vm.loop = &loop;
+	ctx.loop = &loop;
 	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
 	dev_fd = sv[0];
 	peer = sv[1];
 	snprintf(spec, sizeof(spec), "fd=%d,mac=52:54:00:00:00:01", dev_fd);
-	if (virtio_net_create(&vm, spec, &dev, err, sizeof(err))) {
+	if (virtio_net_create(&ctx, spec, &dev, err, sizeof(err))) {
 		fprintf(stderr, "fuzz_net: %s\n", err);
 		abort();
 	}

@@ -263,6 +263,11 @@ bad = [
      {"snapshot_path": "/nonexistent.snap", "mem_file_path": "/nonexistent.mem"}, None, 400),
     ("a snapshot load under an unknown backend", "PUT", "/snapshot/load",
      {"snapshot_path": "/tmp/s", "mem_file_path": "/tmp/m", "backend": "xen"}, None, 400),
+    ("FlushMetrics before PUT /metrics", "PUT", "/actions", {"action_type": "FlushMetrics"}, None, 400),
+    ("a metrics file in a directory that is not there", "PUT", "/metrics",
+     {"metrics_path": "/nonexistent/dir/metrics"}, None, 400),
+    ("PUT /metrics with an unknown field", "PUT", "/metrics", {"metrics_path": "/tmp/m", "format": "csv"}, None,
+     400),
     ("an unknown path", "GET", "/no/such/thing", None, None, 404),
     ("a method the path does not take", "DELETE", "/machine-config", None, None, 405),
     ("PUT without a body", "PUT", "/boot-source", None, None, 400),
@@ -308,6 +313,11 @@ console = os.path.join(work, "console")
 out = open(console, "wb")
 p = start_tarn(sock, "-v", stdout=out)  # -v: tarn logs how long the pause took
 call(sock, "PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 256})
+metrics = os.path.join(work, "metrics")
+st, b, t = call(sock, "PUT", "/metrics", {"metrics_path": metrics})
+st2, b2, t2 = call(sock, "PUT", "/metrics", {"metrics_path": metrics})
+ok(st == 204 and st2 == 400 and is_fault((st2, b2, t2)), "PUT /metrics: 204; a second time: 400",
+   f"{st} {t} / {st2} {t2}")
 st, b, t = call(sock, "PUT", "/boot-source",
                 {"kernel_image_path": KERNEL, "initrd_path": INITRD, "boot_args": cmdline})
 st2, _, t2 = call(sock, "PUT", "/drives/data1", {"drive_id": "data1", "path_on_host": disk,
@@ -373,12 +383,43 @@ if len(after) > len(during) and during:
           f"(ticks every 0.2 s; paused for 2.3 s)")
     ok(gap < 1.5, "the guest's clock did not jump by the pause", f"{gap:.2f} s between ticks")
 
+# Metrics: one line per FlushMetrics, counters since the line before.
+def metric_lines():
+    with open(metrics) as f:
+        return [json.loads(l) for l in f.read().splitlines()]
+
+
+st, b, t = call(sock, "PUT", "/actions", {"action_type": "FlushMetrics"})
+time.sleep(0.5)
+st2, b2, t2 = call(sock, "PUT", "/actions", {"action_type": "FlushMetrics"})
+try:
+    m1, m2 = metric_lines()[-2:]
+except (ValueError, OSError):
+    m1 = m2 = {}
+g = lambda m, grp, k: m.get(grp, {}).get(k, -1)  # noqa: E731
+print(f"# metrics, first line: vcpu {m1.get('vcpu')} uart {m1.get('uart')} block_data1 {m1.get('block_data1')} "
+      f"latencies_us {m1.get('latencies_us')}")
+ok(st == 204 and st2 == 204 and g(m1, "vcpu", "exit_io_out") > 0 and g(m1, "uart", "write_count") > 0
+   and g(m1, "block_data1", "read_count") > 0 and g(m1, "block_data1", "read_bytes") >= 512 * g(m1, "block_data1",
+                                                                                            "read_count")
+   and g(m1, "block", "read_bytes") == g(m1, "block_data1", "read_bytes")
+   and g(m1, "latencies_us", "pause_vm") > 0 and g(m1, "latencies_us", "resume_vm") > 0
+   and g(m1, "block_data1", "write_count") == 0 and isinstance(m1.get("utc_timestamp_ms"), int),
+   "FlushMetrics: vCPU exits, console bytes, the drive's reads by its id, the pause's latency",
+   f"{st} {t} / {st2} {t2}: {m1}")
+ok(0 < g(m2, "uart", "write_count") < g(m1, "uart", "write_count") and g(m2, "block_data1", "read_count") == 0
+   and g(m2, "latencies_us", "pause_vm") == g(m1, "latencies_us", "pause_vm"),
+   "the next line counts only what happened since (0.5 s of console, no reads); latencies stay",
+   f"uart {m1.get('uart')} -> {m2.get('uart')}, block_data1 reads {g(m2, 'block_data1', 'read_count')}")
+st, b, t = call(sock, "PUT", "/metrics", {"metrics_path": metrics})
+ok(st == 400 and is_fault((st, b, t)), "PUT /metrics after the start: 400", f"{st} {t}")
+
 # 1000 malformed requests while the guest runs.
 seed = int(os.environ.get("SEED", "0")) or random.randrange(1, 1 << 31)
 print(f"# seed: {seed} (SEED={seed} replays the malformed requests)")
 rnd = random.Random(seed)
 paths = ["/", "/vm", "/actions", "/machine-config", "/boot-source", "/drives/x", "/network-interfaces/y",
-         "/logger", "/entropy", "/snapshot/create", "/snapshot/load", "/vm/config", "/nope"]
+         "/logger", "/metrics", "/entropy", "/snapshot/create", "/snapshot/load", "/vm/config", "/nope"]
 junk = ['{', '[]', '"str"', '{"state": 1}', '{"action_type": null}', '{"state": "Paused", "x": 1}',
         '{"vcpu_count": -1, "mem_size_mib": 1e99}', '\x00\xff', '{"drive_id": {}}', 'null', '{"a":' * 50]
 bad_answers = []

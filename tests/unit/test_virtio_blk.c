@@ -35,7 +35,7 @@ enum { F_SIZE_MAX = 1, F_SEG_MAX = 2, F_RO = 5, F_BLK_SIZE = 6, F_FLUSH = 9, F_D
 #define DATA 0x10000
 
 struct fixture {
-	struct vm vm;
+	struct fake_vm vm;
 	struct pci_root root;
 	struct virtio_dev *dev[MAXDEV];
 	int ndev;
@@ -87,7 +87,7 @@ static int create(struct fixture *f, const char *opts)
 	int ret;
 
 	snprintf(spec, sizeof(spec), "%s%s", f->path, opts);
-	ret = virtio_blk_create(&f->vm, spec, &f->dev[f->ndev], f->err, sizeof(f->err));
+	ret = virtio_blk_create(&f->vm.ctx, spec, &f->dev[f->ndev], f->err, sizeof(f->err));
 	if (!ret)
 		f->ndev++;
 	return ret;
@@ -595,7 +595,7 @@ static void expect_create_error(struct fixture *f, const char *spec, const char 
 	struct virtio_dev *vd = NULL;
 
 	f->err[0] = 0;
-	assert_true(virtio_blk_create(&f->vm, spec, &vd, f->err, sizeof(f->err)) < 0);
+	assert_true(virtio_blk_create(&f->vm.ctx, spec, &vd, f->err, sizeof(f->err)) < 0);
 	assert_null(vd);
 	if (!strstr(f->err, msg))
 		fail_msg("'%s': got '%s', expected '%s'", spec, f->err, msg);

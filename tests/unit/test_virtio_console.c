@@ -24,7 +24,7 @@
 #define BUF 0x8000
 
 struct fixture {
-	struct vm vm;
+	struct fake_vm vm;
 	struct evloop loop;
 	struct pci_root root;
 	struct virtio_dev *vd;
@@ -69,7 +69,7 @@ static struct fixture *make(const char *spec)
 		snprintf(err, sizeof(err), "file=%s", f->log);
 		spec = err;
 	}
-	assert_int_equal(virtio_console_create(&f->vm, spec, &f->vd, err, sizeof(err)), 0);
+	assert_int_equal(virtio_console_create(&f->vm.ctx, spec, &f->vd, err, sizeof(err)), 0);
 	driver_ok(f);
 	return f;
 }
@@ -142,14 +142,14 @@ static bool watched(struct fixture *f, int fd)
 
 static void test_bad_spec(void **state)
 {
-	struct vm vm = { .loop = NULL };
+	struct devctx ctx = { .loop = NULL };
 	struct virtio_dev *vd = NULL;
 	char err[256];
 
-	assert_int_equal(virtio_console_create(&vm, "tty", &vd, err, sizeof(err)), -EINVAL);
+	assert_int_equal(virtio_console_create(&ctx, "tty", &vd, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "expected pty or file=PATH"));
-	assert_int_equal(virtio_console_create(&vm, "file=", &vd, err, sizeof(err)), -EINVAL);
-	assert_int_equal(virtio_console_create(&vm, "file=/nonexistent/dir/log", &vd, err, sizeof(err)), -ENOENT);
+	assert_int_equal(virtio_console_create(&ctx, "file=", &vd, err, sizeof(err)), -EINVAL);
+	assert_int_equal(virtio_console_create(&ctx, "file=/nonexistent/dir/log", &vd, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "/nonexistent/dir/log"));
 	assert_null(vd);
 }

@@ -27,7 +27,7 @@
 #define BUF 0x4000 /* buffers from here */
 
 struct fixture {
-	struct vm vm;
+	struct fake_vm vm;
 	struct pci_root root;
 	struct evloop loop;
 	struct virtio_dev *dev;
@@ -44,7 +44,7 @@ static int make_dev(struct fixture *f, const char *extra, struct virtio_dev **ou
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv))
 		return -errno;
 	snprintf(spec, sizeof(spec), "fd=%d%s", sv[0], extra);
-	ret = virtio_net_create(&f->vm, spec, out, err, len);
+	ret = virtio_net_create(&f->vm.ctx, spec, out, err, len);
 	if (ret) {
 		close(sv[0]);
 		close(sv[1]);
@@ -198,9 +198,9 @@ static void test_spec_errors(void **state)
 		if (!strstr(err, bad[i].says))
 			fail_msg("%s: '%s' does not say '%s'", bad[i].extra, err, bad[i].says);
 	}
-	assert_int_equal(virtio_net_create(&f->vm, "mac=52:54:00:12:34:56", &d, err, sizeof(err)), -EINVAL);
+	assert_int_equal(virtio_net_create(&f->vm.ctx, "mac=52:54:00:12:34:56", &d, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "no backend"));
-	assert_int_equal(virtio_net_create(&f->vm, "fd=1000000", &d, err, sizeof(err)), -EBADF);
+	assert_int_equal(virtio_net_create(&f->vm.ctx, "fd=1000000", &d, err, sizeof(err)), -EBADF);
 	assert_non_null(strstr(err, "not an open file descriptor"));
 }
 

@@ -16,7 +16,7 @@
 #define NDEV 2
 
 struct fixture {
-	struct vm vm;
+	struct fake_vm vm;
 	struct pci_root root;
 	struct virtio_dev *dev[NDEV];
 	_Alignas(16) uint8_t ram[RAM_SIZE]; /* the rings need aligned host views */
@@ -30,7 +30,7 @@ static int setup(void **state)
 	if (!f || vh_vm_init(&f->vm, &f->root, NULL, f->ram, RAM_SIZE))
 		return -1;
 	for (int i = 0; i < NDEV; i++)
-		if (virtio_rng_create(&f->vm, NULL, &f->dev[i], err, sizeof(err)))
+		if (virtio_rng_create(&f->vm.ctx, NULL, &f->dev[i], err, sizeof(err)))
 			return -1;
 	*state = f;
 	return 0;

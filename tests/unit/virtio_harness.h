@@ -1,5 +1,5 @@
-/* What the virtio unit tests share: a fake VM (fake guest RAM, a PCI root,
- * an event loop if asked) whose backend records MSIs and INTx levels, a
+/* What the virtio unit tests share: a fake VM (fake_vm.h: fake guest RAM, a
+ * PCI root, an event loop if asked) whose services record MSIs and INTx levels, a
  * guest-style driver for the modern PCI transport (config space through
  * the PCI root, BAR 0 through the MMIO bus), and split rings in fake guest
  * memory. Include after unit.h. Devices are addressed by PCI slot (the
@@ -14,7 +14,7 @@
 #include <sys/epoll.h>
 
 #include "core/evloop.h"
-#include "core/vm.h"
+#include "fake_vm.h"
 #include "pci/pci.h"
 #include "virtio/virtio_pci.h"
 
@@ -29,7 +29,7 @@ static struct {
 	int raised;	   /* INTx assertions, all lines */
 } vh_rec;
 
-static inline int vh_fake_msi(struct vm *vm, uint64_t addr, uint32_t data)
+static inline int vh_fake_msi(const struct devctx *c, uint64_t addr, uint32_t data)
 {
 	if (vh_rec.n < 16)
 		vh_rec.data[vh_rec.n] = data;
@@ -37,7 +37,7 @@ static inline int vh_fake_msi(struct vm *vm, uint64_t addr, uint32_t data)
 	return 0;
 }
 
-static inline int vh_fake_irq_line(struct vm *vm, unsigned gsi, int level)
+static inline int vh_fake_irq_line(const struct devctx *c, unsigned gsi, int level)
 {
 	if (gsi < 24)
 		vh_rec.gsi_level[gsi] = level;
@@ -45,43 +45,42 @@ static inline int vh_fake_irq_line(struct vm *vm, unsigned gsi, int level)
 	return 0;
 }
 
-static const struct cpu_ops vh_fake_cpu = { .name = "fake", .irq_line = vh_fake_irq_line, .signal_msi = vh_fake_msi };
+static const struct devctx_ops vh_fake_ops = {
+	.irq_line = vh_fake_irq_line, .signal_msi = vh_fake_msi, .request_stop = fake_vm_stop,
+};
 
 /* A VM on the fake backend with ram as its memory at 0, root as its PCI
  * bus and, unless loop is NULL, loop as its event loop. 0 or -1. */
-static inline int vh_vm_init(struct vm *vm, struct pci_root *root, struct evloop *loop, void *ram, uint64_t size)
+static inline int vh_vm_init(struct fake_vm *vm, struct pci_root *root, struct evloop *loop, void *ram, uint64_t size)
 {
 	memset(&vh_rec, 0, sizeof(vh_rec));
-	bus_init(&vm->pio, "pio");
-	bus_init(&vm->mmio, "mmio");
-	vm->cpu = &vh_fake_cpu;
-	if (gm_init_fake(&vm->mem, 0, ram, size) || pci_root_init(root, vm))
+	fake_vm_init(vm, &vh_fake_ops);
+	if (gm_init_fake(&vm->mem, 0, ram, size) || pci_root_init(root, &vm->ctx))
 		return -1;
-	vm->pci = root;
+	vm->ctx.pci = root;
 	if (loop) {
 		if (evloop_init(loop))
 			return -1;
-		vm->loop = loop;
+		vm->ctx.loop = loop;
 	}
 	return 0;
 }
 
 /* After the devices are destroyed. */
-static inline void vh_vm_destroy(struct vm *vm)
+static inline void vh_vm_destroy(struct fake_vm *vm)
 {
-	if (vm->loop)
-		evloop_destroy(vm->loop);
-	pci_root_destroy(vm->pci);
-	bus_destroy(&vm->pio);
-	bus_destroy(&vm->mmio);
+	if (vm->ctx.loop)
+		evloop_destroy(vm->ctx.loop);
+	pci_root_destroy(vm->ctx.pci);
+	fake_vm_destroy(vm);
 }
 
 /* One round of the event loop: wait up to ms, dispatch as evloop_run does.
  * Returns the number of events dispatched. */
-static inline int vh_loop_once(struct vm *vm, int ms)
+static inline int vh_loop_once(struct fake_vm *vm, int ms)
 {
 	struct epoll_event ev[16];
-	int n = epoll_wait(vm->loop->epfd, ev, 16, ms);
+	int n = epoll_wait(vm->ctx.loop->epfd, ev, 16, ms);
 
 	for (int i = 0; i < n; i++) {
 		struct evloop_handler *h = ev[i].data.ptr;
@@ -94,18 +93,18 @@ static inline int vh_loop_once(struct vm *vm, int ms)
 
 /* ---- the transport, as a driver sees it ---- */
 
-static inline uint32_t vh_cfg_rd(struct vm *vm, unsigned slot, unsigned reg, unsigned len)
+static inline uint32_t vh_cfg_rd(struct fake_vm *vm, unsigned slot, unsigned reg, unsigned len)
 {
-	return pci_config_read(vm->pci, slot, 0, reg, len);
+	return pci_config_read(vm->ctx.pci, slot, 0, reg, len);
 }
 
-static inline void vh_cfg_wr(struct vm *vm, unsigned slot, unsigned reg, unsigned len, uint32_t v)
+static inline void vh_cfg_wr(struct fake_vm *vm, unsigned slot, unsigned reg, unsigned len, uint32_t v)
 {
-	pci_config_write(vm->pci, slot, 0, reg, len, v);
+	pci_config_write(vm->ctx.pci, slot, 0, reg, len, v);
 }
 
 /* BAR n's address (64-bit BARs take two registers). */
-static inline uint64_t vh_bar(struct vm *vm, unsigned slot, int n)
+static inline uint64_t vh_bar(struct fake_vm *vm, unsigned slot, int n)
 {
 	uint64_t lo = vh_cfg_rd(vm, slot, PCI_BAR0 + 4 * (unsigned)n, 4);
 
@@ -115,7 +114,7 @@ static inline uint64_t vh_bar(struct vm *vm, unsigned slot, int n)
 }
 
 /* BAR 0 at off. */
-static inline uint64_t vh_rd(struct vm *vm, unsigned slot, uint64_t off, unsigned len)
+static inline uint64_t vh_rd(struct fake_vm *vm, unsigned slot, uint64_t off, unsigned len)
 {
 	uint64_t v = 0;
 
@@ -123,18 +122,18 @@ static inline uint64_t vh_rd(struct vm *vm, unsigned slot, uint64_t off, unsigne
 	return v;
 }
 
-static inline void vh_wr(struct vm *vm, unsigned slot, uint64_t off, unsigned len, uint64_t v)
+static inline void vh_wr(struct fake_vm *vm, unsigned slot, uint64_t off, unsigned len, uint64_t v)
 {
 	bus_access(&vm->mmio, vh_bar(vm, slot, 0) + off, &v, len, true);
 }
 
-static inline uint8_t vh_status(struct vm *vm, unsigned slot)
+static inline uint8_t vh_status(struct fake_vm *vm, unsigned slot)
 {
 	return (uint8_t)vh_rd(vm, slot, VIRTIO_COMMON_STATUS, 1);
 }
 
 /* The device's 64 feature bits. */
-static inline uint64_t vh_offered(struct vm *vm, unsigned slot)
+static inline uint64_t vh_offered(struct fake_vm *vm, unsigned slot)
 {
 	vh_wr(vm, slot, VIRTIO_COMMON_DFSELECT, 4, 0);
 	uint64_t lo = vh_rd(vm, slot, VIRTIO_COMMON_DF, 4);
@@ -146,7 +145,7 @@ static inline uint64_t vh_offered(struct vm *vm, unsigned slot)
 /* Reset, ACKNOWLEDGE, DRIVER, write features (low word, then the high
  * word: GFSELECT is left at 1), FEATURES_OK. The caller checks whether
  * FEATURES_OK stuck. */
-static inline void vh_negotiate(struct vm *vm, unsigned slot, uint64_t features)
+static inline void vh_negotiate(struct fake_vm *vm, unsigned slot, uint64_t features)
 {
 	vh_wr(vm, slot, VIRTIO_COMMON_STATUS, 1, 0);
 	vh_wr(vm, slot, VIRTIO_COMMON_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
@@ -158,7 +157,7 @@ static inline void vh_negotiate(struct vm *vm, unsigned slot, uint64_t features)
 	      VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
 }
 
-static inline void vh_wr64(struct vm *vm, unsigned slot, uint64_t off, uint64_t v)
+static inline void vh_wr64(struct fake_vm *vm, unsigned slot, uint64_t off, uint64_t v)
 {
 	vh_wr(vm, slot, off, 4, (uint32_t)v);
 	vh_wr(vm, slot, off + 4, 4, v >> 32);
@@ -166,7 +165,7 @@ static inline void vh_wr64(struct vm *vm, unsigned slot, uint64_t off, uint64_t 
 
 /* Set up and enable queue q: size entries, rings at ring, MSI-X vector
  * (VIRTIO_MSI_NO_VECTOR for none). */
-static inline void vh_queue(struct vm *vm, unsigned slot, unsigned q, unsigned size, uint64_t ring, uint16_t vector)
+static inline void vh_queue(struct fake_vm *vm, unsigned slot, unsigned q, unsigned size, uint64_t ring, uint16_t vector)
 {
 	vh_wr(vm, slot, VIRTIO_COMMON_Q_SELECT, 2, q);
 	vh_wr(vm, slot, VIRTIO_COMMON_Q_SIZE, 2, size);
@@ -177,13 +176,13 @@ static inline void vh_queue(struct vm *vm, unsigned slot, unsigned q, unsigned s
 	vh_wr(vm, slot, VIRTIO_COMMON_Q_ENABLE, 2, 1);
 }
 
-static inline void vh_driver_ok(struct vm *vm, unsigned slot)
+static inline void vh_driver_ok(struct fake_vm *vm, unsigned slot)
 {
 	vh_wr(vm, slot, VIRTIO_COMMON_STATUS, 1, vh_status(vm, slot) | VIRTIO_STATUS_DRIVER_OK);
 }
 
 /* Kick queue q at the notify address its queue_notify_off gives. */
-static inline void vh_notify(struct vm *vm, unsigned slot, unsigned q)
+static inline void vh_notify(struct fake_vm *vm, unsigned slot, unsigned q)
 {
 	vh_wr(vm, slot, VIRTIO_COMMON_Q_SELECT, 2, q);
 	vh_wr(vm, slot, VIRTIO_PCI_NOTIFY_OFF + VIRTIO_PCI_NOTIFY_MULT * vh_rd(vm, slot, VIRTIO_COMMON_Q_NOFF, 2), 2, q);
@@ -199,7 +198,7 @@ static inline bool vh_all_zero(const uint8_t *p, size_t n)
 
 /* ---- split rings in fake guest memory ---- */
 
-static inline uint8_t *vh_ram(struct vm *vm, uint64_t gpa, uint64_t len)
+static inline uint8_t *vh_ram(struct fake_vm *vm, uint64_t gpa, uint64_t len)
 {
 	uint8_t *p = gm_ptr(&vm->mem, gpa, len);
 
@@ -208,7 +207,7 @@ static inline uint8_t *vh_ram(struct vm *vm, uint64_t gpa, uint64_t len)
 }
 
 /* Descriptor d of the table at gpa table (a ring or an indirect table). */
-static inline void vh_desc(struct vm *vm, uint64_t table, unsigned d, uint64_t addr, uint32_t len, uint16_t flags,
+static inline void vh_desc(struct fake_vm *vm, uint64_t table, unsigned d, uint64_t addr, uint32_t len, uint16_t flags,
 		    uint16_t next)
 {
 	uint8_t *p = vh_ram(vm, table + 16 * (uint64_t)d, 16);
@@ -219,7 +218,7 @@ static inline void vh_desc(struct vm *vm, uint64_t table, unsigned d, uint64_t a
 	memcpy(p + 14, &next, 2);
 }
 
-static inline uint16_t vh_avail_idx(struct vm *vm, uint64_t ring)
+static inline uint16_t vh_avail_idx(struct fake_vm *vm, uint64_t ring)
 {
 	uint16_t v;
 
@@ -227,13 +226,13 @@ static inline uint16_t vh_avail_idx(struct vm *vm, uint64_t ring)
 	return v;
 }
 
-static inline void vh_set_avail_idx(struct vm *vm, uint64_t ring, uint16_t idx)
+static inline void vh_set_avail_idx(struct fake_vm *vm, uint64_t ring, uint16_t idx)
 {
 	memcpy(vh_ram(vm, ring + VH_AVAIL + 2, 2), &idx, 2);
 }
 
 /* Put head on the avail ring (qsize entries) and publish it. */
-static inline void vh_avail(struct vm *vm, uint64_t ring, unsigned qsize, uint16_t head)
+static inline void vh_avail(struct fake_vm *vm, uint64_t ring, unsigned qsize, uint16_t head)
 {
 	uint16_t idx = vh_avail_idx(vm, ring);
 
@@ -241,7 +240,7 @@ static inline void vh_avail(struct vm *vm, uint64_t ring, unsigned qsize, uint16
 	vh_set_avail_idx(vm, ring, (uint16_t)(idx + 1));
 }
 
-static inline uint16_t vh_used_idx(struct vm *vm, uint64_t ring)
+static inline uint16_t vh_used_idx(struct fake_vm *vm, uint64_t ring)
 {
 	uint16_t v;
 
@@ -250,7 +249,7 @@ static inline uint16_t vh_used_idx(struct vm *vm, uint64_t ring)
 }
 
 /* Used element n (mod qsize): its id and its written length. */
-static inline uint32_t vh_used_id(struct vm *vm, uint64_t ring, unsigned qsize, unsigned n)
+static inline uint32_t vh_used_id(struct fake_vm *vm, uint64_t ring, unsigned qsize, unsigned n)
 {
 	uint32_t v;
 
@@ -258,7 +257,7 @@ static inline uint32_t vh_used_id(struct vm *vm, uint64_t ring, unsigned qsize, 
 	return v;
 }
 
-static inline uint32_t vh_used_len(struct vm *vm, uint64_t ring, unsigned qsize, unsigned n)
+static inline uint32_t vh_used_len(struct fake_vm *vm, uint64_t ring, unsigned qsize, unsigned n)
 {
 	uint32_t v;
 
