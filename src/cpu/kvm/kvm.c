@@ -603,6 +603,25 @@ static void kvm_model_tsc(struct kvm_vcpu *v, uint32_t want_khz)
 	}
 }
 
+static int kvm_get_cpuid(struct vcpu *vcpu, struct cpuid_model *m);
+static int kvm_set_cpuid(struct vcpu *vcpu, const struct cpuid_model *model);
+
+/* Whether KVM gives a vCPU everything model has: what it says it supports,
+ * or else what a vCPU reads back after being given that (some KVMs, PVM,
+ * give more than they list, and a snapshot taken here carries it). */
+static bool kvm_has_model(struct vcpu *vcpu, const struct cpuid_model *model, const struct cpuid_model *host)
+{
+	struct cpuid_model *eff;
+	bool ok;
+
+	if (!cpuid_missing(model, host, NULL, 0))
+		return true;
+	eff = malloc(sizeof(*eff));
+	ok = eff && !kvm_set_cpuid(vcpu, NULL) && !kvm_get_cpuid(vcpu, eff) && !cpuid_missing(model, eff, NULL, 0);
+	free(eff);
+	return ok;
+}
+
 static int kvm_set_cpuid(struct vcpu *vcpu, const struct cpuid_model *model)
 {
 	struct kvm_vm *k = vcpu->vm->cpu_priv;
@@ -614,7 +633,7 @@ static int kvm_set_cpuid(struct vcpu *vcpu, const struct cpuid_model *model)
 	if (!m)
 		return -ENOMEM;
 	kvm_host_model(k, &host);
-	if (model && cpuid_missing(model, &host, NULL, 0)) {
+	if (model && !kvm_has_model(vcpu, model, &host)) {
 		ret = -EOPNOTSUPP;
 		goto out;
 	}
