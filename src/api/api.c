@@ -579,8 +579,18 @@ static struct reply put_actions(struct api *a, json_t *in)
 			return fault(MHD_HTTP_BAD_REQUEST, "FlushMetrics: cannot write the metrics: %s", strerror(-ret));
 		return no_content();
 	}
-	if (!strcmp(t, "SendCtrlAltDel"))
-		return fault(MHD_HTTP_BAD_REQUEST, "%s: not supported yet", t);
+	if (!strcmp(t, "SendCtrlAltDel")) {
+		int ret;
+
+		if (a->state != API_RUNNING)
+			return fault(MHD_HTTP_BAD_REQUEST, "the VM is not running (state %s)", state_name(a->state, NULL));
+		ret = vm_ctrl_alt_del(a->vm);
+		if (ret)
+			return fault(MHD_HTTP_BAD_REQUEST, "SendCtrlAltDel: %s",
+				     ret == -EAGAIN ? "the guest has no keyboard driver (yet)"
+				     : vm_is_paused(a->vm) ? "the VM is paused" : "the guest has not read the last keys");
+		return no_content();
+	}
 	if (strcmp(t, "InstanceStart"))
 		return fault(MHD_HTTP_BAD_REQUEST, "action_type %s: expected InstanceStart, SendCtrlAltDel or "
 			     "FlushMetrics", t);

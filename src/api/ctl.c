@@ -21,6 +21,9 @@ static const char ctl_usage[] =
 	"  info                 state, id and version (GET /)\n"
 	"  pause, resume        pause or resume the VM (PATCH /vm)\n"
 	"  start                start a VM configured through the API (InstanceStart)\n"
+	"  ctrl-alt-del         press Ctrl+Alt+Del on the guest's keyboard (SendCtrlAltDel):\n"
+	"                       Linux reboots, and tarn ends with status 4\n"
+	"  flush-metrics        write a line of metrics now (FlushMetrics; PUT /metrics first)\n"
 	"  config               the machine, as JSON (GET /vm/config)\n"
 	"  snapshot STATE MEM   snapshot the paused VM into the files STATE and MEM\n"
 	"                       (PUT /snapshot/create)\n"
@@ -171,6 +174,10 @@ int cmd_ctl(int argc, char **argv)
 		body = !strcmp(verb, "pause") ? "{\"state\":\"Paused\"}" : "{\"state\":\"Resumed\"}";
 	} else if (!strcmp(verb, "start") && !nargs) {
 		method = "PUT", path = "/actions", body = "{\"action_type\":\"InstanceStart\"}";
+	} else if (!strcmp(verb, "ctrl-alt-del") && !nargs) {
+		method = "PUT", path = "/actions", body = "{\"action_type\":\"SendCtrlAltDel\"}";
+	} else if (!strcmp(verb, "flush-metrics") && !nargs) {
+		method = "PUT", path = "/actions", body = "{\"action_type\":\"FlushMetrics\"}";
 	} else if ((!strcmp(verb, "snapshot") || !strcmp(verb, "load")) && nargs == 2) {
 		char state[PATH_MAX], mem[PATH_MAX];
 		json_t *j;

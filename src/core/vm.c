@@ -373,6 +373,13 @@ bool vm_is_paused(struct vm *vm)
 	return p;
 }
 
+int vm_ctrl_alt_del(struct vm *vm)
+{
+	if (vm_is_paused(vm))
+		return -EBUSY;
+	return i8042_ctrl_alt_del(&vm->devs->kbc);
+}
+
 void vm_metrics(struct vm *vm, vm_metric_fn *fn, void *opaque)
 {
 	static const char *const exit_names[VCPU_EXITS_NR] = {

@@ -142,6 +142,12 @@ int vm_pause(struct vm *vm);
 int vm_resume(struct vm *vm);
 bool vm_is_paused(struct vm *vm);
 
+/* Press Ctrl+Alt+Del on the VM's keyboard (hw/i8042.c): what the guest
+ * does then is its own affair (Linux reboots, and tarn ends with
+ * VM_EXIT_RESET). -EBUSY while paused or while the guest has not read the
+ * last keys; -EAGAIN before the guest turned its keyboard on. */
+int vm_ctrl_alt_del(struct vm *vm);
+
 /* The VM's counters, for metrics: fn gets each with its group (Firecracker's
  * names: "vcpu", "uart", "block", "net", "entropy", "latencies_us"), the
  * device's index among its kind's (-1 for the VM's own groups), its name

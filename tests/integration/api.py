@@ -250,6 +250,7 @@ bad = [
      {"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "52:54:00:zz:34:56"}, None, 400),
     ("an unknown action", "PUT", "/actions", {"action_type": "Explode"}, None, 400),
     ("InstanceStart without a boot source", "PUT", "/actions", {"action_type": "InstanceStart"}, None, 400),
+    ("SendCtrlAltDel before the start", "PUT", "/actions", {"action_type": "SendCtrlAltDel"}, None, 400),
     ("PATCH /vm before the start", "PATCH", "/vm", {"state": "Paused"}, None, 400),
     ("PATCH /vm with a bad state", "PATCH", "/vm", {"state": "Sleeping"}, None, 400),
     ("a snapshot before the start", "PUT", "/snapshot/create",
@@ -504,9 +505,21 @@ ok(len(nums) >= 5 and nums == list(range(want, want + len(nums))),
    f"{len(snap_ticks)} ticks at the snapshot; restored: {nums[:8]}")
 st, b, t = call(sock, "PUT", "/snapshot/load", load)
 ok(st == 400 and is_fault((st, b, t)), "a second /snapshot/load: 400", f"{st} {t}")
-rc = stop_tarn(p2)
+
+# Ctrl+Alt+Del on the restored guest's keyboard: refused while paused;
+# then Linux restarts, and tarn ends with status 4 (the guest's reboot).
+call(sock, "PATCH", "/vm", {"state": "Paused"})
+st, b, t = call(sock, "PUT", "/actions", {"action_type": "SendCtrlAltDel"})
+call(sock, "PATCH", "/vm", {"state": "Resumed"})
+ok(st == 400 and "paused" in t, "SendCtrlAltDel while paused: 400", f"{st} {t}")
+st, b, t = call(sock, "PUT", "/actions", {"action_type": "SendCtrlAltDel"})
+try:
+    rc = p2.wait(60)
+except subprocess.TimeoutExpired:
+    rc = stop_tarn(p2)
 out.close()
-ok(rc == 0, "the restored VM stops on SIGTERM: exit 0", f"status {rc}")
+ok(st == 204 and rc == 4 and "Restarting system" in console_text(),
+   "SendCtrlAltDel: 204, the guest restarts, tarn exits 4", f"{st} {t}; status {rc}; {console_text()[-200:]!r}")
 err += p2.err()
 ok(not spec_errors, f"every reply (and every request accepted) is as docs/api.json says",
    f"{len(spec_errors)} not: {spec_errors[:4]}")

@@ -175,7 +175,7 @@ static void test_fadt_fields(void **state)
 			ACPI_FADT_SLP_BUTTON | ACPI_FADT_RESET_REG_SUP;
 	assert_int_equal(fa->flags & want, want);
 	assert_int_equal(fa->flags & ACPI_FADT_TMR_VAL_EXT, 0); /* 24-bit timer */
-	assert_false(fa->iapc_boot_arch & ACPI_BOOT_8042); /* no keyboard probe */
+	assert_true(fa->iapc_boot_arch & ACPI_BOOT_8042); /* the i8042, in the DSDT too */
 	assert_true(fa->iapc_boot_arch & ACPI_BOOT_NO_VGA);
 
 	/* Legacy and X_ fields agree, and both point at hw/acpi_pm.c. */
@@ -832,6 +832,12 @@ static void test_iasl_dsdt_round_trip(void **state)
 		"0x03F8,",
 		"IRQNoFlags ()",
 		"{4}",
+		/* The i8042 and its keyboard: both ports, IRQ 1. */
+		"Device (KBD)",
+		"EisaId (\"PNP0303\")",
+		"0x0060,",
+		"0x0064,",
+		"{1}",
 		"Name (_S5, Package (0x04)",
 		/* The PCI root bridge and what it decodes. */
 		"Device (PCI0)",

@@ -11,6 +11,20 @@
 #include "fake_vm.h"
 #include "hw/legacy.h"
 
+/* IRQ 1 as the interrupt controller sees it. */
+static int irq1, irq1_edges;
+
+static int fake_irq_line(const struct devctx *c, unsigned gsi, int level)
+{
+	if (gsi == 1) {
+		irq1_edges += level && !irq1;
+		irq1 = level;
+	}
+	return 0;
+}
+
+static const struct devctx_ops kbc_ops = { .irq_line = fake_irq_line, .request_stop = fake_vm_stop };
+
 struct fixture {
 	struct fake_vm vm;
 	struct i8042 kbc;
@@ -22,7 +36,9 @@ static int setup(void **state)
 	struct fixture *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	fake_vm_init(&f->vm, &fake_vm_ops);
+	fake_vm_init(&f->vm, &kbc_ops);
+	irq1 = 0;
+	irq1_edges = 0;
 	assert_int_equal(i8042_init(&f->kbc, &f->vm.ctx), 0);
 	assert_int_equal(cmos_rtc_init(&f->rtc, &f->vm.ctx), 0);
 	assert_int_equal(debug_ports_init(&f->vm.ctx), 0);
@@ -58,9 +74,10 @@ static void test_i8042_status(void **state)
 {
 	struct fixture *f = *state;
 
-	/* Status port 0x64: system flag set (POST passed), output buffer
-	 * empty. Linux's i8042 probe and its reboot path read this. */
-	assert_int_equal(inb(f, 0x64), 0x04);
+	/* Status port 0x64: system flag set (POST passed), keyboard not
+	 * inhibited, output buffer empty. Linux's i8042 probe and its reboot
+	 * path read this. */
+	assert_int_equal(inb(f, 0x64), 0x14);
 	assert_false(f->vm.stopping);
 }
 
@@ -114,6 +131,68 @@ static void test_i8042_data_write_no_reset(void **state)
 	/* 0xfe written to the data port is a keyboard command (resend), not
 	 * a reset. */
 	outb(f, 0x60, 0xfe);
+	assert_false(f->vm.stopping);
+}
+
+/* The guest reads n bytes from the output buffer; each one interrupts. */
+static void expect_bytes(struct fixture *f, const uint8_t *want, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		assert_int_equal(irq1, 1);
+		assert_int_equal(inb(f, 0x64) & 0x01, 0x01);
+		assert_int_equal(inb(f, 0x60), want[i]);
+	}
+	assert_int_equal(inb(f, 0x64) & 0x01, 0x00);
+	assert_int_equal(irq1, 0);
+}
+
+/* What Linux's i8042 and atkbd drivers do at boot: interrupts on, the
+ * keyboard identified, reset, its scan-code set asked, enabled. */
+static void test_keyboard_probe(void **state)
+{
+	struct fixture *f = *state;
+
+	outb(f, 0x64, 0x60);
+	outb(f, 0x60, 0x01); /* IRQ 1 on, keyboard on, no translation */
+	outb(f, 0x60, 0xf2); /* identify */
+	expect_bytes(f, (const uint8_t[]){ 0xfa, 0xab, 0x83 }, 3);
+	assert_int_equal(irq1_edges, 3);
+	outb(f, 0x60, 0xff); /* reset */
+	expect_bytes(f, (const uint8_t[]){ 0xfa, 0xaa }, 2);
+	outb(f, 0x60, 0xf0); /* which scan-code set? */
+	outb(f, 0x60, 0x00);
+	expect_bytes(f, (const uint8_t[]){ 0xfa, 0xfa, 0x02 }, 3);
+	outb(f, 0x60, 0xed); /* LEDs, with their argument */
+	outb(f, 0x60, 0x07);
+	outb(f, 0x60, 0xf4); /* enable */
+	expect_bytes(f, (const uint8_t[]){ 0xfa, 0xfa, 0xfa }, 3);
+	/* Interrupts off: the bytes wait without one. */
+	outb(f, 0x64, 0x60);
+	outb(f, 0x60, 0x00);
+	outb(f, 0x60, 0xee); /* echo */
+	assert_int_equal(irq1, 0);
+	assert_int_equal(inb(f, 0x60), 0xee);
+}
+
+static void test_ctrl_alt_del(void **state)
+{
+	struct fixture *f = *state;
+	static const uint8_t set2[] = { 0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14 };
+	static const uint8_t set1[] = { 0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d };
+
+	/* The keyboard is off until the guest turns it on. */
+	assert_int_equal(i8042_ctrl_alt_del(&f->kbc), -EAGAIN);
+	assert_int_equal(inb(f, 0x64) & 0x01, 0x00);
+	outb(f, 0x64, 0x60);
+	outb(f, 0x60, 0x01);
+	assert_int_equal(i8042_ctrl_alt_del(&f->kbc), 0);
+	assert_int_equal(i8042_ctrl_alt_del(&f->kbc), -EBUSY); /* not read yet */
+	expect_bytes(f, set2, sizeof(set2));
+	/* With translation on, the guest reads set 1. */
+	outb(f, 0x64, 0x60);
+	outb(f, 0x60, 0x41);
+	assert_int_equal(i8042_ctrl_alt_del(&f->kbc), 0);
+	expect_bytes(f, set1, sizeof(set1));
 	assert_false(f->vm.stopping);
 }
 
@@ -243,6 +322,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_i8042_cmd_byte, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_i8042_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_i8042_data_write_no_reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keyboard_probe, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ctrl_alt_del, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rtc_regs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rtc_time, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rtc_ram, setup, teardown),

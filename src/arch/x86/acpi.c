@@ -57,10 +57,14 @@ struct legacy_dev {
 	uint16_t io_base;
 	uint8_t io_len;
 	uint8_t irq;
+	uint16_t io_base2; /* a second range of io_len ports, 0 for none */
 };
 
 static const struct legacy_dev legacy_devs[] = {
-	{ ACPI_DEV_COM1, "COM1", "PNP0501", 1, 0x3f8, 8, 4 },
+	{ ACPI_DEV_COM1, "COM1", "PNP0501", 1, 0x3f8, 8, 4, 0 },
+	/* Linux's i8042 driver finds the controller through this (PNP),
+	 * with no mouse (PNP0F13) beside it. */
+	{ ACPI_DEV_KBD, "KBD_", "PNP0303", 0, 0x60, 1, 1, 0x64 },
 };
 
 void acpi_config_default(struct acpi_config *cfg, unsigned nr_cpus)
@@ -75,7 +79,7 @@ void acpi_config_default(struct acpi_config *cfg, unsigned nr_cpus)
 		.pm1a_cnt_port = ACPI_PM1A_CNT_PORT,
 		.pm_tmr_port = ACPI_PM_TMR_PORT,
 		.sci_irq = ACPI_SCI_IRQ,
-		.legacy_devs = ACPI_DEV_COM1,
+		.legacy_devs = ACPI_DEV_COM1 | ACPI_DEV_KBD,
 		.pci = true,
 	};
 }
@@ -239,6 +243,8 @@ static int build_dsdt_aml(struct aml *a, const struct acpi_config *cfg)
 		aml_name(a, "_CRS");
 		aml_rt_begin(a);
 		aml_rt_io(a, 1, d->io_base, d->io_base, 0, d->io_len);
+		if (d->io_base2)
+			aml_rt_io(a, 1, d->io_base2, d->io_base2, 0, d->io_len);
 		aml_rt_irq_noflags(a, (uint16_t)(1u << d->irq));
 		aml_rt_end(a);
 		aml_end(a);
@@ -322,10 +328,10 @@ static void build_fadt(struct acpi_fadt *f, const struct acpi_config *cfg, const
 	/* CENTURY 0: the RTC's century byte is not advertised. */
 	f->century = 0;
 
-	/* The DSDT lists ISA devices (COM1); there is no VGA. The 8042 bit
-	 * stays clear: our i8042 exists only for the reset line, and with the
-	 * bit set Linux would probe for a keyboard and wait out its timeouts. */
-	f->iapc_boot_arch = ACPI_BOOT_LEGACY_DEVICES | ACPI_BOOT_NO_VGA;
+	/* The DSDT lists ISA devices (COM1, the i8042 with its keyboard);
+	 * there is no VGA. */
+	f->iapc_boot_arch = ACPI_BOOT_LEGACY_DEVICES | ACPI_BOOT_NO_VGA |
+			    (cfg->legacy_devs & ACPI_DEV_KBD ? ACPI_BOOT_8042 : 0);
 
 	/* WBINVD works; C1 (HLT) on every vCPU; power and sleep buttons, if
 	 * ever, are control-method devices, not fixed hardware; the reset

@@ -33,6 +33,7 @@ struct guest_mem;
 
 /* Legacy devices the DSDT describes (struct acpi_config.legacy_devs). */
 #define ACPI_DEV_COM1 (1u << 0) /* 8250 at 0x3F8, IRQ 4 */
+#define ACPI_DEV_KBD (1u << 1)	/* i8042 at 0x60 and 0x64, IRQ 1, and its keyboard */
 
 struct acpi_config {
 	unsigned nr_cpus;	  /* 1..255: LAPIC IDs and processor UIDs 0..n-1 */
