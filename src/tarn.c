@@ -60,6 +60,8 @@ static const char run_usage[] =
 	"                    copy-on-write (restore.eager = on)\n"
 	"  --paused          leave a restored VM paused (restore.paused = on), to be\n"
 	"                    resumed through the API\n"
+	"  --track-dirty-pages  keep track of the pages the guest writes, so that a\n"
+	"                    diff snapshot saves only those (vm.track_dirty_pages = on)\n"
 	"  --api-sock PATH   serve the VM's API (Firecracker's dialect) on a Unix socket\n"
 	"                    at PATH (api.sock); without --kernel, wait to be\n"
 	"                    configured and started through it (README \"The API\")\n"
@@ -109,6 +111,7 @@ static const struct option run_opts[] = {
 	{ "restore-mem", required_argument, NULL, 'M' },
 	{ "restore-eager", no_argument, NULL, 'G' },
 	{ "paused", no_argument, NULL, 'P' },
+	{ "track-dirty-pages", no_argument, NULL, 'Y' },
 	{ "config", required_argument, NULL, 'f' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -211,6 +214,10 @@ static int build_vm(const struct config *c, struct vm_config *vc, struct snap_im
 	if (backend)
 		vc->backend = backend;
 	vc->restore_eager = eager && !strcmp(eager, "on");
+	if ((ret = vm_config_track_dirty(c, vc, err, len))) {
+		snap_close(img);
+		return ret;
+	}
 	vc->console_in = STDIN_FILENO;
 	vc->console_out = STDOUT_FILENO;
 	ret = override_devices(c, "dev.disk", vc->disks, vc->nr_disks, VM_MAX_DISKS, err, len);
@@ -312,6 +319,9 @@ static int cmd_run(int argc, char **argv)
 			break;
 		case 'P':
 			set_or_die(&cfg, "restore.paused", "on");
+			break;
+		case 'Y':
+			set_or_die(&cfg, "vm.track_dirty_pages", "on");
 			break;
 		case 'v':
 			verbose++;
@@ -418,13 +428,19 @@ static int cmd_probe(int argc, char **argv)
 
 static const char img_usage[] =
 	"usage: tarn img create [-b BACKING] PATH [SIZE]\n"
+	"       tarn img merge-mem DIFF BASE\n"
 	"\n"
 	"Create a qcow2 image (version 3, 64 KiB clusters) at PATH, which must not\n"
 	"exist: SIZE bytes (K/M/G suffixes), or, over BACKING (a raw or qcow2 image,\n"
 	"named relative to PATH's directory unless absolute), BACKING's size when\n"
 	"SIZE is left out. The VM's disk is then PATH: what it writes stays there,\n"
 	"BACKING is only read (a clone's or a backup's disk over a frozen one).\n"
-	"qemu-img info and check read it.\n";
+	"qemu-img info and check read it.\n"
+	"\n"
+	"merge-mem writes the pages a diff snapshot's memory file DIFF holds over\n"
+	"BASE, the memory file of the snapshot the diff followed, in place: BASE is\n"
+	"then the diff's memory file (restore the diff's state with it). Merge\n"
+	"diffs in the order they were taken (README \"Snapshots\").\n";
 
 static int cmd_img(int argc, char **argv)
 {
@@ -433,6 +449,16 @@ static int cmd_img(int argc, char **argv)
 	uint64_t size = 0;
 	int opt;
 
+	if (argc == 4 && !strcmp(argv[1], "merge-mem")) {
+		uint64_t n;
+
+		if (snap_merge_memory(argv[2], argv[3], &n, err, sizeof(err))) {
+			fprintf(stderr, "tarn: img merge-mem: %s\n", err);
+			return 1;
+		}
+		printf("%s: %llu KiB merged into %s\n", argv[2], (unsigned long long)(n >> 10), argv[3]);
+		return 0;
+	}
 	if (argc < 2 || strcmp(argv[1], "create")) {
 		bool help = argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
 

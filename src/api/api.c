@@ -44,7 +44,7 @@ struct api {
 	size_t cli_drives, cli_nets;
 	/* PUT /snapshot/load: the start is a restore from these (owned). */
 	char *load_state, *load_mem, *load_backend;
-	bool load_resume;
+	bool load_resume, load_track_dirty;
 	/* PUT /metrics: where the metrics go (metrics_flush), by
 	 * FlushMetrics and every API_METRICS_PERIOD s from metrics_thread;
 	 * metrics_last: the totals at the last flush. */
@@ -622,8 +622,8 @@ static struct reply put_snapshot_create(struct api *a, json_t *in)
 	type = json_string_value(json_object_get(in, "snapshot_type"));
 	path = json_string_value(json_object_get(in, "snapshot_path"));
 	mem = json_string_value(json_object_get(in, "mem_file_path"));
-	if (type && strcmp(type, "Full"))
-		return fault(MHD_HTTP_BAD_REQUEST, "snapshot_type %s: only Full is supported yet", type);
+	if (type && strcmp(type, "Full") && strcmp(type, "Diff"))
+		return fault(MHD_HTTP_BAD_REQUEST, "snapshot_type %s: expected Full or Diff", type);
 	if (json_object_get(in, "version"))
 		return fault(MHD_HTTP_BAD_REQUEST, "version: not supported (snapshots are in this tarn's format)");
 	if (a->state != API_RUNNING)
@@ -631,7 +631,7 @@ static struct reply put_snapshot_create(struct api *a, json_t *in)
 	if (!vm_is_paused(a->vm))
 		return fault(MHD_HTTP_BAD_REQUEST, "the VM is not paused: PATCH /vm {\"state\": \"Paused\"} first");
 	t0 = monotonic_ns();
-	if (vm_snapshot_save(a->vm, path, mem, why, sizeof(why)))
+	if (vm_snapshot_save(a->vm, path, mem, type && !strcmp(type, "Diff"), why, sizeof(why)))
 		return fault(MHD_HTTP_BAD_REQUEST, "snapshot: %s", why);
 	a->create_snapshot_us = (monotonic_ns() - t0) / 1000;
 	return no_content();
@@ -663,8 +663,6 @@ static struct reply put_snapshot_load(struct api *a, json_t *in)
 	type = mb ? json_string_value(json_object_get(mb, "backend_type")) : "File";
 	if (strcmp(type, "File"))
 		return fault(MHD_HTTP_BAD_REQUEST, "backend_type %s: only File is supported", type);
-	if (json_is_true(json_object_get(in, "enable_diff_snapshots")))
-		return fault(MHD_HTTP_BAD_REQUEST, "enable_diff_snapshots: not supported yet");
 	backend = json_string_value(json_object_get(in, "backend"));
 	if (backend && strcmp(backend, "kvm") && strcmp(backend, "emu") && strcmp(backend, "auto"))
 		return fault(MHD_HTTP_BAD_REQUEST, "backend %s: expected kvm, emu or auto", backend);
@@ -678,6 +676,7 @@ static struct reply put_snapshot_load(struct api *a, json_t *in)
 	a->load_mem = strdup(mem);
 	a->load_backend = backend ? strdup(backend) : NULL;
 	a->load_resume = json_is_true(json_object_get(in, "resume_vm"));
+	a->load_track_dirty = json_is_true(json_object_get(in, "enable_diff_snapshots"));
 	uint64_t t0 = monotonic_ns();
 	bool started = start_and_wait(a);
 
@@ -1057,6 +1056,8 @@ void api_set_cli_config(struct api *a, const struct config *c)
 		json_object_set_new(mc, "vcpu_count", json_integer((json_int_t)n));
 	if ((v = config_get(c, "vm.mem")) && !parse_size(v, 1ULL << 20, &n))
 		json_object_set_new(mc, "mem_size_mib", json_integer((json_int_t)(n >> 20)));
+	if ((v = config_get(c, "vm.track_dirty_pages")))
+		json_object_set_new(mc, "track_dirty_pages", json_boolean(!strcmp(v, "on")));
 	if ((v = config_get(c, "boot.kernel"))) {
 		json_t *b = json_pack("{s:s}", "kernel_image_path", v);
 
@@ -1109,6 +1110,8 @@ static int model_to_config(struct api *a, struct config *dst)
 	ret |= config_set(dst, "vm.cpus", buf);
 	snprintf(buf, sizeof(buf), "%lldM", (long long)json_integer_value(json_object_get(mc, "mem_size_mib")));
 	ret |= config_set(dst, "vm.mem", buf);
+	if (json_is_true(json_object_get(mc, "track_dirty_pages")))
+		ret |= config_set(dst, "vm.track_dirty_pages", "on");
 	ret |= config_set(dst, "boot.kernel", json_string_value(json_object_get(boot, "kernel_image_path")));
 	if ((v = json_object_get(boot, "initrd_path")))
 		ret |= config_set(dst, "boot.initrd", json_string_value(v));
@@ -1173,7 +1176,8 @@ int api_wait_start(struct api *a, const struct config *cli, struct config *dst, 
 		ret = config_set(dst, cli->e[i].key, cli->e[i].value);
 	if (!ret && a->load_state) {
 		ret = config_set(dst, "restore.state", a->load_state) | config_set(dst, "restore.mem", a->load_mem) |
-		      config_set(dst, "restore.paused", a->load_resume ? "off" : "on");
+		      config_set(dst, "restore.paused", a->load_resume ? "off" : "on") |
+		      config_set(dst, "vm.track_dirty_pages", a->load_track_dirty ? "on" : "off");
 		if (a->load_backend)
 			ret |= config_set(dst, "vm.backend", a->load_backend);
 		ret = ret ? -ENOMEM : 0;

@@ -25,8 +25,9 @@ static const char ctl_usage[] =
 	"                       Linux reboots, and tarn ends with status 4\n"
 	"  flush-metrics        write a line of metrics now (FlushMetrics; PUT /metrics first)\n"
 	"  config               the machine, as JSON (GET /vm/config)\n"
-	"  snapshot STATE MEM   snapshot the paused VM into the files STATE and MEM\n"
-	"                       (PUT /snapshot/create)\n"
+	"  snapshot [--diff] STATE MEM  snapshot the paused VM into the files STATE\n"
+	"                       and MEM (PUT /snapshot/create); --diff: only the pages\n"
+	"                       written since the last snapshot (--track-dirty-pages)\n"
 	"  load STATE MEM       build the VM of a new tarn from a snapshot and run it\n"
 	"                       (PUT /snapshot/load)\n"
 	"  get PATH             any request: GET PATH and print the reply\n"
@@ -178,14 +179,17 @@ int cmd_ctl(int argc, char **argv)
 		method = "PUT", path = "/actions", body = "{\"action_type\":\"SendCtrlAltDel\"}";
 	} else if (!strcmp(verb, "flush-metrics") && !nargs) {
 		method = "PUT", path = "/actions", body = "{\"action_type\":\"FlushMetrics\"}";
-	} else if ((!strcmp(verb, "snapshot") || !strcmp(verb, "load")) && nargs == 2) {
+	} else if ((!strcmp(verb, "snapshot") || !strcmp(verb, "load")) &&
+		   (nargs == 2 || (nargs == 3 && !strcmp(verb, "snapshot") && !strcmp(argv[optind + 1], "--diff")))) {
 		char state[PATH_MAX], mem[PATH_MAX];
+		bool diff = nargs == 3;
 		json_t *j;
 
-		absolute(argv[optind + 1], state, sizeof(state));
-		absolute(argv[optind + 2], mem, sizeof(mem));
+		absolute(argv[optind + 1 + diff], state, sizeof(state));
+		absolute(argv[optind + 2 + diff], mem, sizeof(mem));
 		if (!strcmp(verb, "snapshot"))
-			j = json_pack("{s:s,s:s}", "snapshot_path", state, "mem_file_path", mem);
+			j = json_pack("{s:s,s:s,s:s}", "snapshot_path", state, "mem_file_path", mem, "snapshot_type",
+				      diff ? "Diff" : "Full");
 		else
 			j = json_pack("{s:s,s:{s:s,s:s},s:b}", "snapshot_path", state, "mem_backend", "backend_type",
 				      "File", "backend_path", mem, "resume_vm", 1);

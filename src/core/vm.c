@@ -245,6 +245,11 @@ int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t le
 	}
 	if (cfg->restore && (ret = snap_map_memory(vm, cfg->restore, cfg->restore_eager, err, len)))
 		goto fail;
+	if (cfg->track_dirty && (ret = gm_dirty_start(&vm->mem))) {
+		errorf(err, len, ret, "cannot track dirty pages: %s", strerror(-ret));
+		goto fail;
+	}
+	vm->dirty_base = cfg->restore != NULL; /* dirty since the snapshot */
 	ret = vm->cpu->vm_init(vm);
 	if (ret) {
 		errorf(err, len, ret, "%s backend: cannot create the VM: %s", vm->cpu->name, strerror(-ret));

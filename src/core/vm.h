@@ -54,6 +54,10 @@ struct vm_config {
 	 * snapshots restore under the other (vm.cpu_template). A restore
 	 * takes the snapshot's table instead. */
 	const char *cpu_template;
+	/* Track the pages written between snapshots, so that a diff snapshot
+	 * saves only those (vm.track_dirty_pages; KVM's dirty log, the
+	 * emulator's and the devices' writes through guest_mem). */
+	bool track_dirty;
 };
 
 /* The exits a vCPU's thread handled, by kind (vm_metrics). */
@@ -113,6 +117,9 @@ struct vm {
 	int parked;
 	bool paused;
 	uint64_t pause_ns, resume_ns; /* how long the last pause and resume took (lock) */
+	/* A diff snapshot has a base: the VM was restored, or a snapshot of
+	 * it was taken, since which the dirty bits count (snapshot.c). */
+	bool dirty_base;
 };
 
 /* Build a VM from cfg: memory, backend, devices, kernel loaded, boot state

@@ -55,6 +55,12 @@ static int on_off(const char *v, bool dflt, bool *out, const char *what, char *e
 	return 0;
 }
 
+int vm_config_track_dirty(const struct config *c, struct vm_config *vc, char *err, size_t err_len)
+{
+	return on_off(config_get(c, "vm.track_dirty_pages"), false, &vc->track_dirty, "vm.track_dirty_pages =", err,
+		      err_len);
+}
+
 int vm_config_from(const struct config *c, struct vm_config *vc, char *err, size_t err_len)
 {
 	const char *mem = config_get(c, "vm.mem");
@@ -83,7 +89,8 @@ int vm_config_from(const struct config *c, struct vm_config *vc, char *err, size
 		return errorf(err, err_len, -EINVAL, "--unpack %s: expected host or guest", unpack);
 	vc->guest_unpack = unpack && !strcmp(unpack, "guest");
 	if (on_off(config_get(c, "dev.rng"), false, &rng, "dev.rng =", err, err_len) ||
-	    on_off(config_get(c, "vm.ioeventfd"), true, &vc->ioeventfd, "--ioeventfd", err, err_len))
+	    on_off(config_get(c, "vm.ioeventfd"), true, &vc->ioeventfd, "--ioeventfd", err, err_len) ||
+	    vm_config_track_dirty(c, vc, err, err_len))
 		return -EINVAL;
 	vc->nr_rng = rng;
 	if ((n = config_get_indexed(c, "dev.disk", VM_MAX_DISKS, vc->disks, err, err_len)) < 0)

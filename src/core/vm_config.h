@@ -16,6 +16,11 @@
 int vm_config_from(const struct config *c, struct vm_config *vc, char *err, size_t err_len)
 	__attribute__((warn_unused_result));
 
+/* vm.track_dirty_pages (on/off, default off) into vc->track_dirty (a
+ * restore takes it from the configuration too, not from the snapshot). */
+int vm_config_track_dirty(const struct config *c, struct vm_config *vc, char *err, size_t err_len)
+	__attribute__((warn_unused_result));
+
 /* Collect PREFIX.N values in index order into out[max]; returns how many,
  * or -EINVAL when a key under PREFIX is not PREFIX.0 .. PREFIX.(max-1) (a
  * typo would otherwise drop a device silently). */

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -73,6 +74,7 @@ void gm_destroy(struct guest_mem *gm)
 {
 	if (gm->base)
 		munmap(gm->base, gm->base_len);
+	free(gm->dirty);
 	memset(gm, 0, sizeof(*gm));
 }
 
@@ -109,7 +111,57 @@ int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t
 	if (!p)
 		return -EFAULT;
 	memcpy(p, src, len);
+	gm_mark_dirty(gm, gpa, len);
 	return 0;
+}
+
+/* ---- dirty tracking ---- */
+
+size_t gm_dirty_words(const struct guest_mem *gm)
+{
+	return (size_t)((gm->base_len / GM_PAGE + 63) / 64);
+}
+
+int gm_dirty_start(struct guest_mem *gm)
+{
+	if (!gm->base)
+		return -EINVAL;
+	if (!gm->dirty && !(gm->dirty = calloc(gm_dirty_words(gm), sizeof(uint64_t))))
+		return -ENOMEM;
+	return 0;
+}
+
+void gm_mark_dirty_hva(const struct guest_mem *gm, const void *hva, uint64_t len)
+{
+	uint64_t first, last;
+
+	if (!gm->dirty || !len)
+		return;
+	first = (uint64_t)((const uint8_t *)hva - gm->base);
+	last = first + len - 1;
+	for (uint64_t pg = first / GM_PAGE; pg <= last / GM_PAGE; pg++)
+		__atomic_fetch_or(&gm->dirty[pg / 64], 1ULL << (pg % 64), __ATOMIC_RELAXED);
+}
+
+void gm_mark_dirty(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
+{
+	const void *p = gm->dirty ? gm_ptr(gm, gpa, len) : NULL;
+
+	if (p)
+		gm_mark_dirty_hva(gm, p, len);
+}
+
+void gm_dirty_take(struct guest_mem *gm, uint64_t *out)
+{
+	for (size_t i = 0; gm->dirty && i < gm_dirty_words(gm); i++)
+		out[i] |= __atomic_exchange_n(&gm->dirty[i], 0, __ATOMIC_ACQ_REL);
+	__atomic_fetch_add(&gm->dirty_gen, 1, __ATOMIC_RELEASE);
+}
+
+void gm_dirty_restore(struct guest_mem *gm, const uint64_t *bits)
+{
+	for (size_t i = 0; gm->dirty && i < gm_dirty_words(gm); i++)
+		__atomic_fetch_or(&gm->dirty[i], bits[i], __ATOMIC_RELAXED);
 }
 
 uint64_t gm_low_end(const struct guest_mem *gm)

@@ -11,6 +11,7 @@
 #ifndef TARN_GM_H
 #define TARN_GM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,7 +32,15 @@ struct guest_mem {
 	uint64_t ram_size;
 	uint8_t *base; /* one reservation backing all regions */
 	size_t base_len;
+	/* Dirty tracking (gm_dirty_start): a bit per 4 KiB page of base, set
+	 * by every write that does not come from a KVM vCPU; dirty_gen
+	 * counts the takes, so that a CPU that caches writable pages (the
+	 * emulator's TLB) knows to forget them. */
+	uint64_t *dirty;
+	uint64_t dirty_gen;
 };
+
+#define GM_PAGE 4096ULL
 
 /* Reserve and lay out ram_size bytes of guest RAM (anonymous, lazily
  * populated). Returns 0 or -errno (-ENOMEM when the host cannot give it). */
@@ -50,6 +59,23 @@ int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len)
 	__attribute__((warn_unused_result));
 int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len)
 	__attribute__((warn_unused_result));
+
+/* Dirty tracking, for diff snapshots. Memory is laid out as the memory
+ * file is: page i of the bitmap is bytes [i * GM_PAGE, +GM_PAGE) from
+ * base. gm_dirty_start: 0, -ENOMEM, -EINVAL (no reservation: fake memory).
+ * gm_mark_dirty: what a writer through a host pointer calls (gm_write
+ * calls it itself); does nothing when not tracking or outside RAM (the
+ * range must lie in one region, as gm_ptr's do). */
+int gm_dirty_start(struct guest_mem *gm) __attribute__((warn_unused_result));
+void gm_mark_dirty(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
+/* The same for a host pointer gm_ptr gave (len bytes from it). */
+void gm_mark_dirty_hva(const struct guest_mem *gm, const void *hva, uint64_t len);
+/* The bitmap's words (64 pages each). */
+size_t gm_dirty_words(const struct guest_mem *gm);
+/* OR the dirty bits into out (gm_dirty_words long) and clear them; bumps
+ * dirty_gen. gm_dirty_restore: OR bits back (a snapshot that failed). */
+void gm_dirty_take(struct guest_mem *gm, uint64_t *out);
+void gm_dirty_restore(struct guest_mem *gm, const uint64_t *bits);
 
 /* End of RAM below the hole (the e820 entry ending there). */
 uint64_t gm_low_end(const struct guest_mem *gm);

@@ -266,10 +266,12 @@ static bool page_zero(const uint8_t *p)
 }
 
 /* Guest RAM as laid out in the guest (the regions back to back from the
- * reservation's start), pages of zeros left as holes, on disk when this
- * returns (a memory file has no checksum of its own: a host crash must not
- * leave a torn one behind a snapshot that was reported done). */
-static int write_memory(const struct vm *vm, int fd)
+ * reservation's start), on disk when this returns (a memory file has no
+ * checksum of its own: a host crash must not leave a torn one behind a
+ * snapshot that was reported done). Full (diff NULL): every page, pages of
+ * zeros left as holes. Diff: only the pages whose bit is set, zeros
+ * written out too, since there a hole means "as in the base". */
+static int write_memory(const struct vm *vm, int fd, const uint64_t *diff)
 {
 	const uint8_t *p = vm->mem.base;
 	uint64_t size = vm->mem.ram_size;
@@ -279,7 +281,8 @@ static int write_memory(const struct vm *vm, int fd)
 	for (uint64_t off = 0; off < size;) {
 		uint64_t end = off;
 
-		while (end < size && end - off < (8u << 20) && !page_zero(p + end))
+		while (end < size && end - off < (8u << 20) &&
+		       (diff ? diff[end / PAGE / 64] >> (end / PAGE % 64) & 1 : !page_zero(p + end)))
 			end += PAGE;
 		if (end == off) {
 			off += PAGE;
@@ -298,6 +301,28 @@ static int write_memory(const struct vm *vm, int fd)
 		off = end;
 	}
 	return fsync(fd) ? -errno : 0;
+}
+
+/* The pages written since the last snapshot (or the restore), taken from
+ * the backend's log and guest_mem's bitmap: *out NULL when not tracking. */
+static int take_dirty(struct vm *vm, uint64_t **out)
+{
+	uint64_t *bits;
+	int ret;
+
+	*out = NULL;
+	if (!vm->mem.dirty)
+		return 0;
+	bits = calloc(gm_dirty_words(&vm->mem), sizeof(uint64_t));
+	if (!bits)
+		return -ENOMEM;
+	if (vm->cpu->dirty_log && (ret = vm->cpu->dirty_log(vm, bits))) {
+		free(bits);
+		return ret;
+	}
+	gm_dirty_take(&vm->mem, bits);
+	*out = bits;
+	return 0;
 }
 
 /* Create path's temporary twin, for rename() when complete. */
@@ -366,15 +391,21 @@ static int write_sections(struct vm *vm, struct snap_writer *w, char *err, size_
 	return ret ? errorf(err, len, ret, "writing the state: %s", strerror(-ret)) : 0;
 }
 
-int vm_snapshot_save(struct vm *vm, const char *path, const char *mem_path, char *err, size_t len)
+int vm_snapshot_save(struct vm *vm, const char *path, const char *mem_path, bool diff, char *err, size_t len)
 {
 	char tmp[4096], mtmp[4096];
 	struct snap_writer w;
-	uint64_t t0 = monotonic_ns();
+	uint64_t t0 = monotonic_ns(), *dirty = NULL;
 	int fd, mfd, ret;
 
 	if (!vm_is_paused(vm))
 		return errorf(err, len, -EBUSY, "the VM is not paused: pause it first");
+	if (diff && !vm->mem.dirty)
+		return errorf(err, len, -EINVAL, "a diff snapshot needs dirty page tracking, which is off "
+			      "(vm.track_dirty_pages, from the start)");
+	if (diff && !vm->dirty_base)
+		return errorf(err, len, -EINVAL, "a diff snapshot has no base yet: take a full snapshot first "
+			      "(or restore from one)");
 	if (!vm->cpu->platform_get)
 		return errorf(err, len, -ENOSYS, "the %s backend cannot save its interrupt controllers",
 			      vm->cpu->name);
@@ -395,7 +426,9 @@ int vm_snapshot_save(struct vm *vm, const char *path, const char *mem_path, char
 		errorf(err, len, ret, "%s: %s", path, strerror(-ret));
 	if (!ret && (ret = snap_write_end(&w)))
 		errorf(err, len, ret, "%s: %s", path, strerror(-ret));
-	if (!ret && (ret = write_memory(vm, mfd)))
+	if (!ret && (ret = take_dirty(vm, &dirty)))
+		errorf(err, len, ret, "reading the dirty log: %s", strerror(-ret));
+	if (!ret && (ret = write_memory(vm, mfd, diff ? dirty : NULL)))
 		errorf(err, len, ret, "%s: %s", mem_path, strerror(-ret));
 	if (!ret && (rename(mtmp, mem_path) || rename(tmp, path)))
 		ret = errorf(err, len, -errno, "renaming into place: %s", strerror(errno));
@@ -406,9 +439,76 @@ out:
 	if (ret) {
 		unlink(tmp);
 		unlink(mtmp);
+		if (dirty) /* the next snapshot's base is still the last one */
+			gm_dirty_restore(&vm->mem, dirty);
 	} else {
-		pr_info("snapshot: %s and %s written in %.1f ms", path, mem_path, (double)(monotonic_ns() - t0) / 1e6);
+		vm->dirty_base = true;
+		pr_info("snapshot: %s and %s written in %.1f ms (%s)", path, mem_path,
+			(double)(monotonic_ns() - t0) / 1e6, diff ? "diff" : "full");
 	}
+	free(dirty);
+	return ret;
+}
+
+/* ---- diff snapshots: their memory onto the base's ---- */
+
+int snap_merge_memory(const char *diff, const char *base, uint64_t *merged, char *err, size_t len)
+{
+	int dfd = open(diff, O_RDONLY | O_CLOEXEC), bfd = -1, ret = 0;
+	struct stat ds, bs;
+	uint8_t *buf = NULL;
+	off_t off = 0, end;
+
+	*merged = 0;
+	if (dfd < 0 || fstat(dfd, &ds))
+		return errorf(err, len, -errno, "%s: %s", diff, strerror(errno));
+	bfd = open(base, O_RDWR | O_CLOEXEC);
+	if (bfd < 0 || fstat(bfd, &bs)) {
+		ret = errorf(err, len, -errno, "%s: %s", base, strerror(errno));
+		goto out;
+	}
+	if (ds.st_size != bs.st_size || ds.st_size % PAGE) {
+		ret = errorf(err, len, -EINVAL, "%s has %lld bytes, %s %lld: not a diff of this base's VM", diff,
+			     (long long)ds.st_size, base, (long long)bs.st_size);
+		goto out;
+	}
+	/* A file system that cannot tell holes from data reports it all as
+	 * data: copying that would write zeros over the base. */
+	if ((uint64_t)ds.st_blocks * 512 < (uint64_t)ds.st_size && lseek(dfd, 0, SEEK_HOLE) >= ds.st_size) {
+		ret = errorf(err, len, -EOPNOTSUPP, "%s: its file system does not report holes (SEEK_HOLE)", diff);
+		goto out;
+	}
+	buf = malloc(1 << 20);
+	if (!buf) {
+		ret = errorf(err, len, -ENOMEM, "out of memory");
+		goto out;
+	}
+	while ((off = lseek(dfd, off, SEEK_DATA)) >= 0 && off < ds.st_size) {
+		end = lseek(dfd, off, SEEK_HOLE);
+		if (end < 0)
+			break;
+		while (off < end) {
+			size_t n = (size_t)(end - off < (1 << 20) ? end - off : (1 << 20));
+			ssize_t r = pread(dfd, buf, n, off);
+
+			if (r <= 0 || pwrite(bfd, buf, (size_t)r, off) != r) {
+				ret = errorf(err, len, r < 0 ? -errno : -EIO, "copying at byte %lld: %s", (long long)off,
+					     r < 0 ? strerror(errno) : "short read or write");
+				goto out;
+			}
+			off += r;
+			*merged += (uint64_t)r;
+		}
+	}
+	if (off < 0 && errno != ENXIO) /* ENXIO: no data after off */
+		ret = errorf(err, len, -errno, "%s: %s", diff, strerror(errno));
+	else if (fsync(bfd))
+		ret = errorf(err, len, -errno, "%s: %s", base, strerror(errno));
+out:
+	free(buf);
+	close(dfd);
+	if (bfd >= 0)
+		close(bfd);
 	return ret;
 }
 

@@ -51,9 +51,21 @@ void snap_registry_free(struct snap_registry *r);
 
 /* Write a paused VM's snapshot: state to path, RAM to mem_path, each first
  * to a temporary name and renamed into place when complete (a VM restored
- * from an older memory file keeps its mapping). 0, or -errno with the
- * reason in err (-EBUSY: the VM is not paused). */
-int vm_snapshot_save(struct vm *vm, const char *path, const char *mem_path, char *err, size_t err_len)
+ * from an older memory file keeps its mapping). With diff, the memory file
+ * holds only the pages written since the last snapshot or the restore
+ * (vm_config.track_dirty), at their places, the rest holes: it is the
+ * base's memory file once written over it (tarn img merge-mem). 0, or
+ * -errno with the reason in err (-EBUSY: the VM is not paused; -EINVAL: a
+ * diff without tracking or without a base). */
+int vm_snapshot_save(struct vm *vm, const char *path, const char *mem_path, bool diff, char *err, size_t err_len)
+	__attribute__((warn_unused_result));
+
+/* Write the pages a diff snapshot's memory file holds (its data, not its
+ * holes) over the base's memory file, which then is the diff's memory:
+ * diffs go onto their base in the order they were taken. *merged: bytes
+ * copied. 0, or -errno with the reason (sizes that differ, a file system
+ * that does not report holes). */
+int snap_merge_memory(const char *diff, const char *base, uint64_t *merged, char *err, size_t len)
 	__attribute__((warn_unused_result));
 
 /* An opened snapshot, before a VM is built from it. */

@@ -419,7 +419,7 @@ static void *blk_worker(void *arg)
 		pthread_mutex_unlock(&vd->lock);
 		uint32_t len = blk_handle(w, features);
 		pthread_mutex_lock(&vd->lock);
-		r = vq_push(vq, w->chain.head, len);
+		r = vq_push_chain(vq, &w->chain, len);
 		if (r < 0)
 			virtio_pci_queue_broken(vd, 0, r);
 		else if (vq_needs_notify(vq))

@@ -129,7 +129,7 @@ static bool rx_pump(struct virtio_console *con)
 			con->rx_wait = r == 0;
 			break;
 		}
-		r = vq_push(vq, con->chain.head, rx_fill(con));
+		r = vq_push_chain(vq, &con->chain, rx_fill(con));
 		if (r < 0)
 			break;
 		pushed = true;

@@ -201,7 +201,7 @@ static int rx_park(struct virtio_net *n, struct vq *vq, const struct vq_chain *c
 
 	if (c->in_len < HDR_LEN) {
 		n->st.rx_bad_buffers++;
-		return vq_push(vq, c->head, 0);
+		return vq_push_chain(vq, c, 0);
 	}
 	p->head = c->head;
 	p->iov = n->pool_used;
@@ -262,6 +262,7 @@ static int rx_deliver(struct virtio_net *n, struct vq *vq)
 		size_t w = iov_copy(&n->pool[p->iov], p->nr_iov, 0, n->rx_frame + have, len - have, true);
 
 		have += w;
+		vq_mark_written(vq, &n->pool[p->iov], p->nr_iov);
 		r = vq_push(vq, p->head, (uint32_t)w);
 		if (r < 0)
 			return r;

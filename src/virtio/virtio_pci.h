@@ -190,7 +190,7 @@ static inline void virtio_pci_queue_serve(struct virtio_dev *vd, unsigned q, str
 			if (r > 0)
 				vq_set_notify(vq, false);
 		}
-		if (r <= 0 || (r = vq_push(vq, c->head, handle(vd, c))) < 0)
+		if (r <= 0 || (r = vq_push_chain(vq, c, handle(vd, c))) < 0)
 			break;
 	}
 	if (r < 0)

@@ -47,6 +47,13 @@ static uint16_t *avail_event(struct vq *vq)
 	return (uint16_t *)&vq->used_ring[vq->size];
 }
 
+/* Tell the driver where we are (event index), as a write to its memory. */
+static void set_avail_event(struct vq *vq)
+{
+	store16(avail_event(vq), vq->last_avail);
+	gm_mark_dirty_hva(vq->gm, avail_event(vq), 2);
+}
+
 int vq_init(struct vq *vq, const struct guest_mem *gm, const struct vq_config *cfg)
 {
 	uint64_t n = cfg->size;
@@ -169,7 +176,7 @@ int vq_pop(struct vq *vq, struct vq_chain *c)
 			return 0;
 		/* Ask for a kick past what we have seen, then look again so a
 		 * buffer made available meanwhile is not missed. */
-		store16(avail_event(vq), vq->last_avail);
+		set_avail_event(vq);
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		avail_idx = load16(&vq->avail[1]);
 		if (avail_idx == vq->last_avail)
@@ -187,7 +194,7 @@ int vq_pop(struct vq *vq, struct vq_chain *c)
 		return vq_fail(vq, r);
 	vq->last_avail++;
 	if (vq->event_idx && vq->notify)
-		store16(avail_event(vq), vq->last_avail);
+		set_avail_event(vq);
 	return 1;
 }
 
@@ -204,7 +211,21 @@ int vq_push(struct vq *vq, uint16_t head, uint32_t written_len)
 	__atomic_store_n(&e->len, written_len, __ATOMIC_RELAXED);
 	vq->used_idx++;
 	store16(&vq->used_hdr[1], vq->used_idx); /* release: element before idx */
+	gm_mark_dirty_hva(vq->gm, e, sizeof(*e));
+	gm_mark_dirty_hva(vq->gm, vq->used_hdr, 4);
 	return 0;
+}
+
+void vq_mark_written(struct vq *vq, const struct iovec *iov, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		gm_mark_dirty_hva(vq->gm, iov[i].iov_base, iov[i].iov_len);
+}
+
+int vq_push_chain(struct vq *vq, const struct vq_chain *c, uint32_t written_len)
+{
+	vq_mark_written(vq, c->iov + c->nr_out, c->nr_in);
+	return vq_push(vq, c->head, written_len);
 }
 
 bool vq_needs_notify(struct vq *vq)
@@ -236,9 +257,10 @@ void vq_set_notify(struct vq *vq, bool enable)
 	vq->notify = enable;
 	if (vq->event_idx) {
 		if (enable)
-			store16(avail_event(vq), vq->last_avail);
+			set_avail_event(vq);
 	} else {
 		store16(&vq->used_hdr[0], enable ? 0 : VIRTQ_USED_F_NO_NOTIFY);
+		gm_mark_dirty_hva(vq->gm, vq->used_hdr, 2);
 	}
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }

@@ -120,6 +120,13 @@ int vq_pop(struct vq *vq, struct vq_chain *c);
 /* Return chain head with written_len bytes written into its writable
  * buffers: writes the used element, then (release) used->idx. 0 or error. */
 int vq_push(struct vq *vq, uint16_t head, uint32_t written_len);
+/* vq_push of c, whose writable buffers count as written guest memory
+ * (gm_mark_dirty: all of them, whatever written_len says, since a device
+ * may write its status at their end). What devices call. */
+int vq_push_chain(struct vq *vq, const struct vq_chain *c, uint32_t written_len);
+/* The same marking for writable buffers a device keeps apart from their
+ * chain (virtio-net's parked receive buffers), before vq_push. */
+void vq_mark_written(struct vq *vq, const struct iovec *iov, uint32_t n);
 
 /* After one or more vq_push: must the driver be interrupted? Honours
  * VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with VIRTIO_F_EVENT_IDX. */

@@ -255,8 +255,10 @@ bad = [
     ("PATCH /vm with a bad state", "PATCH", "/vm", {"state": "Sleeping"}, None, 400),
     ("a snapshot before the start", "PUT", "/snapshot/create",
      {"snapshot_path": "/tmp/s", "mem_file_path": "/tmp/m"}, None, 400),
-    ("a diff snapshot (not supported)", "PUT", "/snapshot/create",
+    ("a diff snapshot before the start", "PUT", "/snapshot/create",
      {"snapshot_path": "/tmp/s", "mem_file_path": "/tmp/m", "snapshot_type": "Diff"}, None, 400),
+    ("an unknown snapshot_type", "PUT", "/snapshot/create",
+     {"snapshot_path": "/tmp/s", "mem_file_path": "/tmp/m", "snapshot_type": "Partial"}, None, 400),
     ("a snapshot load without its memory file", "PUT", "/snapshot/load", {"snapshot_path": "/tmp/s"}, None, 400),
     ("a snapshot load from a Uffd backend (not supported)", "PUT", "/snapshot/load",
      {"snapshot_path": "/tmp/s", "mem_backend": {"backend_type": "Uffd", "backend_path": "/tmp/u"}}, None, 400),
@@ -467,6 +469,8 @@ snap_req = {"snapshot_path": snap, "mem_file_path": snap_mem}
 st, b, t = call(sock, "PUT", "/snapshot/create", snap_req)
 ok(st == 400 and "not paused" in t, "a snapshot of a running VM: 400, it must be paused", f"{st} {t}")
 call(sock, "PATCH", "/vm", {"state": "Paused"})
+st, b, t = call(sock, "PUT", "/snapshot/create", dict(snap_req, snapshot_type="Diff"))
+ok(st == 400 and "tracking" in t, "a diff snapshot without track_dirty_pages: 400, saying so", f"{st} {t}")
 time.sleep(0.3)
 snap_ticks = ticks()
 t0 = time.time()

@@ -6,7 +6,7 @@ INTEGRATION_TESTS += tests/integration/virtio_blk.sh
 INTEGRATION_TESTS += tests/integration/virtio_net.sh
 INTEGRATION_TESTS += tests/integration/stop.sh
 INTEGRATION_TESTS += tests/integration/api.py
-INTEGRATION_TESTS += tests/integration/snapshot.sh
+INTEGRATION_TESTS += tests/integration/snapshot.sh tests/integration/snapshot_diff.sh
 INTEGRATION_TESTS += tests/integration/clone.sh
 
 # The KVM half of the suite on a real KVM: this host's, or the nested bed's

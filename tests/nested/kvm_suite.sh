@@ -94,7 +94,7 @@ direct() {
 		step runner "$O/tests/guests/runner" -b kvm
 		step runner-san "$O/tests/guests/runner-san" -b kvm
 	fi
-	for t in linux.sh virtio_rng.sh virtio_console.sh virtio_blk.sh virtio_net.sh stop.sh api.py snapshot.sh; do
+	for t in linux.sh virtio_rng.sh virtio_console.sh virtio_blk.sh virtio_net.sh stop.sh api.py snapshot.sh snapshot_diff.sh; do
 		step "kvm/${t%.*}" env TARN_BACKEND=kvm "tests/integration/$t"
 	done
 }

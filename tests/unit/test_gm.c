@@ -81,6 +81,53 @@ static void test_layout_4g(void **state)
 	gm_destroy(&gm);
 }
 
+/* Dirty tracking: pages by their place in the memory file, so a page above
+ * the hole is counted after the low RAM; a write across pages marks both;
+ * a take hands the bits over once and clears them. */
+static void test_dirty(void **state)
+{
+	struct guest_mem gm, fake;
+	uint8_t buf[64];
+	size_t words;
+	uint64_t *bits;
+	uint32_t v = 1;
+
+	assert_int_equal(gm_init(&gm, 3 * GiB + 64 * MiB), 0);
+	words = gm_dirty_words(&gm);
+	assert_int_equal(words, (3 * GiB + 64 * MiB) / 4096 / 64);
+	bits = calloc(words, sizeof(uint64_t));
+	assert_non_null(bits);
+	assert_int_equal(gm_write(&gm, 0, &v, 4), 0); /* not tracking yet */
+	assert_int_equal(gm_dirty_start(&gm), 0);
+	assert_int_equal(gm_write(&gm, 4096 * 5 + 4094, &v, 4), 0); /* pages 5 and 6 */
+	assert_int_equal(gm_write(&gm, GM_HOLE_END + 4096, &v, 4), 0);
+	assert_int_equal(gm_write(&gm, GM_HOLE_START, &v, 4), -EFAULT); /* the hole: nothing */
+	gm_mark_dirty_hva(&gm, gm_ptr(&gm, 64 * 4096, 1), 1);
+	gm_dirty_take(&gm, bits);
+	assert_int_equal(bits[0], 3ULL << 5); /* not page 0: written before */
+	assert_int_equal(bits[1], 1ULL); /* page 64 */
+	uint64_t hi = GM_HOLE_START / 4096 + 1; /* the high region's second page */
+	assert_int_equal(bits[hi / 64], 1ULL << (hi % 64));
+	for (size_t i = 0; i < words; i++)
+		if (i != 0 && i != 1 && i != hi / 64)
+			assert_int_equal(bits[i], 0);
+	memset(bits, 0, words * sizeof(uint64_t));
+	gm_dirty_take(&gm, bits); /* taken: nothing left */
+	for (size_t i = 0; i < words; i++)
+		assert_int_equal(bits[i], 0);
+	bits[2] = 0x10;
+	gm_dirty_restore(&gm, bits); /* a failed snapshot gives them back */
+	bits[2] = 0;
+	gm_dirty_take(&gm, bits);
+	assert_int_equal(bits[2], 0x10);
+	assert_int_equal(gm.dirty_gen, 3);
+	free(bits);
+	gm_destroy(&gm);
+	/* Fake memory has no reservation: no tracking. */
+	assert_int_equal(gm_init_fake(&fake, 0, buf, sizeof(buf)), 0);
+	assert_int_equal(gm_dirty_start(&fake), -EINVAL);
+}
+
 static void test_init_rejects_small(void **state)
 {
 	struct guest_mem gm;
@@ -257,6 +304,7 @@ int main(void)
 		cmocka_unit_test(test_layout_64m),
 		cmocka_unit_test(test_layout_3g),
 		cmocka_unit_test(test_layout_4g),
+		cmocka_unit_test(test_dirty),
 		cmocka_unit_test(test_init_rejects_small),
 		cmocka_unit_test(test_init_page_granular),
 		cmocka_unit_test_setup_teardown(test_fake, fake_setup, fake_teardown),

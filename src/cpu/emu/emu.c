@@ -625,6 +625,11 @@ static int emu_vcpu_run(struct vcpu *vcpu, struct vcpu_exit *exit)
 	struct emu_cpu *c = vcpu->priv;
 
 	c->exit = exit;
+	/* Dirty pages were taken (a snapshot): forget the writable pages. */
+	if (c->dirty_gen != __atomic_load_n(&c->gm->dirty_gen, __ATOMIC_ACQUIRE)) {
+		c->dirty_gen = c->gm->dirty_gen;
+		emu_tlb_flush(c);
+	}
 	if (next_write(c, exit))
 		return 0;
 	/* Writes queued before a kick are all handed out now. */

@@ -212,6 +212,7 @@ struct emu_cpu {
 
 	struct vcpu *vcpu;
 	struct guest_mem *gm;
+	uint64_t dirty_gen; /* gm->dirty_gen when the TLB was last flushed for it */
 
 	struct tlb_entry tlb[TLB_SIZE];
 };

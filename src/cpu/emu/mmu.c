@@ -84,10 +84,11 @@ static bool pte_read(struct emu_cpu *c, uint64_t gpa, bool wide, void **ptr, uin
 	return true;
 }
 
-static void pte_set(void *p, bool wide, uint64_t old, uint64_t bits)
+static void pte_set(struct emu_cpu *c, void *p, bool wide, uint64_t old, uint64_t bits)
 {
 	if ((old & bits) == bits)
 		return;
+	gm_mark_dirty_hva(c->gm, p, wide ? 8 : 4);
 	if (wide)
 		__atomic_fetch_or((uint64_t *)p, bits, __ATOMIC_ACQ_REL);
 	else
@@ -189,8 +190,8 @@ found:
 	if (acc == ACC_X && nx)
 		page_fault(c, lin, pfec | PFEC_P);
 	for (int i = 0; i < n - 1; i++)
-		pte_set(ptrs[i], wide, ents[i], PTE_A);
-	pte_set(ptrs[n - 1], wide, e, acc == ACC_W ? (PTE_A | PTE_D) : PTE_A);
+		pte_set(c, ptrs[i], wide, ents[i], PTE_A);
+	pte_set(c, ptrs[n - 1], wide, e, acc == ACC_W ? (PTE_A | PTE_D) : PTE_A);
 
 	{
 		bool dirty = acc == ACC_W || (e & PTE_D);
@@ -243,6 +244,14 @@ static struct tlb_entry *lookup(struct emu_cpu *c, uint64_t lin, enum acc acc, b
 	hva = gm_ptr(c->gm, pa & ~0xfffULL, 4096);
 	if (!hva)
 		return NULL;
+	/* Tracking dirty pages: an entry lets writes through only once a
+	 * write has marked its page (until the next take flushes the TLB). */
+	if (c->gm->dirty) {
+		if (acc == ACC_W)
+			gm_mark_dirty_hva(c->gm, hva, 4096);
+		else
+			perm &= ~(uint32_t)(TLB_WS | TLB_WU);
+	}
 	if (e->tag == (lin >> 12) + 1 && e->gpa == (pa & ~0xfffULL))
 		perm |= e->perm;
 	e->tag = (lin >> 12) + 1;
@@ -364,6 +373,7 @@ static void write_one(struct emu_cpu *c, uint64_t lin, int size, uint64_t val, b
 	p = gm_ptr(c->gm, gpa, (uint64_t)size);
 	if (p) {
 		memcpy(p, &val, (size_t)size);
+		gm_mark_dirty_hva(c->gm, p, (uint64_t)size);
 		return;
 	}
 	bus_write(c, gpa, size, val, false);

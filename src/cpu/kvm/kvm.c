@@ -412,6 +412,7 @@ static int kvm_vm_init(struct vm *vm)
 			.guest_phys_addr = r->gpa,
 			.memory_size = r->size,
 			.userspace_addr = (uint64_t)(uintptr_t)r->hva,
+			.flags = vm->cfg.track_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0,
 		};
 
 		if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0) {
@@ -1309,6 +1310,32 @@ static int kvm_vm_pause(struct vm *vm, bool pause)
 	return 0;
 }
 
+/* KVM's dirty log, slot by slot (a slot is a region of vm->mem), into
+ * bits at the region's place in the reservation. */
+static int kvm_dirty_log(struct vm *vm, uint64_t *bits)
+{
+	struct kvm_vm *k = vm->cpu_priv;
+
+	for (int i = 0; i < vm->mem.nr_regions; i++) {
+		const struct gm_region *r = &vm->mem.regions[i];
+		uint64_t pages = r->size / GM_PAGE, first = (uint64_t)(r->hva - vm->mem.base) / GM_PAGE;
+		uint64_t *log = calloc((pages + 63) / 64, sizeof(uint64_t));
+		struct kvm_dirty_log d = { .slot = (uint32_t)i, .dirty_bitmap = log };
+
+		if (!log)
+			return -ENOMEM;
+		if (ioctl(k->vm_fd, KVM_GET_DIRTY_LOG, &d) < 0) {
+			free(log);
+			return -errno;
+		}
+		for (uint64_t pg = 0; pg < pages; pg++)
+			if (log[pg / 64] >> (pg % 64) & 1)
+				bits[(first + pg) / 64] |= 1ULL << ((first + pg) % 64);
+		free(log);
+	}
+	return 0;
+}
+
 const struct cpu_ops kvm_cpu_ops = {
 	.name = "kvm",
 	.probe = kvm_probe,
@@ -1330,4 +1357,5 @@ const struct cpu_ops kvm_cpu_ops = {
 	.vm_pause = kvm_vm_pause,
 	.platform_get = kvm_platform_get,
 	.platform_set = kvm_platform_set,
+	.dirty_log = kvm_dirty_log,
 };
