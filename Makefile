@@ -21,7 +21,7 @@ CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu17 $(WARN) -Isrc -D_GNU_SOURCE -pthread -fno-strict-aliasing \
 	-MMD -MP
 LDFLAGS += -pthread
-LDLIBS += -lm -llz4 -lmicrohttpd -ljansson -lcurl -lz
+LDLIBS += -lm -llz4 -lmicrohttpd -ljansson -lz
 
 ifeq ($(SAN),1)
 O := build-san
