@@ -253,7 +253,8 @@ static int kbc_restore(void *obj, struct snap_cur *c, char *err, size_t len)
 	if (n > sizeof(k->out))
 		return errorf(err, len, -EINVAL, "%u bytes queued (at most %zu)", n, sizeof(k->out));
 	if (set < 1 || set > 3 || brk > 1 || (kbd_cmd && kbd_cmd != 0xed && kbd_cmd != 0xf0 && kbd_cmd != 0xf3))
-		return errorf(err, len, -EINVAL, "keyboard state (set %u, command %#x) no keyboard is in", set, kbd_cmd);
+		return errorf(err, len, -EINVAL, "keyboard state (set %u, command %#x, break prefix %u) no keyboard is in",
+			      set, kbd_cmd, brk);
 	pthread_mutex_lock(&k->lock);
 	k->cmd_byte = cmd;
 	k->pending_cmd = pending;
