@@ -43,6 +43,7 @@ OBJS += src/core/config.o
 OBJS += src/core/evloop.o
 OBJS += src/core/vm.o
 OBJS += src/core/vm_config.o
+OBJS += src/api/http.o
 OBJS += src/api/api.o
 OBJS += src/api/ctl.o
 OBJS += src/snapshot/snapfile.o

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/http.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "core/vm.h"
@@ -28,8 +29,7 @@
 #define API_METRICS_PERIOD 60 /* seconds between flushes, as Firecracker */
 
 struct api {
-	struct MHD_Daemon *d;
-	int fd;
+	struct http_server *srv;
 	char *path;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -56,110 +56,12 @@ struct api {
 	uint64_t create_snapshot_us, load_snapshot_us; /* latencies_us */
 };
 
-/* One request's body as it arrives. */
-struct req {
-	char *body;
-	size_t len;
-	bool too_big;
-};
-
-/* A handler's answer: status and a JSON body (NULL: none). */
-struct reply {
-	unsigned status;
-	json_t *body;
-	const char *allow; /* 405: the methods the path takes */
-};
-
-static struct reply fault(unsigned status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static struct reply fault(unsigned status, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return (struct reply){ status, json_pack("{s:s}", "fault_message", msg), NULL };
-}
-
-static struct reply no_content(void)
-{
-	return (struct reply){ MHD_HTTP_NO_CONTENT, NULL, NULL };
-}
-
-static struct reply ok_json(json_t *body)
-{
-	return (struct reply){ MHD_HTTP_OK, body, NULL };
-}
-
 static const char *state_name(enum api_state s, struct vm *vm)
 {
 	if (s == API_RUNNING && vm && vm_is_paused(vm))
 		return "Paused";
 	return s == API_RUNNING ? "Running" : "Not started";
 }
-
-/* ---- checking request bodies ---- */
-
-enum ftype { F_STR, F_INT, F_BOOL, F_OBJ };
-
-struct field {
-	const char *name;
-	enum ftype type;
-	bool required;
-};
-
-static const char *const type_names[] = { "a string", "an integer", "a boolean", "an object" };
-
-static bool type_ok(const json_t *v, enum ftype t)
-{
-	switch (t) {
-	case F_STR: return json_is_string(v);
-	case F_INT: return json_is_integer(v);
-	case F_BOOL: return json_is_boolean(v);
-	case F_OBJ: return json_is_object(v);
-	}
-	return false;
-}
-
-/* Every member of o is a known field of the right type and the required
- * ones are there (with partial, none is required: PATCH). NULL or why not. */
-static const char *check_fields(const json_t *o, const struct field *f, size_t n, bool partial, char *why,
-				size_t len)
-{
-	const char *k;
-	json_t *v;
-
-	json_object_foreach((json_t *)o, k, v) {
-		size_t i;
-
-		for (i = 0; i < n && strcmp(f[i].name, k); i++)
-			;
-		if (i == n) {
-			snprintf(why, len, "unknown field '%s'", k);
-			return why;
-		}
-		if (!type_ok(v, f[i].type)) {
-			snprintf(why, len, "field '%s' must be %s", k, type_names[f[i].type]);
-			return why;
-		}
-	}
-	for (size_t i = 0; i < n && !partial; i++) {
-		if (f[i].required && !json_object_get(o, f[i].name)) {
-			snprintf(why, len, "missing field '%s'", f[i].name);
-			return why;
-		}
-	}
-	return NULL;
-}
-
-#define CHECK(o, fields, partial)                                                              \
-	do {                                                                                   \
-		char why_[256];                                                                \
-		if (check_fields(o, fields, sizeof(fields) / sizeof(fields[0]), partial, why_, \
-				 sizeof(why_)))                                                \
-			return fault(MHD_HTTP_BAD_REQUEST, "%s", why_);                        \
-	} while (0)
 
 static bool readable(const char *path)
 {
@@ -193,31 +95,31 @@ static bool mac_ok(const char *m)
 
 /* ---- pre-boot configuration ---- */
 
-static const struct field machine_fields[] = {
+static const struct http_field machine_fields[] = {
 	{ "vcpu_count", F_INT, true },	     { "mem_size_mib", F_INT, true },
 	{ "smt", F_BOOL, false },	     { "track_dirty_pages", F_BOOL, false },
 	{ "cpu_template", F_STR, false },    { "huge_pages", F_STR, false },
 };
 
-static struct reply put_machine_config(struct api *a, json_t *in, bool patch)
+static struct http_reply put_machine_config(struct api *a, json_t *in, bool patch)
 {
 	json_t *mc = json_object_get(a->model, "machine-config");
 	json_t *v;
 
-	CHECK(in, machine_fields, patch);
+	HTTP_CHECK(in, machine_fields, patch);
 	if ((v = json_object_get(in, "vcpu_count")) &&
 	    (json_integer_value(v) < 1 || json_integer_value(v) > VM_MAX_CPUS))
-		return fault(MHD_HTTP_BAD_REQUEST, "vcpu_count must be 1 to %d", VM_MAX_CPUS);
+		return http_fault(MHD_HTTP_BAD_REQUEST, "vcpu_count must be 1 to %d", VM_MAX_CPUS);
 	if ((v = json_object_get(in, "mem_size_mib")) &&
 	    (json_integer_value(v) < API_MEM_MIN_MIB || json_integer_value(v) > (1 << 24)))
-		return fault(MHD_HTTP_BAD_REQUEST, "mem_size_mib must be %d to %d", API_MEM_MIN_MIB, 1 << 24);
+		return http_fault(MHD_HTTP_BAD_REQUEST, "mem_size_mib must be %d to %d", API_MEM_MIN_MIB, 1 << 24);
 	if (json_is_true(json_object_get(in, "smt")))
-		return fault(MHD_HTTP_BAD_REQUEST, "smt: tarn presents one thread per core (smt must be false)");
+		return http_fault(MHD_HTTP_BAD_REQUEST, "smt: tarn presents one thread per core (smt must be false)");
 	if ((v = json_object_get(in, "cpu_template")) && strcmp(json_string_value(v), "None"))
-		return fault(MHD_HTTP_BAD_REQUEST, "cpu_template %s: tarn has no CPU templates (None only)",
+		return http_fault(MHD_HTTP_BAD_REQUEST, "cpu_template %s: tarn has no CPU templates (None only)",
 			     json_string_value(v));
 	if ((v = json_object_get(in, "huge_pages")) && strcmp(json_string_value(v), "None"))
-		return fault(MHD_HTTP_BAD_REQUEST, "huge_pages %s: not supported (None only; guest RAM uses "
+		return http_fault(MHD_HTTP_BAD_REQUEST, "huge_pages %s: not supported (None only; guest RAM uses "
 			     "transparent huge pages where the host allows)", json_string_value(v));
 	if (!patch) {
 		mc = json_pack("{s:i,s:i,s:b,s:b}", "vcpu_count", 1, "mem_size_mib", 512, "smt", 0,
@@ -225,28 +127,28 @@ static struct reply put_machine_config(struct api *a, json_t *in, bool patch)
 		json_object_set_new(a->model, "machine-config", mc);
 	}
 	json_object_update(mc, in);
-	return no_content();
+	return http_no_content();
 }
 
-static const struct field boot_fields[] = {
+static const struct http_field boot_fields[] = {
 	{ "kernel_image_path", F_STR, true },
 	{ "initrd_path", F_STR, false },
 	{ "boot_args", F_STR, false },
 };
 
-static struct reply put_boot_source(struct api *a, json_t *in)
+static struct http_reply put_boot_source(struct api *a, json_t *in)
 {
 	const char *k, *i;
 
-	CHECK(in, boot_fields, false);
+	HTTP_CHECK(in, boot_fields, false);
 	k = json_string_value(json_object_get(in, "kernel_image_path"));
 	i = json_string_value(json_object_get(in, "initrd_path"));
 	if (!readable(k))
-		return fault(MHD_HTTP_BAD_REQUEST, "kernel_image_path %s: cannot be read", k);
+		return http_fault(MHD_HTTP_BAD_REQUEST, "kernel_image_path %s: cannot be read", k);
 	if (i && !readable(i))
-		return fault(MHD_HTTP_BAD_REQUEST, "initrd_path %s: cannot be read", i);
+		return http_fault(MHD_HTTP_BAD_REQUEST, "initrd_path %s: cannot be read", i);
 	json_object_set(a->model, "boot-source", in);
-	return no_content();
+	return http_no_content();
 }
 
 /* The array entry whose key member is id, or -1. */
@@ -264,7 +166,7 @@ static ssize_t find_id(json_t *arr, const char *key, const char *id)
 
 /* Put in into the array named list under key id: new, or replacing the
  * entry with the same id unless that came from the command line. */
-static struct reply put_device(struct api *a, const char *list, const char *key, const char *id, json_t *in,
+static struct http_reply put_device(struct api *a, const char *list, const char *key, const char *id, json_t *in,
 			       size_t cli)
 {
 	json_t *arr = json_object_get(a->model, list);
@@ -272,60 +174,60 @@ static struct reply put_device(struct api *a, const char *list, const char *key,
 	ssize_t at;
 
 	if (!id_ok(id))
-		return fault(MHD_HTTP_BAD_REQUEST, "%s '%s': 1 to 20 letters, digits or '_'", key, id);
+		return http_fault(MHD_HTTP_BAD_REQUEST, "%s '%s': 1 to 20 letters, digits or '_'", key, id);
 	if (strcmp(body_id, id))
-		return fault(MHD_HTTP_BAD_REQUEST, "%s in the body (%s) differs from the path's (%s)", key, body_id, id);
+		return http_fault(MHD_HTTP_BAD_REQUEST, "%s in the body (%s) differs from the path's (%s)", key, body_id, id);
 	at = find_id(arr, key, id);
 	if (at >= 0 && (size_t)at < cli)
-		return fault(MHD_HTTP_BAD_REQUEST, "%s %s comes from the command line and cannot be changed", key, id);
+		return http_fault(MHD_HTTP_BAD_REQUEST, "%s %s comes from the command line and cannot be changed", key, id);
 	if (at < 0 && json_array_size(arr) >= (!strcmp(list, "drives") ? VM_MAX_DISKS : VM_MAX_NETS))
-		return fault(MHD_HTTP_BAD_REQUEST, "at most %d %s", !strcmp(list, "drives") ? VM_MAX_DISKS : VM_MAX_NETS,
+		return http_fault(MHD_HTTP_BAD_REQUEST, "at most %d %s", !strcmp(list, "drives") ? VM_MAX_DISKS : VM_MAX_NETS,
 			     list);
 	if (at >= 0)
 		json_array_set(arr, (size_t)at, in);
 	else
 		json_array_append(arr, in);
-	return no_content();
+	return http_no_content();
 }
 
-static const struct field drive_fields[] = {
+static const struct http_field drive_fields[] = {
 	{ "drive_id", F_STR, true },	  { "path_on_host", F_STR, true }, { "is_root_device", F_BOOL, true },
 	{ "is_read_only", F_BOOL, false }, { "partuuid", F_STR, false },    { "cache_type", F_STR, false },
 	{ "io_engine", F_STR, false },	  { "rate_limiter", F_OBJ, false }, { "socket", F_STR, false },
 };
 
-static struct reply put_drive(struct api *a, const char *id, json_t *in)
+static struct http_reply put_drive(struct api *a, const char *id, json_t *in)
 {
 	json_t *v, *e;
 	size_t i;
 
-	CHECK(in, drive_fields, false);
+	HTTP_CHECK(in, drive_fields, false);
 	if (json_object_get(in, "socket"))
-		return fault(MHD_HTTP_BAD_REQUEST, "socket: vhost-user block devices are not supported");
+		return http_fault(MHD_HTTP_BAD_REQUEST, "socket: vhost-user block devices are not supported");
 	if (json_object_get(in, "rate_limiter"))
-		return fault(MHD_HTTP_BAD_REQUEST, "rate_limiter: not supported yet");
+		return http_fault(MHD_HTTP_BAD_REQUEST, "rate_limiter: not supported yet");
 	if ((v = json_object_get(in, "cache_type")) && strcmp(json_string_value(v), "Unsafe") &&
 	    strcmp(json_string_value(v), "Writeback"))
-		return fault(MHD_HTTP_BAD_REQUEST, "cache_type must be Unsafe or Writeback");
+		return http_fault(MHD_HTTP_BAD_REQUEST, "cache_type must be Unsafe or Writeback");
 	if ((v = json_object_get(in, "io_engine")) && strcmp(json_string_value(v), "Sync") &&
 	    strcmp(json_string_value(v), "Async"))
-		return fault(MHD_HTTP_BAD_REQUEST, "io_engine must be Sync or Async");
+		return http_fault(MHD_HTTP_BAD_REQUEST, "io_engine must be Sync or Async");
 	v = json_object_get(in, "path_on_host");
 	if (!readable(json_string_value(v)) || strchr(json_string_value(v), ','))
-		return fault(MHD_HTTP_BAD_REQUEST, "path_on_host %s: cannot be read (or has a comma)",
+		return http_fault(MHD_HTTP_BAD_REQUEST, "path_on_host %s: cannot be read (or has a comma)",
 			     json_string_value(v));
 	if (json_is_true(json_object_get(in, "is_root_device"))) {
 		json_array_foreach(json_object_get(a->model, "drives"), i, e) {
 			if (json_is_true(json_object_get(e, "is_root_device")) &&
 			    strcmp(json_string_value(json_object_get(e, "drive_id")), id))
-				return fault(MHD_HTTP_BAD_REQUEST, "drive %s is the root device already",
+				return http_fault(MHD_HTTP_BAD_REQUEST, "drive %s is the root device already",
 					     json_string_value(json_object_get(e, "drive_id")));
 		}
 	}
 	return put_device(a, "drives", "drive_id", id, in, a->cli_drives);
 }
 
-static const struct field net_fields[] = {
+static const struct http_field net_fields[] = {
 	{ "iface_id", F_STR, true },
 	{ "host_dev_name", F_STR, true },
 	{ "guest_mac", F_STR, false },
@@ -333,90 +235,90 @@ static const struct field net_fields[] = {
 	{ "tx_rate_limiter", F_OBJ, false },
 };
 
-static struct reply put_net(struct api *a, const char *id, json_t *in)
+static struct http_reply put_net(struct api *a, const char *id, json_t *in)
 {
 	const char *tap, *mac;
 
-	CHECK(in, net_fields, false);
+	HTTP_CHECK(in, net_fields, false);
 	if (json_object_get(in, "rx_rate_limiter") || json_object_get(in, "tx_rate_limiter"))
-		return fault(MHD_HTTP_BAD_REQUEST, "rate limiters: not supported yet");
+		return http_fault(MHD_HTTP_BAD_REQUEST, "rate limiters: not supported yet");
 	tap = json_string_value(json_object_get(in, "host_dev_name"));
 	mac = json_string_value(json_object_get(in, "guest_mac"));
 	if (!*tap || strlen(tap) > 15 || strpbrk(tap, ",=/ "))
-		return fault(MHD_HTTP_BAD_REQUEST, "host_dev_name '%s': not a tap device name", tap);
+		return http_fault(MHD_HTTP_BAD_REQUEST, "host_dev_name '%s': not a tap device name", tap);
 	if (mac && !mac_ok(mac))
-		return fault(MHD_HTTP_BAD_REQUEST, "guest_mac '%s': expected six hex bytes as 52:54:00:12:34:56", mac);
+		return http_fault(MHD_HTTP_BAD_REQUEST, "guest_mac '%s': expected six hex bytes as 52:54:00:12:34:56", mac);
 	return put_device(a, "network-interfaces", "iface_id", id, in, a->cli_nets);
 }
 
-static const struct field entropy_fields[] = { { "rate_limiter", F_OBJ, false } };
+static const struct http_field entropy_fields[] = { { "rate_limiter", F_OBJ, false } };
 
-static struct reply put_entropy(struct api *a, json_t *in)
+static struct http_reply put_entropy(struct api *a, json_t *in)
 {
-	CHECK(in, entropy_fields, false);
+	HTTP_CHECK(in, entropy_fields, false);
 	if (json_object_get(in, "rate_limiter"))
-		return fault(MHD_HTTP_BAD_REQUEST, "rate_limiter: not supported yet");
+		return http_fault(MHD_HTTP_BAD_REQUEST, "rate_limiter: not supported yet");
 	json_object_set(a->model, "entropy", in);
-	return no_content();
+	return http_no_content();
 }
 
-static const struct field logger_fields[] = {
+static const struct http_field logger_fields[] = {
 	{ "log_path", F_STR, false },	    { "level", F_STR, false },	 { "show_level", F_BOOL, false },
 	{ "show_log_origin", F_BOOL, false }, { "module", F_STR, false },
 };
 
 /* tarn's log is its standard error: log_path takes its place. */
-static struct reply put_logger(struct api *a, json_t *in)
+static struct http_reply put_logger(struct api *a, json_t *in)
 {
 	static const char *const levels[] = { "error", "warning", "info", "debug", "trace", "off" };
 	const char *lv = json_string_value(json_object_get(in, "level"));
 	const char *path = json_string_value(json_object_get(in, "log_path"));
 	int level = LOG_INFO, fd;
 
-	CHECK(in, logger_fields, false);
+	HTTP_CHECK(in, logger_fields, false);
 	if (json_object_get(in, "module"))
-		return fault(MHD_HTTP_BAD_REQUEST, "module: tarn's log has no modules to filter by");
+		return http_fault(MHD_HTTP_BAD_REQUEST, "module: tarn's log has no modules to filter by");
 	if (lv) {
 		for (level = 0; level < 6 && strcasecmp(levels[level], lv); level++)
 			;
 		if (level == 6)
-			return fault(MHD_HTTP_BAD_REQUEST, "level %s: expected Error, Warning, Info, Debug, Trace "
+			return http_fault(MHD_HTTP_BAD_REQUEST, "level %s: expected Error, Warning, Info, Debug, Trace "
 				     "or Off", lv);
 	}
 	if (path) {
 		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
 		if (fd < 0)
-			return fault(MHD_HTTP_BAD_REQUEST, "log_path %s: %s", path, strerror(errno));
+			return http_fault(MHD_HTTP_BAD_REQUEST, "log_path %s: %s", path, strerror(errno));
 		if (dup2(fd, STDERR_FILENO) < 0) {
 			close(fd);
-			return fault(MHD_HTTP_INTERNAL_SERVER_ERROR, "log_path: %s", strerror(errno));
+			return http_fault(MHD_HTTP_INTERNAL_SERVER_ERROR, "log_path: %s", strerror(errno));
 		}
 		close(fd);
 	}
 	/* Off keeps errors: a VMM that stops says why. Trace is debug. */
 	log_threshold = level == 5 ? LOG_ERR : level == 4 ? LOG_DEBUG : (enum log_level)level;
-	return no_content();
+	return http_no_content();
 }
 
 /* ---- the running VM ---- */
 
-static const struct field vm_fields[] = { { "state", F_STR, true } };
+static const struct http_field vm_fields[] = { { "state", F_STR, true } };
 
-static struct reply patch_vm(struct api *a, json_t *in)
+static struct http_reply patch_vm(struct api *a, json_t *in)
 {
 	const char *st;
 	int ret;
 
-	CHECK(in, vm_fields, false);
+	HTTP_CHECK(in, vm_fields, false);
 	st = json_string_value(json_object_get(in, "state"));
 	if (strcmp(st, "Paused") && strcmp(st, "Resumed"))
-		return fault(MHD_HTTP_BAD_REQUEST, "state must be Paused or Resumed");
+		return http_fault(MHD_HTTP_BAD_REQUEST, "state must be Paused or Resumed");
 	if (a->state != API_RUNNING)
-		return fault(MHD_HTTP_BAD_REQUEST, "the VM is not running (state %s)", state_name(a->state, NULL));
+		return http_fault(MHD_HTTP_BAD_REQUEST, "the VM is not running (state %s)", state_name(a->state, NULL));
 	ret = !strcmp(st, "Paused") ? vm_pause(a->vm) : vm_resume(a->vm);
 	if (ret)
-		return fault(MHD_HTTP_BAD_REQUEST, "the VM is stopping");
-	return no_content();
+		return http_fault(MHD_HTTP_BAD_REQUEST, "the VM is stopping");
+	return http_no_content();
 }
 
 /* Hand the start to the thread that builds the VM (api_wait_start) and
@@ -535,22 +437,22 @@ static void *metrics_thread(void *arg)
 	return NULL;
 }
 
-static const struct field metrics_fields[] = { { "metrics_path", F_STR, true } };
+static const struct http_field metrics_fields[] = { { "metrics_path", F_STR, true } };
 
-static struct reply put_metrics(struct api *a, json_t *in)
+static struct http_reply put_metrics(struct api *a, json_t *in)
 {
 	const char *path;
 	sigset_t all, old;
 	int fd;
 
-	CHECK(in, metrics_fields, false);
+	HTTP_CHECK(in, metrics_fields, false);
 	path = json_string_value(json_object_get(in, "metrics_path"));
 	if (a->metrics_fd >= 0)
-		return fault(MHD_HTTP_BAD_REQUEST, "the metrics are configured already (%s goes nowhere)", path);
+		return http_fault(MHD_HTTP_BAD_REQUEST, "the metrics are configured already (%s goes nowhere)", path);
 	/* A file, or a FIFO with a reader: never block the API on it. */
 	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
 	if (fd < 0)
-		return fault(MHD_HTTP_BAD_REQUEST, "metrics_path %s: %s", path,
+		return http_fault(MHD_HTTP_BAD_REQUEST, "metrics_path %s: %s", path,
 			     errno == ENXIO ? "a FIFO without a reader" : strerror(errno));
 	a->metrics_fd = fd;
 	sigfillset(&all);
@@ -559,85 +461,85 @@ static struct reply put_metrics(struct api *a, json_t *in)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (!a->metrics_thread_started)
 		pr_warn("metrics: no periodic flush (cannot start a thread); FlushMetrics still works");
-	return no_content();
+	return http_no_content();
 }
 
-static const struct field action_fields[] = { { "action_type", F_STR, true } };
+static const struct http_field action_fields[] = { { "action_type", F_STR, true } };
 
-static struct reply put_actions(struct api *a, json_t *in)
+static struct http_reply put_actions(struct api *a, json_t *in)
 {
 	const char *t;
 
-	CHECK(in, action_fields, false);
+	HTTP_CHECK(in, action_fields, false);
 	t = json_string_value(json_object_get(in, "action_type"));
 	if (!strcmp(t, "FlushMetrics")) {
 		if (a->metrics_fd < 0)
-			return fault(MHD_HTTP_BAD_REQUEST, "no metrics file: PUT /metrics first");
+			return http_fault(MHD_HTTP_BAD_REQUEST, "no metrics file: PUT /metrics first");
 		int ret = metrics_flush(a);
 
 		if (ret)
-			return fault(MHD_HTTP_BAD_REQUEST, "FlushMetrics: cannot write the metrics: %s", strerror(-ret));
-		return no_content();
+			return http_fault(MHD_HTTP_BAD_REQUEST, "FlushMetrics: cannot write the metrics: %s", strerror(-ret));
+		return http_no_content();
 	}
 	if (!strcmp(t, "SendCtrlAltDel")) {
 		int ret;
 
 		if (a->state != API_RUNNING)
-			return fault(MHD_HTTP_BAD_REQUEST, "the VM is not running (state %s)", state_name(a->state, NULL));
+			return http_fault(MHD_HTTP_BAD_REQUEST, "the VM is not running (state %s)", state_name(a->state, NULL));
 		ret = vm_ctrl_alt_del(a->vm);
 		if (ret)
-			return fault(MHD_HTTP_BAD_REQUEST, "SendCtrlAltDel: %s",
+			return http_fault(MHD_HTTP_BAD_REQUEST, "SendCtrlAltDel: %s",
 				     ret == -EAGAIN ? "the guest has no keyboard driver (yet)"
 				     : vm_is_paused(a->vm) ? "the VM is paused" : "the guest has not read the last keys");
-		return no_content();
+		return http_no_content();
 	}
 	if (strcmp(t, "InstanceStart"))
-		return fault(MHD_HTTP_BAD_REQUEST, "action_type %s: expected InstanceStart, SendCtrlAltDel or "
+		return http_fault(MHD_HTTP_BAD_REQUEST, "action_type %s: expected InstanceStart, SendCtrlAltDel or "
 			     "FlushMetrics", t);
 	if (a->state != API_NOT_STARTED)
-		return fault(MHD_HTTP_BAD_REQUEST, "the VM has started already");
+		return http_fault(MHD_HTTP_BAD_REQUEST, "the VM has started already");
 	if (!json_object_get(a->model, "boot-source"))
-		return fault(MHD_HTTP_BAD_REQUEST, "no boot source: PUT /boot-source first");
+		return http_fault(MHD_HTTP_BAD_REQUEST, "no boot source: PUT /boot-source first");
 	if (!start_and_wait(a))
-		return fault(MHD_HTTP_BAD_REQUEST, "cannot start: %s", a->why);
-	return no_content();
+		return http_fault(MHD_HTTP_BAD_REQUEST, "cannot start: %s", a->why);
+	return http_no_content();
 }
 
 /* ---- snapshots ---- */
 
-static const struct field snap_create_fields[] = {
+static const struct http_field snap_create_fields[] = {
 	{ "snapshot_path", F_STR, true },
 	{ "mem_file_path", F_STR, true },
 	{ "snapshot_type", F_STR, false },
 	{ "version", F_STR, false },
 };
 
-static struct reply put_snapshot_create(struct api *a, json_t *in)
+static struct http_reply put_snapshot_create(struct api *a, json_t *in)
 {
 	const char *type, *path, *mem;
 	char why[512];
 	uint64_t t0;
 
-	CHECK(in, snap_create_fields, false);
+	HTTP_CHECK(in, snap_create_fields, false);
 	type = json_string_value(json_object_get(in, "snapshot_type"));
 	path = json_string_value(json_object_get(in, "snapshot_path"));
 	mem = json_string_value(json_object_get(in, "mem_file_path"));
 	if (type && strcmp(type, "Full") && strcmp(type, "Diff"))
-		return fault(MHD_HTTP_BAD_REQUEST, "snapshot_type %s: expected Full or Diff", type);
+		return http_fault(MHD_HTTP_BAD_REQUEST, "snapshot_type %s: expected Full or Diff", type);
 	if (json_object_get(in, "version"))
-		return fault(MHD_HTTP_BAD_REQUEST, "version: not supported (snapshots are in this tarn's format)");
+		return http_fault(MHD_HTTP_BAD_REQUEST, "version: not supported (snapshots are in this tarn's format)");
 	if (a->state != API_RUNNING)
-		return fault(MHD_HTTP_BAD_REQUEST, "the VM is not running (state %s)", state_name(a->state, NULL));
+		return http_fault(MHD_HTTP_BAD_REQUEST, "the VM is not running (state %s)", state_name(a->state, NULL));
 	if (!vm_is_paused(a->vm))
-		return fault(MHD_HTTP_BAD_REQUEST, "the VM is not paused: PATCH /vm {\"state\": \"Paused\"} first");
+		return http_fault(MHD_HTTP_BAD_REQUEST, "the VM is not paused: PATCH /vm {\"state\": \"Paused\"} first");
 	t0 = monotonic_ns();
 	if (vm_snapshot_save(a->vm, path, mem, type && !strcmp(type, "Diff"), why, sizeof(why)))
-		return fault(MHD_HTTP_BAD_REQUEST, "snapshot: %s", why);
+		return http_fault(MHD_HTTP_BAD_REQUEST, "snapshot: %s", why);
 	a->create_snapshot_us = (monotonic_ns() - t0) / 1000;
-	return no_content();
+	return http_no_content();
 }
 
-static const struct field snap_load_fields[] = {
+static const struct http_field snap_load_fields[] = {
 	{ "snapshot_path", F_STR, true },
 	{ "mem_file_path", F_STR, false },
 	{ "mem_backend", F_OBJ, false },
@@ -645,29 +547,29 @@ static const struct field snap_load_fields[] = {
 	{ "resume_vm", F_BOOL, false },
 	{ "backend", F_STR, false }, /* tarn's: the CPU backend to restore under */
 };
-static const struct field mem_backend_fields[] = {
+static const struct http_field mem_backend_fields[] = {
 	{ "backend_path", F_STR, true },
 	{ "backend_type", F_STR, true },
 };
 
-static struct reply put_snapshot_load(struct api *a, json_t *in)
+static struct http_reply put_snapshot_load(struct api *a, json_t *in)
 {
 	json_t *mb = json_object_get(in, "mem_backend");
 	const char *mem, *backend, *type;
 
-	CHECK(in, snap_load_fields, false);
+	HTTP_CHECK(in, snap_load_fields, false);
 	if (mb)
-		CHECK(mb, mem_backend_fields, false);
+		HTTP_CHECK(mb, mem_backend_fields, false);
 	if (!mb == !json_object_get(in, "mem_file_path"))
-		return fault(MHD_HTTP_BAD_REQUEST, "give the memory file as mem_backend or mem_file_path (one of them)");
+		return http_fault(MHD_HTTP_BAD_REQUEST, "give the memory file as mem_backend or mem_file_path (one of them)");
 	type = mb ? json_string_value(json_object_get(mb, "backend_type")) : "File";
 	if (strcmp(type, "File"))
-		return fault(MHD_HTTP_BAD_REQUEST, "backend_type %s: only File is supported", type);
+		return http_fault(MHD_HTTP_BAD_REQUEST, "backend_type %s: only File is supported", type);
 	backend = json_string_value(json_object_get(in, "backend"));
 	if (backend && strcmp(backend, "kvm") && strcmp(backend, "emu") && strcmp(backend, "auto"))
-		return fault(MHD_HTTP_BAD_REQUEST, "backend %s: expected kvm, emu or auto", backend);
+		return http_fault(MHD_HTTP_BAD_REQUEST, "backend %s: expected kvm, emu or auto", backend);
 	if (a->state != API_NOT_STARTED)
-		return fault(MHD_HTTP_BAD_REQUEST, "the VM has started already: a snapshot loads into a new tarn");
+		return http_fault(MHD_HTTP_BAD_REQUEST, "the VM has started already: a snapshot loads into a new tarn");
 	mem = json_string_value(mb ? json_object_get(mb, "backend_path") : json_object_get(in, "mem_file_path"));
 	free(a->load_state);
 	free(a->load_mem);
@@ -684,8 +586,8 @@ static struct reply put_snapshot_load(struct api *a, json_t *in)
 	free(a->load_state);
 	a->load_state = NULL;
 	if (!started)
-		return fault(MHD_HTTP_BAD_REQUEST, "cannot load the snapshot: %s", a->why);
-	return no_content();
+		return http_fault(MHD_HTTP_BAD_REQUEST, "cannot load the snapshot: %s", a->why);
+	return http_no_content();
 }
 
 /* ---- routing ---- */
@@ -701,7 +603,7 @@ static const struct {
 /* Handle one request under a->lock. in: the body as a JSON object, or
  * NULL with why the body is not one in bad (NULL: no body). The path and
  * the method are looked at before the body. */
-static struct reply route(struct api *a, const char *method, const char *url, json_t *in, const char *bad)
+static struct http_reply route(struct api *a, const char *method, const char *url, json_t *in, const char *bad)
 {
 	bool get = !strcmp(method, "GET"), put = !strcmp(method, "PUT"), patch = !strcmp(method, "PATCH");
 	bool preboot = a->state == API_NOT_STARTED;
@@ -710,41 +612,41 @@ static struct reply route(struct api *a, const char *method, const char *url, js
 #define ALLOW(cond, methods)                                          \
 	do {                                                          \
 		if (!(cond))                                          \
-			return (struct reply){ MHD_HTTP_METHOD_NOT_ALLOWED,   \
+			return (struct http_reply){ MHD_HTTP_METHOD_NOT_ALLOWED,   \
 					       json_pack("{s:s}", "fault_message", \
 							 "method not allowed here"), methods }; \
 	} while (0)
 #define NEED_BODY()                                                                         \
 	do {                                                                                \
 		if (!in)                                                                    \
-			return fault(MHD_HTTP_BAD_REQUEST, "%s",                            \
+			return http_fault(MHD_HTTP_BAD_REQUEST, "%s",                            \
 				     bad ? bad : "a JSON object is expected as the body");  \
 	} while (0)
 #define PREBOOT()                                                                             \
 	do {                                                                                  \
 		if (!preboot)                                                                 \
-			return fault(MHD_HTTP_BAD_REQUEST, "the VM has started: %s %s is for " \
+			return http_fault(MHD_HTTP_BAD_REQUEST, "the VM has started: %s %s is for " \
 				     "before it starts", method, url);                        \
 	} while (0)
 
 	if (!strcmp(url, "/")) {
 		ALLOW(get, "GET");
-		return ok_json(json_pack("{s:s,s:s,s:s,s:s}", "id", API_ID, "state", state_name(a->state, a->vm),
+		return http_ok(json_pack("{s:s,s:s,s:s,s:s}", "id", API_ID, "state", state_name(a->state, a->vm),
 					 "vmm_version", TARN_VERSION, "app_name", "tarn"));
 	}
 	if (!strcmp(url, "/version")) {
 		ALLOW(get, "GET");
-		return ok_json(json_pack("{s:s,s:s}", "firecracker_version", API_FIRECRACKER_LEVEL,
+		return http_ok(json_pack("{s:s,s:s}", "firecracker_version", API_FIRECRACKER_LEVEL,
 					 "tarn_version", TARN_VERSION));
 	}
 	if (!strcmp(url, "/vm/config")) {
 		ALLOW(get, "GET");
-		return ok_json(json_deep_copy(a->model));
+		return http_ok(json_deep_copy(a->model));
 	}
 	if (!strcmp(url, "/machine-config")) {
 		ALLOW(get || put || patch, "GET, PUT, PATCH");
 		if (get)
-			return ok_json(json_deep_copy(json_object_get(a->model, "machine-config")));
+			return http_ok(json_deep_copy(json_object_get(a->model, "machine-config")));
 		NEED_BODY();
 		PREBOOT();
 		return put_machine_config(a, in, patch);
@@ -789,148 +691,32 @@ static struct reply route(struct api *a, const char *method, const char *url, js
 	for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {
 		if (!strcmp(url, unsupported[i].path)) {
 			ALLOW(!strcmp(method, unsupported[i].method), unsupported[i].method);
-			return fault(MHD_HTTP_BAD_REQUEST, "%s %s: not supported yet", method, url);
+			return http_fault(MHD_HTTP_BAD_REQUEST, "%s %s: not supported yet", method, url);
 		}
 	}
-	return fault(MHD_HTTP_NOT_FOUND, "no such resource: %s", url);
+	return http_fault(MHD_HTTP_NOT_FOUND, "no such resource: %s", url);
 #undef ALLOW
 #undef NEED_BODY
 #undef PREBOOT
 }
 
-static enum MHD_Result answer(struct MHD_Connection *c, struct reply r)
+/* Each request under a->lock. */
+static struct http_reply api_route(void *opaque, const struct http_request *r)
 {
-	char *text = r.body ? json_dumps(r.body, JSON_COMPACT) : NULL;
-	struct MHD_Response *resp;
-	enum MHD_Result ret;
+	struct api *a = opaque;
+	struct http_reply rep;
 
-	json_decref(r.body);
-	resp = MHD_create_response_from_buffer(text ? strlen(text) : 0, text ? text : (char *)"",
-					       text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-	if (!resp) {
-		free(text);
-		return MHD_NO;
-	}
-	if (text)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-	if (r.allow)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r.allow);
-	ret = MHD_queue_response(c, r.status, resp);
-	MHD_destroy_response(resp);
-	return ret;
-}
-
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-				  const char *version, const char *data, size_t *data_size, void **con_cls)
-{
-	struct api *a = cls;
-	struct req *q = *con_cls;
-	struct reply r;
-	json_t *in = NULL;
-	json_error_t jerr;
-	char bad[256] = "";
-
-	if (!q) { /* the headers: the body comes in the next calls */
-		q = calloc(1, sizeof(*q));
-		if (!q)
-			return MHD_NO;
-		*con_cls = q;
-		return MHD_YES;
-	}
-	if (*data_size) {
-		if (q->len + *data_size > API_BODY_MAX) {
-			q->too_big = true;
-		} else {
-			char *b = realloc(q->body, q->len + *data_size + 1);
-
-			if (!b)
-				return MHD_NO;
-			memcpy(b + q->len, data, *data_size);
-			q->body = b;
-			q->len += *data_size;
-			b[q->len] = 0;
-		}
-		*data_size = 0;
-		return MHD_YES;
-	}
-	if (q->too_big)
-		return answer(c, fault(MHD_HTTP_CONTENT_TOO_LARGE, "the body is larger than %u bytes", API_BODY_MAX));
-	if (q->len) {
-		in = json_loadb(q->body, q->len, JSON_REJECT_DUPLICATES, &jerr);
-		if (!in) {
-			snprintf(bad, sizeof(bad), "the body is not JSON: %s (at byte %d)", jerr.text, jerr.position);
-		} else if (!json_is_object(in)) {
-			json_decref(in);
-			in = NULL;
-			snprintf(bad, sizeof(bad), "the body must be a JSON object");
-		}
-	}
 	pthread_mutex_lock(&a->lock);
-	r = route(a, method, url, in, *bad ? bad : NULL);
+	rep = route(a, r->method, r->url, r->in, r->bad);
 	pthread_mutex_unlock(&a->lock);
-	if (r.status >= 400)
-		pr_info("api: %s %s: %u %s", method, url, r.status,
-			json_string_value(json_object_get(r.body, "fault_message")));
-	json_decref(in);
-	return answer(c, r);
-}
-
-static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
-{
-	struct req *q = *con_cls;
-
-	if (q) {
-		free(q->body);
-		free(q);
-		*con_cls = NULL;
-	}
-}
-
-/* ---- the socket ---- */
-
-/* A socket at path nobody listens on is left over from a process that
- * died: it may go. Anything else there stays. */
-static int listen_unix(const char *path, char *err, size_t len)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(err, len, "--api-sock %s: longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
-		return -ENAMETOOLONG;
-	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		goto fail;
-	if (!lstat(path, &st)) {
-		if (!S_ISSOCK(st.st_mode) || !connect(fd, (struct sockaddr *)&sa, sizeof(sa)) || errno != ECONNREFUSED) {
-			close(fd);
-			snprintf(err, len, "--api-sock %s: %s", path,
-				 S_ISSOCK(st.st_mode) ? "another process listens there" : "exists and is not a socket");
-			return -EEXIST;
-		}
-		close(fd);
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0 || unlink(path))
-			goto fail;
-	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 16))
-		goto fail;
-	return fd;
-fail:
-	snprintf(err, len, "--api-sock %s: %s", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	return -errno;
+	return rep;
 }
 
 int api_start(struct api **out, const char *path, char *err, size_t err_len)
 {
 	struct api *a = calloc(1, sizeof(*a));
-	sigset_t all, old;
-	int ret = -ENOMEM;
+	char why[256];
+	int ret = -ENOMEM, fd;
 
 	if (!a || !(a->path = strdup(path)))
 		goto fail;
@@ -946,24 +732,15 @@ int api_start(struct api **out, const char *path, char *err, size_t err_len)
 	pthread_cond_init(&a->metrics_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	a->metrics_fd = -1;
-	a->fd = listen_unix(path, err, err_len);
-	if (a->fd < 0) {
-		ret = a->fd;
+	fd = http_listen_unix(path, "--api-sock", err, err_len);
+	if (fd < 0) {
+		ret = fd;
 		goto fail_sync;
 	}
-	/* The server's thread takes no process signals: they are the main
-	 * thread's (Ctrl-C, SIGTERM) and the vCPUs' (kicks). */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0, NULL, NULL, on_request, a,
-				MHD_OPTION_LISTEN_SOCKET, a->fd, MHD_OPTION_NOTIFY_COMPLETED, on_done, a,
-				MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (!a->d) {
-		snprintf(err, err_len, "--api-sock %s: the HTTP server did not start", path);
-		ret = -EIO;
+	ret = http_start(&a->srv, fd, API_BODY_MAX, api_route, a, why, sizeof(why));
+	if (ret) {
+		snprintf(err, err_len, "--api-sock %s: %s", path, why);
 		unlink(path);
-		close(a->fd);
 		goto fail_sync;
 	}
 	*out = a;
@@ -987,8 +764,7 @@ void api_stop(struct api *a)
 {
 	if (!a)
 		return;
-	MHD_stop_daemon(a->d);
-	close(a->fd);
+	http_stop(a->srv);
 	unlink(a->path);
 	if (a->metrics_thread_started) {
 		pthread_mutex_lock(&a->lock);

@@ -1,0 +1,281 @@
+#include "api/http.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+struct http_server {
+	struct MHD_Daemon *d;
+	int fd;
+	size_t body_max;
+	http_route_fn *route;
+	void *opaque;
+};
+
+/* One request's body as it arrives. */
+struct req {
+	char *body;
+	size_t len;
+	bool too_big;
+};
+
+struct http_reply http_fault(unsigned status, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return (struct http_reply){ status, json_pack("{s:s}", "fault_message", msg), NULL };
+}
+
+struct http_reply http_ok(json_t *body)
+{
+	return (struct http_reply){ MHD_HTTP_OK, body, NULL };
+}
+
+struct http_reply http_no_content(void)
+{
+	return (struct http_reply){ MHD_HTTP_NO_CONTENT, NULL, NULL };
+}
+
+/* ---- request bodies ---- */
+
+static const char *const type_names[] = { "a string", "an integer", "a boolean", "an object", "an array",
+					  "a number" };
+
+static bool type_ok(const json_t *v, enum http_ftype t)
+{
+	switch (t) {
+	case F_STR: return json_is_string(v);
+	case F_INT: return json_is_integer(v);
+	case F_BOOL: return json_is_boolean(v);
+	case F_OBJ: return json_is_object(v);
+	case F_ARR: return json_is_array(v);
+	case F_NUM: return json_is_number(v);
+	}
+	return false;
+}
+
+const char *http_check_fields(const json_t *o, const struct http_field *f, size_t n, bool partial, char *why,
+			      size_t len)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach((json_t *)o, k, v) {
+		size_t i;
+
+		for (i = 0; i < n && strcmp(f[i].name, k); i++)
+			;
+		if (i == n) {
+			snprintf(why, len, "unknown field '%s'", k);
+			return why;
+		}
+		if (!type_ok(v, f[i].type)) {
+			snprintf(why, len, "field '%s' must be %s", k, type_names[f[i].type]);
+			return why;
+		}
+	}
+	for (size_t i = 0; i < n && !partial; i++) {
+		if (f[i].required && !json_object_get(o, f[i].name)) {
+			snprintf(why, len, "missing field '%s'", f[i].name);
+			return why;
+		}
+	}
+	return NULL;
+}
+
+/* ---- the server ---- */
+
+static enum MHD_Result answer(struct MHD_Connection *c, struct http_reply r)
+{
+	char *text = r.body ? json_dumps(r.body, JSON_COMPACT) : NULL;
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	json_decref(r.body);
+	resp = MHD_create_response_from_buffer(text ? strlen(text) : 0, text ? text : (char *)"",
+					       text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	if (!resp) {
+		free(text);
+		return MHD_NO;
+	}
+	if (text)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	if (r.allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r.allow);
+	ret = MHD_queue_response(c, r.status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static uid_t peer_uid(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len))
+		return (uid_t)-1;
+	return cred.uid;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+				  const char *version, const char *data, size_t *data_size, void **con_cls)
+{
+	struct http_server *s = cls;
+	struct req *q = *con_cls;
+	struct http_reply r;
+	json_t *in = NULL;
+	json_error_t jerr;
+	char bad[256] = "";
+
+	if (!q) { /* the headers: the body comes in the next calls */
+		q = calloc(1, sizeof(*q));
+		if (!q)
+			return MHD_NO;
+		*con_cls = q;
+		return MHD_YES;
+	}
+	if (*data_size) {
+		if (q->len + *data_size > s->body_max) {
+			q->too_big = true;
+		} else {
+			char *b = realloc(q->body, q->len + *data_size + 1);
+
+			if (!b)
+				return MHD_NO;
+			memcpy(b + q->len, data, *data_size);
+			q->body = b;
+			q->len += *data_size;
+			b[q->len] = 0;
+		}
+		*data_size = 0;
+		return MHD_YES;
+	}
+	if (q->too_big)
+		return answer(c, http_fault(MHD_HTTP_CONTENT_TOO_LARGE, "the body is larger than %zu bytes",
+					    s->body_max));
+	if (q->len) {
+		in = json_loadb(q->body, q->len, JSON_REJECT_DUPLICATES, &jerr);
+		if (!in) {
+			snprintf(bad, sizeof(bad), "the body is not JSON: %s (at byte %d)", jerr.text, jerr.position);
+		} else if (!json_is_object(in)) {
+			json_decref(in);
+			in = NULL;
+			snprintf(bad, sizeof(bad), "the body must be a JSON object");
+		}
+	}
+	r = s->route(s->opaque, &(struct http_request){
+		.method = method,
+		.url = url,
+		.in = in,
+		.bad = *bad ? bad : NULL,
+		.auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+		.peer_uid = peer_uid(c),
+	});
+	if (r.status >= 400)
+		pr_info("api: %s %s: %u %s", method, url, r.status,
+			json_string_value(json_object_get(r.body, "fault_message")));
+	json_decref(in);
+	return answer(c, r);
+}
+
+static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	struct req *q = *con_cls;
+
+	if (q) {
+		free(q->body);
+		free(q);
+		*con_cls = NULL;
+	}
+}
+
+int http_listen_unix(const char *path, const char *what, char *err, size_t len)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, len, "%s %s: longer than %zu bytes", what, path, sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	if (!lstat(path, &st)) {
+		if (!S_ISSOCK(st.st_mode) || !connect(fd, (struct sockaddr *)&sa, sizeof(sa)) || errno != ECONNREFUSED) {
+			close(fd);
+			snprintf(err, len, "%s %s: %s", what, path,
+				 S_ISSOCK(st.st_mode) ? "another process listens there" : "exists and is not a socket");
+			return -EEXIST;
+		}
+		close(fd);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || unlink(path))
+			goto fail;
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 64))
+		goto fail;
+	return fd;
+fail:
+	snprintf(err, len, "%s %s: %s", what, path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -errno;
+}
+
+int http_start(struct http_server **out, int fd, size_t body_max, http_route_fn *route, void *opaque, char *err,
+	       size_t len)
+{
+	struct http_server *s = calloc(1, sizeof(*s));
+	sigset_t all, old;
+
+	*out = NULL;
+	if (!s) {
+		close(fd);
+		snprintf(err, len, "out of memory");
+		return -ENOMEM;
+	}
+	*s = (struct http_server){ .fd = fd, .body_max = body_max, .route = route, .opaque = opaque };
+	/* The server's thread takes no process signals: they are the main
+	 * thread's (Ctrl-C, SIGTERM) and the vCPUs' (kicks). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0, NULL, NULL, on_request, s,
+				MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_done, s,
+				MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!s->d) {
+		snprintf(err, len, "the HTTP server did not start");
+		close(fd);
+		free(s);
+		return -EIO;
+	}
+	*out = s;
+	return 0;
+}
+
+void http_stop(struct http_server *s)
+{
+	if (!s)
+		return;
+	MHD_stop_daemon(s->d);
+	close(s->fd);
+	free(s);
+}
