@@ -45,6 +45,7 @@ OBJS += src/core/vm.o
 OBJS += src/core/vm_config.o
 OBJS += src/api/http.o
 OBJS += src/api/api.o
+OBJS += src/api/http_client.o
 OBJS += src/api/ctl.o
 OBJS += src/snapshot/snapfile.o
 OBJS += src/snapshot/vcpu_state.o

@@ -1,23 +1,16 @@
-/* tarn ctl: the per-VM API from the shell. libcurl speaks HTTP over the
- * Unix socket; jansson reads the replies.
- *
- * libcurl is loaded here, when tarn ctl runs (dlopen), not linked into
- * tarn: with it linked, every tarn started (a restore that must be running
- * in milliseconds) paid ~5 ms loading and starting up the TLS, Kerberos
- * and LDAP libraries libcurl depends on. */
+/* tarn ctl: the per-VM API from the shell (api/http_client.h). */
 #include "api/ctl.h"
 
-#include <curl/curl.h>
-#include <dlfcn.h>
 #include <getopt.h>
 #include <limits.h>
-#include <stddef.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "api/http_client.h"
 
 static const char ctl_usage[] =
 	"usage: tarn ctl --sock PATH [--json] VERB [ARGS]\n"
@@ -47,120 +40,6 @@ static const char ctl_usage[] =
 	"\n"
 	"Exit status: 0 done, 1 tarn refused (its reason on stderr) or cannot be\n"
 	"reached, 2 bad usage.\n";
-
-struct body {
-	char *p;
-	size_t len;
-};
-
-static size_t collect(char *data, size_t size, size_t n, void *opaque)
-{
-	struct body *b = opaque;
-	char *q = realloc(b->p, b->len + size * n + 1);
-
-	if (!q)
-		return 0;
-	memcpy(q + b->len, data, size * n);
-	b->p = q;
-	b->len += size * n;
-	q[b->len] = 0;
-	return size * n;
-}
-
-/* The libcurl calls tarn ctl makes, from libcurl.so.4. */
-static struct curl_api {
-	CURLcode (*global_init)(long flags);
-	void (*global_cleanup)(void);
-	CURL *(*easy_init)(void);
-	CURLcode (*easy_setopt)(CURL *c, CURLoption opt, ...);
-	CURLcode (*easy_perform)(CURL *c);
-	CURLcode (*easy_getinfo)(CURL *c, CURLINFO info, ...);
-	void (*easy_cleanup)(CURL *c);
-	const char *(*easy_strerror)(CURLcode rc);
-	struct curl_slist *(*slist_append)(struct curl_slist *l, const char *s);
-	void (*slist_free_all)(struct curl_slist *l);
-} curl;
-
-/* 0, or 1 with the reason printed. */
-static int curl_load(void)
-{
-	static const struct {
-		const char *name;
-		size_t off;
-	} syms[] = {
-#define SYM(f) { "curl_" #f, offsetof(struct curl_api, f) }
-		SYM(global_init), SYM(global_cleanup), SYM(easy_init), SYM(easy_setopt), SYM(easy_perform),
-		SYM(easy_getinfo), SYM(easy_cleanup), SYM(easy_strerror), SYM(slist_append), SYM(slist_free_all),
-#undef SYM
-	};
-	void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
-
-	for (size_t i = 0; h && i < sizeof(syms) / sizeof(syms[0]); i++) {
-		void *f = dlsym(h, syms[i].name);
-
-		if (!f) {
-			fprintf(stderr, "tarn ctl: libcurl.so.4 has no %s\n", syms[i].name);
-			return 1;
-		}
-		memcpy((char *)&curl + syms[i].off, &f, sizeof(f));
-	}
-	if (!h)
-		fprintf(stderr, "tarn ctl: cannot load libcurl: %s (apt-get install libcurl4)\n", dlerror());
-	return !h;
-}
-
-/* One request; the reply's status in *status and body in *out (NULL when
- * empty). 0, or 1 with the reason printed. */
-static int request(const char *sock, const char *method, const char *path, const char *json, long *status,
-		   json_t **out)
-{
-	struct curl_slist *hdr = curl.slist_append(NULL, "Content-Type: application/json");
-	struct body b = { 0 };
-	char url[512], cerr[CURL_ERROR_SIZE] = "";
-	CURL *c = curl.easy_init();
-	CURLcode rc;
-	json_error_t jerr;
-
-	*out = NULL;
-	if (!c || !hdr) {
-		fprintf(stderr, "tarn ctl: out of memory\n");
-		return 1;
-	}
-	snprintf(url, sizeof(url), "http://localhost%s%s", path[0] == '/' ? "" : "/", path);
-	curl.easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, sock);
-	curl.easy_setopt(c, CURLOPT_URL, url);
-	curl.easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl.easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-	curl.easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-	curl.easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl.easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
-	curl.easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-	if (json)
-		curl.easy_setopt(c, CURLOPT_POSTFIELDS, json);
-	rc = curl.easy_perform(c);
-	if (rc == CURLE_OK)
-		curl.easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-	curl.easy_cleanup(c);
-	curl.slist_free_all(hdr);
-	if (rc == CURLE_COULDNT_CONNECT) {
-		fprintf(stderr, "tarn ctl: cannot reach tarn at %s: %s\n", sock,
-			access(sock, F_OK) ? "no such socket" : "nothing listens there (is tarn still running?)");
-		free(b.p);
-		return 1;
-	}
-	if (rc != CURLE_OK) {
-		fprintf(stderr, "tarn ctl: cannot reach tarn at %s: %s\n", sock, *cerr ? cerr : curl.easy_strerror(rc));
-		free(b.p);
-		return 1;
-	}
-	if (b.len && !(*out = json_loadb(b.p, b.len, 0, &jerr))) {
-		fprintf(stderr, "tarn ctl: %s %s: %ld with a reply that is not JSON\n", method, path, *status);
-		free(b.p);
-		return 1;
-	}
-	free(b.p);
-	return 0;
-}
 
 static void print_json(const json_t *v)
 {
@@ -194,7 +73,8 @@ int cmd_ctl(int argc, char **argv)
 	bool as_json = false;
 	json_t *reply;
 	long status = 0;
-	int opt, nargs;
+	char err[512];
+	int opt, nargs, ret;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "+s:h", opts, NULL)) != -1) {
@@ -257,16 +137,12 @@ int cmd_ctl(int argc, char **argv)
 		fprintf(stderr, "tarn ctl: '%s' with %d argument(s): see 'tarn ctl --help'\n", verb, nargs);
 		return 2;
 	}
-	if (curl_load())
-		return 1;
-	curl.global_init(CURL_GLOBAL_NOTHING);
-	if (request(sock, method, path, body, &status, &reply)) {
-		curl.global_cleanup();
-		free(owned_body);
+	ret = http_request(sock, method, path, body, NULL, &status, &reply, err, sizeof(err));
+	free(owned_body);
+	if (ret) {
+		fprintf(stderr, "tarn ctl: %s\n", err);
 		return 1;
 	}
-	free(owned_body);
-	curl.global_cleanup();
 	if (status >= 300) {
 		const char *why = json_string_value(json_object_get(reply, "fault_message"));
 

@@ -1,0 +1,16 @@
+/* The client side of api/http.h: one request to an HTTP server on a Unix
+ * socket (tarn's per-VM API, tarnd's), JSON in and out. */
+#ifndef TARN_API_HTTP_CLIENT_H
+#define TARN_API_HTTP_CLIENT_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* method path on the server at sock, with body (JSON text, or NULL) and,
+ * unless token is NULL, "Authorization: Bearer token". 0 with the status
+ * in *status and the reply in *out (NULL when empty; the caller's), or -1
+ * with the reason in err (no server, a reply that is not JSON). */
+int http_request(const char *sock, const char *method, const char *path, const char *body, const char *token,
+		 long *status, json_t **out, char *err, size_t len) __attribute__((warn_unused_result));
+
+#endif
