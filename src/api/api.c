@@ -481,6 +481,13 @@ static struct http_reply put_actions(struct api *a, json_t *in)
 			return http_fault(MHD_HTTP_BAD_REQUEST, "FlushMetrics: cannot write the metrics: %s", strerror(-ret));
 		return http_no_content();
 	}
+	if (!strcmp(t, "PowerButton")) { /* tarn's */
+		if (a->state != API_RUNNING)
+			return http_fault(MHD_HTTP_BAD_REQUEST, "the VM is not running (state %s)", state_name(a->state, NULL));
+		if (vm_power_button(a->vm))
+			return http_fault(MHD_HTTP_BAD_REQUEST, "PowerButton: the VM is paused");
+		return http_no_content();
+	}
 	if (!strcmp(t, "SendCtrlAltDel")) {
 		int ret;
 
@@ -494,8 +501,8 @@ static struct http_reply put_actions(struct api *a, json_t *in)
 		return http_no_content();
 	}
 	if (strcmp(t, "InstanceStart"))
-		return http_fault(MHD_HTTP_BAD_REQUEST, "action_type %s: expected InstanceStart, SendCtrlAltDel or "
-			     "FlushMetrics", t);
+		return http_fault(MHD_HTTP_BAD_REQUEST, "action_type %s: expected InstanceStart, SendCtrlAltDel, "
+			     "FlushMetrics or PowerButton", t);
 	if (a->state != API_NOT_STARTED)
 		return http_fault(MHD_HTTP_BAD_REQUEST, "the VM has started already");
 	if (!json_object_get(a->model, "boot-source"))

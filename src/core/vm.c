@@ -378,6 +378,14 @@ bool vm_is_paused(struct vm *vm)
 	return p;
 }
 
+int vm_power_button(struct vm *vm)
+{
+	if (vm_is_paused(vm))
+		return -EBUSY;
+	acpi_pm_set_status(&vm->devs->pm, ACPI_PM1_PWRBTN);
+	return 0;
+}
+
 int vm_ctrl_alt_del(struct vm *vm)
 {
 	if (vm_is_paused(vm))

@@ -149,6 +149,11 @@ int vm_pause(struct vm *vm);
 int vm_resume(struct vm *vm);
 bool vm_is_paused(struct vm *vm);
 
+/* Press the ACPI power button (PM1 PWRBTN_STS, an SCI where the guest
+ * enabled it): a guest with an ACPI daemon (systemd-logind, acpid) shuts
+ * down, one without ignores it. -EBUSY while paused. */
+int vm_power_button(struct vm *vm);
+
 /* Press Ctrl+Alt+Del on the VM's keyboard (hw/i8042.c): what the guest
  * does then is its own affair (Linux reboots, and tarn ends with
  * VM_EXIT_RESET). -EBUSY while paused or while the guest has not read the

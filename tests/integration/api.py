@@ -514,7 +514,12 @@ ok(st == 400 and is_fault((st, b, t)), "a second /snapshot/load: 400", f"{st} {t
 # then Linux restarts, and tarn ends with status 4 (the guest's reboot).
 call(sock, "PATCH", "/vm", {"state": "Paused"})
 st, b, t = call(sock, "PUT", "/actions", {"action_type": "SendCtrlAltDel"})
+st2, b2, t2 = call(sock, "PUT", "/actions", {"action_type": "PowerButton"})
 call(sock, "PATCH", "/vm", {"state": "Resumed"})
+st3, b3, t3 = call(sock, "PUT", "/actions", {"action_type": "PowerButton"})
+ok(st2 == 400 and st3 == 204 and p2.poll() is None,
+   "PowerButton (tarn's): 400 while paused, 204 running (this guest has no ACPI daemon: it runs on)",
+   f"{st2} {t2} / {st3} {t3}")
 ok(st == 400 and "paused" in t, "SendCtrlAltDel while paused: 400", f"{st} {t}")
 st, b, t = call(sock, "PUT", "/actions", {"action_type": "SendCtrlAltDel"})
 try:

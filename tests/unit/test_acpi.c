@@ -171,9 +171,9 @@ static void test_fadt_fields(void **state)
 	assert_int_equal(fa->sci_int, 9);
 	assert_int_equal(fa->smi_cmd, 0);
 	assert_int_equal(fa->flags & ACPI_FADT_HW_REDUCED, 0);
-	uint32_t want = ACPI_FADT_WBINVD | ACPI_FADT_PROC_C1 | ACPI_FADT_PWR_BUTTON |
-			ACPI_FADT_SLP_BUTTON | ACPI_FADT_RESET_REG_SUP;
+	uint32_t want = ACPI_FADT_WBINVD | ACPI_FADT_PROC_C1 | ACPI_FADT_SLP_BUTTON | ACPI_FADT_RESET_REG_SUP;
 	assert_int_equal(fa->flags & want, want);
+	assert_int_equal(fa->flags & ACPI_FADT_PWR_BUTTON, 0); /* the fixed-hardware power button */
 	assert_int_equal(fa->flags & ACPI_FADT_TMR_VAL_EXT, 0); /* 24-bit timer */
 	assert_true(fa->iapc_boot_arch & ACPI_BOOT_8042); /* the i8042, in the DSDT too */
 	assert_true(fa->iapc_boot_arch & ACPI_BOOT_NO_VGA);

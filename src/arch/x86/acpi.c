@@ -333,11 +333,11 @@ static void build_fadt(struct acpi_fadt *f, const struct acpi_config *cfg, const
 	f->iapc_boot_arch = ACPI_BOOT_LEGACY_DEVICES | ACPI_BOOT_NO_VGA |
 			    (cfg->legacy_devs & ACPI_DEV_KBD ? ACPI_BOOT_8042 : 0);
 
-	/* WBINVD works; C1 (HLT) on every vCPU; power and sleep buttons, if
-	 * ever, are control-method devices, not fixed hardware; the reset
-	 * register below is valid. TMR_VAL_EXT stays clear: 24-bit timer. */
-	f->flags = ACPI_FADT_WBINVD | ACPI_FADT_PROC_C1 | ACPI_FADT_PWR_BUTTON |
-		   ACPI_FADT_SLP_BUTTON | ACPI_FADT_RESET_REG_SUP;
+	/* WBINVD works; C1 (HLT) on every vCPU; the power button is the fixed
+	 * hardware one (PWR_BUTTON clear: PM1's PWRBTN_STS, which tarn's
+	 * PowerButton action sets); no sleep button; the reset register below
+	 * is valid. TMR_VAL_EXT stays clear: 24-bit timer. */
+	f->flags = ACPI_FADT_WBINVD | ACPI_FADT_PROC_C1 | ACPI_FADT_SLP_BUTTON | ACPI_FADT_RESET_REG_SUP;
 
 	/* Reset through the i8042: byte 0xFE to port 0x64 (RESET_REG, §5.2.9). */
 	f->reset_reg = io_gas(ACPI_RESET_PORT, 8, ACPI_GAS_ACCESS_BYTE);
