@@ -79,7 +79,7 @@ OBJS += src/hw/pit.o
 LIB := $(O)/libtarn.a
 BIN := $(O)/tarn
 
-tarn: $(BIN)
+tarn: $(BIN) $(O)/tarnd $(O)/tarnctl
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -94,13 +94,24 @@ $(BIN): $(O)/src/tarn.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# ---- the host daemon and its command line (src/daemon/) ----
+TARND_OBJS := src/daemon/main.o src/daemon/db.o src/daemon/supervise.o src/daemon/routes.o
+
+$(O)/tarnd: $(addprefix $(O)/,$(TARND_OBJS)) $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lsqlite3
+
+$(O)/tarnctl: $(O)/src/daemon/tarnctl.o $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 include tests/tests.mk
 include guest/guest.mk
 include bench/bench.mk
 
 # Install missing Debian packages (needs root; does nothing when all present).
 DEBS := build-essential clang llvm lld libclang-rt-14-dev qemu-system-x86 acpica-tools busybox-static \
-	cpio lz4 zstd e2fsprogs qemu-utils zlib1g-dev libcapstone-dev libcmocka-dev liblz4-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev \
+	cpio lz4 zstd e2fsprogs qemu-utils zlib1g-dev libcapstone-dev libcmocka-dev liblz4-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 \
 	iproute2 python3 curl kmod time
 setup:
 	$(Q)./tools/setup.sh $(DEBS)

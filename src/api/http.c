@@ -132,6 +132,23 @@ static uid_t peer_uid(struct MHD_Connection *c)
 	return cred.uid;
 }
 
+struct query {
+	char buf[512];
+	size_t len;
+};
+
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct query *q = cls;
+	int n = snprintf(q->buf + q->len, sizeof(q->buf) - q->len, "%s%s=%s", q->len ? "&" : "", key,
+			 value ? value : "");
+
+	if (n < 0 || (size_t)n >= sizeof(q->buf) - q->len)
+		return MHD_NO; /* the rest does not fit: left out */
+	q->len += (size_t)n;
+	return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 				  const char *version, const char *data, size_t *data_size, void **con_cls)
 {
@@ -178,9 +195,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			snprintf(bad, sizeof(bad), "the body must be a JSON object");
 		}
 	}
+	struct query qs = { .len = 0 };
+
+	qs.buf[0] = 0;
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_arg, &qs);
 	r = s->route(s->opaque, &(struct http_request){
 		.method = method,
 		.url = url,
+		.query = qs.buf,
 		.in = in,
 		.bad = *bad ? bad : NULL,
 		.auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),

@@ -16,7 +16,8 @@
 #include <sys/types.h>
 
 struct http_request {
-	const char *method, *url;
+	const char *method, *url; /* url without its query */
+	const char *query;	  /* "k=v&k2=v2" (decoded values), "" for none */
 	json_t *in;	  /* the body as an object, or NULL */
 	const char *bad;  /* why the body is not an object; NULL: there was none */
 	const char *auth; /* the Authorization header, or NULL */

@@ -10,6 +10,8 @@
 
 enum log_level log_threshold = LOG_WARN;
 
+const char *log_prog = "tarn";
+
 static const char *const level_names[] = {
 	[LOG_ERR] = "error", [LOG_WARN] = "warning", [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
 };
@@ -26,9 +28,9 @@ void log_msg(enum log_level lvl, const char *file, int line, const char *fmt, ..
 	va_end(ap);
 	/* One fprintf per line so lines from different threads do not interleave. */
 	if (log_threshold >= LOG_DEBUG)
-		fprintf(stderr, "tarn: %s: %s (%s:%d)\n", level_names[lvl], buf, file, line);
+		fprintf(stderr, "%s: %s: %s (%s:%d)\n", log_prog, level_names[lvl], buf, file, line);
 	else
-		fprintf(stderr, "tarn: %s: %s\n", level_names[lvl], buf);
+		fprintf(stderr, "%s: %s: %s\n", log_prog, level_names[lvl], buf);
 }
 
 static uint64_t (*ratelimit_clock)(void) = monotonic_ns;
@@ -46,7 +48,7 @@ bool ratelimit_ok(struct ratelimit *rl)
 	/* Racy across threads by design: worst case a few extra lines. */
 	if (now - rl->window_start_ns >= LOG_RATELIMIT_WINDOW_NS) {
 		if (rl->suppressed && log_threshold >= LOG_WARN)
-			fprintf(stderr, "tarn: warning: %u similar messages suppressed\n", rl->suppressed);
+			fprintf(stderr, "%s: warning: %u similar messages suppressed\n", log_prog, rl->suppressed);
 		rl->window_start_ns = now;
 		rl->printed = 0;
 		rl->suppressed = 0;
@@ -73,7 +75,7 @@ void die(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("tarn: ", stderr);
+	fprintf(stderr, "%s: ", log_prog);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);

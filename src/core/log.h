@@ -10,6 +10,8 @@
 enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 extern enum log_level log_threshold;
+/* The program name messages start with ("tarn", "tarnd", "tarnctl"). */
+extern const char *log_prog;
 
 void log_msg(enum log_level lvl, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -54,7 +56,7 @@ void log_set_ratelimit_clock(uint64_t (*now_ns)(void));
  * failure path of every "0, or -errno with a reason in err" function. */
 int errorf(char *err, size_t len, int ret, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-/* Start-up only: print "tarn: <msg>" and exit with status 2. Never on guest input. */
+/* Start-up only: print "<log_prog>: <msg>" and exit with status 2. Never on guest input. */
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 #endif

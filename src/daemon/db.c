@@ -89,7 +89,7 @@ int db_open(sqlite3 **out, const char *path, char *err, size_t len)
 			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 			goto fail;
 		}
-		pr_info("tarnd: %s: schema migrated to version %d", path, v + 1);
+		pr_info("%s: schema migrated to version %d", path, v + 1);
 	}
 	*out = db;
 	return 0;
@@ -117,7 +117,7 @@ static sqlite3_stmt *vquery(sqlite3 *db, const char *sql, const char *fmt, va_li
 	sqlite3_stmt *st = NULL;
 
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK || bind_args(st, fmt, ap) != SQLITE_OK) {
-		pr_err("tarnd: database: %s (%s)", sqlite3_errmsg(db), sql);
+		pr_err("database: %s (%s)", sqlite3_errmsg(db), sql);
 		sqlite3_finalize(st);
 		return NULL;
 	}
@@ -148,7 +148,7 @@ int db_exec(sqlite3 *db, const char *sql, const char *fmt, ...)
 		return SQLITE_ERROR;
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE)
-		pr_err("tarnd: database: %s (%s)", sqlite3_errmsg(db), sql);
+		pr_err("database: %s (%s)", sqlite3_errmsg(db), sql);
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }

@@ -1,0 +1,422 @@
+/* tarnd's REST API (docs/tarnd.json): /v1/vms and its verbs, /v1/events,
+ * /v1/host. One request at a time under the daemon's lock, one database
+ * transaction each, every request recorded in the audit table. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/http.h"
+#include "core/log.h"
+#include "daemon/db.h"
+#include "daemon/tarnd.h"
+
+#define TARND_BODY_MAX (64u << 10)
+#define LOG_TAIL_DEFAULT (64u << 10)
+
+static struct tarnd *D;
+static struct http_server *srv;
+
+/* VM names: what a directory, a socket path and a shell take as they are. */
+static bool name_ok(const char *n)
+{
+	size_t len = strlen(n);
+
+	if (!len || len > 63 || !isalnum((unsigned char)n[0]))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)n[i]) && n[i] != '-' && n[i] != '_' && n[i] != '.')
+			return false;
+	return true;
+}
+
+static const char *const vm_cols = "id, name, kernel, initrd, cmdline, cpus, mem_mib, backend, restart, desired, "
+				   "observed, pid, exit_status, restarts, created_at, updated_at";
+
+static json_t *text_or_null(sqlite3_stmt *st, int col)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+
+	return t ? json_string((const char *)t) : json_null();
+}
+
+static json_t *vm_json(sqlite3_stmt *st)
+{
+	return json_pack("{s:s,s:o,s:o,s:o,s:i,s:i,s:s,s:s,s:s,s:s,s:o,s:o,s:I,s:I}",
+			 "name", sqlite3_column_text(st, 1), "kernel", text_or_null(st, 2), "initrd",
+			 text_or_null(st, 3), "cmdline", text_or_null(st, 4), "cpus", sqlite3_column_int(st, 5),
+			 "mem_mib", sqlite3_column_int(st, 6), "backend", sqlite3_column_text(st, 7), "restart",
+			 sqlite3_column_text(st, 8), "desired", sqlite3_column_text(st, 9), "state",
+			 sqlite3_column_text(st, 10), "pid",
+			 sqlite3_column_type(st, 11) == SQLITE_NULL ? json_null() : json_integer(sqlite3_column_int64(st, 11)),
+			 "exit_status",
+			 sqlite3_column_type(st, 12) == SQLITE_NULL ? json_null() : json_integer(sqlite3_column_int64(st, 12)),
+			 "created_at", (json_int_t)sqlite3_column_int64(st, 14), "updated_at",
+			 (json_int_t)sqlite3_column_int64(st, 15));
+}
+
+/* The VM's row, stepped, or NULL (finalize it). */
+static sqlite3_stmt *vm_row(const char *name)
+{
+	char sql[256];
+	sqlite3_stmt *st;
+
+	snprintf(sql, sizeof(sql), "SELECT %s FROM vms WHERE name = ?", vm_cols);
+	st = db_query(D->db, sql, "s", name);
+	if (st && sqlite3_step(st) == SQLITE_ROW)
+		return st;
+	sqlite3_finalize(st);
+	return NULL;
+}
+
+static struct http_reply vm_reply(unsigned status, const char *name)
+{
+	sqlite3_stmt *st = vm_row(name);
+	struct http_reply r = st ? (struct http_reply){ status, vm_json(st), NULL }
+				 : http_fault(404, "no VM named %s", name);
+
+	sqlite3_finalize(st);
+	return r;
+}
+
+static struct http_reply list_vms(void)
+{
+	char sql[256];
+	sqlite3_stmt *st;
+	json_t *arr = json_array();
+
+	snprintf(sql, sizeof(sql), "SELECT %s FROM vms ORDER BY name", vm_cols);
+	st = db_query(D->db, sql, "");
+	while (st && sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(arr, vm_json(st));
+	sqlite3_finalize(st);
+	return http_ok(json_pack("{s:o}", "vms", arr));
+}
+
+static const struct http_field create_fields[] = {
+	{ "name", F_STR, true },     { "kernel", F_STR, true }, { "initrd", F_STR, false },
+	{ "cmdline", F_STR, false }, { "cpus", F_INT, false },	{ "mem_mib", F_INT, false },
+	{ "backend", F_STR, false }, { "restart", F_STR, false }, { "start", F_BOOL, false },
+};
+
+static struct http_reply create_vm(json_t *in)
+{
+	const char *name, *kernel, *initrd, *backend, *restart;
+	json_int_t cpus, mem;
+	sqlite3_stmt *st;
+	bool taken;
+
+	HTTP_CHECK(in, create_fields, false);
+	name = json_string_value(json_object_get(in, "name"));
+	kernel = json_string_value(json_object_get(in, "kernel"));
+	initrd = json_string_value(json_object_get(in, "initrd"));
+	backend = json_string_value(json_object_get(in, "backend"));
+	restart = json_string_value(json_object_get(in, "restart"));
+	cpus = json_object_get(in, "cpus") ? json_integer_value(json_object_get(in, "cpus")) : 1;
+	mem = json_object_get(in, "mem_mib") ? json_integer_value(json_object_get(in, "mem_mib")) : 512;
+	if (!name_ok(name))
+		return http_fault(400, "name %s: 1 to 63 letters, digits, '-', '_' or '.', starting with a letter "
+				  "or digit", name);
+	if (kernel[0] != '/' || access(kernel, R_OK))
+		return http_fault(400, "kernel %s: %s", kernel, kernel[0] != '/' ? "give an absolute path"
+										  : strerror(errno));
+	if (initrd && (initrd[0] != '/' || access(initrd, R_OK)))
+		return http_fault(400, "initrd %s: %s", initrd, initrd[0] != '/' ? "give an absolute path"
+										  : strerror(errno));
+	if (cpus < 1 || cpus > 255)
+		return http_fault(400, "cpus %lld: between 1 and 255", (long long)cpus);
+	if (mem < 16 || mem > (1 << 22))
+		return http_fault(400, "mem_mib %lld: between 16 and 4194304", (long long)mem);
+	if (backend && strcmp(backend, "kvm") && strcmp(backend, "emu") && strcmp(backend, "auto"))
+		return http_fault(400, "backend %s: expected kvm, emu or auto", backend);
+	if (restart && strcmp(restart, "no") && strcmp(restart, "on-failure") && strcmp(restart, "always"))
+		return http_fault(400, "restart %s: expected no, on-failure or always", restart);
+	st = db_query(D->db, "SELECT 1 FROM vms WHERE name = ?", "s", name);
+	taken = st && sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	if (taken)
+		return http_fault(409, "a VM named %s exists already", name);
+	if (db_exec(D->db,
+		    "INSERT INTO vms (name, kernel, initrd, cmdline, cpus, mem_mib, backend, restart, desired, observed, "
+		    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'stopped', ?, ?)",
+		    "ss" "s" "s" "iisss" "ii", name, kernel, initrd, json_string_value(json_object_get(in, "cmdline")),
+		    (int64_t)cpus, (int64_t)mem, backend ? backend : "auto", restart ? restart : "no",
+		    json_is_true(json_object_get(in, "start")) ? "running" : "stopped", (int64_t)time(NULL),
+		    (int64_t)time(NULL)))
+		return http_fault(500, "cannot record the VM: %s", sqlite3_errmsg(D->db));
+	tarnd_event(D, name, "created", "%lld vCPU, %lld MiB, backend %s", (long long)cpus, (long long)mem,
+		    backend ? backend : "auto");
+	tarnd_reconcile(D);
+	return vm_reply(201, name);
+}
+
+/* Set what the VM should be; the loop does the rest. */
+static struct http_reply want(const char *name, const char *desired)
+{
+	db_exec(D->db, "UPDATE vms SET desired = ?, updated_at = ? WHERE name = ?", "sis", desired,
+		(int64_t)time(NULL), name);
+	tarnd_reconcile(D);
+	return vm_reply(200, name);
+}
+
+static const struct http_field stop_fields[] = { { "timeout", F_NUM, false } };
+
+static struct http_reply vm_action(const char *name, const char *verb, json_t *in)
+{
+	sqlite3_stmt *st = vm_row(name);
+	char state[32], err[256];
+	struct vmproc *p;
+	int64_t id;
+
+	if (!st)
+		return http_fault(404, "no VM named %s", name);
+	snprintf(state, sizeof(state), "%s", sqlite3_column_text(st, 10));
+	id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	p = tarnd_proc(D, id);
+	if (!strcmp(verb, "start"))
+		return want(name, "running");
+	if (!strcmp(verb, "stop") || !strcmp(verb, "kill")) {
+		if (in)
+			HTTP_CHECK(in, stop_fields, false);
+		if (p && p->pid && !strcmp(verb, "kill")) {
+			kill(p->pid, SIGKILL);
+		} else if (p && p->pid && in && json_object_get(in, "timeout")) {
+			double t = json_number_value(json_object_get(in, "timeout"));
+
+			if (t < 0 || t > 3600)
+				return http_fault(400, "timeout %g: between 0 and 3600 seconds", t);
+			p->stop_ms = (int)(t * 1000);
+		}
+		return want(name, "stopped");
+	}
+	/* pause, resume: through the VM's own API, at once. */
+	if (!p || !p->pid || (strcmp(state, "running") && strcmp(state, "paused")))
+		return http_fault(400, "%s is %s: only a running VM pauses or resumes", name, state);
+	if (tarnd_vm_api(D, name, "PATCH", "/vm", !strcmp(verb, "pause") ? "{\"state\":\"Paused\"}"
+									 : "{\"state\":\"Resumed\"}",
+			 err, sizeof(err)))
+		return http_fault(502, "%s: %s", name, err);
+	db_exec(D->db, "UPDATE vms SET observed = ?, desired = ?, updated_at = ? WHERE id = ?", "ssii",
+		!strcmp(verb, "pause") ? "paused" : "running", !strcmp(verb, "pause") ? "paused" : "running",
+		(int64_t)time(NULL), id);
+	tarnd_event(D, name, !strcmp(verb, "pause") ? "paused" : "resumed", "through the API");
+	return vm_reply(200, name);
+}
+
+static int rm_rf_dir(const char *dir)
+{
+	static const char *const files[] = { "api.sock", "console.log", "console.log.1", "tarn.log" };
+	char path[4200];
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		unlink(path);
+	}
+	return rmdir(dir) && errno != ENOENT ? -errno : 0;
+}
+
+static struct http_reply delete_vm(const char *name)
+{
+	sqlite3_stmt *st = vm_row(name);
+	struct vmproc *p;
+	char dir[4096];
+
+	if (!st)
+		return http_fault(404, "no VM named %s", name);
+	p = tarnd_proc(D, sqlite3_column_int64(st, 0));
+	sqlite3_finalize(st);
+	if (p && p->pid)
+		return http_fault(400, "%s runs: stop it first (or kill it)", name);
+	db_exec(D->db, "DELETE FROM vms WHERE name = ?", "s", name);
+	tarnd_vm_dir(D, name, dir, sizeof(dir));
+	if (rm_rf_dir(dir))
+		pr_warn("%s: cannot remove %s: %s", name, dir, strerror(errno));
+	tarnd_event(D, name, "deleted", "through the API");
+	tarnd_reconcile(D);
+	return http_no_content();
+}
+
+/* The last want bytes of the VM's console: its rotated older part
+ * (console.log.1), then console.log. */
+static struct http_reply vm_logs(const char *name, const char *query_tail)
+{
+	static const char *const parts[] = { "console.log.1", "console.log" };
+	uint64_t want = query_tail ? strtoull(query_tail, NULL, 10) : LOG_TAIL_DEFAULT, total = 0;
+	char dir[4096], path[4200], *buf;
+	sqlite3_stmt *st = vm_row(name);
+	size_t have = 0;
+	json_t *text;
+
+	if (!st)
+		return http_fault(404, "no VM named %s", name);
+	sqlite3_finalize(st);
+	if (want > 2 * D->console_cap)
+		want = 2 * D->console_cap;
+	buf = malloc(want + 1);
+	if (!buf)
+		return http_fault(500, "out of memory");
+	tarnd_vm_dir(D, name, dir, sizeof(dir));
+	/* Newest first: the tail of console.log, then what fits of .1. */
+	for (int i = 1; i >= 0 && have < want; i--) {
+		struct stat sb;
+		uint64_t take;
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, parts[i]);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || fstat(fd, &sb)) {
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		total += (uint64_t)sb.st_size;
+		take = (uint64_t)sb.st_size < want - have ? (uint64_t)sb.st_size : want - have;
+		memmove(buf + take, buf, have);
+		if (pread(fd, buf, take, sb.st_size - (off_t)take) != (ssize_t)take)
+			take = 0;
+		have += take;
+		close(fd);
+	}
+	/* JSON text is UTF-8; what the guest printed may not be. */
+	text = json_stringn(buf, have);
+	for (size_t i = 0; !text && i < have; i++)
+		if ((unsigned char)buf[i] >= 0x80)
+			buf[i] = '?';
+	if (!text)
+		text = json_stringn(buf, have);
+	free(buf);
+	return http_ok(json_pack("{s:o,s:I}", "log", text, "size", (json_int_t)total));
+}
+
+static struct http_reply list_events(const char *since, const char *vm)
+{
+	sqlite3_stmt *st = vm ? db_query(D->db, "SELECT id, at, vm, kind, detail FROM events WHERE id > ? AND vm = ? "
+						"ORDER BY id LIMIT 1000", "is", since ? (int64_t)strtoll(since, NULL, 10) : 0, vm)
+			      : db_query(D->db, "SELECT id, at, vm, kind, detail FROM events WHERE id > ? ORDER BY id "
+						"LIMIT 1000", "i", since ? (int64_t)strtoll(since, NULL, 10) : 0);
+	json_t *arr = json_array();
+
+	while (st && sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(arr, json_pack("{s:I,s:I,s:o,s:s,s:s}", "id",
+						     (json_int_t)sqlite3_column_int64(st, 0), "at",
+						     (json_int_t)sqlite3_column_int64(st, 1), "vm", text_or_null(st, 2),
+						     "kind", sqlite3_column_text(st, 3), "detail",
+						     sqlite3_column_text(st, 4)));
+	sqlite3_finalize(st);
+	return http_ok(json_pack("{s:o}", "events", arr));
+}
+
+static struct http_reply host_info(void)
+{
+	struct sysinfo si;
+	sqlite3_stmt *st = db_query(D->db, "SELECT count(*), count(pid), coalesce(sum(CASE WHEN pid IS NOT NULL "
+					   "THEN cpus END), 0), coalesce(sum(CASE WHEN pid IS NOT NULL THEN mem_mib END), 0) "
+					   "FROM vms", "");
+	json_t *j;
+
+	sysinfo(&si);
+	if (!st || sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return http_fault(500, "database: %s", sqlite3_errmsg(D->db));
+	}
+	j = json_pack("{s:i,s:I,s:i,s:i,s:i,s:I}", "cpus", (int)sysconf(_SC_NPROCESSORS_ONLN), "mem_mib",
+		      (json_int_t)((uint64_t)si.totalram * si.mem_unit >> 20), "vms", sqlite3_column_int(st, 0),
+		      "running", sqlite3_column_int(st, 1), "vcpus_running", sqlite3_column_int(st, 2),
+		      "mem_mib_running", (json_int_t)sqlite3_column_int64(st, 3));
+	sqlite3_finalize(st);
+	return http_ok(j);
+}
+
+/* ?key=value from a URL's query, into buf; NULL when absent. */
+static const char *query_get(const char *query, const char *key, char *buf, size_t len)
+{
+	size_t kl = strlen(key);
+
+	for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+		if (!strncmp(p, key, kl) && p[kl] == '=') {
+			snprintf(buf, len, "%.*s", (int)strcspn(p + kl + 1, "&"), p + kl + 1);
+			return buf;
+		}
+	}
+	return NULL;
+}
+
+static struct http_reply route(const struct http_request *r)
+{
+	bool get = !strcmp(r->method, "GET"), post = !strcmp(r->method, "POST"), del = !strcmp(r->method, "DELETE");
+	char path[256], name[128], verb[32], q1[64], q2[128];
+	const char *query = r->query;
+	int n;
+
+	snprintf(path, sizeof(path), "%s", r->url);
+	if (r->bad)
+		return http_fault(400, "%s", r->bad);
+	if (!strcmp(path, "/v1/vms")) {
+		if (get)
+			return list_vms();
+		if (!post)
+			return (struct http_reply){ 405, json_pack("{s:s}", "fault_message", "GET or POST"), "GET, POST" };
+		if (!r->in)
+			return http_fault(400, "a JSON object is expected as the body");
+		return create_vm(r->in);
+	}
+	if (!strcmp(path, "/v1/events") && get)
+		return list_events(query_get(query, "since", q1, sizeof(q1)), query_get(query, "vm", q2, sizeof(q2)));
+	if (!strcmp(path, "/v1/host") && get)
+		return host_info();
+	n = sscanf(path, "/v1/vms/%127[^/]/%31s", name, verb);
+	if (n >= 1 && !name_ok(name))
+		return http_fault(404, "no VM named %s", name);
+	if (n == 1) {
+		if (get)
+			return vm_reply(200, name);
+		if (del)
+			return delete_vm(name);
+		return (struct http_reply){ 405, json_pack("{s:s}", "fault_message", "GET or DELETE"), "GET, DELETE" };
+	}
+	if (n == 2 && !strcmp(verb, "logs") && get)
+		return vm_logs(name, query_get(query, "tail", q1, sizeof(q1)));
+	if (n == 2 && (!strcmp(verb, "start") || !strcmp(verb, "stop") || !strcmp(verb, "kill") ||
+		       !strcmp(verb, "pause") || !strcmp(verb, "resume"))) {
+		if (!post)
+			return (struct http_reply){ 405, json_pack("{s:s}", "fault_message", "POST"), "POST" };
+		return vm_action(name, verb, r->in);
+	}
+	return http_fault(404, "no such resource: %s %s", r->method, path);
+}
+
+static struct http_reply on_request(void *opaque, const struct http_request *r)
+{
+	struct http_reply rep;
+	char who[32];
+
+	snprintf(who, sizeof(who), "uid %d", (int)r->peer_uid);
+	pthread_mutex_lock(&D->lock);
+	db_exec(D->db, "BEGIN IMMEDIATE", "");
+	rep = route(r);
+	db_exec(D->db, "INSERT INTO audit (at, who, method, path, status) VALUES (?, ?, ?, ?, ?)", "isssi",
+		(int64_t)time(NULL), who, r->method, r->url, (int64_t)rep.status);
+	db_exec(D->db, "COMMIT", "");
+	pthread_mutex_unlock(&D->lock);
+	return rep;
+}
+
+int tarnd_api_start(struct tarnd *d, int sock_fd, char *err, size_t len)
+{
+	D = d;
+	return http_start(&srv, sock_fd, TARND_BODY_MAX, on_request, d, err, len);
+}
+
+void tarnd_api_stop(void)
+{
+	http_stop(srv);
+	srv = NULL;
+}

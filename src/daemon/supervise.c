@@ -1,0 +1,433 @@
+/* The VM processes: started, watched, stopped and restarted as the rows of
+ * the vms table ask. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/http_client.h"
+#include "core/log.h"
+#include "daemon/db.h"
+#include "daemon/tarnd.h"
+
+#define RESTART_BACKOFF_MS 1000 /* a VM that keeps dying restarts at most this often */
+#define TERM_WAIT_MS 5000	/* after SIGTERM, before SIGKILL */
+
+int64_t tarnd_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+void tarnd_event(struct tarnd *d, const char *vm, const char *kind, const char *fmt, ...)
+{
+	char detail[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	pr_info("%s%s%s: %s", vm ? vm : "", vm ? " " : "", kind, detail);
+	db_exec(d->db, "INSERT INTO events (at, vm, kind, detail) VALUES (?, ?, ?, ?)", vm ? "isss" : "inss",
+		wall_s(), vm, kind, detail);
+}
+
+void tarnd_vm_dir(const struct tarnd *d, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/vms/%s", d->state_dir, name);
+}
+
+void tarnd_wake(struct tarnd *d)
+{
+	uint64_t one = 1;
+
+	if (write(d->wake_fd, &one, sizeof(one)) < 0)
+		pr_debug("wake: %s", strerror(errno));
+}
+
+struct vmproc *tarnd_proc(struct tarnd *d, int64_t id)
+{
+	for (int i = 0; i < d->nr_procs; i++)
+		if (d->procs[i].id == id)
+			return &d->procs[i];
+	return NULL;
+}
+
+static struct vmproc *proc_add(struct tarnd *d, int64_t id)
+{
+	struct vmproc *p = tarnd_proc(d, id);
+
+	if (!p && d->nr_procs < TARND_MAX_VMS) {
+		p = &d->procs[d->nr_procs++];
+		*p = (struct vmproc){ .id = id };
+	}
+	return p;
+}
+
+static void proc_del(struct tarnd *d, struct vmproc *p)
+{
+	*p = d->procs[--d->nr_procs];
+}
+
+/* The process's start time (/proc/PID/stat field 22, clock ticks since
+ * boot): with the pid, it names one process for good, whatever reuses the
+ * pid later. -1 when there is no such process. */
+static int64_t proc_start_time(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	long long t = -1;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+	if (!p || buf[n - 1] == 0)
+		return -1;
+	/* After ")": state (field 3) ... starttime (field 22). */
+	p += 2;
+	for (int field = 3; field < 22 && p; field++) {
+		if (field == 3 && *p == 'Z')
+			return -1; /* a zombie has ended */
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	if (!p || sscanf(p, "%lld", &t) != 1)
+		return -1;
+	return t;
+}
+
+/* Open path for appending, as fd target (it must not be 0..2 of ours). */
+static int open_log(const char *dir, const char *name)
+{
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+/* Start VM's tarn: `tarn run --api-sock DIR/api.sock ...`, its console
+ * appended to DIR/console.log, its own log to DIR/tarn.log, in a session
+ * of its own (a terminal's Ctrl-C or tarnd's end does not reach it). */
+static int spawn(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p)
+{
+	const char *name = (const char *)sqlite3_column_text(row, 1);
+	const char *kernel = (const char *)sqlite3_column_text(row, 2);
+	const char *initrd = (const char *)sqlite3_column_text(row, 3);
+	const char *cmdline = (const char *)sqlite3_column_text(row, 4);
+	const char *backend = (const char *)sqlite3_column_text(row, 7);
+	char dir[4096], sock[4200], cpus[16], mem[32];
+	const char *argv[24];
+	int n = 0, out, err, null;
+	pid_t pid;
+
+	tarnd_vm_dir(d, name, dir, sizeof(dir));
+	snprintf(sock, sizeof(sock), "%s/api.sock", dir);
+	snprintf(cpus, sizeof(cpus), "%d", sqlite3_column_int(row, 5));
+	snprintf(mem, sizeof(mem), "%dM", sqlite3_column_int(row, 6));
+	argv[n++] = d->tarn;
+	argv[n++] = "run";
+	argv[n++] = "--api-sock";
+	argv[n++] = sock;
+	argv[n++] = "--backend";
+	argv[n++] = backend;
+	argv[n++] = "--cpus";
+	argv[n++] = cpus;
+	argv[n++] = "--mem";
+	argv[n++] = mem;
+	argv[n++] = "--kernel";
+	argv[n++] = kernel;
+	if (initrd) {
+		argv[n++] = "--initrd";
+		argv[n++] = initrd;
+	}
+	if (cmdline) {
+		argv[n++] = "--cmdline";
+		argv[n++] = cmdline;
+	}
+	argv[n] = NULL;
+	if (mkdir(dir, 0750) && errno != EEXIST)
+		return -errno;
+	unlink(sock);
+	out = open_log(dir, "console.log");
+	err = open_log(dir, "tarn.log");
+	null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (out < 0 || err < 0 || null < 0) {
+		int e = errno;
+
+		close(out), close(err), close(null);
+		return -e;
+	}
+	pid = fork();
+	if (pid == 0) {
+		/* Only async-signal-safe calls until exec. */
+		sigset_t none;
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		setsid();
+		if (dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+			_exit(127);
+		execv(d->tarn, (char *const *)argv);
+		_exit(127);
+	}
+	close(out), close(err), close(null);
+	if (pid < 0)
+		return -errno;
+	*p = (struct vmproc){ .id = p->id, .pid = pid, .child = true, .started_at = tarnd_now_ms() };
+	/* The start time read now: the child is ours and cannot be reaped
+	 * before this (we are the only one who waits for it). */
+	db_exec(d->db, "UPDATE vms SET pid = ?, pid_start = ?, observed = 'running', exit_status = NULL, "
+		       "updated_at = ? WHERE id = ?", "iiii", (int64_t)pid, proc_start_time(pid), wall_s(), p->id);
+	tarnd_event(d, name, "started", "tarn pid %d", pid);
+	return 0;
+}
+
+/* The last line tarn wrote to its log: why it ended, usually. */
+static void last_log_line(struct tarnd *d, const char *name, char *buf, size_t len)
+{
+	char dir[4096], path[4200], tail[1024];
+	ssize_t n;
+	int fd;
+	char *e, *s;
+
+	tarnd_vm_dir(d, name, dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/tarn.log", dir);
+	*buf = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = pread(fd, tail, sizeof(tail) - 1, lseek(fd, 0, SEEK_END) > (off_t)sizeof(tail) - 1
+						       ? lseek(fd, 0, SEEK_END) - (off_t)sizeof(tail) + 1 : 0);
+	close(fd);
+	if (n <= 0)
+		return;
+	tail[n] = 0;
+	while (n && (tail[n - 1] == '\n' || tail[n - 1] == '\r'))
+		tail[--n] = 0;
+	e = tail + n;
+	s = e;
+	while (s > tail && s[-1] != '\n')
+		s--;
+	snprintf(buf, len, "%.400s", s);
+}
+
+/* The VM's process ended with status (waitpid's; -1 unknown: it was not
+ * ours). Record it; decide from the row's desire and policy what next. */
+static void ended(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p, int status)
+{
+	const char *name = (const char *)sqlite3_column_text(row, 1);
+	const char *restart = (const char *)sqlite3_column_text(row, 8);
+	const char *desired = (const char *)sqlite3_column_text(row, 9);
+	bool stopping = !strcmp(desired, "stopped");
+	int code = status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	const char *observed = "stopped";
+	char line[512];
+	bool again = false;
+
+	last_log_line(d, name, line, sizeof(line));
+	if (stopping) {
+		tarnd_event(d, name, "stopped", "as asked");
+	} else if (code == 0) {
+		tarnd_event(d, name, "stopped", "the guest powered off");
+		again = !strcmp(restart, "always");
+	} else if (code == 4) {
+		tarnd_event(d, name, "rebooted", "the guest rebooted: started again");
+		again = true;
+	} else if (code == 2 || code == 127) {
+		/* tarn refused the machine (a file it cannot read, a bad
+		 * option): starting it again would only fail again. */
+		observed = "failed";
+		tarnd_event(d, name, "failed", "tarn could not start the VM: %s", *line ? line : "no reason given");
+	} else {
+		char how[96];
+
+		observed = "crashed";
+		if (status < 0)
+			snprintf(how, sizeof(how), "ended (how, only its parent knew: tarnd adopted it)");
+		else if (WIFSIGNALED(status))
+			snprintf(how, sizeof(how), "was killed by %s", strsignal(WTERMSIG(status)));
+		else
+			snprintf(how, sizeof(how), "exited with status %d", code);
+		tarnd_event(d, name, "crashed", "tarn %s%s%s", how, *line ? ": " : "", line);
+		again = strcmp(restart, "no") != 0;
+	}
+	db_exec(d->db, "UPDATE vms SET pid = NULL, pid_start = NULL, observed = ?, exit_status = ?, desired = ?, "
+		       "updated_at = ? WHERE id = ?", "sisii", observed, (int64_t)code,
+		again ? "running" : "stopped", wall_s(), p->id);
+	p->pid = 0;
+	p->child = false;
+	p->stop_at = p->kill_at = 0;
+	p->stop_ms = 0;
+}
+
+/* Keep the console log under d->console_cap: when it grows past, its
+ * newer half becomes console.log.1 and console.log starts again (tarn
+ * appends, O_APPEND, so it writes on at the new end). A line being written
+ * just then may be cut. */
+static void rotate_console(struct tarnd *d, const char *name)
+{
+	char dir[4096], path[4200], old[4200], *buf;
+	uint64_t keep = d->console_cap / 2;
+	struct stat sb;
+	int fd, ofd;
+
+	tarnd_vm_dir(d, name, dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/console.log", dir);
+	if (stat(path, &sb) || (uint64_t)sb.st_size <= d->console_cap)
+		return;
+	snprintf(old, sizeof(old), "%s/console.log.1", dir);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	ofd = open(old, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	buf = malloc(keep);
+	if (fd >= 0 && ofd >= 0 && buf && pread(fd, buf, keep, sb.st_size - (off_t)keep) == (ssize_t)keep &&
+	    write(ofd, buf, keep) == (ssize_t)keep && ftruncate(fd, 0))
+		pr_warn("%s: cannot cut the console log: %s", name, strerror(errno));
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	if (ofd >= 0)
+		close(ofd);
+}
+
+/* Has p's process ended? 1 with *status (waitpid's, or -1 when not ours),
+ * 0 while it runs. */
+static int check_ended(struct vmproc *p, int64_t pid_start, int *status)
+{
+	if (p->child) {
+		pid_t r = waitpid(p->pid, status, WNOHANG);
+
+		return r == p->pid || (r < 0 && errno == ECHILD);
+	}
+	*status = -1;
+	return proc_start_time(p->pid) != pid_start;
+}
+
+/* A stop: the power button first, SIGTERM when the guest has had its
+ * time (tarn then stops the VM and exits 0), SIGKILL if even that hangs. */
+static void stop_step(struct tarnd *d, const char *name, struct vmproc *p)
+{
+	int64_t now = tarnd_now_ms();
+	char err[256];
+
+	if (!p->stop_at) {
+		p->stop_at = now + (p->stop_ms ? p->stop_ms : d->stop_timeout_ms);
+		if (tarnd_vm_api(d, name, "PUT", "/actions", "{\"action_type\":\"PowerButton\"}", err, sizeof(err)))
+			p->stop_at = now; /* no button to press: straight on */
+	}
+	if (now >= p->stop_at && !p->kill_at) {
+		p->kill_at = now + TERM_WAIT_MS;
+		kill(p->pid, SIGTERM);
+	} else if (p->kill_at && now >= p->kill_at) {
+		kill(p->pid, SIGKILL);
+	}
+}
+
+void tarnd_reconcile(struct tarnd *d)
+{
+	sqlite3_stmt *row = db_query(d->db, "SELECT id, name, kernel, initrd, cmdline, cpus, mem_mib, backend, restart, "
+					    "desired, observed, pid, pid_start FROM vms", "");
+
+	while (row && sqlite3_step(row) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(row, 0);
+		const char *name = (const char *)sqlite3_column_text(row, 1);
+		const char *desired = (const char *)sqlite3_column_text(row, 9);
+		struct vmproc *p = proc_add(d, id);
+		int status, ret;
+
+		if (!p)
+			continue;
+		if (p->pid && check_ended(p, sqlite3_column_int64(row, 12), &status)) {
+			ended(d, row, p, status);
+			continue; /* the row changed: next pass */
+		}
+		if (p->pid)
+			rotate_console(d, name);
+		if (p->pid && !strcmp(desired, "stopped")) {
+			stop_step(d, name, p);
+		} else if (!p->pid && strcmp(desired, "stopped")) {
+			if (p->started_at && tarnd_now_ms() - p->started_at < RESTART_BACKOFF_MS)
+				continue;
+			ret = spawn(d, row, p);
+			if (ret) {
+				tarnd_event(d, name, "failed", "cannot start tarn: %s", strerror(-ret));
+				db_exec(d->db, "UPDATE vms SET desired = 'stopped', observed = 'failed' WHERE id = ?", "i",
+					id);
+			}
+		}
+	}
+	sqlite3_finalize(row);
+	/* Entries of rows deleted meanwhile. */
+	for (int i = 0; i < d->nr_procs; i++) {
+		sqlite3_stmt *st = db_query(d->db, "SELECT 1 FROM vms WHERE id = ?", "i", d->procs[i].id);
+
+		if (st && sqlite3_step(st) != SQLITE_ROW && !d->procs[i].pid)
+			proc_del(d, &d->procs[i--]);
+		sqlite3_finalize(st);
+	}
+}
+
+void tarnd_adopt(struct tarnd *d)
+{
+	sqlite3_stmt *row = db_query(d->db, "SELECT id, name, pid, pid_start FROM vms WHERE pid IS NOT NULL", "");
+
+	while (row && sqlite3_step(row) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(row, 0);
+		pid_t pid = (pid_t)sqlite3_column_int64(row, 2);
+		struct vmproc *p = proc_add(d, id);
+
+		if (!p)
+			continue;
+		p->pid = pid;
+		p->child = false;
+		/* The loop's first pass records the ones that ended. */
+		if (proc_start_time(pid) == sqlite3_column_int64(row, 3))
+			tarnd_event(d, (const char *)sqlite3_column_text(row, 1), "adopted",
+				    "tarn (pid %d) still runs: watched again", pid);
+	}
+	sqlite3_finalize(row);
+}
+
+int tarnd_vm_api(struct tarnd *d, const char *name, const char *method, const char *path, const char *body,
+		 char *err, size_t len)
+{
+	char dir[4096], sock[4200];
+	json_t *reply = NULL;
+	long status = 0;
+	int ret;
+
+	tarnd_vm_dir(d, name, dir, sizeof(dir));
+	snprintf(sock, sizeof(sock), "%s/api.sock", dir);
+	ret = http_request(sock, method, path, body, NULL, &status, &reply, err, len);
+	if (!ret && status >= 300) {
+		snprintf(err, len, "%s", json_string_value(json_object_get(reply, "fault_message"))
+						 ? json_string_value(json_object_get(reply, "fault_message"))
+						 : "refused");
+		ret = -1;
+	}
+	json_decref(reply);
+	return ret;
+}

@@ -1,0 +1,421 @@
+/* tarnctl: tarnd's API from the shell. NOUN VERB [NAME] [--flags], tables
+ * for people and --json for scripts; exit 0 done, 1 refused or tarnd not
+ * reached (the reason on stderr, one line), 2 bad usage. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/http_client.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "daemon/tarnd.h"
+
+static const char usage[] =
+	"usage: tarnctl [--socket PATH] [--json] NOUN VERB [NAME] [options]\n"
+	"\n"
+	"Drive tarnd (README \"Many VMs on one host\").\n"
+	"\n"
+	"  vm create NAME --kernel PATH [--initrd PATH] [--cmdline TEXT] [--cpus N]\n"
+	"            [--mem SIZE] [--backend kvm|emu|auto] [--restart no|on-failure|always]\n"
+	"            [--start]\n"
+	"  vm list                     the VMs, one line each\n"
+	"  vm show NAME                one VM in full\n"
+	"  vm start NAME\n"
+	"  vm stop NAME [--timeout S]  the power button, then ended after S seconds\n"
+	"                              (default: tarnd's --stop-timeout)\n"
+	"  vm kill NAME                ended at once (SIGKILL)\n"
+	"  vm pause NAME, vm resume NAME\n"
+	"  vm delete NAME              a VM that is not running\n"
+	"  vm logs NAME [--tail BYTES] [-f]  its console output (-f: and what follows)\n"
+	"  events [--vm NAME] [-f]     what happened, oldest first (-f: and what follows)\n"
+	"  host                        the host's CPUs and memory, and what VMs use\n"
+	"\n"
+	"  -s, --socket PATH   tarnd's socket (or TARN_SOCKET; default " TARND_DEFAULT_SOCKET ")\n"
+	"  --json              print tarnd's replies as JSON\n"
+	"  -h, --help          this text\n";
+
+static const char *sock;
+static bool as_json;
+
+/* One request; the reply (NULL when empty) or NULL with *failed set and
+ * the reason printed. */
+static json_t *call(const char *method, const char *path, json_t *body, bool *failed)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL, err[512];
+	json_t *reply = NULL;
+	long status = 0;
+	int ret;
+
+	ret = http_request(sock, method, path, text, getenv("TARN_TOKEN"), &status, &reply, err, sizeof(err));
+	free(text);
+	*failed = true;
+	if (ret) {
+		fprintf(stderr, "tarnctl: %s\n", err);
+		return NULL;
+	}
+	if (status >= 300) {
+		const char *why = json_string_value(json_object_get(reply, "fault_message"));
+
+		fprintf(stderr, "tarnctl: %s (HTTP %ld)\n", why ? why : "refused", status);
+		json_decref(reply);
+		return NULL;
+	}
+	*failed = false;
+	return reply;
+}
+
+static void print_json(const json_t *v)
+{
+	char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+	if (s)
+		puts(s);
+	free(s);
+}
+
+static const char *str(const json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s ? s : "-";
+}
+
+static void print_vm(const json_t *vm)
+{
+	const char *keys[] = { "name", "state", "desired", "cpus", "mem_mib", "backend", "restart", "pid",
+			       "exit_status", "kernel", "initrd", "cmdline" };
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		json_t *v = json_object_get(vm, keys[i]);
+
+		if (!strcmp(keys[i], "mem_mib"))
+			printf("%-12s %lldM\n", "mem:", (long long)json_integer_value(v));
+		else if (json_is_integer(v))
+			printf("%-12s %lld\n", keys[i], (long long)json_integer_value(v));
+		else
+			printf("%-12s %s\n", keys[i], json_is_string(v) ? json_string_value(v) : "-");
+	}
+}
+
+static void print_table(const json_t *reply)
+{
+	const json_t *vms = json_object_get(reply, "vms");
+	size_t i;
+	json_t *vm;
+
+	printf("%-20s %-9s %4s %8s %-8s %-10s %8s\n", "NAME", "STATE", "CPUS", "MEM", "BACKEND", "RESTART", "PID");
+	json_array_foreach(vms, i, vm) {
+		json_t *pid = json_object_get(vm, "pid");
+		char p[24] = "-";
+
+		if (json_is_integer(pid))
+			snprintf(p, sizeof(p), "%lld", (long long)json_integer_value(pid));
+		printf("%-20s %-9s %4lld %7lldM %-8s %-10s %8s\n", str(vm, "name"), str(vm, "state"),
+		       (long long)json_integer_value(json_object_get(vm, "cpus")),
+		       (long long)json_integer_value(json_object_get(vm, "mem_mib")), str(vm, "backend"),
+		       str(vm, "restart"), p);
+	}
+}
+
+static void print_host(const json_t *r)
+{
+	printf("cpus: %lld\nmemory: %lldM\nvms: %lld (%lld running, %lld vCPUs and %lldM among them)\n",
+	       (long long)json_integer_value(json_object_get(r, "cpus")),
+	       (long long)json_integer_value(json_object_get(r, "mem_mib")),
+	       (long long)json_integer_value(json_object_get(r, "vms")),
+	       (long long)json_integer_value(json_object_get(r, "running")),
+	       (long long)json_integer_value(json_object_get(r, "vcpus_running")),
+	       (long long)json_integer_value(json_object_get(r, "mem_mib_running")));
+}
+
+/* GET path and print the reply: as it came (--json) or with print. */
+static int get_and_print(const char *path, void (*print)(const json_t *reply))
+{
+	bool failed;
+	json_t *r = call("GET", path, NULL, &failed);
+
+	if (failed)
+		return 1;
+	if (as_json)
+		print_json(r);
+	else
+		print(r);
+	json_decref(r);
+	return 0;
+}
+
+static void print_events(const json_t *evs, json_int_t *last)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(evs, i, e) {
+		time_t at = (time_t)json_integer_value(json_object_get(e, "at"));
+		char when[32];
+
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&at));
+		if (as_json)
+			print_json(e);
+		else
+			printf("%s  %-12s %-9s %s\n", when, str(e, "vm"), str(e, "kind"), str(e, "detail"));
+		*last = json_integer_value(json_object_get(e, "id"));
+	}
+	fflush(stdout);
+}
+
+static int events(const char *vm, bool follow)
+{
+	json_int_t last = 0;
+	char path[256];
+	bool failed;
+
+	do {
+		snprintf(path, sizeof(path), "/v1/events?since=%lld%s%s", (long long)last, vm ? "&vm=" : "", vm ? vm : "");
+		json_t *r = call("GET", path, NULL, &failed);
+
+		if (failed)
+			return 1;
+		print_events(json_object_get(r, "events"), &last);
+		json_decref(r);
+		if (follow)
+			usleep(250 * 1000);
+	} while (follow);
+	return 0;
+}
+
+static int logs(const char *name, uint64_t tail, bool follow)
+{
+	char path[256];
+	json_int_t size = -1;
+	bool failed;
+
+	for (;;) {
+		json_int_t now;
+		json_t *r;
+
+		snprintf(path, sizeof(path), "/v1/vms/%s/logs?tail=%llu", name, (unsigned long long)tail);
+		r = call("GET", path, NULL, &failed);
+		if (failed)
+			return 1;
+		now = json_integer_value(json_object_get(r, "size"));
+		if (size < 0 || now > size) {
+			const char *log = json_string_value(json_object_get(r, "log"));
+			size_t len = json_string_length(json_object_get(r, "log"));
+
+			/* The first time the whole tail; then what is new. */
+			if (size >= 0 && (uint64_t)(now - size) < len)
+				log += len - (size_t)(now - size), len = (size_t)(now - size);
+			fwrite(log, 1, len, stdout);
+			fflush(stdout);
+		}
+		size = now;
+		json_decref(r);
+		if (!follow)
+			return 0;
+		usleep(250 * 1000);
+		tail = 1 << 20;
+	}
+}
+
+/* Path as tarnd sees it: it runs elsewhere. */
+static char *absolute(const char *p, char *buf)
+{
+	return realpath(p, buf) ? buf : (char *)p;
+}
+
+static int vm_create(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "kernel", required_argument, NULL, 'k' }, { "initrd", required_argument, NULL, 'i' },
+		{ "cmdline", required_argument, NULL, 'c' }, { "cpus", required_argument, NULL, 'p' },
+		{ "mem", required_argument, NULL, 'm' },    { "backend", required_argument, NULL, 'b' },
+		{ "restart", required_argument, NULL, 'r' }, { "start", no_argument, NULL, 'S' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char kbuf[PATH_MAX], ibuf[PATH_MAX];
+	json_t *body = json_object(), *r;
+	uint64_t v;
+	bool failed;
+	int opt;
+
+	json_object_set_new(body, "name", json_string(argv[0]));
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'k': json_object_set_new(body, "kernel", json_string(absolute(optarg, kbuf))); break;
+		case 'i': json_object_set_new(body, "initrd", json_string(absolute(optarg, ibuf))); break;
+		case 'c': json_object_set_new(body, "cmdline", json_string(optarg)); break;
+		case 'b': json_object_set_new(body, "backend", json_string(optarg)); break;
+		case 'r': json_object_set_new(body, "restart", json_string(optarg)); break;
+		case 'S': json_object_set_new(body, "start", json_true()); break;
+		case 'p':
+			if (parse_uint(optarg, 1, 255, &v))
+				goto bad;
+			json_object_set_new(body, "cpus", json_integer((json_int_t)v));
+			break;
+		case 'm':
+			if (parse_size(optarg, 1ULL << 20, &v) || v % (1 << 20))
+				goto bad;
+			json_object_set_new(body, "mem_mib", json_integer((json_int_t)(v >> 20)));
+			break;
+		default:
+			json_decref(body);
+			return 2;
+		}
+	}
+	if (optind < argc || !json_object_get(body, "kernel")) {
+		fprintf(stderr, "tarnctl: vm create NAME --kernel PATH [options]: see 'tarnctl --help'\n");
+		json_decref(body);
+		return 2;
+	}
+	r = call("POST", "/v1/vms", body, &failed);
+	json_decref(body);
+	if (failed)
+		return 1;
+	if (as_json)
+		print_json(r);
+	else
+		printf("%s: created (%s)\n", str(r, "name"), str(r, "state"));
+	json_decref(r);
+	return 0;
+bad:
+	fprintf(stderr, "tarnctl: --%s %s: %s\n", opt == 'p' ? "cpus" : "mem", optarg,
+		opt == 'p' ? "a number from 1 to 255" : "a size in MiB (examples: 512M, 2G)");
+	json_decref(body);
+	return 2;
+}
+
+static int vm_verb(const char *verb, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "timeout", required_argument, NULL, 't' }, { "tail", required_argument, NULL, 'n' },
+		{ "follow", no_argument, NULL, 'f' },	     { NULL, 0, NULL, 0 },
+	};
+	const char *name = argv[0];
+	char path[256];
+	json_t *body = NULL, *r;
+	uint64_t tail = 64 << 10;
+	bool follow = false, failed;
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
+		if (opt == 't' && !strcmp(verb, "stop")) {
+			char *end;
+			double t = strtod(optarg, &end);
+
+			if (*end || t < 0) {
+				fprintf(stderr, "tarnctl: --timeout %s: seconds\n", optarg);
+				return 2;
+			}
+			body = json_pack("{s:f}", "timeout", t);
+		} else if (opt == 'n' && !strcmp(verb, "logs") && !parse_uint(optarg, 0, 1ULL << 30, &tail)) {
+		} else if (opt == 'f' && !strcmp(verb, "logs")) {
+			follow = true;
+		} else {
+			fprintf(stderr, "tarnctl: vm %s: see 'tarnctl --help'\n", verb);
+			json_decref(body);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "tarnctl: vm %s %s: unexpected '%s'\n", verb, name, argv[optind]);
+		return 2;
+	}
+	if (!strcmp(verb, "logs"))
+		return logs(name, tail, follow);
+	if (!strcmp(verb, "show")) {
+		snprintf(path, sizeof(path), "/v1/vms/%s", name);
+		r = call("GET", path, NULL, &failed);
+	} else if (!strcmp(verb, "delete")) {
+		snprintf(path, sizeof(path), "/v1/vms/%s", name);
+		r = call("DELETE", path, NULL, &failed);
+	} else {
+		snprintf(path, sizeof(path), "/v1/vms/%s/%s", name, verb);
+		r = call("POST", path, body, &failed);
+	}
+	json_decref(body);
+	if (failed)
+		return 1;
+	if (as_json && r)
+		print_json(r);
+	else if (!strcmp(verb, "show"))
+		print_vm(r);
+	else if (!strcmp(verb, "delete"))
+		printf("%s: deleted\n", name);
+	else
+		printf("%s: %s (wanted %s)\n", name, str(r, "state"), str(r, "desired"));
+	json_decref(r);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *noun, *verb;
+	int opt;
+
+	log_prog = "tarnctl";
+	sock = getenv("TARN_SOCKET") ? getenv("TARN_SOCKET") : TARND_DEFAULT_SOCKET;
+	while ((opt = getopt_long(argc, argv, "+s:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's': sock = optarg; break;
+		case 'j': as_json = true; break;
+		case 'h': fputs(usage, stdout); return 0;
+		default: fputs("tarnctl: see 'tarnctl --help'\n", stderr); return 2;
+		}
+	}
+	if (optind >= argc) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	noun = argv[optind];
+	verb = optind + 1 < argc ? argv[optind + 1] : "";
+	if (!strcmp(noun, "host") && optind + 1 == argc)
+		return get_and_print("/v1/host", print_host);
+	if (!strcmp(noun, "events")) {
+		const char *vm = NULL;
+		bool follow = false;
+
+		for (int i = optind + 1; i < argc; i++) {
+			if (!strcmp(argv[i], "-f") || !strcmp(argv[i], "--follow"))
+				follow = true;
+			else if (!strcmp(argv[i], "--vm") && i + 1 < argc)
+				vm = argv[++i];
+			else {
+				fprintf(stderr, "tarnctl: events: unexpected '%s'\n", argv[i]);
+				return 2;
+			}
+		}
+		return events(vm, follow);
+	}
+	if (strcmp(noun, "vm")) {
+		fprintf(stderr, "tarnctl: unknown noun '%s': see 'tarnctl --help'\n", noun);
+		return 2;
+	}
+	if (!strcmp(verb, "list") && optind + 2 == argc)
+		return get_and_print("/v1/vms", print_table);
+	if (optind + 2 >= argc) {
+		fprintf(stderr, "tarnctl: vm %s: which VM? see 'tarnctl --help'\n", verb);
+		return 2;
+	}
+	if (!strcmp(verb, "create"))
+		return vm_create(argc - optind - 2, argv + optind + 2);
+	if (!strcmp(verb, "show") || !strcmp(verb, "start") || !strcmp(verb, "stop") || !strcmp(verb, "kill") ||
+	    !strcmp(verb, "pause") || !strcmp(verb, "resume") || !strcmp(verb, "delete") || !strcmp(verb, "logs"))
+		return vm_verb(verb, argc - optind - 2, argv + optind + 2);
+	fprintf(stderr, "tarnctl: vm %s: unknown verb: see 'tarnctl --help'\n", verb);
+	return 2;
+}

@@ -1,0 +1,75 @@
+/* tarnd: one host's VMs. Each VM is a `tarn run` process of its own,
+ * driven over its per-VM API; tarnd never runs guest code. What the
+ * daemon wants of each VM (desired) and what it last saw (observed) are
+ * rows in SQLite (db.h); one loop (tarnd_reconcile) brings the processes
+ * in line with the rows, after any API call and after any crash, tarnd's
+ * own included. */
+#ifndef TARN_DAEMON_TARND_H
+#define TARN_DAEMON_TARND_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define TARND_DEFAULT_STATE "/var/lib/tarn"
+#define TARND_DEFAULT_SOCKET "/run/tarn/tarnd.sock"
+#define TARND_MAX_VMS 1024
+
+/* A VM's process as tarnd knows it (not persisted beyond the row's pid). */
+struct vmproc {
+	int64_t id;
+	pid_t pid;
+	bool child;	     /* ours since we started it: waitpid gives its status */
+	int64_t stop_at;     /* stopping: when the power button has had its time (ms) */
+	int64_t kill_at;     /* stopping: when SIGTERM has had its time (ms) */
+	int64_t started_at;  /* ms, for the restart back-off */
+	int stop_ms;	     /* this stop's power-button wait, 0: the default */
+};
+
+struct tarnd {
+	const char *state_dir, *tarn; /* the tarn binary VMs run under */
+	sqlite3 *db;
+	pthread_mutex_t lock; /* db, procs */
+	struct vmproc procs[TARND_MAX_VMS];
+	int nr_procs;
+	int stop_timeout_ms;   /* default power-button wait of a stop */
+	uint64_t console_cap;  /* bytes of console log kept per VM */
+	int wake_fd;	       /* eventfd: reconcile now */
+};
+
+/* Monotonic milliseconds. */
+int64_t tarnd_now_ms(void);
+
+/* Record an event (vm may be NULL) in the database and the log. */
+void tarnd_event(struct tarnd *d, const char *vm, const char *kind, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* The VM's directory (sockets, logs) under the state directory. */
+void tarnd_vm_dir(const struct tarnd *d, const char *name, char *buf, size_t len);
+
+/* One pass of the loop: reap ended processes, start, stop and restart
+ * what the rows ask. d->lock held. */
+void tarnd_reconcile(struct tarnd *d);
+
+/* Ask the loop to run now (any thread). */
+void tarnd_wake(struct tarnd *d);
+
+/* After tarnd starts: find the processes of VMs the rows say run, adopt
+ * the live ones, and record the ones that ended meanwhile. */
+void tarnd_adopt(struct tarnd *d);
+
+/* The proc entry of VM id, NULL when none. d->lock held. */
+struct vmproc *tarnd_proc(struct tarnd *d, int64_t id);
+
+/* A request to the VM's own API (tarn's, Firecracker's dialect). 0, or -1
+ * with the reason in err. */
+int tarnd_vm_api(struct tarnd *d, const char *name, const char *method, const char *path, const char *body,
+		 char *err, size_t len);
+
+/* tarnd's API on sock_fd (api.c). */
+int tarnd_api_start(struct tarnd *d, int sock_fd, char *err, size_t len);
+void tarnd_api_stop(void);
+
+#endif

@@ -1,0 +1,159 @@
+#!/bin/bash
+# tarnd and tarnctl with micro-guests that count on their console
+# (bench/guest_count.S) under the emulator: create and start, the console
+# log, pause and resume, stop, kill, delete; the rows survive a kill -9 of
+# tarnd, which adopts the running VMs when it comes back; a VM whose tarn
+# dies is seen at once and restarted when its policy says so; bad requests
+# are refused with a reason and the daemon stays up.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/lib.sh
+
+name=tarnd
+TARND=$O/tarnd CTL=$O/tarnctl GUEST=$O/bench/guest_count.elf
+for f in "$TARND" "$CTL" "$GUEST"; do
+	[ -x "$f" ] || [ -f "$f" ] || { not_ok "$name" "$f missing (make tests)"; done_testing; }
+done
+
+work=$(mktemp -d)
+export TARN_SOCKET=$work/tarnd.sock
+dpid=
+cleanup() {
+	[ -n "$dpid" ] && kill -9 "$dpid" 2>/dev/null
+	pkill -9 -f "api-sock $work/" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_tarnd() {
+	"$TARND" --state-dir "$work/state" --socket "$TARN_SOCKET" --stop-timeout 1 >>"$work/tarnd.log" 2>&1 &
+	dpid=$!
+	for _ in $(seq 100); do [ -S "$TARN_SOCKET" ] && return 0; sleep 0.05; done
+	return 1
+}
+ctl() { "$CTL" "$@"; }
+# field VM KEY: KEY of the VM, from tarnctl --json
+field() { "$CTL" --json vm show "$1" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$2'))"; }
+# until SECONDS COMMAND...: run COMMAND every 0.1 s until it succeeds.
+until_ok() {
+	local t=$(($1 * 10))
+	shift
+	while [ $t -gt 0 ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; t=$((t - 1)); done
+	return 1
+}
+last_count() { ctl vm logs "$1" --tail 200 | grep -oE 'count [0-9]+' | tail -1 | awk '{print $2}'; }
+counting() { [ "$(last_count "$1")" -ge "$2" ] 2>/dev/null; }
+has_event() { ctl events --vm "$1" | grep -q "$2"; }
+# alive PID: runs (a zombie left to a parent that does not reap has ended)
+alive() { [ -r "/proc/$1/stat" ] && ! awk '{ exit $3 != "Z" }' "/proc/$1/stat"; }
+# state_is VM STATE [NOT-PID]: in STATE, and (if given) under another pid
+state_is() { [ "$(field "$1" state)" = "$2" ] && { [ -z "$3" ] || [ "$(field "$1" pid)" != "$3" ]; }; }
+
+if ! start_tarnd; then
+	not_ok "$name: tarnd starts" "$(tail -3 "$work/tarnd.log")"
+	done_testing
+fi
+ok "$name: tarnd starts and listens on --socket"
+
+if ctl vm create c1 --kernel "$GUEST" --mem 64M --backend emu --start >"$work/out" &&
+	until_ok 10 counting c1 5; then
+	ok "$name: vm create --start: the guest runs, its console in vm logs"
+else
+	not_ok "$name: vm create --start" "$(cat "$work/out") $(ctl vm logs c1 2>&1 | tail -2)"
+fi
+ctl vm create c2 --kernel "$GUEST" --mem 64M --backend emu --restart on-failure --start >/dev/null
+list=$(ctl vm list)
+if grep -qE '^c1 +running +1 +64M emu' <<<"$list" && grep -qE '^c2 +running' <<<"$list"; then
+	ok "$name: vm list shows both running"
+else
+	not_ok "$name: vm list" "$list"
+fi
+
+ctl vm pause c1 >/dev/null
+a=$(last_count c1)
+sleep 0.5
+b=$(last_count c1)
+ctl vm resume c1 >/dev/null
+until_ok 5 counting c1 $((b + 3))
+c=$(last_count c1)
+if [ "$a" = "$b" ] && [ "$(field c1 state)" = running ] && [ "$c" -gt "$b" ]; then
+	ok "$name: vm pause stops the guest, vm resume lets it go on ($a, $b, then $c)"
+else
+	not_ok "$name: pause and resume" "counts $a $b $c, state $(field c1 state)"
+fi
+
+# kill -9 tarnd: the VMs run on, and a new tarnd adopts them.
+pid1=$(field c1 pid)
+kill -9 "$dpid"
+wait "$dpid" 2>/dev/null
+sleep 0.3
+n0=$(last_count c1 2>/dev/null)
+if alive "$pid1" && start_tarnd && until_ok 5 has_event c1 adopted &&
+	[ "$(field c1 pid)" = "$pid1" ] && [ "$(field c1 state)" = running ] && until_ok 5 counting c1 $((b + 10)); then
+	ok "$name: kill -9 of tarnd: the VM runs on and the new tarnd adopts it (pid $pid1)"
+else
+	not_ok "$name: adoption" "pid $pid1 alive: $(kill -0 "$pid1" 2>&1 && echo yes); $(ctl events --vm c1 2>&1 | tail -2)"
+fi
+if command -v sqlite3 >/dev/null; then
+	r=$(sqlite3 "$work/state/tarnd.db" 'PRAGMA integrity_check' 2>&1)
+	[ "$r" = ok ] && ok "$name: the database passes PRAGMA integrity_check" || not_ok "$name: integrity" "$r"
+else
+	skip "$name: database integrity" "sqlite3 missing"
+fi
+
+# A VM's tarn dies: seen at once; c2's policy (on-failure) restarts it.
+pid2=$(field c2 pid)
+kill -9 "$pid2"
+if until_ok 3 has_event c2 crashed && until_ok 5 state_is c2 running "$pid2"; then
+	ok "$name: a VM whose tarn is killed is recorded crashed and restarted (on-failure)"
+else
+	not_ok "$name: crash and restart" "$(ctl events --vm c2 | tail -3)"
+fi
+
+t0=$(date +%s%N)
+ctl vm stop c1 --timeout 0.2 >/dev/null
+if until_ok 10 state_is c1 stopped && ! alive "$pid1"; then
+	ok "$name: vm stop: the power button, then ended after the timeout ($((($(date +%s%N) - t0) / 1000000)) ms)"
+else
+	not_ok "$name: vm stop" "$(ctl vm show c1)"
+fi
+ctl vm kill c2 >/dev/null
+until_ok 5 state_is c2 stopped
+if ctl vm delete c1 >/dev/null && ctl vm delete c2 >/dev/null && [ ! -d "$work/state/vms/c1" ] &&
+	[ "$(ctl --json vm list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["vms"]))')" = 0 ]; then
+	ok "$name: vm kill, vm delete: gone, with its directory"
+else
+	not_ok "$name: delete" "$(ctl vm list)"
+fi
+
+# Bad input: a reason, exit 1 (2 for bad usage), and the daemon stays up.
+bad=0
+expect() { # expect STATUS PATTERN COMMAND...: exit status and message
+	local want=$1 pat=$2 out rc
+	shift 2
+	out=$("$@" 2>&1)
+	rc=$?
+	if [ $rc != "$want" ] || ! grep -q "$pat" <<<"$out"; then
+		echo "# $*: exit $rc: $out"
+		bad=$((bad + 1))
+	fi
+}
+expect 1 "1 to 63 letters" ctl vm create 'bad/name' --kernel "$GUEST"
+expect 1 "No such file" ctl vm create x --kernel /nonexistent
+expect 1 "no VM named nope" ctl vm start nope
+expect 1 "only a running VM" sh -c "$CTL vm create idle --kernel $GUEST >/dev/null && $CTL vm pause idle"
+expect 1 "exists already" ctl vm create idle --kernel "$GUEST"
+expect 2 "see 'tarnctl --help'" ctl vm frobnicate x
+expect 2 "mem" ctl vm create y --kernel "$GUEST" --mem lots
+curl_out=$(curl -s --unix-socket "$TARN_SOCKET" -X POST -d '{"name": 1' http://x/v1/vms 2>&1)
+grep -q "not JSON" <<<"$curl_out" || { echo "# malformed JSON: $curl_out"; bad=$((bad + 1)); }
+if [ $bad = 0 ] && kill -0 "$dpid" && ctl vm list >/dev/null; then
+	ok "$name: bad requests are refused with their reason, tarnd stays up"
+else
+	not_ok "$name: bad requests" "$bad answered otherwise"
+fi
+kill "$dpid"
+wait "$dpid"
+rc=$?
+[ $rc = 0 ] && ok "$name: SIGTERM: tarnd exits 0" || not_ok "$name: SIGTERM" "exit $rc"
+dpid=
+done_testing
