@@ -151,6 +151,63 @@ if [ $bad = 0 ] && kill -0 "$dpid" && ctl vm list >/dev/null; then
 else
 	not_ok "$name: bad requests" "$bad answered otherwise"
 fi
+
+# 10,000 malformed requests (SEED replays them): each answered 4xx with a
+# fault_message, and tarnd still serves.
+if r=$(python3 - "$TARN_SOCKET" "${SEED:-0}" <<'PY'
+import http.client, json, random, socket, sys
+
+class C(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=30)
+        self.path = path
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(self.path)
+
+seed = int(sys.argv[2]) or random.randrange(1, 1 << 31)
+rnd = random.Random(seed)
+paths = ["/v1/vms", "/v1/vms/idle", "/v1/vms/nope", "/v1/vms/idle/start", "/v1/vms/../x", "/v1/vms/idle/frob",
+         "/v1/vms/a%00b", "/v1/events", "/v1/host", "/v2/vms", "/", "/v1/vms/idle/logs", "/v1/vms/" + "x" * 300]
+bodies = ['{', '[]', '"s"', 'null', '{"name": 1}', '{"name": "n", "kernel": 5}', '{"name": "", "kernel": "/k"}',
+          '{"name": "ok", "kernel": "/nonexistent"}', '{"name": "ok", "kernel": "relative"}',
+          '{"name": "ok", "kernel": "/bin/sh", "cpus": 0}', '{"name": "ok", "kernel": "/bin/sh", "mem_mib": 1}',
+          '{"name": "ok", "kernel": "/bin/sh", "colour": "red"}', '{"timeout": -1}', '{"timeout": "soon"}',
+          '{"a":' * 40, '\x00\xff', '{"name": "idle", "kernel": "/bin/sh"}', "x" * 70000]
+others = []
+for i in range(10000):
+    m = rnd.choice(["POST", "PUT", "PATCH", "DELETE", "GET"])
+    p = rnd.choice(paths)
+    b = rnd.choice(bodies) if m != "GET" else None
+    if m == "GET" and p in ("/v1/vms", "/v1/events", "/v1/host", "/v1/vms/idle", "/v1/vms/idle/logs"):
+        continue  # valid reads
+    if m == "POST" and p == "/v1/vms/idle/start" and b is not None and b.startswith('{"timeout'):
+        continue
+    c = C(sys.argv[1])
+    try:
+        c.request(m, p, body=b)
+        res = c.getresponse()
+        st, body = res.status, res.read()
+    except Exception as e:
+        others.append("%s %s: %s" % (m, p, e))
+        continue
+    finally:
+        c.close()
+    try:
+        fm = json.loads(body).get("fault_message")
+    except ValueError:
+        fm = None
+    if not (400 <= st < 500 and fm) and not (m == "POST" and p == "/v1/vms/idle/start" and st == 200):
+        others.append("%s %s %r: %d %r" % (m, p, (b or "")[:30], st, body[:60]))
+print("seed %d, %d answered otherwise%s" % (seed, len(others), ": " + "; ".join(others[:3]) if others else ""))
+sys.exit(1 if others else 0)
+PY
+) && kill -0 "$dpid" && ctl vm list >/dev/null; then
+	ok "$name: 10,000 malformed requests, each 4xx with a reason; tarnd serves on ($r)"
+else
+	not_ok "$name: malformed requests" "$r"
+fi
+ctl vm kill idle >/dev/null 2>&1
 kill "$dpid"
 wait "$dpid"
 rc=$?
