@@ -99,7 +99,7 @@ TARND_OBJS := src/daemon/main.o src/daemon/db.o src/daemon/supervise.o src/daemo
 
 $(O)/tarnd: $(addprefix $(O)/,$(TARND_OBJS)) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lsqlite3
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lsqlite3 -lnettle
 
 $(O)/tarnctl: $(O)/src/daemon/tarnctl.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
@@ -111,7 +111,7 @@ include bench/bench.mk
 
 # Install missing Debian packages (needs root; does nothing when all present).
 DEBS := build-essential clang llvm lld libclang-rt-14-dev qemu-system-x86 acpica-tools busybox-static \
-	cpio lz4 zstd e2fsprogs qemu-utils zlib1g-dev libcapstone-dev libcmocka-dev liblz4-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 \
+	cpio lz4 zstd e2fsprogs qemu-utils zlib1g-dev libcapstone-dev libcmocka-dev liblz4-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 nettle-dev \
 	iproute2 python3 curl kmod time
 setup:
 	$(Q)./tools/setup.sh $(DEBS)

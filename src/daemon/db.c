@@ -9,10 +9,23 @@
 /* Migration N takes the schema from version N to N + 1; PRAGMA user_version
  * holds the version. Never edit one that has shipped: add the next. */
 static const char *const migrations[] = {
-	/* 1: VMs, what happened to them, and who asked for what. */
-	"CREATE TABLE vms ("
+	/* 1: tenants and their tokens, VMs, what happened to them, and who
+	 * asked for what. Tenant 1, "default", holds what the admin makes
+	 * for no tenant in particular. */
+	"CREATE TABLE tenants ("
 	"  id INTEGER PRIMARY KEY,"
 	"  name TEXT NOT NULL UNIQUE,"
+	"  created_at INTEGER NOT NULL);"
+	"INSERT INTO tenants (id, name, created_at) VALUES (1, 'default', strftime('%s', 'now'));"
+	"CREATE TABLE tokens ("
+	"  id INTEGER PRIMARY KEY,"
+	"  tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,"
+	"  hash TEXT NOT NULL UNIQUE," /* SHA-256 of the token, hex: the token itself is not kept */
+	"  created_at INTEGER NOT NULL);"
+	"CREATE TABLE vms ("
+	"  id INTEGER PRIMARY KEY,"
+	"  tenant_id INTEGER NOT NULL REFERENCES tenants(id),"
+	"  name TEXT NOT NULL,"
 	"  kernel TEXT NOT NULL,"
 	"  initrd TEXT,"
 	"  cmdline TEXT,"
@@ -27,10 +40,12 @@ static const char *const migrations[] = {
 	"  exit_status INTEGER,"
 	"  restarts INTEGER NOT NULL DEFAULT 0,"
 	"  created_at INTEGER NOT NULL,"
-	"  updated_at INTEGER NOT NULL);"
+	"  updated_at INTEGER NOT NULL,"
+	"  UNIQUE (tenant_id, name));"
 	"CREATE TABLE events ("
 	"  id INTEGER PRIMARY KEY,"
 	"  at INTEGER NOT NULL,"
+	"  tenant TEXT," /* the VM's, NULL for the host's own */
 	"  vm TEXT,"
 	"  kind TEXT NOT NULL,"
 	"  detail TEXT NOT NULL);"

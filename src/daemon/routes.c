@@ -1,6 +1,13 @@
 /* tarnd's REST API (docs/tarnd.json): /v1/vms and its verbs, /v1/events,
- * /v1/host. One request at a time under the daemon's lock, one database
- * transaction each, every request recorded in the audit table. */
+ * /v1/host, /v1/tenants. One request at a time under the daemon's lock,
+ * one database transaction each, every request recorded in the audit
+ * table with who made it.
+ *
+ * Who: a request with "Authorization: Bearer TOKEN" acts as the token's
+ * tenant, and sees and changes only that tenant's VMs and events (another
+ * tenant's VM is 404, as if it did not exist); one without acts as admin,
+ * since only who may open the socket gets here. The admin names a VM's
+ * tenant with ?tenant= (default: "default"). */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <nettle/sha2.h>
+#include <sys/random.h>
+
 #include "api/http.h"
 #include "core/log.h"
 #include "daemon/db.h"
@@ -23,6 +33,19 @@
 
 static struct tarnd *D;
 static struct http_server *srv;
+
+struct caller {
+	bool admin;
+	int64_t tenant_id; /* whose VMs the request is about */
+	char tenant[64];
+	char who[96];	   /* for the audit */
+};
+
+/* "TENANT/NAME", what supervise.c names VMs by. */
+static void qualified(const struct caller *c, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", c->tenant, name);
+}
 
 /* VM names: what a directory, a socket path and a shell take as they are. */
 static bool name_ok(const char *n)
@@ -37,8 +60,9 @@ static bool name_ok(const char *n)
 	return true;
 }
 
-static const char *const vm_cols = "id, name, kernel, initrd, cmdline, cpus, mem_mib, backend, restart, desired, "
-				   "observed, pid, exit_status, restarts, created_at, updated_at";
+static const char *const vm_cols = "v.id, v.name, kernel, initrd, cmdline, cpus, mem_mib, backend, restart, desired, "
+				   "observed, pid, exit_status, restarts, v.created_at, updated_at, t.name "
+				   "FROM vms v JOIN tenants t ON t.id = v.tenant_id";
 
 static json_t *text_or_null(sqlite3_stmt *st, int col)
 {
@@ -49,8 +73,8 @@ static json_t *text_or_null(sqlite3_stmt *st, int col)
 
 static json_t *vm_json(sqlite3_stmt *st)
 {
-	return json_pack("{s:s,s:o,s:o,s:o,s:i,s:i,s:s,s:s,s:s,s:s,s:o,s:o,s:I,s:I}",
-			 "name", sqlite3_column_text(st, 1), "kernel", text_or_null(st, 2), "initrd",
+	return json_pack("{s:s,s:s,s:o,s:o,s:o,s:i,s:i,s:s,s:s,s:s,s:s,s:o,s:o,s:I,s:I}",
+			 "name", sqlite3_column_text(st, 1), "tenant", sqlite3_column_text(st, 16), "kernel", text_or_null(st, 2), "initrd",
 			 text_or_null(st, 3), "cmdline", text_or_null(st, 4), "cpus", sqlite3_column_int(st, 5),
 			 "mem_mib", sqlite3_column_int(st, 6), "backend", sqlite3_column_text(st, 7), "restart",
 			 sqlite3_column_text(st, 8), "desired", sqlite3_column_text(st, 9), "state",
@@ -62,23 +86,23 @@ static json_t *vm_json(sqlite3_stmt *st)
 			 (json_int_t)sqlite3_column_int64(st, 15));
 }
 
-/* The VM's row, stepped, or NULL (finalize it). */
-static sqlite3_stmt *vm_row(const char *name)
+/* The caller's tenant's VM's row, stepped, or NULL (finalize it). */
+static sqlite3_stmt *vm_row(const struct caller *c, const char *name)
 {
-	char sql[256];
+	char sql[512];
 	sqlite3_stmt *st;
 
-	snprintf(sql, sizeof(sql), "SELECT %s FROM vms WHERE name = ?", vm_cols);
-	st = db_query(D->db, sql, "s", name);
+	snprintf(sql, sizeof(sql), "SELECT %s WHERE v.tenant_id = ? AND v.name = ?", vm_cols);
+	st = db_query(D->db, sql, "is", c->tenant_id, name);
 	if (st && sqlite3_step(st) == SQLITE_ROW)
 		return st;
 	sqlite3_finalize(st);
 	return NULL;
 }
 
-static struct http_reply vm_reply(unsigned status, const char *name)
+static struct http_reply vm_reply(const struct caller *c, unsigned status, const char *name)
 {
-	sqlite3_stmt *st = vm_row(name);
+	sqlite3_stmt *st = vm_row(c, name);
 	struct http_reply r = st ? (struct http_reply){ status, vm_json(st), NULL }
 				 : http_fault(404, "no VM named %s", name);
 
@@ -86,14 +110,15 @@ static struct http_reply vm_reply(unsigned status, const char *name)
 	return r;
 }
 
-static struct http_reply list_vms(void)
+/* The admin sees every tenant's VMs, a tenant its own. */
+static struct http_reply list_vms(const struct caller *c)
 {
-	char sql[256];
+	char sql[512];
 	sqlite3_stmt *st;
 	json_t *arr = json_array();
 
-	snprintf(sql, sizeof(sql), "SELECT %s FROM vms ORDER BY name", vm_cols);
-	st = db_query(D->db, sql, "");
+	snprintf(sql, sizeof(sql), "SELECT %s WHERE ? OR v.tenant_id = ? ORDER BY t.name, v.name", vm_cols);
+	st = db_query(D->db, sql, "ii", (int64_t)c->admin, c->tenant_id);
 	while (st && sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(arr, vm_json(st));
 	sqlite3_finalize(st);
@@ -106,8 +131,9 @@ static const struct http_field create_fields[] = {
 	{ "backend", F_STR, false }, { "restart", F_STR, false }, { "start", F_BOOL, false },
 };
 
-static struct http_reply create_vm(json_t *in)
+static struct http_reply create_vm(const struct caller *c, json_t *in)
 {
+	char vm[256];
 	const char *name, *kernel, *initrd, *backend, *restart;
 	json_int_t cpus, mem;
 	sqlite3_stmt *st;
@@ -138,40 +164,41 @@ static struct http_reply create_vm(json_t *in)
 		return http_fault(400, "backend %s: expected kvm, emu or auto", backend);
 	if (restart && strcmp(restart, "no") && strcmp(restart, "on-failure") && strcmp(restart, "always"))
 		return http_fault(400, "restart %s: expected no, on-failure or always", restart);
-	st = db_query(D->db, "SELECT 1 FROM vms WHERE name = ?", "s", name);
+	st = db_query(D->db, "SELECT 1 FROM vms WHERE tenant_id = ? AND name = ?", "is", c->tenant_id, name);
 	taken = st && sqlite3_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	if (taken)
 		return http_fault(409, "a VM named %s exists already", name);
 	if (db_exec(D->db,
-		    "INSERT INTO vms (name, kernel, initrd, cmdline, cpus, mem_mib, backend, restart, desired, observed, "
-		    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'stopped', ?, ?)",
-		    "ss" "s" "s" "iisss" "ii", name, kernel, initrd, json_string_value(json_object_get(in, "cmdline")),
+		    "INSERT INTO vms (tenant_id, name, kernel, initrd, cmdline, cpus, mem_mib, backend, restart, desired, "
+		    "observed, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'stopped', ?, ?)",
+		    "iss" "s" "s" "iisss" "ii", c->tenant_id, name, kernel, initrd, json_string_value(json_object_get(in, "cmdline")),
 		    (int64_t)cpus, (int64_t)mem, backend ? backend : "auto", restart ? restart : "no",
 		    json_is_true(json_object_get(in, "start")) ? "running" : "stopped", (int64_t)time(NULL),
 		    (int64_t)time(NULL)))
 		return http_fault(500, "cannot record the VM: %s", sqlite3_errmsg(D->db));
-	tarnd_event(D, name, "created", "%lld vCPU, %lld MiB, backend %s", (long long)cpus, (long long)mem,
+	qualified(c, name, vm, sizeof(vm));
+	tarnd_event(D, vm, "created", "%lld vCPU, %lld MiB, backend %s", (long long)cpus, (long long)mem,
 		    backend ? backend : "auto");
 	tarnd_reconcile(D);
-	return vm_reply(201, name);
+	return vm_reply(c, 201, name);
 }
 
 /* Set what the VM should be; the loop does the rest. */
-static struct http_reply want(const char *name, const char *desired)
+static struct http_reply want(const struct caller *c, const char *name, const char *desired)
 {
-	db_exec(D->db, "UPDATE vms SET desired = ?, updated_at = ? WHERE name = ?", "sis", desired,
-		(int64_t)time(NULL), name);
+	db_exec(D->db, "UPDATE vms SET desired = ?, updated_at = ? WHERE tenant_id = ? AND name = ?", "siis", desired,
+		(int64_t)time(NULL), c->tenant_id, name);
 	tarnd_reconcile(D);
-	return vm_reply(200, name);
+	return vm_reply(c, 200, name);
 }
 
 static const struct http_field stop_fields[] = { { "timeout", F_NUM, false } };
 
-static struct http_reply vm_action(const char *name, const char *verb, json_t *in)
+static struct http_reply vm_action(const struct caller *c, const char *name, const char *verb, json_t *in)
 {
-	sqlite3_stmt *st = vm_row(name);
-	char state[32], err[256];
+	sqlite3_stmt *st = vm_row(c, name);
+	char state[32], err[256], vm[256];
 	struct vmproc *p;
 	int64_t id;
 
@@ -181,11 +208,14 @@ static struct http_reply vm_action(const char *name, const char *verb, json_t *i
 	id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	p = tarnd_proc(D, id);
+	qualified(c, name, vm, sizeof(vm));
+	if (in && !strcmp(verb, "stop"))
+		HTTP_CHECK(in, stop_fields, false);
+	else if (in && http_check_fields(in, NULL, 0, false, err, sizeof(err)))
+		return http_fault(400, "%s", err); /* the other verbs take no fields */
 	if (!strcmp(verb, "start"))
-		return want(name, "running");
+		return want(c, name, "running");
 	if (!strcmp(verb, "stop") || !strcmp(verb, "kill")) {
-		if (in)
-			HTTP_CHECK(in, stop_fields, false);
 		if (p && p->pid && !strcmp(verb, "kill")) {
 			kill(p->pid, SIGKILL);
 		} else if (p && p->pid && in && json_object_get(in, "timeout")) {
@@ -195,20 +225,20 @@ static struct http_reply vm_action(const char *name, const char *verb, json_t *i
 				return http_fault(400, "timeout %g: between 0 and 3600 seconds", t);
 			p->stop_ms = (int)(t * 1000);
 		}
-		return want(name, "stopped");
+		return want(c, name, "stopped");
 	}
 	/* pause, resume: through the VM's own API, at once. */
 	if (!p || !p->pid || (strcmp(state, "running") && strcmp(state, "paused")))
 		return http_fault(400, "%s is %s: only a running VM pauses or resumes", name, state);
-	if (tarnd_vm_api(D, name, "PATCH", "/vm", !strcmp(verb, "pause") ? "{\"state\":\"Paused\"}"
+	if (tarnd_vm_api(D, vm, "PATCH", "/vm", !strcmp(verb, "pause") ? "{\"state\":\"Paused\"}"
 									 : "{\"state\":\"Resumed\"}",
 			 err, sizeof(err)))
 		return http_fault(502, "%s: %s", name, err);
 	db_exec(D->db, "UPDATE vms SET observed = ?, desired = ?, updated_at = ? WHERE id = ?", "ssii",
 		!strcmp(verb, "pause") ? "paused" : "running", !strcmp(verb, "pause") ? "paused" : "running",
 		(int64_t)time(NULL), id);
-	tarnd_event(D, name, !strcmp(verb, "pause") ? "paused" : "resumed", "through the API");
-	return vm_reply(200, name);
+	tarnd_event(D, vm, !strcmp(verb, "pause") ? "paused" : "resumed", "through the API");
+	return vm_reply(c, 200, name);
 }
 
 static int rm_rf_dir(const char *dir)
@@ -223,11 +253,11 @@ static int rm_rf_dir(const char *dir)
 	return rmdir(dir) && errno != ENOENT ? -errno : 0;
 }
 
-static struct http_reply delete_vm(const char *name)
+static struct http_reply delete_vm(const struct caller *c, const char *name)
 {
-	sqlite3_stmt *st = vm_row(name);
+	sqlite3_stmt *st = vm_row(c, name);
 	struct vmproc *p;
-	char dir[4096];
+	char dir[4096], vm[256];
 
 	if (!st)
 		return http_fault(404, "no VM named %s", name);
@@ -235,23 +265,25 @@ static struct http_reply delete_vm(const char *name)
 	sqlite3_finalize(st);
 	if (p && p->pid)
 		return http_fault(400, "%s runs: stop it first (or kill it)", name);
-	db_exec(D->db, "DELETE FROM vms WHERE name = ?", "s", name);
-	tarnd_vm_dir(D, name, dir, sizeof(dir));
+	db_exec(D->db, "DELETE FROM vms WHERE tenant_id = ? AND name = ?", "is", c->tenant_id, name);
+	qualified(c, name, vm, sizeof(vm));
+	tarnd_vm_dir(D, vm, dir, sizeof(dir));
 	if (rm_rf_dir(dir))
-		pr_warn("%s: cannot remove %s: %s", name, dir, strerror(errno));
-	tarnd_event(D, name, "deleted", "through the API");
+		pr_warn("%s: cannot remove %s: %s", vm, dir, strerror(errno));
+	tarnd_event(D, vm, "deleted", "through the API");
 	tarnd_reconcile(D);
 	return http_no_content();
 }
 
 /* The last want bytes of the VM's console: its rotated older part
  * (console.log.1), then console.log. */
-static struct http_reply vm_logs(const char *name, const char *query_tail)
+static struct http_reply vm_logs(const struct caller *c, const char *name, const char *query_tail)
 {
+	char vm[256];
 	static const char *const parts[] = { "console.log.1", "console.log" };
 	uint64_t want = query_tail ? strtoull(query_tail, NULL, 10) : LOG_TAIL_DEFAULT, total = 0;
 	char dir[4096], path[4200], *buf;
-	sqlite3_stmt *st = vm_row(name);
+	sqlite3_stmt *st = vm_row(c, name);
 	size_t have = 0;
 	json_t *text;
 
@@ -263,7 +295,8 @@ static struct http_reply vm_logs(const char *name, const char *query_tail)
 	buf = malloc(want + 1);
 	if (!buf)
 		return http_fault(500, "out of memory");
-	tarnd_vm_dir(D, name, dir, sizeof(dir));
+	qualified(c, name, vm, sizeof(vm));
+	tarnd_vm_dir(D, vm, dir, sizeof(dir));
 	/* Newest first: the tail of console.log, then what fits of .1. */
 	for (int i = 1; i >= 0 && have < want; i--) {
 		struct stat sb;
@@ -296,20 +329,20 @@ static struct http_reply vm_logs(const char *name, const char *query_tail)
 	return http_ok(json_pack("{s:o,s:I}", "log", text, "size", (json_int_t)total));
 }
 
-static struct http_reply list_events(const char *since, const char *vm)
+/* Events after id since, of one VM if vm is given; a tenant sees its own. */
+static struct http_reply list_events(const struct caller *c, const char *since, const char *vm)
 {
-	sqlite3_stmt *st = vm ? db_query(D->db, "SELECT id, at, vm, kind, detail FROM events WHERE id > ? AND vm = ? "
-						"ORDER BY id LIMIT 1000", "is", since ? (int64_t)strtoll(since, NULL, 10) : 0, vm)
-			      : db_query(D->db, "SELECT id, at, vm, kind, detail FROM events WHERE id > ? ORDER BY id "
-						"LIMIT 1000", "i", since ? (int64_t)strtoll(since, NULL, 10) : 0);
+	sqlite3_stmt *st = db_query(D->db, "SELECT id, at, tenant, vm, kind, detail FROM events WHERE id > ? "
+				    "AND (? OR tenant = ?) AND (? IS NULL OR vm = ?) ORDER BY id LIMIT 1000", "iisss",
+				    since ? (int64_t)strtoll(since, NULL, 10) : 0, (int64_t)c->admin, c->tenant, vm, vm);
 	json_t *arr = json_array();
 
 	while (st && sqlite3_step(st) == SQLITE_ROW)
-		json_array_append_new(arr, json_pack("{s:I,s:I,s:o,s:s,s:s}", "id",
+		json_array_append_new(arr, json_pack("{s:I,s:I,s:o,s:o,s:s,s:s}", "id",
 						     (json_int_t)sqlite3_column_int64(st, 0), "at",
-						     (json_int_t)sqlite3_column_int64(st, 1), "vm", text_or_null(st, 2),
-						     "kind", sqlite3_column_text(st, 3), "detail",
-						     sqlite3_column_text(st, 4)));
+						     (json_int_t)sqlite3_column_int64(st, 1), "tenant", text_or_null(st, 2),
+						     "vm", text_or_null(st, 3), "kind", sqlite3_column_text(st, 4), "detail",
+						     sqlite3_column_text(st, 5)));
 	sqlite3_finalize(st);
 	return http_ok(json_pack("{s:o}", "events", arr));
 }
@@ -349,61 +382,214 @@ static const char *query_get(const char *query, const char *key, char *buf, size
 	return NULL;
 }
 
-static struct http_reply route(const struct http_request *r)
+/* ---- tenants and tokens (the admin's) ---- */
+
+static void sha256_hex(const char *text, char out[65])
+{
+	struct sha256_ctx ctx;
+	uint8_t d[SHA256_DIGEST_SIZE];
+
+	sha256_init(&ctx);
+	sha256_update(&ctx, strlen(text), (const uint8_t *)text);
+	sha256_digest(&ctx, sizeof(d), d);
+	for (int i = 0; i < SHA256_DIGEST_SIZE; i++)
+		snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static int64_t tenant_id(const char *name)
+{
+	sqlite3_stmt *st = db_query(D->db, "SELECT id FROM tenants WHERE name = ?", "s", name);
+	int64_t id = st && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+
+	sqlite3_finalize(st);
+	return id;
+}
+
+static const struct http_field tenant_fields[] = { { "name", F_STR, true } };
+
+static struct http_reply create_tenant(json_t *in)
+{
+	const char *name;
+
+	if (!in)
+		return http_fault(400, "a JSON object is expected as the body");
+	HTTP_CHECK(in, tenant_fields, false);
+	name = json_string_value(json_object_get(in, "name"));
+	if (!name_ok(name))
+		return http_fault(400, "name %s: 1 to 63 letters, digits, '-', '_' or '.', starting with a letter "
+				  "or digit", name);
+	if (tenant_id(name) >= 0)
+		return http_fault(409, "a tenant named %s exists already", name);
+	db_exec(D->db, "INSERT INTO tenants (name, created_at) VALUES (?, ?)", "si", name, (int64_t)time(NULL));
+	tarnd_event(D, NULL, "tenant", "%s created", name);
+	return (struct http_reply){ 201, json_pack("{s:s}", "name", name), NULL };
+}
+
+static struct http_reply list_tenants(void)
+{
+	sqlite3_stmt *st = db_query(D->db, "SELECT t.name, t.created_at, (SELECT count(*) FROM vms WHERE tenant_id = t.id), "
+				    "(SELECT count(*) FROM tokens WHERE tenant_id = t.id) FROM tenants t ORDER BY t.name", "");
+	json_t *arr = json_array();
+
+	while (st && sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(arr, json_pack("{s:s,s:I,s:i,s:i}", "name", sqlite3_column_text(st, 0),
+						     "created_at", (json_int_t)sqlite3_column_int64(st, 1), "vms",
+						     sqlite3_column_int(st, 2), "tokens", sqlite3_column_int(st, 3)));
+	sqlite3_finalize(st);
+	return http_ok(json_pack("{s:o}", "tenants", arr));
+}
+
+static struct http_reply delete_tenant(const char *name)
+{
+	int64_t id = tenant_id(name);
+	sqlite3_stmt *st;
+	int vms;
+
+	if (id < 0)
+		return http_fault(404, "no tenant named %s", name);
+	if (id == 1)
+		return http_fault(400, "the default tenant stays");
+	st = db_query(D->db, "SELECT count(*) FROM vms WHERE tenant_id = ?", "i", id);
+	vms = st && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+	sqlite3_finalize(st);
+	if (vms)
+		return http_fault(400, "tenant %s has %d VM(s): delete them first", name, vms);
+	db_exec(D->db, "DELETE FROM tenants WHERE id = ?", "i", id); /* its tokens with it */
+	tarnd_event(D, NULL, "tenant", "%s deleted", name);
+	return http_no_content();
+}
+
+/* A new token for the tenant: shown once, kept only as its hash. */
+static struct http_reply new_token(const char *name)
+{
+	int64_t id = tenant_id(name);
+	uint8_t raw[32];
+	char token[8 + 2 * sizeof(raw)], hash[65];
+
+	if (id < 0)
+		return http_fault(404, "no tenant named %s", name);
+	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+		return http_fault(500, "getrandom: %s", strerror(errno));
+	strcpy(token, "tarn_");
+	for (size_t i = 0; i < sizeof(raw); i++)
+		snprintf(token + 5 + 2 * i, 3, "%02x", raw[i]);
+	sha256_hex(token, hash);
+	db_exec(D->db, "INSERT INTO tokens (tenant_id, hash, created_at) VALUES (?, ?, ?)", "isi", id, hash,
+		(int64_t)time(NULL));
+	tarnd_event(D, NULL, "token", "a new token for tenant %s", name);
+	return (struct http_reply){ 201, json_pack("{s:s,s:s}", "tenant", name, "token", token), NULL };
+}
+
+/* Who asks, and about whose VMs: 0, or an error reply in *fail. */
+static int identify(const struct http_request *r, const char *query, struct caller *c, struct http_reply *fail)
+{
+	char want[64], hash[65];
+	sqlite3_stmt *st;
+
+	memset(c, 0, sizeof(*c));
+	if (r->auth) {
+		if (strncmp(r->auth, "Bearer ", 7)) {
+			*fail = http_fault(401, "Authorization: expected Bearer TOKEN");
+			return -1;
+		}
+		sha256_hex(r->auth + 7, hash);
+		st = db_query(D->db, "SELECT t.id, t.name FROM tokens k JOIN tenants t ON t.id = k.tenant_id "
+				     "WHERE k.hash = ?", "s", hash);
+		if (!st || sqlite3_step(st) != SQLITE_ROW) {
+			sqlite3_finalize(st);
+			*fail = http_fault(401, "the token is not one of tarnd's");
+			return -1;
+		}
+		c->tenant_id = sqlite3_column_int64(st, 0);
+		snprintf(c->tenant, sizeof(c->tenant), "%s", sqlite3_column_text(st, 1));
+		sqlite3_finalize(st);
+		snprintf(c->who, sizeof(c->who), "tenant %s", c->tenant);
+		return 0;
+	}
+	c->admin = true;
+	snprintf(c->who, sizeof(c->who), "admin (uid %d)", (int)r->peer_uid);
+	if (!query_get(query, "tenant", want, sizeof(want)))
+		snprintf(want, sizeof(want), "default");
+	c->tenant_id = tenant_id(want);
+	snprintf(c->tenant, sizeof(c->tenant), "%s", want);
+	if (c->tenant_id < 0) {
+		*fail = http_fault(404, "no tenant named %s", want);
+		return -1;
+	}
+	return 0;
+}
+
+#define METHODS(list) (struct http_reply){ 405, json_pack("{s:s}", "fault_message", "methods: " list), list }
+
+static struct http_reply route(const struct http_request *r, struct caller *c)
 {
 	bool get = !strcmp(r->method, "GET"), post = !strcmp(r->method, "POST"), del = !strcmp(r->method, "DELETE");
 	char path[256], name[128], verb[32], q1[64], q2[128];
 	const char *query = r->query;
+	struct http_reply fail;
 	int n;
 
 	snprintf(path, sizeof(path), "%s", r->url);
 	if (r->bad)
 		return http_fault(400, "%s", r->bad);
+	if ((get || del) && r->in)
+		return http_fault(400, "%s takes no body", r->method);
+	if (identify(r, query, c, &fail))
+		return fail;
+	if (!strncmp(path, "/v1/tenants", 11) || !strcmp(path, "/v1/host")) {
+		if (!c->admin)
+			return http_fault(403, "%s is the admin's", path);
+		if (!strcmp(path, "/v1/host"))
+			return get ? host_info() : METHODS("GET");
+		if (!strcmp(path, "/v1/tenants"))
+			return get ? list_tenants() : post ? create_tenant(r->in) : METHODS("GET, POST");
+		n = sscanf(path, "/v1/tenants/%63[^/]/%31s", name, verb);
+		if (n == 1)
+			return del ? delete_tenant(name) : METHODS("DELETE");
+		if (n == 2 && !strcmp(verb, "tokens"))
+			return post ? new_token(name) : METHODS("POST");
+		return http_fault(404, "no such resource: %s %s", r->method, path);
+	}
 	if (!strcmp(path, "/v1/vms")) {
 		if (get)
-			return list_vms();
+			return list_vms(c);
 		if (!post)
-			return (struct http_reply){ 405, json_pack("{s:s}", "fault_message", "GET or POST"), "GET, POST" };
+			return METHODS("GET, POST");
 		if (!r->in)
 			return http_fault(400, "a JSON object is expected as the body");
-		return create_vm(r->in);
+		return create_vm(c, r->in);
 	}
-	if (!strcmp(path, "/v1/events") && get)
-		return list_events(query_get(query, "since", q1, sizeof(q1)), query_get(query, "vm", q2, sizeof(q2)));
-	if (!strcmp(path, "/v1/host") && get)
-		return host_info();
+	if (!strcmp(path, "/v1/events"))
+		return get ? list_events(c, query_get(query, "since", q1, sizeof(q1)), query_get(query, "vm", q2, sizeof(q2)))
+			   : METHODS("GET");
 	n = sscanf(path, "/v1/vms/%127[^/]/%31s", name, verb);
 	if (n >= 1 && !name_ok(name))
 		return http_fault(404, "no VM named %s", name);
 	if (n == 1) {
 		if (get)
-			return vm_reply(200, name);
+			return vm_reply(c, 200, name);
 		if (del)
-			return delete_vm(name);
-		return (struct http_reply){ 405, json_pack("{s:s}", "fault_message", "GET or DELETE"), "GET, DELETE" };
+			return delete_vm(c, name);
+		return METHODS("GET, DELETE");
 	}
-	if (n == 2 && !strcmp(verb, "logs") && get)
-		return vm_logs(name, query_get(query, "tail", q1, sizeof(q1)));
+	if (n == 2 && !strcmp(verb, "logs"))
+		return get ? vm_logs(c, name, query_get(query, "tail", q1, sizeof(q1))) : METHODS("GET");
 	if (n == 2 && (!strcmp(verb, "start") || !strcmp(verb, "stop") || !strcmp(verb, "kill") ||
-		       !strcmp(verb, "pause") || !strcmp(verb, "resume"))) {
-		if (!post)
-			return (struct http_reply){ 405, json_pack("{s:s}", "fault_message", "POST"), "POST" };
-		return vm_action(name, verb, r->in);
-	}
+		       !strcmp(verb, "pause") || !strcmp(verb, "resume")))
+		return post ? vm_action(c, name, verb, r->in) : METHODS("POST");
 	return http_fault(404, "no such resource: %s %s", r->method, path);
 }
 
 static struct http_reply on_request(void *opaque, const struct http_request *r)
 {
 	struct http_reply rep;
-	char who[32];
+	struct caller c = { .who = "unknown" };
 
-	snprintf(who, sizeof(who), "uid %d", (int)r->peer_uid);
 	pthread_mutex_lock(&D->lock);
 	db_exec(D->db, "BEGIN IMMEDIATE", "");
-	rep = route(r);
+	rep = route(r, &c);
 	db_exec(D->db, "INSERT INTO audit (at, who, method, path, status) VALUES (?, ?, ?, ?, ?)", "isssi",
-		(int64_t)time(NULL), who, r->method, r->url, (int64_t)rep.status);
+		(int64_t)time(NULL), c.who, r->method, r->url, (int64_t)rep.status);
 	db_exec(D->db, "COMMIT", "");
 	pthread_mutex_unlock(&D->lock);
 	return rep;

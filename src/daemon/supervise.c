@@ -36,20 +36,23 @@ static int64_t wall_s(void)
 
 void tarnd_event(struct tarnd *d, const char *vm, const char *kind, const char *fmt, ...)
 {
-	char detail[512];
+	const char *slash = vm ? strchr(vm, '/') : NULL;
+	char detail[512], tenant[128] = "";
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
 	pr_info("%s%s%s: %s", vm ? vm : "", vm ? " " : "", kind, detail);
-	db_exec(d->db, "INSERT INTO events (at, vm, kind, detail) VALUES (?, ?, ?, ?)", vm ? "isss" : "inss",
-		wall_s(), vm, kind, detail);
+	if (slash)
+		snprintf(tenant, sizeof(tenant), "%.*s", (int)(slash - vm), vm);
+	db_exec(d->db, "INSERT INTO events (at, tenant, vm, kind, detail) VALUES (?, ?, ?, ?, ?)",
+		slash ? "issss" : "innss", wall_s(), tenant, slash ? slash + 1 : NULL, kind, detail);
 }
 
-void tarnd_vm_dir(const struct tarnd *d, const char *name, char *buf, size_t len)
+void tarnd_vm_dir(const struct tarnd *d, const char *vm, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/vms/%s", d->state_dir, name);
+	snprintf(buf, len, "%s/vms/%s", d->state_dir, vm);
 }
 
 void tarnd_wake(struct tarnd *d)
@@ -169,6 +172,10 @@ static int spawn(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p)
 		argv[n++] = cmdline;
 	}
 	argv[n] = NULL;
+	*strrchr(dir, '/') = 0; /* the tenant's directory, then the VM's */
+	if (mkdir(dir, 0750) && errno != EEXIST)
+		return -errno;
+	dir[strlen(dir)] = '/';
 	if (mkdir(dir, 0750) && errno != EEXIST)
 		return -errno;
 	unlink(sock);
@@ -348,8 +355,9 @@ static void stop_step(struct tarnd *d, const char *name, struct vmproc *p)
 
 void tarnd_reconcile(struct tarnd *d)
 {
-	sqlite3_stmt *row = db_query(d->db, "SELECT id, name, kernel, initrd, cmdline, cpus, mem_mib, backend, restart, "
-					    "desired, observed, pid, pid_start FROM vms", "");
+	sqlite3_stmt *row = db_query(d->db, "SELECT v.id, t.name || '/' || v.name, kernel, initrd, cmdline, cpus, "
+					    "mem_mib, backend, restart, desired, observed, pid, pid_start "
+					    "FROM vms v JOIN tenants t ON t.id = v.tenant_id", "");
 
 	while (row && sqlite3_step(row) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(row, 0);
@@ -392,7 +400,8 @@ void tarnd_reconcile(struct tarnd *d)
 
 void tarnd_adopt(struct tarnd *d)
 {
-	sqlite3_stmt *row = db_query(d->db, "SELECT id, name, pid, pid_start FROM vms WHERE pid IS NOT NULL", "");
+	sqlite3_stmt *row = db_query(d->db, "SELECT v.id, t.name || '/' || v.name, pid, pid_start FROM vms v "
+					    "JOIN tenants t ON t.id = v.tenant_id WHERE pid IS NOT NULL", "");
 
 	while (row && sqlite3_step(row) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(row, 0);
@@ -411,7 +420,7 @@ void tarnd_adopt(struct tarnd *d)
 	sqlite3_finalize(row);
 }
 
-int tarnd_vm_api(struct tarnd *d, const char *name, const char *method, const char *path, const char *body,
+int tarnd_vm_api(struct tarnd *d, const char *vm, const char *method, const char *path, const char *body,
 		 char *err, size_t len)
 {
 	char dir[4096], sock[4200];
@@ -419,7 +428,7 @@ int tarnd_vm_api(struct tarnd *d, const char *name, const char *method, const ch
 	long status = 0;
 	int ret;
 
-	tarnd_vm_dir(d, name, dir, sizeof(dir));
+	tarnd_vm_dir(d, vm, dir, sizeof(dir));
 	snprintf(sock, sizeof(sock), "%s/api.sock", dir);
 	ret = http_request(sock, method, path, body, NULL, &status, &reply, err, len);
 	if (!ret && status >= 300) {

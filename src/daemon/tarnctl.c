@@ -36,24 +36,33 @@ static const char usage[] =
 	"  vm logs NAME [--tail BYTES] [-f]  its console output (-f: and what follows)\n"
 	"  events [--vm NAME] [-f]     what happened, oldest first (-f: and what follows)\n"
 	"  host                        the host's CPUs and memory, and what VMs use\n"
+	"  tenant create NAME | list | delete NAME   (the admin's)\n"
+	"  tenant token NAME           a new API token for the tenant (shown once)\n"
 	"\n"
 	"  -s, --socket PATH   tarnd's socket (or TARN_SOCKET; default " TARND_DEFAULT_SOCKET ")\n"
+	"  -t, --token TOKEN   act as the token's tenant (or TARN_TOKEN); without, as admin\n"
+	"  --tenant NAME       the admin: whose VMs (default: the tenant \"default\")\n"
 	"  --json              print tarnd's replies as JSON\n"
 	"  -h, --help          this text\n";
 
-static const char *sock;
+static const char *sock, *token, *tenant;
 static bool as_json;
 
 /* One request; the reply (NULL when empty) or NULL with *failed set and
  * the reason printed. */
 static json_t *call(const char *method, const char *path, json_t *body, bool *failed)
 {
-	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL, err[512];
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL, err[512], full[512];
 	json_t *reply = NULL;
 	long status = 0;
 	int ret;
 
-	ret = http_request(sock, method, path, text, getenv("TARN_TOKEN"), &status, &reply, err, sizeof(err));
+	/* The admin's --tenant: whose VMs and events. */
+	if (tenant && (!strncmp(path, "/v1/vms", 7) || !strncmp(path, "/v1/events", 10)))
+		snprintf(full, sizeof(full), "%s%stenant=%s", path, strchr(path, '?') ? "&" : "?", tenant);
+	else
+		snprintf(full, sizeof(full), "%s", path);
+	ret = http_request(sock, method, full, text, token, &status, &reply, err, sizeof(err));
 	free(text);
 	*failed = true;
 	if (ret) {
@@ -89,7 +98,7 @@ static const char *str(const json_t *o, const char *k)
 
 static void print_vm(const json_t *vm)
 {
-	const char *keys[] = { "name", "state", "desired", "cpus", "mem_mib", "backend", "restart", "pid",
+	const char *keys[] = { "name", "tenant", "state", "desired", "cpus", "mem_mib", "backend", "restart", "pid",
 			       "exit_status", "kernel", "initrd", "cmdline" };
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
@@ -110,14 +119,15 @@ static void print_table(const json_t *reply)
 	size_t i;
 	json_t *vm;
 
-	printf("%-20s %-9s %4s %8s %-8s %-10s %8s\n", "NAME", "STATE", "CPUS", "MEM", "BACKEND", "RESTART", "PID");
+	printf("%-20s %-12s %-9s %4s %8s %-8s %-10s %8s\n", "NAME", "TENANT", "STATE", "CPUS", "MEM", "BACKEND",
+	       "RESTART", "PID");
 	json_array_foreach(vms, i, vm) {
 		json_t *pid = json_object_get(vm, "pid");
 		char p[24] = "-";
 
 		if (json_is_integer(pid))
 			snprintf(p, sizeof(p), "%lld", (long long)json_integer_value(pid));
-		printf("%-20s %-9s %4lld %7lldM %-8s %-10s %8s\n", str(vm, "name"), str(vm, "state"),
+		printf("%-20s %-12s %-9s %4lld %7lldM %-8s %-10s %8s\n", str(vm, "name"), str(vm, "tenant"), str(vm, "state"),
 		       (long long)json_integer_value(json_object_get(vm, "cpus")),
 		       (long long)json_integer_value(json_object_get(vm, "mem_mib")), str(vm, "backend"),
 		       str(vm, "restart"), p);
@@ -222,6 +232,49 @@ static int logs(const char *name, uint64_t tail, bool follow)
 		usleep(250 * 1000);
 		tail = 1 << 20;
 	}
+}
+
+static void print_tenants(const json_t *reply)
+{
+	size_t i;
+	json_t *t;
+
+	printf("%-24s %5s %7s\n", "TENANT", "VMS", "TOKENS");
+	json_array_foreach(json_object_get(reply, "tenants"), i, t)
+		printf("%-24s %5lld %7lld\n", str(t, "name"), (long long)json_integer_value(json_object_get(t, "vms")),
+		       (long long)json_integer_value(json_object_get(t, "tokens")));
+}
+
+static int tenant_cmd(const char *verb, const char *name, int nargs)
+{
+	char path[256];
+	json_t *r, *body;
+	bool failed;
+
+	if (!strcmp(verb, "list") && nargs == 0)
+		return get_and_print("/v1/tenants", print_tenants);
+	if (nargs != 1 || (strcmp(verb, "create") && strcmp(verb, "delete") && strcmp(verb, "token"))) {
+		fprintf(stderr, "tarnctl: tenant %s: see 'tarnctl --help'\n", verb);
+		return 2;
+	}
+	if (!strcmp(verb, "create")) {
+		body = json_pack("{s:s}", "name", name);
+		r = call("POST", "/v1/tenants", body, &failed);
+		json_decref(body);
+	} else {
+		snprintf(path, sizeof(path), !strcmp(verb, "delete") ? "/v1/tenants/%s" : "/v1/tenants/%s/tokens", name);
+		r = call(!strcmp(verb, "delete") ? "DELETE" : "POST", path, NULL, &failed);
+	}
+	if (failed)
+		return 1;
+	if (as_json && r)
+		print_json(r);
+	else if (!strcmp(verb, "token"))
+		puts(str(r, "token")); /* alone on its line: TARN_TOKEN=$(tarnctl tenant token T) */
+	else
+		printf("%s: %s\n", name, !strcmp(verb, "create") ? "created" : "deleted");
+	json_decref(r);
+	return 0;
 }
 
 /* Path as tarnd sees it: it runs elsewhere. */
@@ -360,6 +413,8 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, 's' },
+		{ "token", required_argument, NULL, 't' },
+		{ "tenant", required_argument, NULL, 'T' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -369,9 +424,12 @@ int main(int argc, char **argv)
 
 	log_prog = "tarnctl";
 	sock = getenv("TARN_SOCKET") ? getenv("TARN_SOCKET") : TARND_DEFAULT_SOCKET;
-	while ((opt = getopt_long(argc, argv, "+s:h", opts, NULL)) != -1) {
+	token = getenv("TARN_TOKEN") && *getenv("TARN_TOKEN") ? getenv("TARN_TOKEN") : NULL;
+	while ((opt = getopt_long(argc, argv, "+s:t:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's': sock = optarg; break;
+		case 't': token = optarg; break;
+		case 'T': tenant = optarg; break;
 		case 'j': as_json = true; break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs("tarnctl: see 'tarnctl --help'\n", stderr); return 2;
@@ -385,6 +443,8 @@ int main(int argc, char **argv)
 	verb = optind + 1 < argc ? argv[optind + 1] : "";
 	if (!strcmp(noun, "host") && optind + 1 == argc)
 		return get_and_print("/v1/host", print_host);
+	if (!strcmp(noun, "tenant"))
+		return tenant_cmd(verb, optind + 2 < argc ? argv[optind + 2] : NULL, argc - optind - 2);
 	if (!strcmp(noun, "events")) {
 		const char *vm = NULL;
 		bool follow = false;

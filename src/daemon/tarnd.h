@@ -42,12 +42,15 @@ struct tarnd {
 /* Monotonic milliseconds. */
 int64_t tarnd_now_ms(void);
 
-/* Record an event (vm may be NULL) in the database and the log. */
+/* A VM is named to these as "TENANT/NAME" (its directory under
+ * STATE/vms/). */
+
+/* Record an event (vm may be NULL: the host's) in the database and the log. */
 void tarnd_event(struct tarnd *d, const char *vm, const char *kind, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* The VM's directory (sockets, logs) under the state directory. */
-void tarnd_vm_dir(const struct tarnd *d, const char *name, char *buf, size_t len);
+/* The VM's directory (sockets, logs): STATE/vms/TENANT/NAME. */
+void tarnd_vm_dir(const struct tarnd *d, const char *vm, char *buf, size_t len);
 
 /* One pass of the loop: reap ended processes, start, stop and restart
  * what the rows ask. d->lock held. */
@@ -65,7 +68,7 @@ struct vmproc *tarnd_proc(struct tarnd *d, int64_t id);
 
 /* A request to the VM's own API (tarn's, Firecracker's dialect). 0, or -1
  * with the reason in err. */
-int tarnd_vm_api(struct tarnd *d, const char *name, const char *method, const char *path, const char *body,
+int tarnd_vm_api(struct tarnd *d, const char *vm, const char *method, const char *path, const char *body,
 		 char *err, size_t len);
 
 /* tarnd's API on sock_fd (api.c). */
