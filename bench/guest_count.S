@@ -14,9 +14,6 @@
  */
 #include "pvh_note.h"
 
-#define COM1		0x3f8
-#define COM1_LSR	(COM1 + 5)
-#define LSR_THRE	0x20
 #define PIT_CH0		0x40
 #define PIT_CTRL	0x43
 #define PIT_HZ		1193182
@@ -90,17 +87,7 @@ print_line:
 	popa
 	ret
 
-/* Send %al once the transmitter holds nothing; clobbers %eax, %edx. */
-putc:
-	mov	%al, %ah
-	mov	$COM1_LSR, %dx
-1:	in	%dx, %al
-	test	$LSR_THRE, %al
-	jz	1b
-	mov	%ah, %al
-	mov	$COM1, %dx
-	out	%al, %dx
-	ret
+	com1_putc
 
 prefix:	.asciz	"count "
 

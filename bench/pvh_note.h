@@ -20,3 +20,22 @@
 4:	.balign 4
 	.popsection
 .endm
+
+/* COM1 for the guests that print: `com1_putc` defines putc, which sends
+ * %al once the transmitter holds nothing (clobbers %eax, %edx). */
+#define COM1		0x3f8
+#define COM1_LSR	(COM1 + 5)
+#define LSR_THRE	0x20
+
+.macro com1_putc
+putc:
+	mov	%al, %ah
+	mov	$COM1_LSR, %dx
+1:	in	%dx, %al
+	test	$LSR_THRE, %al
+	jz	1b
+	mov	%ah, %al
+	mov	$COM1, %dx
+	out	%al, %dx
+	ret
+.endm

@@ -39,6 +39,9 @@ static const char *const migrations[] = {
 	"  pid_start INTEGER,"
 	"  exit_status INTEGER,"
 	"  restarts INTEGER NOT NULL DEFAULT 0,"
+	"  cpu_limit REAL NOT NULL DEFAULT 0 CHECK (cpu_limit >= 0)," /* cores, 0: none */
+	"  cpu_weight INTEGER NOT NULL DEFAULT 100 CHECK (cpu_weight BETWEEN 1 AND 10000),"
+	"  mem_limit_mib INTEGER NOT NULL DEFAULT 0 CHECK (mem_limit_mib >= 0)," /* 0: none */
 	"  created_at INTEGER NOT NULL,"
 	"  updated_at INTEGER NOT NULL,"
 	"  UNIQUE (tenant_id, name));"
@@ -121,6 +124,7 @@ static int bind_args(sqlite3_stmt *st, const char *fmt, va_list ap)
 		switch (fmt[i]) {
 		case 's': rc = sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT); break;
 		case 'i': rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t)); break;
+		case 'd': rc = sqlite3_bind_double(st, i + 1, va_arg(ap, double)); break;
 		default: rc = sqlite3_bind_null(st, i + 1); break;
 		}
 	}

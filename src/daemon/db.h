@@ -17,7 +17,7 @@ int db_open(sqlite3 **out, const char *path, char *err, size_t len) __attribute_
 int db_version(sqlite3 *db);
 
 /* Run sql with its ?-parameters bound from fmt ('s' text, 'i' int64,
- * 'n' NULL), for statements that return no rows. SQLITE_OK or the error
+ * 'd' double, 'n' NULL), for statements that return no rows. SQLITE_OK or the error
  * code; the message goes to the log. */
 int db_exec(sqlite3 *db, const char *sql, const char *fmt, ...);
 

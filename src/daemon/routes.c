@@ -25,6 +25,7 @@
 
 #include "api/http.h"
 #include "core/log.h"
+#include "daemon/cgroup.h"
 #include "daemon/db.h"
 #include "daemon/tarnd.h"
 
@@ -61,8 +62,8 @@ static bool name_ok(const char *n)
 }
 
 static const char *const vm_cols = "v.id, v.name, kernel, initrd, cmdline, cpus, mem_mib, backend, restart, desired, "
-				   "observed, pid, exit_status, restarts, v.created_at, updated_at, t.name "
-				   "FROM vms v JOIN tenants t ON t.id = v.tenant_id";
+				   "observed, pid, exit_status, restarts, v.created_at, updated_at, t.name, cpu_limit, "
+				   "cpu_weight, mem_limit_mib FROM vms v JOIN tenants t ON t.id = v.tenant_id";
 
 static json_t *text_or_null(sqlite3_stmt *st, int col)
 {
@@ -73,17 +74,33 @@ static json_t *text_or_null(sqlite3_stmt *st, int col)
 
 static json_t *vm_json(sqlite3_stmt *st)
 {
-	return json_pack("{s:s,s:s,s:o,s:o,s:o,s:i,s:i,s:s,s:s,s:s,s:s,s:o,s:o,s:I,s:I}",
-			 "name", sqlite3_column_text(st, 1), "tenant", sqlite3_column_text(st, 16), "kernel", text_or_null(st, 2), "initrd",
-			 text_or_null(st, 3), "cmdline", text_or_null(st, 4), "cpus", sqlite3_column_int(st, 5),
-			 "mem_mib", sqlite3_column_int(st, 6), "backend", sqlite3_column_text(st, 7), "restart",
-			 sqlite3_column_text(st, 8), "desired", sqlite3_column_text(st, 9), "state",
-			 sqlite3_column_text(st, 10), "pid",
-			 sqlite3_column_type(st, 11) == SQLITE_NULL ? json_null() : json_integer(sqlite3_column_int64(st, 11)),
-			 "exit_status",
-			 sqlite3_column_type(st, 12) == SQLITE_NULL ? json_null() : json_integer(sqlite3_column_int64(st, 12)),
-			 "created_at", (json_int_t)sqlite3_column_int64(st, 14), "updated_at",
-			 (json_int_t)sqlite3_column_int64(st, 15));
+	json_t *j = json_pack("{s:s,s:s,s:o,s:o,s:o,s:i,s:i,s:s,s:s,s:s,s:s,s:o,s:o,s:I,s:I,s:f,s:i,s:i}",
+			      "name", sqlite3_column_text(st, 1), "tenant", sqlite3_column_text(st, 16), "kernel",
+			      text_or_null(st, 2), "initrd", text_or_null(st, 3), "cmdline", text_or_null(st, 4), "cpus",
+			      sqlite3_column_int(st, 5), "mem_mib", sqlite3_column_int(st, 6), "backend",
+			      sqlite3_column_text(st, 7), "restart", sqlite3_column_text(st, 8), "desired",
+			      sqlite3_column_text(st, 9), "state", sqlite3_column_text(st, 10), "pid",
+			      sqlite3_column_type(st, 11) == SQLITE_NULL ? json_null()
+									 : json_integer(sqlite3_column_int64(st, 11)),
+			      "exit_status",
+			      sqlite3_column_type(st, 12) == SQLITE_NULL ? json_null()
+									 : json_integer(sqlite3_column_int64(st, 12)),
+			      "created_at", (json_int_t)sqlite3_column_int64(st, 14), "updated_at",
+			      (json_int_t)sqlite3_column_int64(st, 15), "cpu_limit", sqlite3_column_double(st, 17),
+			      "cpu_weight", sqlite3_column_int(st, 18), "mem_limit_mib", sqlite3_column_int(st, 19));
+
+	/* What its group has used, while it runs. */
+	if (sqlite3_column_type(st, 11) != SQLITE_NULL) {
+		struct cg_usage u;
+		char vm[256];
+
+		snprintf(vm, sizeof(vm), "%s/%s", sqlite3_column_text(st, 16), sqlite3_column_text(st, 1));
+		cg_usage(vm, &u);
+		json_object_set_new(j, "usage", json_pack("{s:I,s:I,s:I}", "cpu_ns", (json_int_t)u.cpu_ns,
+							  "cpu_throttled_ns", (json_int_t)u.throttled_ns, "mem_bytes",
+							  (json_int_t)u.mem_bytes));
+	}
+	return j;
 }
 
 /* The caller's tenant's VM's row, stepped, or NULL (finalize it). */
@@ -129,17 +146,53 @@ static const struct http_field create_fields[] = {
 	{ "name", F_STR, true },     { "kernel", F_STR, true }, { "initrd", F_STR, false },
 	{ "cmdline", F_STR, false }, { "cpus", F_INT, false },	{ "mem_mib", F_INT, false },
 	{ "backend", F_STR, false }, { "restart", F_STR, false }, { "start", F_BOOL, false },
+	{ "cpu_limit", F_NUM, false }, { "cpu_weight", F_INT, false }, { "mem_limit_mib", F_INT, false },
 };
+
+/* The quota fields of in (create or PATCH): checked into l, defaults from
+ * what is there. NULL or why not. */
+static const char *quotas(json_t *in, struct cg_limits *l, char *why, size_t len)
+{
+	json_t *v;
+
+	if ((v = json_object_get(in, "cpu_limit"))) {
+		l->cpu = json_number_value(v);
+		if (l->cpu < 0 || l->cpu > 255 || (l->cpu > 0 && l->cpu < 0.01)) {
+			snprintf(why, len, "cpu_limit %g: cores, 0.01 to 255 (0: none)", l->cpu);
+			return why;
+		}
+		l->cpu = (double)(int64_t)(l->cpu * 100 + 0.5) / 100; /* 0.01 of a core */
+	}
+	if ((v = json_object_get(in, "cpu_weight")) &&
+	    (json_integer_value(v) < 1 || json_integer_value(v) > 10000)) {
+		snprintf(why, len, "cpu_weight %lld: 1 to 10000 (100 the default)", (long long)json_integer_value(v));
+		return why;
+	}
+	if (v)
+		l->weight = (unsigned)json_integer_value(v);
+	if ((v = json_object_get(in, "mem_limit_mib")) &&
+	    (json_integer_value(v) < 0 || json_integer_value(v) > (1 << 22))) {
+		snprintf(why, len, "mem_limit_mib %lld: 0 (none) to 4194304", (long long)json_integer_value(v));
+		return why;
+	}
+	if (v)
+		l->mem = (uint64_t)json_integer_value(v) << 20;
+	return NULL;
+}
 
 static struct http_reply create_vm(const struct caller *c, json_t *in)
 {
 	char vm[256];
 	const char *name, *kernel, *initrd, *backend, *restart;
+	struct cg_limits l = { .weight = 100 };
 	json_int_t cpus, mem;
 	sqlite3_stmt *st;
+	char why[256];
 	bool taken;
 
 	HTTP_CHECK(in, create_fields, false);
+	if (quotas(in, &l, why, sizeof(why)))
+		return http_fault(400, "%s", why);
 	name = json_string_value(json_object_get(in, "name"));
 	kernel = json_string_value(json_object_get(in, "kernel"));
 	initrd = json_string_value(json_object_get(in, "initrd"));
@@ -171,11 +224,12 @@ static struct http_reply create_vm(const struct caller *c, json_t *in)
 		return http_fault(409, "a VM named %s exists already", name);
 	if (db_exec(D->db,
 		    "INSERT INTO vms (tenant_id, name, kernel, initrd, cmdline, cpus, mem_mib, backend, restart, desired, "
-		    "observed, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'stopped', ?, ?)",
-		    "iss" "s" "s" "iisss" "ii", c->tenant_id, name, kernel, initrd, json_string_value(json_object_get(in, "cmdline")),
+		    "observed, created_at, updated_at, cpu_limit, cpu_weight, mem_limit_mib) "
+		    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'stopped', ?, ?, ?, ?, ?)",
+		    "iss" "s" "s" "iisss" "ii" "dii", c->tenant_id, name, kernel, initrd, json_string_value(json_object_get(in, "cmdline")),
 		    (int64_t)cpus, (int64_t)mem, backend ? backend : "auto", restart ? restart : "no",
 		    json_is_true(json_object_get(in, "start")) ? "running" : "stopped", (int64_t)time(NULL),
-		    (int64_t)time(NULL)))
+		    (int64_t)time(NULL), l.cpu, (int64_t)l.weight, (int64_t)(l.mem >> 20)))
 		return http_fault(500, "cannot record the VM: %s", sqlite3_errmsg(D->db));
 	qualified(c, name, vm, sizeof(vm));
 	tarnd_event(D, vm, "created", "%lld vCPU, %lld MiB, backend %s", (long long)cpus, (long long)mem,
@@ -238,6 +292,40 @@ static struct http_reply vm_action(const struct caller *c, const char *name, con
 		!strcmp(verb, "pause") ? "paused" : "running", !strcmp(verb, "pause") ? "paused" : "running",
 		(int64_t)time(NULL), id);
 	tarnd_event(D, vm, !strcmp(verb, "pause") ? "paused" : "resumed", "through the API");
+	return vm_reply(c, 200, name);
+}
+
+static const struct http_field patch_fields[] = {
+	{ "cpu_limit", F_NUM, false }, { "cpu_weight", F_INT, false }, { "mem_limit_mib", F_INT, false },
+};
+
+/* New quotas: recorded, and applied at once to a running VM. */
+static struct http_reply patch_vm(const struct caller *c, const char *name, json_t *in)
+{
+	sqlite3_stmt *st = vm_row(c, name);
+	struct cg_limits l;
+	char why[512], vm[256];
+	bool running;
+
+	if (!st)
+		return http_fault(404, "no VM named %s", name);
+	l = (struct cg_limits){ sqlite3_column_double(st, 17), (unsigned)sqlite3_column_int(st, 18),
+				(uint64_t)sqlite3_column_int64(st, 19) << 20 };
+	running = sqlite3_column_type(st, 11) != SQLITE_NULL;
+	sqlite3_finalize(st);
+	if (!in)
+		return http_fault(400, "a JSON object is expected as the body");
+	HTTP_CHECK(in, patch_fields, true);
+	if (quotas(in, &l, why, sizeof(why)))
+		return http_fault(400, "%s", why);
+	qualified(c, name, vm, sizeof(vm));
+	if (running && cg_set(vm, &l, why, sizeof(why)))
+		return http_fault(500, "%s", why);
+	db_exec(D->db, "UPDATE vms SET cpu_limit = ?, cpu_weight = ?, mem_limit_mib = ?, updated_at = ? "
+		       "WHERE tenant_id = ? AND name = ?", "diiiis", l.cpu, (int64_t)l.weight, (int64_t)(l.mem >> 20),
+		(int64_t)time(NULL), c->tenant_id, name);
+	tarnd_event(D, vm, "quota", "cpu %.2f, weight %u, memory %lluM%s", l.cpu, l.weight,
+		    (unsigned long long)(l.mem >> 20), running ? " (applied now)" : "");
 	return vm_reply(c, 200, name);
 }
 
@@ -570,7 +658,9 @@ static struct http_reply route(const struct http_request *r, struct caller *c)
 			return vm_reply(c, 200, name);
 		if (del)
 			return delete_vm(c, name);
-		return METHODS("GET, DELETE");
+		if (!strcmp(r->method, "PATCH"))
+			return patch_vm(c, name, r->in);
+		return METHODS("GET, PATCH, DELETE");
 	}
 	if (n == 2 && !strcmp(verb, "logs"))
 		return get ? vm_logs(c, name, query_get(query, "tail", q1, sizeof(q1))) : METHODS("GET");

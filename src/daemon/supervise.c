@@ -15,6 +15,7 @@
 
 #include "api/http_client.h"
 #include "core/log.h"
+#include "daemon/cgroup.h"
 #include "daemon/db.h"
 #include "daemon/tarnd.h"
 
@@ -204,6 +205,20 @@ static int spawn(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p)
 	close(out), close(err), close(null);
 	if (pid < 0)
 		return -errno;
+	/* Its quotas before it gets far: tarn has not yet built its VM. */
+	if (cg_probe()) {
+		struct cg_limits l = {
+			.cpu = sqlite3_column_double(row, 13),
+			.weight = (unsigned)sqlite3_column_int(row, 14),
+			.mem = (uint64_t)sqlite3_column_int64(row, 15) << 20,
+		};
+		char why[512];
+
+		if (cg_attach(name, pid, &l, why, sizeof(why)))
+			tarnd_event(d, name, "quota", "not applied: %s", why);
+	} else if (sqlite3_column_double(row, 13) > 0 || sqlite3_column_int64(row, 15)) {
+		tarnd_event(d, name, "quota", "not applied: this host has no usable cgroups");
+	}
 	*p = (struct vmproc){ .id = p->id, .pid = pid, .child = true, .started_at = tarnd_now_ms() };
 	/* The start time read now: the child is ours and cannot be reaped
 	 * before this (we are the only one who waits for it). */
@@ -272,8 +287,13 @@ static void ended(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p, int stat
 	} else {
 		char how[96];
 
+		struct cg_usage u;
+
 		observed = "crashed";
-		if (status < 0)
+		cg_usage(name, &u);
+		if (u.oom_kills > 0 && (status < 0 || (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)))
+			snprintf(how, sizeof(how), "was killed by the kernel: the VM went over its memory limit");
+		else if (status < 0)
 			snprintf(how, sizeof(how), "ended (how, only its parent knew: tarnd adopted it)");
 		else if (WIFSIGNALED(status))
 			snprintf(how, sizeof(how), "was killed by %s", strsignal(WTERMSIG(status)));
@@ -289,6 +309,7 @@ static void ended(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p, int stat
 	p->child = false;
 	p->stop_at = p->kill_at = 0;
 	p->stop_ms = 0;
+	cg_remove(name);
 }
 
 /* Keep the console log under d->console_cap: when it grows past, its
@@ -356,8 +377,8 @@ static void stop_step(struct tarnd *d, const char *name, struct vmproc *p)
 void tarnd_reconcile(struct tarnd *d)
 {
 	sqlite3_stmt *row = db_query(d->db, "SELECT v.id, t.name || '/' || v.name, kernel, initrd, cmdline, cpus, "
-					    "mem_mib, backend, restart, desired, observed, pid, pid_start "
-					    "FROM vms v JOIN tenants t ON t.id = v.tenant_id", "");
+					    "mem_mib, backend, restart, desired, observed, pid, pid_start, cpu_limit, cpu_weight, "
+					    "mem_limit_mib FROM vms v JOIN tenants t ON t.id = v.tenant_id", "");
 
 	while (row && sqlite3_step(row) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(row, 0);

@@ -24,7 +24,11 @@ static const char usage[] =
 	"\n"
 	"  vm create NAME --kernel PATH [--initrd PATH] [--cmdline TEXT] [--cpus N]\n"
 	"            [--mem SIZE] [--backend kvm|emu|auto] [--restart no|on-failure|always]\n"
-	"            [--start]\n"
+	"            [--start] [--cpu-limit CORES] [--cpu-weight N] [--mem-limit SIZE]\n"
+	"  vm set NAME [--cpu-limit CORES] [--cpu-weight N] [--mem-limit SIZE]\n"
+	"                              quotas, applied at once to a running VM: CPU in\n"
+	"                              cores (0.5: half of one; 0: none), weight under\n"
+	"                              contention (100 the default), memory (0: none)\n"
 	"  vm list                     the VMs, one line each\n"
 	"  vm show NAME                one VM in full\n"
 	"  vm start NAME\n"
@@ -99,13 +103,15 @@ static const char *str(const json_t *o, const char *k)
 static void print_vm(const json_t *vm)
 {
 	const char *keys[] = { "name", "tenant", "state", "desired", "cpus", "mem_mib", "backend", "restart", "pid",
-			       "exit_status", "kernel", "initrd", "cmdline" };
+			       "exit_status", "kernel", "initrd", "cmdline", "cpu_limit", "cpu_weight", "mem_limit_mib" };
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		json_t *v = json_object_get(vm, keys[i]);
 
-		if (!strcmp(keys[i], "mem_mib"))
-			printf("%-12s %lldM\n", "mem:", (long long)json_integer_value(v));
+		if (!strcmp(keys[i], "mem_mib") || !strcmp(keys[i], "mem_limit_mib"))
+			printf("%-12s %lldM\n", !strcmp(keys[i], "mem_mib") ? "mem" : "mem_limit", (long long)json_integer_value(v));
+		else if (json_is_real(v))
+			printf("%-12s %.2f\n", keys[i], json_real_value(v));
 		else if (json_is_integer(v))
 			printf("%-12s %lld\n", keys[i], (long long)json_integer_value(v));
 		else
@@ -113,7 +119,7 @@ static void print_vm(const json_t *vm)
 	}
 }
 
-static void print_table(const json_t *reply)
+static void print_table(const json_t *reply, const char *arg)
 {
 	const json_t *vms = json_object_get(reply, "vms");
 	size_t i;
@@ -134,7 +140,7 @@ static void print_table(const json_t *reply)
 	}
 }
 
-static void print_host(const json_t *r)
+static void print_host(const json_t *r, const char *arg)
 {
 	printf("cpus: %lld\nmemory: %lldM\nvms: %lld (%lld running, %lld vCPUs and %lldM among them)\n",
 	       (long long)json_integer_value(json_object_get(r, "cpus")),
@@ -145,20 +151,28 @@ static void print_host(const json_t *r)
 	       (long long)json_integer_value(json_object_get(r, "mem_mib_running")));
 }
 
-/* GET path and print the reply: as it came (--json) or with print. */
-static int get_and_print(const char *path, void (*print)(const json_t *reply))
+/* method path with body (taken, may be NULL); the reply printed as it came
+ * (--json) or by print, with arg. 0, or 1 when refused (said). */
+static int send_print(const char *method, const char *path, json_t *body,
+		      void (*print)(const json_t *reply, const char *arg), const char *arg)
 {
 	bool failed;
-	json_t *r = call("GET", path, NULL, &failed);
+	json_t *r = call(method, path, body, &failed);
 
+	json_decref(body);
 	if (failed)
 		return 1;
-	if (as_json)
+	if (as_json && r)
 		print_json(r);
 	else
-		print(r);
+		print(r, arg);
 	json_decref(r);
 	return 0;
+}
+
+static int get_and_print(const char *path, void (*print)(const json_t *reply, const char *arg))
+{
+	return send_print("GET", path, NULL, print, NULL);
 }
 
 static void print_events(const json_t *evs, json_int_t *last)
@@ -234,7 +248,7 @@ static int logs(const char *name, uint64_t tail, bool follow)
 	}
 }
 
-static void print_tenants(const json_t *reply)
+static void print_tenants(const json_t *reply, const char *arg)
 {
 	size_t i;
 	json_t *t;
@@ -283,6 +297,76 @@ static char *absolute(const char *p, char *buf)
 	return realpath(p, buf) ? buf : (char *)p;
 }
 
+/* --cpu-limit, --cpu-weight, --mem-limit into body: 0, or 2 (bad value, said). */
+static int quota_opt(int opt, const char *arg, json_t *body)
+{
+	uint64_t v;
+	char *end;
+	double cpu;
+
+	switch (opt) {
+	case 'L':
+		cpu = strtod(arg, &end);
+		if (*end || cpu < 0)
+			break;
+		json_object_set_new(body, "cpu_limit", json_real(cpu));
+		return 0;
+	case 'W':
+		if (parse_uint(arg, 1, 10000, &v))
+			break;
+		json_object_set_new(body, "cpu_weight", json_integer((json_int_t)v));
+		return 0;
+	case 'M':
+		if (parse_size(arg, 1ULL << 20, &v) || v % (1 << 20))
+			break;
+		json_object_set_new(body, "mem_limit_mib", json_integer((json_int_t)(v >> 20)));
+		return 0;
+	}
+	fprintf(stderr, "tarnctl: --%s %s: %s\n", opt == 'L' ? "cpu-limit" : opt == 'W' ? "cpu-weight" : "mem-limit", arg,
+		opt == 'L' ? "cores, like 0.5" : opt == 'W' ? "1 to 10000" : "a size in MiB (examples: 256M, 1G)");
+	return 2;
+}
+
+#define QUOTA_OPTS                                                                              \
+	{ "cpu-limit", required_argument, NULL, 'L' }, { "cpu-weight", required_argument, NULL, 'W' }, \
+	{ "mem-limit", required_argument, NULL, 'M' }
+
+static void print_quotas(const json_t *r, const char *arg)
+{
+	printf("%s: cpu %.2f, weight %lld, memory %lldM\n", str(r, "name"), json_number_value(json_object_get(r, "cpu_limit")),
+	       (long long)json_integer_value(json_object_get(r, "cpu_weight")),
+	       (long long)json_integer_value(json_object_get(r, "mem_limit_mib")));
+}
+
+static void print_created(const json_t *r, const char *arg)
+{
+	printf("%s: created (%s)\n", str(r, "name"), str(r, "state"));
+}
+
+/* vm set NAME --cpu-limit X ...: PATCH the quotas. */
+static int vm_set(int argc, char **argv)
+{
+	static const struct option opts[] = { QUOTA_OPTS, { NULL, 0, NULL, 0 } };
+	json_t *body = json_object();
+	char path[256];
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (opt == '?' || quota_opt(opt, optarg, body)) {
+			json_decref(body);
+			return 2;
+		}
+	}
+	if (optind < argc || !json_object_size(body)) {
+		fprintf(stderr, "tarnctl: vm set NAME [--cpu-limit CORES] [--cpu-weight N] [--mem-limit SIZE]\n");
+		json_decref(body);
+		return 2;
+	}
+	snprintf(path, sizeof(path), "/v1/vms/%s", argv[0]);
+	return send_print("PATCH", path, body, print_quotas, NULL);
+}
+
 static int vm_create(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -290,12 +374,11 @@ static int vm_create(int argc, char **argv)
 		{ "cmdline", required_argument, NULL, 'c' }, { "cpus", required_argument, NULL, 'p' },
 		{ "mem", required_argument, NULL, 'm' },    { "backend", required_argument, NULL, 'b' },
 		{ "restart", required_argument, NULL, 'r' }, { "start", no_argument, NULL, 'S' },
-		{ NULL, 0, NULL, 0 },
+		QUOTA_OPTS, { NULL, 0, NULL, 0 },
 	};
 	char kbuf[PATH_MAX], ibuf[PATH_MAX];
-	json_t *body = json_object(), *r;
+	json_t *body = json_object();
 	uint64_t v;
-	bool failed;
 	int opt;
 
 	json_object_set_new(body, "name", json_string(argv[0]));
@@ -318,6 +401,12 @@ static int vm_create(int argc, char **argv)
 				goto bad;
 			json_object_set_new(body, "mem_mib", json_integer((json_int_t)(v >> 20)));
 			break;
+		case 'L': case 'W': case 'M':
+			if (quota_opt(opt, optarg, body)) {
+				json_decref(body);
+				return 2;
+			}
+			break;
 		default:
 			json_decref(body);
 			return 2;
@@ -328,16 +417,7 @@ static int vm_create(int argc, char **argv)
 		json_decref(body);
 		return 2;
 	}
-	r = call("POST", "/v1/vms", body, &failed);
-	json_decref(body);
-	if (failed)
-		return 1;
-	if (as_json)
-		print_json(r);
-	else
-		printf("%s: created (%s)\n", str(r, "name"), str(r, "state"));
-	json_decref(r);
-	return 0;
+	return send_print("POST", "/v1/vms", body, print_created, NULL);
 bad:
 	fprintf(stderr, "tarnctl: --%s %s: %s\n", opt == 'p' ? "cpus" : "mem", optarg,
 		opt == 'p' ? "a number from 1 to 255" : "a size in MiB (examples: 512M, 2G)");
@@ -473,6 +553,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(verb, "create"))
 		return vm_create(argc - optind - 2, argv + optind + 2);
+	if (!strcmp(verb, "set"))
+		return vm_set(argc - optind - 2, argv + optind + 2);
 	if (!strcmp(verb, "show") || !strcmp(verb, "start") || !strcmp(verb, "stop") || !strcmp(verb, "kill") ||
 	    !strcmp(verb, "pause") || !strcmp(verb, "resume") || !strcmp(verb, "delete") || !strcmp(verb, "logs"))
 		return vm_verb(verb, argc - optind - 2, argv + optind + 2);

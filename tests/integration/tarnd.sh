@@ -9,8 +9,8 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/lib.sh
 
 name=tarnd
-TARND=$O/tarnd CTL=$O/tarnctl GUEST=$O/bench/guest_count.elf
-for f in "$TARND" "$CTL" "$GUEST"; do
+TARND=$O/tarnd CTL=$O/tarnctl GUEST=$O/bench/guest_count.elf TOUCH=$O/bench/guest_touch.elf
+for f in "$TARND" "$CTL" "$GUEST" "$TOUCH"; do
 	[ -x "$f" ] || [ -f "$f" ] || { not_ok "$name" "$f missing (make tests)"; done_testing; }
 done
 
@@ -124,6 +124,48 @@ if ctl vm delete c1 >/dev/null && ctl vm delete c2 >/dev/null && [ ! -d "$work/s
 else
 	not_ok "$name: delete" "$(ctl vm list)"
 fi
+
+# Quotas through cgroups. The counting guest keeps its vCPU busy (it polls
+# the PIT): held to 0.5 of a core, then 0.25 set while it runs, the CPU
+# time its group used over 3 s must be within 10 % of each.
+ctl vm create q1 --kernel "$GUEST" --mem 64M --backend emu --cpu-limit 0.5 --start >/dev/null
+sleep 0.5
+if has_event q1 "quota.*not applied"; then
+	skip "$name: CPU quota" "$(ctl events --vm q1 | grep quota | head -1 | cut -c22-)"
+	skip "$name: memory quota" "the same"
+else
+	rate() { # rate SECONDS: cores q1 used over that time, by its group's accounting
+		python3 - "$CTL" "$1" <<'PY'
+import json, subprocess, sys, time
+def used():
+    return json.loads(subprocess.check_output([sys.argv[1], "--json", "vm", "show", "q1"]))["usage"]["cpu_ns"]
+a, t = used(), time.monotonic()
+time.sleep(float(sys.argv[2]))
+print("%.3f" % ((used() - a) / 1e9 / (time.monotonic() - t)))
+PY
+	}
+	r1=$(rate 3)
+	ctl vm set q1 --cpu-limit 0.25 >/dev/null
+	sleep 1
+	r2=$(rate 3)
+	echo "# CPU quota: set 0.50, measured $r1 cores; set 0.25 at run time, measured $r2 (3 s each)"
+	if python3 -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(not (0.45 <= a <= 0.55 and 0.225 <= b <= 0.275))" "$r1" "$r2"; then
+		ok "$name: CPU quota within 10 %: 0.5 -> $r1, then 0.25 set at run time -> $r2 cores"
+	else
+		not_ok "$name: CPU quota" "0.5 -> $r1, 0.25 -> $r2"
+	fi
+	# A guest that touches 256 MiB under a 128 MiB limit: killed alone, and
+	# the event says why.
+	ctl vm create m1 --kernel "$TOUCH" --mem 512M --backend emu --mem-limit 128M --start >/dev/null
+	if until_ok 20 has_event m1 "memory limit" && state_is m1 crashed && state_is q1 running; then
+		ok "$name: memory quota: a guest over its limit is killed alone: $(ctl events --vm m1 | grep -o 'tarn was.*')"
+	else
+		not_ok "$name: memory quota" "$(ctl events --vm m1 | tail -2)"
+	fi
+	ctl vm delete m1 >/dev/null
+fi
+ctl vm kill q1 >/dev/null
+until_ok 5 ctl vm delete q1
 
 # Tenants: each token sees and changes only its own tenant's VMs.
 ctl tenant create t1 >/dev/null && ctl tenant create t2 >/dev/null
