@@ -417,6 +417,17 @@ static int metrics_flush(struct api *a)
 	return ret;
 }
 
+/* tarn's GET /metrics: the same groups as the lines of PUT /metrics, but
+ * totals since the VM was built (tarnd reads them). */
+static struct http_reply get_metrics(struct api *a)
+{
+	struct metrics_walk w = { a, json_object() };
+
+	if (a->state == API_RUNNING)
+		vm_metrics(a->vm, metrics_add, &w);
+	return http_ok(w.cur);
+}
+
 /* Flush every API_METRICS_PERIOD s until the API stops. */
 static void *metrics_thread(void *arg)
 {
@@ -679,7 +690,9 @@ static struct http_reply route(struct api *a, const char *method, const char *ur
 		return put_logger(a, in);
 	}
 	if (!strcmp(url, "/metrics")) {
-		ALLOW(put, "PUT");
+		ALLOW(put || get, "GET, PUT");
+		if (get)
+			return get_metrics(a);
 		NEED_BODY();
 		PREBOOT();
 		return put_metrics(a, in);

@@ -101,7 +101,7 @@ const char *http_check_fields(const json_t *o, const struct http_field *f, size_
 
 static enum MHD_Result answer(struct MHD_Connection *c, struct http_reply r)
 {
-	char *text = r.body ? json_dumps(r.body, JSON_COMPACT) : NULL;
+	char *text = r.text ? r.text : r.body ? json_dumps(r.body, JSON_COMPACT) : NULL;
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 
@@ -113,7 +113,7 @@ static enum MHD_Result answer(struct MHD_Connection *c, struct http_reply r)
 		return MHD_NO;
 	}
 	if (text)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r.text ? r.text_type : "application/json");
 	if (r.allow)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r.allow);
 	ret = MHD_queue_response(c, r.status, resp);

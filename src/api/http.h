@@ -24,11 +24,14 @@ struct http_request {
 	uid_t peer_uid;	  /* the client's uid (SO_PEERCRED), (uid_t)-1 unknown */
 };
 
-/* A handler's answer: status and a JSON body (NULL: none). */
+/* A handler's answer: status and a JSON body (NULL: none), or instead a
+ * plain-text one (text, malloc'ed, taken). */
 struct http_reply {
 	unsigned status;
 	json_t *body;
 	const char *allow; /* 405: the methods the path takes */
+	char *text;
+	const char *text_type; /* its Content-Type */
 };
 
 typedef struct http_reply http_route_fn(void *opaque, const struct http_request *r);

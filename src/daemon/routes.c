@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,7 +287,7 @@ static struct http_reply vm_action(const struct caller *c, const char *name, con
 		return http_fault(400, "%s is %s: only a running VM pauses or resumes", name, state);
 	if (tarnd_vm_api(D, vm, "PATCH", "/vm", !strcmp(verb, "pause") ? "{\"state\":\"Paused\"}"
 									 : "{\"state\":\"Resumed\"}",
-			 err, sizeof(err)))
+			 NULL, err, sizeof(err)))
 		return http_fault(502, "%s: %s", name, err);
 	db_exec(D->db, "UPDATE vms SET observed = ?, desired = ?, updated_at = ? WHERE id = ?", "ssii",
 		!strcmp(verb, "pause") ? "paused" : "running", !strcmp(verb, "pause") ? "paused" : "running",
@@ -470,6 +471,130 @@ static const char *query_get(const char *query, const char *key, char *buf, size
 	return NULL;
 }
 
+/* ---- Prometheus metrics ---- */
+
+struct prom {
+	char *buf;
+	size_t len, cap;
+};
+
+static void prom_add(struct prom *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void prom_add(struct prom *p, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(p->buf ? p->buf + p->len : NULL, p->buf ? p->cap - p->len : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if (p->buf && (size_t)n < p->cap - p->len) {
+			p->len += (size_t)n;
+			return;
+		}
+		char *b = realloc(p->buf, p->cap = (p->cap + (size_t)n + 1) * 2);
+
+		if (!b)
+			return;
+		p->buf = b;
+	}
+}
+
+/* A counter of the VM's tarn (GET /metrics there: totals). */
+static int64_t tarn_metric(json_t *m, const char *group, const char *name)
+{
+	json_t *v = json_object_get(json_object_get(m, group), name);
+
+	return json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
+}
+
+/* The series: from the VM's cgroup (CPU, throttling, memory) and from its
+ * tarn (disk and network: the sums over its devices). */
+static const struct {
+	const char *name, *type, *help, *group, *counter;
+} series[] = {
+	{ "tarn_vm_disk_read_bytes_total", "counter", "Bytes the guest read from its disks.", "block", "read_bytes" },
+	{ "tarn_vm_disk_written_bytes_total", "counter", "Bytes the guest wrote to its disks.", "block", "write_bytes" },
+	{ "tarn_vm_disk_reads_total", "counter", "Read requests of the guest's disks.", "block", "read_count" },
+	{ "tarn_vm_disk_writes_total", "counter", "Write requests of the guest's disks.", "block", "write_count" },
+	{ "tarn_vm_net_rx_bytes_total", "counter", "Bytes the guest received.", "net", "rx_bytes_count" },
+	{ "tarn_vm_net_tx_bytes_total", "counter", "Bytes the guest sent.", "net", "tx_bytes_count" },
+	{ "tarn_vm_net_rx_packets_total", "counter", "Frames the guest received.", "net", "rx_packets_count" },
+	{ "tarn_vm_net_tx_packets_total", "counter", "Frames the guest sent.", "net", "tx_packets_count" },
+	{ "tarn_vm_net_rx_dropped_total", "counter", "Frames for the guest dropped.", "net", "rx_dropped" },
+	{ "tarn_vm_net_tx_dropped_total", "counter", "Frames from the guest dropped.", "net", "tx_dropped" },
+};
+
+static struct http_reply metrics(const struct caller *c)
+{
+	sqlite3_stmt *st = db_query(D->db, "SELECT t.name, v.name, v.pid IS NOT NULL, v.cpu_limit FROM vms v JOIN "
+				    "tenants t ON t.id = v.tenant_id WHERE ? OR v.tenant_id = ? ORDER BY t.name, v.name",
+				    "ii", (int64_t)c->admin, c->tenant_id);
+	struct prom p = { 0 };
+	json_t *all = json_array();
+	size_t i;
+	json_t *e;
+
+	prom_add(&p, "# HELP tarn_vm_up Whether the VM's tarn process runs.\n# TYPE tarn_vm_up gauge\n");
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		char vm[256], err[256];
+		json_t *m = NULL;
+		struct cg_usage u = { -1, -1, -1, -1 };
+		bool up = sqlite3_column_int(st, 2);
+
+		snprintf(vm, sizeof(vm), "%s/%s", sqlite3_column_text(st, 0), sqlite3_column_text(st, 1));
+		prom_add(&p, "tarn_vm_up{tenant=\"%s\",vm=\"%s\"} %d\n", sqlite3_column_text(st, 0),
+			 sqlite3_column_text(st, 1), up);
+		if (up) {
+			cg_usage(vm, &u);
+			if (tarnd_vm_api(D, vm, "GET", "/metrics", NULL, &m, err, sizeof(err)))
+				m = NULL;
+		}
+		json_array_append_new(all, json_pack("{s:s,s:s,s:I,s:I,s:I,s:f,s:o}", "tenant", sqlite3_column_text(st, 0),
+						     "vm", sqlite3_column_text(st, 1), "cpu", (json_int_t)u.cpu_ns, "thr",
+						     (json_int_t)u.throttled_ns, "mem", (json_int_t)u.mem_bytes, "limit",
+						     sqlite3_column_double(st, 3), "m", m ? m : json_null()));
+	}
+	sqlite3_finalize(st);
+	/* Each series whole, its HELP and TYPE once (the text format's rule). */
+	prom_add(&p, "# HELP tarn_vm_cpu_seconds_total CPU time of the VM's process (its cgroup).\n"
+		     "# TYPE tarn_vm_cpu_seconds_total counter\n");
+	json_array_foreach(all, i, e)
+		if (json_integer_value(json_object_get(e, "cpu")) >= 0)
+			prom_add(&p, "tarn_vm_cpu_seconds_total{tenant=\"%s\",vm=\"%s\"} %.6f\n", json_string_value(json_object_get(e, "tenant")),
+				 json_string_value(json_object_get(e, "vm")), (double)json_integer_value(json_object_get(e, "cpu")) / 1e9);
+	prom_add(&p, "# HELP tarn_vm_cpu_throttled_seconds_total Time the VM's CPU quota held it back.\n"
+		     "# TYPE tarn_vm_cpu_throttled_seconds_total counter\n");
+	json_array_foreach(all, i, e)
+		if (json_integer_value(json_object_get(e, "thr")) >= 0)
+			prom_add(&p, "tarn_vm_cpu_throttled_seconds_total{tenant=\"%s\",vm=\"%s\"} %.6f\n",
+				 json_string_value(json_object_get(e, "tenant")), json_string_value(json_object_get(e, "vm")),
+				 (double)json_integer_value(json_object_get(e, "thr")) / 1e9);
+	prom_add(&p, "# HELP tarn_vm_memory_bytes Memory the VM's process holds (its cgroup).\n"
+		     "# TYPE tarn_vm_memory_bytes gauge\n");
+	json_array_foreach(all, i, e)
+		if (json_integer_value(json_object_get(e, "mem")) >= 0)
+			prom_add(&p, "tarn_vm_memory_bytes{tenant=\"%s\",vm=\"%s\"} %lld\n", json_string_value(json_object_get(e, "tenant")),
+				 json_string_value(json_object_get(e, "vm")), (long long)json_integer_value(json_object_get(e, "mem")));
+	for (size_t k = 0; k < sizeof(series) / sizeof(series[0]); k++) {
+		prom_add(&p, "# HELP %s %s\n# TYPE %s %s\n", series[k].name, series[k].help, series[k].name, series[k].type);
+		json_array_foreach(all, i, e) {
+			int64_t v = tarn_metric(json_object_get(e, "m"), series[k].group, series[k].counter);
+
+			if (v >= 0)
+				prom_add(&p, "%s{tenant=\"%s\",vm=\"%s\"} %lld\n", series[k].name,
+					 json_string_value(json_object_get(e, "tenant")), json_string_value(json_object_get(e, "vm")),
+					 (long long)v);
+		}
+	}
+	json_decref(all);
+	if (!p.buf)
+		return http_fault(500, "out of memory");
+	return (struct http_reply){ 200, NULL, NULL, p.buf, "text/plain; version=0.0.4" };
+}
+
 /* ---- tenants and tokens (the admin's) ---- */
 
 static void sha256_hex(const char *text, char out[65])
@@ -647,6 +772,8 @@ static struct http_reply route(const struct http_request *r, struct caller *c)
 			return http_fault(400, "a JSON object is expected as the body");
 		return create_vm(c, r->in);
 	}
+	if (!strcmp(path, "/v1/metrics"))
+		return get ? metrics(c) : METHODS("GET");
 	if (!strcmp(path, "/v1/events"))
 		return get ? list_events(c, query_get(query, "since", q1, sizeof(q1)), query_get(query, "vm", q2, sizeof(q2)))
 			   : METHODS("GET");

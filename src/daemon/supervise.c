@@ -363,7 +363,7 @@ static void stop_step(struct tarnd *d, const char *name, struct vmproc *p)
 
 	if (!p->stop_at) {
 		p->stop_at = now + (p->stop_ms ? p->stop_ms : d->stop_timeout_ms);
-		if (tarnd_vm_api(d, name, "PUT", "/actions", "{\"action_type\":\"PowerButton\"}", err, sizeof(err)))
+		if (tarnd_vm_api(d, name, "PUT", "/actions", "{\"action_type\":\"PowerButton\"}", NULL, err, sizeof(err)))
 			p->stop_at = now; /* no button to press: straight on */
 	}
 	if (now >= p->stop_at && !p->kill_at) {
@@ -442,7 +442,7 @@ void tarnd_adopt(struct tarnd *d)
 }
 
 int tarnd_vm_api(struct tarnd *d, const char *vm, const char *method, const char *path, const char *body,
-		 char *err, size_t len)
+		 json_t **out, char *err, size_t len)
 {
 	char dir[4096], sock[4200];
 	json_t *reply = NULL;
@@ -458,6 +458,9 @@ int tarnd_vm_api(struct tarnd *d, const char *vm, const char *method, const char
 						 : "refused");
 		ret = -1;
 	}
-	json_decref(reply);
+	if (out && !ret)
+		*out = reply;
+	else
+		json_decref(reply);
 	return ret;
 }

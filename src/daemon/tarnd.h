@@ -7,6 +7,7 @@
 #ifndef TARN_DAEMON_TARND_H
 #define TARN_DAEMON_TARND_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -66,10 +67,11 @@ void tarnd_adopt(struct tarnd *d);
 /* The proc entry of VM id, NULL when none. d->lock held. */
 struct vmproc *tarnd_proc(struct tarnd *d, int64_t id);
 
-/* A request to the VM's own API (tarn's, Firecracker's dialect). 0, or -1
- * with the reason in err. */
+/* A request to the VM's own API (tarn's, Firecracker's dialect): 0 with
+ * the reply in *out (unless out is NULL; the caller's), or -1 with the
+ * reason in err. */
 int tarnd_vm_api(struct tarnd *d, const char *vm, const char *method, const char *path, const char *body,
-		 char *err, size_t len);
+		 json_t **out, char *err, size_t len);
 
 /* tarnd's API on sock_fd (api.c). */
 int tarnd_api_start(struct tarnd *d, int sock_fd, char *err, size_t len);

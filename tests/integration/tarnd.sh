@@ -164,6 +164,16 @@ PY
 	fi
 	ctl vm delete m1 >/dev/null
 fi
+# Prometheus text: each VM's CPU time from its cgroup, each series once.
+prom=$(curl -s --unix-socket "$TARN_SOCKET" http://x/v1/metrics)
+if grep -q '^tarn_vm_up{tenant="default",vm="q1"} 1$' <<<"$prom" &&
+	grep -qE '^tarn_vm_cpu_seconds_total\{tenant="default",vm="q1"\} [0-9]*\.[0-9]+$' <<<"$prom" &&
+	grep -q '^# TYPE tarn_vm_disk_read_bytes_total counter$' <<<"$prom" &&
+	[ "$(grep -c '^# TYPE tarn_vm_cpu_seconds_total' <<<"$prom")" = 1 ]; then
+	ok "$name: GET /v1/metrics in Prometheus' text format: $(grep -c '^tarn_' <<<"$prom") samples"
+else
+	not_ok "$name: metrics" "$(head -c 600 <<<"$prom" | tr '\n' ' ')"
+fi
 ctl vm kill q1 >/dev/null
 until_ok 5 ctl vm delete q1
 
