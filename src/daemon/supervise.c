@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -122,6 +124,40 @@ static int64_t proc_start_time(pid_t pid)
 	if (!p || sscanf(p, "%lld", &t) != 1)
 		return -1;
 	return t;
+}
+
+/* The process serving the VM's API socket, 0 for none: a tarn started
+ * just before tarnd died, whose row did not record it (the request's
+ * transaction never committed). */
+static pid_t sock_owner(const struct tarnd *d, const char *vm)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ucred cred = { 0 };
+	socklen_t len = sizeof(cred);
+	char dir[4096];
+	int fd;
+
+	tarnd_vm_dir(d, vm, dir, sizeof(dir));
+	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/api.sock", dir) >= sizeof(sa.sun_path))
+		return 0;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len))
+		cred.pid = 0;
+	close(fd);
+	return cred.pid;
+}
+
+/* Watch pid as the VM's process from now on. */
+static void adopt(struct tarnd *d, struct vmproc *p, const char *vm, pid_t pid, const char *how)
+{
+	p->pid = pid;
+	p->child = false;
+	db_exec(d->db, "UPDATE vms SET pid = ?, pid_start = ?, observed = 'running', updated_at = ? WHERE id = ?",
+		"iiii", (int64_t)pid, proc_start_time(pid), wall_s(), p->id);
+	tarnd_event(d, vm, "adopted", "tarn (pid %d) %s: watched again", pid, how);
 }
 
 /* Open path for appending, as fd target (it must not be 0..2 of ours). */
@@ -398,8 +434,14 @@ void tarnd_reconcile(struct tarnd *d)
 		if (p->pid && !strcmp(desired, "stopped")) {
 			stop_step(d, name, p);
 		} else if (!p->pid && strcmp(desired, "stopped")) {
+			pid_t owner;
+
 			if (p->started_at && tarnd_now_ms() - p->started_at < RESTART_BACKOFF_MS)
 				continue;
+			if ((owner = sock_owner(d, name)) > 0) {
+				adopt(d, p, name, owner, "serves its socket");
+				continue;
+			}
 			ret = spawn(d, row, p);
 			if (ret) {
 				tarnd_event(d, name, "failed", "cannot start tarn: %s", strerror(-ret));
@@ -422,21 +464,28 @@ void tarnd_reconcile(struct tarnd *d)
 void tarnd_adopt(struct tarnd *d)
 {
 	sqlite3_stmt *row = db_query(d->db, "SELECT v.id, t.name || '/' || v.name, pid, pid_start FROM vms v "
-					    "JOIN tenants t ON t.id = v.tenant_id WHERE pid IS NOT NULL", "");
+					    "JOIN tenants t ON t.id = v.tenant_id", "");
 
 	while (row && sqlite3_step(row) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(row, 0);
-		pid_t pid = (pid_t)sqlite3_column_int64(row, 2);
+		const char *vm = (const char *)sqlite3_column_text(row, 1);
+		pid_t pid = (pid_t)sqlite3_column_int64(row, 2), owner;
 		struct vmproc *p = proc_add(d, id);
 
 		if (!p)
 			continue;
+		if (sqlite3_column_type(row, 2) == SQLITE_NULL) {
+			/* Started as tarnd died, not recorded: found by its socket.
+			 * The loop then stops it if its row wants it stopped. */
+			if ((owner = sock_owner(d, vm)) > 0)
+				adopt(d, p, vm, owner, "serves its socket but was not recorded");
+			continue;
+		}
 		p->pid = pid;
 		p->child = false;
 		/* The loop's first pass records the ones that ended. */
 		if (proc_start_time(pid) == sqlite3_column_int64(row, 3))
-			tarnd_event(d, (const char *)sqlite3_column_text(row, 1), "adopted",
-				    "tarn (pid %d) still runs: watched again", pid);
+			tarnd_event(d, vm, "adopted", "tarn (pid %d) still runs: watched again", pid);
 	}
 	sqlite3_finalize(row);
 }
