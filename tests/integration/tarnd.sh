@@ -9,27 +9,7 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/lib.sh
 
 name=tarnd
-TARND=$O/tarnd CTL=$O/tarnctl GUEST=$O/bench/guest_count.elf TOUCH=$O/bench/guest_touch.elf
-for f in "$TARND" "$CTL" "$GUEST" "$TOUCH"; do
-	[ -x "$f" ] || [ -f "$f" ] || { not_ok "$name" "$f missing (make tests)"; done_testing; }
-done
-
-work=$(mktemp -d)
-export TARN_SOCKET=$work/tarnd.sock
-dpid=
-cleanup() {
-	[ -n "$dpid" ] && kill -9 "$dpid" 2>/dev/null
-	pkill -9 -f "api-sock $work/" 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-start_tarnd() {
-	"$TARND" --state-dir "$work/state" --socket "$TARN_SOCKET" --stop-timeout 1 >>"$work/tarnd.log" 2>&1 &
-	dpid=$!
-	for _ in $(seq 100); do [ -S "$TARN_SOCKET" ] && return 0; sleep 0.05; done
-	return 1
-}
+. tests/integration/tarnd_lib.sh
 ctl() { "$CTL" "$@"; }
 # field VM KEY: KEY of the VM, from tarnctl --json
 field() { "$CTL" --json vm show "$1" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$2'))"; }
@@ -48,7 +28,7 @@ alive() { [ -r "/proc/$1/stat" ] && ! awk '{ exit $3 != "Z" }' "/proc/$1/stat"; 
 # state_is VM STATE [NOT-PID]: in STATE, and (if given) under another pid
 state_is() { [ "$(field "$1" state)" = "$2" ] && { [ -z "$3" ] || [ "$(field "$1" pid)" != "$3" ]; }; }
 
-if ! start_tarnd; then
+if ! start_tarnd --stop-timeout 1; then
 	not_ok "$name: tarnd starts" "$(tail -3 "$work/tarnd.log")"
 	done_testing
 fi
@@ -87,7 +67,7 @@ kill -9 "$dpid"
 wait "$dpid" 2>/dev/null
 sleep 0.3
 n0=$(last_count c1 2>/dev/null)
-if alive "$pid1" && start_tarnd && until_ok 5 has_event c1 adopted &&
+if alive "$pid1" && start_tarnd --stop-timeout 1 && until_ok 5 has_event c1 adopted &&
 	[ "$(field c1 pid)" = "$pid1" ] && [ "$(field c1 state)" = running ] && until_ok 5 counting c1 $((b + 10)); then
 	ok "$name: kill -9 of tarnd: the VM runs on and the new tarnd adopts it (pid $pid1)"
 else

@@ -8,26 +8,8 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/lib.sh
 
 name="tarnd crash safety"
-TARND=$O/tarnd CTL=$O/tarnctl GUEST=$O/bench/guest_count.elf
-for f in "$TARND" "$CTL" "$GUEST"; do
-	[ -e "$f" ] || { not_ok "$name" "$f missing (make tests)"; done_testing; }
-done
-work=$(mktemp -d)
-export TARN_SOCKET=$work/tarnd.sock
-dpid=
-cleanup() {
-	[ -n "$dpid" ] && kill -9 "$dpid" 2>/dev/null
-	pkill -9 -f "api-sock $work/" 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT
-start_tarnd() {
-	"$TARND" --state-dir "$work/state" --socket "$TARN_SOCKET" --stop-timeout 0 >>"$work/tarnd.log" 2>&1 &
-	dpid=$!
-	for _ in $(seq 100); do [ -S "$TARN_SOCKET" ] && return 0; sleep 0.05; done
-	return 1
-}
-start_tarnd || { not_ok "$name: tarnd starts" "$(tail -2 "$work/tarnd.log")"; done_testing; }
+. tests/integration/tarnd_lib.sh
+start_tarnd --stop-timeout 0 || { not_ok "$name: tarnd starts" "$(tail -2 "$work/tarnd.log")"; done_testing; }
 for i in $(seq 20); do
 	"$CTL" vm create "v$i" --kernel "$GUEST" --mem 32M --backend emu --cpu-limit 0.02 >/dev/null
 done
@@ -46,7 +28,7 @@ for k in $(seq 100); do
 done
 wait "$dpid" 2>/dev/null
 wait 2>/dev/null
-start_tarnd || { not_ok "$name: tarnd starts again" "$(tail -2 "$work/tarnd.log")"; done_testing; }
+start_tarnd --stop-timeout 0 || { not_ok "$name: tarnd starts again" "$(tail -2 "$work/tarnd.log")"; done_testing; }
 sleep 2 # a few passes of its loop
 
 r=$(sqlite3 "$work/state/tarnd.db" 'PRAGMA integrity_check' 2>&1)

@@ -9,21 +9,8 @@ cd "$(dirname "$0")/../.." || exit 1
 
 name="tarnd, 50 VMs"
 N=${TARND_MANY:-50}
-TARND=$O/tarnd CTL=$O/tarnctl GUEST=$O/bench/guest_count.elf
-for f in "$TARND" "$CTL" "$GUEST"; do
-	[ -e "$f" ] || { not_ok "$name" "$f missing (make tests)"; done_testing; }
-done
-work=$(mktemp -d)
-export TARN_SOCKET=$work/tarnd.sock
-cleanup() {
-	[ -n "$dpid" ] && kill -9 "$dpid" 2>/dev/null
-	pkill -9 -f "api-sock $work/" 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT
-"$TARND" --state-dir "$work/state" --socket "$TARN_SOCKET" >"$work/tarnd.log" 2>&1 &
-dpid=$!
-for _ in $(seq 100); do [ -S "$TARN_SOCKET" ] && break; sleep 0.05; done
+. tests/integration/tarnd_lib.sh
+start_tarnd || { not_ok "$name: tarnd starts" "$(tail -2 "$work/tarnd.log")"; done_testing; }
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 # pss PID: its resident memory with shared pages split among their sharers
 pss() { awk '/^Pss:/ { print $2 }' "/proc/$1/smaps_rollup" 2>/dev/null; }

@@ -1,0 +1,24 @@
+# What the tarnd tests share (source after lib.sh, with name set): the
+# binaries and micro-guests, a work directory removed at the end with every
+# VM process of the test, TARN_SOCKET in it, and start_tarnd [OPTIONS...]
+# (tarnd on that state and socket, its pid in dpid; fails when it does not
+# listen within 5 s).
+TARND=$O/tarnd CTL=$O/tarnctl GUEST=$O/bench/guest_count.elf TOUCH=$O/bench/guest_touch.elf
+for f in "$TARND" "$CTL" "$GUEST" "$TOUCH"; do
+	[ -e "$f" ] || { not_ok "$name" "$f missing (make tests)"; done_testing; }
+done
+work=$(mktemp -d)
+export TARN_SOCKET=$work/tarnd.sock
+dpid=
+cleanup() {
+	[ -n "$dpid" ] && kill -9 "$dpid" 2>/dev/null
+	pkill -9 -f "api-sock $work/" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+start_tarnd() {
+	"$TARND" --state-dir "$work/state" --socket "$TARN_SOCKET" "$@" >>"$work/tarnd.log" 2>&1 &
+	dpid=$!
+	for _ in $(seq 100); do [ -S "$TARN_SOCKET" ] && return 0; sleep 0.05; done
+	return 1
+}
