@@ -134,6 +134,31 @@ PY
 	else
 		not_ok "$name: CPU quota" "0.5 -> $r1, 0.25 -> $r2"
 	fi
+	# Weights: two busy VMs with weights 100 and 200 on one core (pinned
+	# there here, with taskset) share it 1:2.
+	ctl vm create wa --kernel "$GUEST" --mem 32M --backend emu --cpu-weight 100 --start >/dev/null
+	ctl vm create wb --kernel "$GUEST" --mem 32M --backend emu --cpu-weight 200 --start >/dev/null
+	sleep 0.3
+	for v in wa wb; do taskset -a -p 1 "$(field $v pid)" >/dev/null; done
+	share=$(python3 - "$CTL" <<'PY'
+import json, subprocess, sys, time
+def used(v):
+    return json.loads(subprocess.check_output([sys.argv[1], "--json", "vm", "show", v]))["usage"]["cpu_ns"]
+a = [used("wa"), used("wb")]
+time.sleep(3)
+b = [used("wa"), used("wb")]
+print("%.3f %.3f" % ((b[0] - a[0]) / 3e9, (b[1] - a[1]) / 3e9))
+PY
+)
+	read -r sa sb <<<"$share"
+	echo "# CPU weights 100:200 on one core: $sa and $sb cores"
+	if python3 -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(not (1.8 <= b / a <= 2.2))" "$sa" "$sb"; then
+		ok "$name: CPU weights 1:2 competing for one core share it $sa:$sb"
+	else
+		not_ok "$name: CPU weights" "$sa and $sb cores"
+	fi
+	ctl vm kill wa >/dev/null
+	ctl vm kill wb >/dev/null
 	# A guest that touches 256 MiB under a 128 MiB limit: killed alone, and
 	# the event says why.
 	ctl vm create m1 --kernel "$TOUCH" --mem 512M --backend emu --mem-limit 128M --start >/dev/null
