@@ -41,6 +41,7 @@ all: tarn
 OBJS += src/core/log.o
 OBJS += src/core/config.o
 OBJS += src/core/evloop.o
+OBJS += src/core/ratelimit.o
 OBJS += src/core/vm.o
 OBJS += src/core/vm_config.o
 OBJS += src/api/http.o

@@ -164,6 +164,87 @@ static ssize_t find_id(json_t *arr, const char *key, const char *id)
 	return -1;
 }
 
+/* The drive that is disk k (the k-th --disk, /dev/vd('a' + k)): those of
+ * the command line first, then the API's root drive, then its others in
+ * the order they came; NULL past the last. */
+static json_t *drive_at(struct api *a, size_t k)
+{
+	json_t *drives = json_object_get(a->model, "drives"), *e;
+	size_t i;
+
+	if (k < a->cli_drives)
+		return json_array_get(drives, k);
+	k -= a->cli_drives;
+	for (int pass = 0; pass < 2; pass++) {
+		json_array_foreach(drives, i, e) {
+			if (i >= a->cli_drives && json_is_true(json_object_get(e, "is_root_device")) == !pass && !k--)
+				return e;
+		}
+	}
+	return NULL;
+}
+
+/* Firecracker's RateLimiter object: a TokenBucket each for bandwidth
+ * and ops (size, refill_time in ms, one_time_burst; a size or refill time
+ * of 0 is no limit). */
+static const struct http_field bucket_fields[] = {
+	{ "size", F_INT, true }, { "refill_time", F_INT, true }, { "one_time_burst", F_INT, false },
+};
+static const struct http_field limiter_fields[] = { { "bandwidth", F_OBJ, false }, { "ops", F_OBJ, false } };
+
+/* Append rl (a RateLimiter; NULL: none) to buf as the options
+ * ",<prefix>bw=SIZE:REFILL:BURST,<prefix><ops>=..." (core/ratelimit.h);
+ * "bw=0" where a bucket is off. NULL, or why rl is malformed (what names
+ * it). */
+static const char *limiter_spec(const json_t *rl, const char *what, const char *prefix, const char *ops, char *buf,
+				size_t len, char *why, size_t wlen)
+{
+	static const char *const buckets[2] = { "bandwidth", "ops" };
+
+	if (!rl)
+		return NULL;
+	if (http_check_fields(rl, limiter_fields, 2, false, why, wlen))
+		return why;
+	for (int k = 0; k < 2; k++) {
+		const json_t *b = json_object_get(rl, buckets[k]);
+		json_int_t n[3];
+		char w[200];
+
+		if (!b)
+			continue;
+		if (http_check_fields(b, bucket_fields, 3, false, w, sizeof(w))) {
+			snprintf(why, wlen, "%s.%s: %s", what, buckets[k], w);
+			return why;
+		}
+		for (int f = 0; f < 3; f++) {
+			n[f] = json_integer_value(json_object_get(b, bucket_fields[f].name));
+			if (n[f] < 0) {
+				snprintf(why, wlen, "%s.%s.%s: below 0", what, buckets[k], bucket_fields[f].name);
+				return why;
+			}
+		}
+		size_t at = strlen(buf);
+		if (n[0] && n[1])
+			snprintf(buf + at, len - at, ",%s%s=%lld:%lld:%lld", prefix, k ? ops : "bw", (long long)n[0],
+				 (long long)n[1], (long long)n[2]);
+		else
+			snprintf(buf + at, len - at, ",%s%s=0", prefix, k ? ops : "bw");
+	}
+	return NULL;
+}
+
+/* A drive's or an interface's limits as spec options into buf. */
+static const char *device_limits(const json_t *e, bool drive, char *buf, size_t len, char *why, size_t wlen)
+{
+	const char *bad;
+
+	buf[0] = 0;
+	if (drive)
+		return limiter_spec(json_object_get(e, "rate_limiter"), "rate_limiter", "", "iops", buf, len, why, wlen);
+	bad = limiter_spec(json_object_get(e, "rx_rate_limiter"), "rx_rate_limiter", "rx_", "pps", buf, len, why, wlen);
+	return bad ? bad : limiter_spec(json_object_get(e, "tx_rate_limiter"), "tx_rate_limiter", "tx_", "pps", buf, len, why, wlen);
+}
+
 /* Put in into the array named list under key id: new, or replacing the
  * entry with the same id unless that came from the command line. */
 static struct http_reply put_device(struct api *a, const char *list, const char *key, const char *id, json_t *in,
@@ -198,14 +279,16 @@ static const struct http_field drive_fields[] = {
 
 static struct http_reply put_drive(struct api *a, const char *id, json_t *in)
 {
+	char limits[256], why[256];
+	const char *bad;
 	json_t *v, *e;
 	size_t i;
 
 	HTTP_CHECK(in, drive_fields, false);
 	if (json_object_get(in, "socket"))
 		return http_fault(MHD_HTTP_BAD_REQUEST, "socket: vhost-user block devices are not supported");
-	if (json_object_get(in, "rate_limiter"))
-		return http_fault(MHD_HTTP_BAD_REQUEST, "rate_limiter: not supported yet");
+	if ((bad = device_limits(in, true, limits, sizeof(limits), why, sizeof(why))))
+		return http_fault(MHD_HTTP_BAD_REQUEST, "%s", bad);
 	if ((v = json_object_get(in, "cache_type")) && strcmp(json_string_value(v), "Unsafe") &&
 	    strcmp(json_string_value(v), "Writeback"))
 		return http_fault(MHD_HTTP_BAD_REQUEST, "cache_type must be Unsafe or Writeback");
@@ -237,11 +320,12 @@ static const struct http_field net_fields[] = {
 
 static struct http_reply put_net(struct api *a, const char *id, json_t *in)
 {
-	const char *tap, *mac;
+	const char *tap, *mac, *bad;
+	char limits[256], why[256];
 
 	HTTP_CHECK(in, net_fields, false);
-	if (json_object_get(in, "rx_rate_limiter") || json_object_get(in, "tx_rate_limiter"))
-		return http_fault(MHD_HTTP_BAD_REQUEST, "rate limiters: not supported yet");
+	if ((bad = device_limits(in, false, limits, sizeof(limits), why, sizeof(why))))
+		return http_fault(MHD_HTTP_BAD_REQUEST, "%s", bad);
 	tap = json_string_value(json_object_get(in, "host_dev_name"));
 	mac = json_string_value(json_object_get(in, "guest_mac"));
 	if (!*tap || strlen(tap) > 15 || strpbrk(tap, ",=/ "))
@@ -249,6 +333,53 @@ static struct http_reply put_net(struct api *a, const char *id, json_t *in)
 	if (mac && !mac_ok(mac))
 		return http_fault(MHD_HTTP_BAD_REQUEST, "guest_mac '%s': expected six hex bytes as 52:54:00:12:34:56", mac);
 	return put_device(a, "network-interfaces", "iface_id", id, in, a->cli_nets);
+}
+
+static const struct http_field patch_drive_fields[] = {
+	{ "drive_id", F_STR, true }, { "path_on_host", F_STR, false }, { "rate_limiter", F_OBJ, false },
+};
+static const struct http_field patch_net_fields[] = {
+	{ "iface_id", F_STR, true }, { "rx_rate_limiter", F_OBJ, false }, { "tx_rate_limiter", F_OBJ, false },
+};
+
+/* PATCH /drives/{id}, /network-interfaces/{id}: new rate limits, before
+ * the start (kept for it) or while the VM runs (the device's buckets are
+ * replaced at once, full, as Firecracker's update does). */
+static struct http_reply patch_device(struct api *a, bool drive, const char *id, json_t *in)
+{
+	const char *key = drive ? "drive_id" : "iface_id", *list = drive ? "drives" : "network-interfaces";
+	json_t *arr = json_object_get(a->model, list), *e = NULL;
+	char limits[256], why[256];
+	const char *bad, *v;
+	ssize_t at;
+	int index = -1;
+
+	if (drive)
+		HTTP_CHECK(in, patch_drive_fields, false);
+	else
+		HTTP_CHECK(in, patch_net_fields, false);
+	if (strcmp(json_string_value(json_object_get(in, key)), id))
+		return http_fault(MHD_HTTP_BAD_REQUEST, "%s in the body differs from the path's (%s)", key, id);
+	if ((v = json_string_value(json_object_get(in, "path_on_host"))))
+		return http_fault(MHD_HTTP_BAD_REQUEST, "path_on_host: a drive's image cannot be changed");
+	if ((bad = device_limits(in, drive, limits, sizeof(limits), why, sizeof(why))))
+		return http_fault(MHD_HTTP_BAD_REQUEST, "%s", bad);
+	if ((at = find_id(arr, key, id)) < 0)
+		return http_fault(MHD_HTTP_NOT_FOUND, "no %s %s", drive ? "drive" : "network interface", id);
+	if (a->state == API_RUNNING) {
+		if (drive) {
+			for (index = 0; (e = drive_at(a, (size_t)index)) && e != json_array_get(arr, (size_t)at); index++)
+				;
+		} else {
+			index = (int)at;
+		}
+		if (limits[0] && vm_set_limits(a->vm, drive ? "block" : "net", index, limits + 1, why, sizeof(why)))
+			return http_fault(MHD_HTTP_BAD_REQUEST, "%s", why);
+	}
+	e = json_array_get(arr, (size_t)at);
+	json_object_foreach(in, v, arr) /* keep the new limits for GET /vm/config */
+		json_object_set(e, v, arr);
+	return http_no_content();
 }
 
 static const struct http_field entropy_fields[] = { { "rate_limiter", F_OBJ, false } };
@@ -343,8 +474,9 @@ struct metrics_walk {
  * machine model names it, else the kind and its index. */
 static void metrics_device_group(struct api *a, const char *group, int index, char *buf, size_t len)
 {
-	const char *list = !strcmp(group, "block") ? "drives" : !strcmp(group, "net") ? "network-interfaces" : NULL;
-	json_t *e = list ? json_array_get(json_object_get(a->model, list), (size_t)index) : NULL;
+	json_t *e = !strcmp(group, "block") ? drive_at(a, (size_t)index) :
+		    !strcmp(group, "net") ? json_array_get(json_object_get(a->model, "network-interfaces"), (size_t)index) :
+					    NULL;
 	const char *id = json_string_value(json_object_get(e, !strcmp(group, "block") ? "drive_id" : "iface_id"));
 
 	if (id)
@@ -697,9 +829,13 @@ static struct http_reply route(struct api *a, const char *method, const char *ur
 		PREBOOT();
 		return put_metrics(a, in);
 	}
+	if ((!strncmp(url, "/drives/", 8) || !strncmp(url, "/network-interfaces/", 20)) && patch) {
+		NEED_BODY();
+		return patch_device(a, url[1] == 'd', strchr(url + 1, '/') + 1, in);
+	}
 	if (!strcmp(url, "/boot-source") || !strncmp(url, "/drives/", 8) || !strncmp(url, "/network-interfaces/", 20) ||
 	    !strcmp(url, "/entropy")) {
-		ALLOW(put, "PUT");
+		ALLOW(put, url[1] == 'd' || url[1] == 'n' ? "PUT, PATCH" : "PUT");
 		NEED_BODY();
 		PREBOOT();
 		if ((sub = url + 8, !strncmp(url, "/drives/", 8)))
@@ -897,9 +1033,9 @@ static int model_to_config(struct api *a, struct config *dst)
 {
 	json_t *mc = json_object_get(a->model, "machine-config");
 	json_t *boot = json_object_get(a->model, "boot-source");
-	json_t *drives = json_object_get(a->model, "drives"), *e, *v;
-	char buf[4200], root[128] = "";
-	int ret = 0, disk_no;
+	json_t *e, *v;
+	char buf[4200], root[128] = "", limits[256], why[256];
+	int ret = 0;
 	size_t i;
 
 	snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(json_object_get(mc, "vcpu_count")));
@@ -912,23 +1048,18 @@ static int model_to_config(struct api *a, struct config *dst)
 	if ((v = json_object_get(boot, "initrd_path")))
 		ret |= config_set(dst, "boot.initrd", json_string_value(v));
 	/* Drives: the root one first among the API's, then the rest in order. */
-	disk_no = (int)a->cli_drives;
-	for (int pass = 0; pass < 2; pass++) {
-		json_array_foreach(drives, i, e) {
-			bool is_root = json_is_true(json_object_get(e, "is_root_device"));
-			bool ro = json_is_true(json_object_get(e, "is_read_only"));
+	for (size_t k = a->cli_drives; (e = drive_at(a, k)); k++) {
+		bool is_root = json_is_true(json_object_get(e, "is_root_device"));
+		bool ro = json_is_true(json_object_get(e, "is_read_only"));
 
-			if (i < a->cli_drives || is_root != !pass)
-				continue;
-			snprintf(buf, sizeof(buf), "%s,serial=%s%s", json_string_value(json_object_get(e, "path_on_host")),
-				 json_string_value(json_object_get(e, "drive_id")), ro ? ",ro" : "");
-			ret |= config_add_indexed(dst, "dev.disk", VM_MAX_DISKS, buf);
-			if (is_root && (v = json_object_get(e, "partuuid")))
-				snprintf(root, sizeof(root), "root=PARTUUID=%s %s", json_string_value(v), ro ? "ro" : "rw");
-			else if (is_root)
-				snprintf(root, sizeof(root), "root=/dev/vd%c %s", 'a' + disk_no, ro ? "ro" : "rw");
-			disk_no++;
-		}
+		device_limits(e, true, limits, sizeof(limits), why, sizeof(why)); /* checked at PUT */
+		snprintf(buf, sizeof(buf), "%s,serial=%s%s%s", json_string_value(json_object_get(e, "path_on_host")),
+			 json_string_value(json_object_get(e, "drive_id")), ro ? ",ro" : "", limits);
+		ret |= config_add_indexed(dst, "dev.disk", VM_MAX_DISKS, buf);
+		if (is_root && (v = json_object_get(e, "partuuid")))
+			snprintf(root, sizeof(root), "root=PARTUUID=%s %s", json_string_value(v), ro ? "ro" : "rw");
+		else if (is_root)
+			snprintf(root, sizeof(root), "root=/dev/vd%c %s", (int)('a' + k), ro ? "ro" : "rw");
 	}
 	v = json_object_get(boot, "boot_args");
 	snprintf(buf, sizeof(buf), "%s%s%s", v ? json_string_value(v) : "", v && *root ? " " : "", root);
@@ -938,8 +1069,9 @@ static int model_to_config(struct api *a, struct config *dst)
 		if (i < a->cli_nets)
 			continue;
 		v = json_object_get(e, "guest_mac");
-		snprintf(buf, sizeof(buf), "tap=%s%s%s", json_string_value(json_object_get(e, "host_dev_name")),
-			 v ? ",mac=" : "", v ? json_string_value(v) : "");
+		device_limits(e, false, limits, sizeof(limits), why, sizeof(why));
+		snprintf(buf, sizeof(buf), "tap=%s%s%s%s", json_string_value(json_object_get(e, "host_dev_name")),
+			 v ? ",mac=" : "", v ? json_string_value(v) : "", limits);
 		ret |= config_add_indexed(dst, "dev.net", VM_MAX_NETS, buf);
 	}
 	if (json_object_get(a->model, "entropy"))

@@ -432,6 +432,21 @@ void vm_metrics(struct vm *vm, vm_metric_fn *fn, void *opaque)
 	fn(opaque, "latencies_us", -1, "resume_vm", resume_ns / 1000);
 }
 
+int vm_set_limits(struct vm *vm, const char *group, int index, const char *spec, char *err, size_t len)
+{
+	for (int d = 0, seen = 0; vm->devs && d < vm->devs->nr_virtio; d++) {
+		struct virtio_dev *vd = vm->devs->virtio[d];
+
+		if (!vd->ops->metrics_group || strcmp(vd->ops->metrics_group, group) || seen++ != index)
+			continue;
+		if (!vd->ops->set_limits)
+			break;
+		return vd->ops->set_limits(vd, spec, err, len);
+	}
+	snprintf(err, len, "no %s device %d with rate limits", group, index);
+	return -ENOENT;
+}
+
 /* The VM's services to its devices (core/devctx.h), on the backend. */
 static struct vm *ctx_vm(const struct devctx *c)
 {

@@ -167,6 +167,11 @@ int vm_ctrl_alt_del(struct vm *vm);
  * holds the last pause's and resume's times. Any thread. */
 typedef void vm_metric_fn(void *opaque, const char *group, int index, const char *name, uint64_t value);
 void vm_metrics(struct vm *vm, vm_metric_fn *fn, void *opaque);
+/* Change the rate limits of the index-th virtio device of a metrics group
+ * ("block", "net": the order of --disk, --net) at runtime, from
+ * "NAME=VALUE,..." (core/ratelimit.h). 0, -ENOENT, or -EINVAL; the reason
+ * in err. */
+int vm_set_limits(struct vm *vm, const char *group, int index, const char *spec, char *err, size_t len);
 
 /* Print registers of a vCPU to stderr (crash reports). */
 void vcpu_dump(struct vcpu *vcpu, const char *why);

@@ -12,6 +12,11 @@
  * the requests in flight (blk_drain), so nothing is written into guest
  * memory or the rings after it.
  *
+ * Rate limits (bw=RATE, iops=RATE: core/ratelimit.h) are kept by the
+ * workers: while a bucket is empty none takes a chain off the ring, and
+ * each request pays its data bytes and one operation once it is done.
+ * They change at runtime (ops->set_limits), for the next request.
+ *
  * Trust: every byte of a request (header, data lengths, sectors, discard
  * segments) is guest-controlled. A malformed *request* completes with
  * status IOERR or UNSUPP and the queue goes on; a malformed *ring* is
@@ -29,7 +34,9 @@
 #include <unistd.h>
 
 #include "block/qcow2.h"
+#include "core/clock.h"
 #include "core/log.h"
+#include "core/ratelimit.h"
 #include "core/devctx.h"
 #include "virtio/devices.h"
 #include "virtio/iov.h"
@@ -110,12 +117,14 @@ enum { BLK_READ_COUNT, BLK_READ_BYTES, BLK_WRITE_COUNT, BLK_WRITE_BYTES, BLK_FLU
 static const char *const blk_stat_names[BLK_STATS_NR] = {
 	"read_count", "read_bytes", "write_count", "write_bytes", "flush_count", "execute_fails",
 };
+#define BLK_LIMIT_USAGE "bw=RATE, iops=RATE"
 
 /* One worker thread and its request's scratch. */
 struct blk_worker {
 	struct virtio_blk *b;
 	pthread_t thread;
 	uint8_t *bounce; /* direct: BOUNCE_SIZE bytes, mem_align-aligned */
+	uint64_t data_len; /* the request's data bytes moved (rate limit) */
 	struct vq_chain chain;
 	struct iovec data[VQ_MAX_SEGS];
 };
@@ -138,6 +147,8 @@ struct virtio_blk {
 	unsigned busy, nr_workers;
 	struct blk_worker *w[BLK_WORKERS];
 	uint64_t stat[BLK_STATS_NR]; /* metrics: relaxed atomics, any worker adds */
+	struct rate_limiter rl;
+	struct rl_key limits[2]; /* bw=, iops= */
 };
 
 /* ---- host I/O ---- */
@@ -327,6 +338,7 @@ static uint8_t blk_request(struct blk_worker *w, uint64_t features, uint32_t *da
 			return VIRTIO_BLK_S_IOERR;
 		}
 		*data_written = write ? 0 : (uint32_t)len;
+		w->data_len = len;
 		blk_count(b, write ? BLK_WRITE_COUNT : BLK_READ_COUNT, 1);
 		blk_count(b, write ? BLK_WRITE_BYTES : BLK_READ_BYTES, len);
 		return VIRTIO_BLK_S_OK;
@@ -378,7 +390,9 @@ static uint32_t blk_handle(struct blk_worker *w, uint64_t features)
 		pr_warn_ratelimited("virtio-blk: request without a writable status byte");
 		return 0;
 	}
+	w->data_len = 0;
 	status = blk_request(w, features, &data);
+	rl_charge(&w->b->rl, w->data_len, 1);
 	if (status == VIRTIO_BLK_S_IOERR)
 		blk_count(w->b, BLK_FAILS, 1);
 	if (status != VIRTIO_BLK_S_OK)
@@ -402,6 +416,17 @@ static void *blk_worker(void *arg)
 
 		if (!b->kicked || b->draining) {
 			pthread_cond_wait(&b->work, &vd->lock);
+			continue;
+		}
+		uint64_t wait = rl_wait_ns(&b->rl);
+		if (wait) {
+			/* A bucket is empty: until it is not (or a drain). */
+			struct timespec ts;
+			uint64_t at = monotonic_ns() + wait;
+
+			ts.tv_sec = (time_t)(at / NS_PER_SEC);
+			ts.tv_nsec = (long)(at % NS_PER_SEC);
+			pthread_cond_timedwait(&b->work, &vd->lock, &ts);
 			continue;
 		}
 		r = virtio_pci_queue_ready(vd, 0) ? vq_pop(vq, &w->chain) : 0;
@@ -506,6 +531,7 @@ static void blk_free(struct virtio_blk *b)
 	blk_stop_workers(b);
 	pthread_cond_destroy(&b->work);
 	pthread_cond_destroy(&b->idle);
+	rl_destroy(&b->rl);
 	if (b->fd >= 0) {
 		/* Whatever the guest wrote reaches the file before we go. */
 		if (!b->ro && blk_sync(b->fd))
@@ -527,7 +553,17 @@ static unsigned blk_metrics(struct virtio_dev *vd, struct virtio_metric *m)
 
 	for (unsigned i = 0; i < BLK_STATS_NR; i++)
 		m[i] = (struct virtio_metric){ blk_stat_names[i], __atomic_load_n(&b->stat[i], __ATOMIC_RELAXED) };
-	return BLK_STATS_NR;
+	pthread_mutex_lock(&b->rl.lock);
+	m[BLK_STATS_NR] = (struct virtio_metric){ "rate_limiter_throttled_events", b->rl.throttled };
+	pthread_mutex_unlock(&b->rl.lock);
+	return BLK_STATS_NR + 1;
+}
+
+static int blk_set_limits(struct virtio_dev *vd, const char *spec, char *err, size_t len)
+{
+	struct virtio_blk *b = vd->opaque;
+
+	return rl_options(spec, b->limits, 2, err, len);
 }
 
 static const struct virtio_dev_ops blk_ops_template = {
@@ -542,6 +578,7 @@ static const struct virtio_dev_ops blk_ops_template = {
 	.destroy = blk_destroy,
 	.metrics_group = "block",
 	.metrics = blk_metrics,
+	.set_limits = blk_set_limits,
 };
 
 /* ---- opening the image ---- */
@@ -560,7 +597,8 @@ static int blk_fail(char *err, size_t len, const char *spec, int ret, const char
 	return ret;
 }
 
-/* PATH[,ro][,direct][,serial=ID] into b; *path points into buf. */
+/* PATH[,ro][,direct][,serial=ID][,bw=RATE][,iops=RATE] into b; *path
+ * points into buf. */
 static int blk_parse(struct virtio_blk *b, const char *spec, char *buf, const char **path, char *err, size_t len)
 {
 	char *save, *opt;
@@ -569,7 +607,14 @@ static int blk_parse(struct virtio_blk *b, const char *spec, char *buf, const ch
 	if (!*path || buf[0] == ',')
 		return blk_fail(err, len, spec, -EINVAL, "no image path (PATH[,ro][,direct][,serial=ID])");
 	while ((opt = strtok_r(NULL, ",", &save))) {
-		if (!strcmp(opt, "ro")) {
+		char why[200];
+		int r = rl_option(opt, b->limits, 2, why, sizeof(why));
+
+		if (r < 0)
+			return blk_fail(err, len, spec, r, "%s", why);
+		if (r) {
+			continue;
+		} else if (!strcmp(opt, "ro")) {
 			b->ro = true;
 		} else if (!strcmp(opt, "direct")) {
 			b->direct = true;
@@ -583,7 +628,8 @@ static int blk_parse(struct virtio_blk *b, const char *spec, char *buf, const ch
 			memcpy(b->serial, s, strlen(s));
 		} else {
 			return blk_fail(err, len, spec, -EINVAL,
-					"unknown option '%s' (PATH[,ro][,direct][,serial=ID])", opt);
+					"unknown option '%s' (PATH[,ro][,direct][,serial=ID][,%s])", opt,
+					BLK_LIMIT_USAGE);
 		}
 	}
 	return 0;
@@ -706,7 +752,15 @@ int virtio_blk_create(const struct devctx *ctx, const char *spec, struct virtio_
 		return -ENOMEM;
 	}
 	b->fd = -1;
-	pthread_cond_init(&b->work, NULL);
+	/* Timed waits (rate limits) on the monotonic clock. */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&b->work, &ca);
+	pthread_condattr_destroy(&ca);
+	rl_init(&b->rl);
+	b->limits[0] = (struct rl_key){ "bw", &b->rl, RL_BYTES };
+	b->limits[1] = (struct rl_key){ "iops", &b->rl, RL_OPS };
 	pthread_cond_init(&b->idle, NULL);
 	ret = blk_parse(b, spec, buf, &path, err, len);
 	if (!ret)

@@ -11,16 +11,28 @@
  * and pops receive chains until they hold it (several with MRG_RXBUF,
  * num_buffers telling the guest how many). Chains popped but not yet used
  * stay parked for the next frame. With no buffers left the frame stays
- * pending and the backend is not polled until the guest kicks queue 0. */
+ * pending and the backend is not polled until the guest kicks queue 0.
+ *
+ * Rate limits, each way (rx_bw=, rx_pps=, tx_bw=, tx_pps=: core/ratelimit.h,
+ * Firecracker's rx_rate_limiter and tx_rate_limiter): every frame pays its
+ * bytes (without the header) and one operation. While the transmit bucket
+ * is empty no chain is taken and the guest is not asked to kick; while the
+ * receive bucket is empty the backend is not polled (a tap's queue fills
+ * and the host drops, as a slow link would). A timer in the event loop
+ * takes up the direction that waits when its bucket has tokens again. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "core/evloop.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/devctx.h"
+#include "core/ratelimit.h"
 #include "virtio/devices.h"
 #include "virtio/iov.h"
 #include "virtio/net_backend.h"
@@ -89,6 +101,10 @@ struct virtio_net {
 	uint8_t mac[6];
 	/* Under vd.lock from here on. */
 	struct virtio_net_stats st;
+	struct rate_limiter rl[2]; /* [RXQ], [TXQ] */
+	struct rl_key limits[4];   /* rx_bw= rx_pps= tx_bw= tx_pps= */
+	int timer_fd;		   /* timerfd: a direction waits for tokens */
+	bool waits[2];		   /* [RXQ], [TXQ]: throttled until the timer */
 	unsigned offloads_set; /* NET_OFFLOAD_* asked of the backend */
 	bool polling;	       /* backend fd watched for EPOLLIN */
 	bool backend_gone;     /* hung up: never polled again */
@@ -152,6 +168,7 @@ static uint32_t tx_frame(struct virtio_dev *vd, struct vq_chain *c)
 		goto drop;
 	n->st.tx_frames++;
 	n->st.tx_bytes += c->out_len - HDR_LEN;
+	rl_charge(&n->rl[TXQ], c->out_len - HDR_LEN, 1);
 	return 0;
 drop:
 	n->st.tx_dropped++;
@@ -297,7 +314,22 @@ static int rx_read(struct virtio_net *n)
 	if (!has(n, VIRTIO_NET_F_GUEST_CSUM)) /* spec 5.1.6.4.1: only with GUEST_CSUM */
 		n->rx_frame[0] &= (uint8_t)~VIRTIO_NET_HDR_F_DATA_VALID;
 	n->pending = (uint32_t)r;
+	rl_charge(&n->rl[RXQ], (uint64_t)r - HDR_LEN, 1);
 	return 1;
+}
+
+/* Wake up in wait ns to take up queue q again (its bucket is empty). */
+static void limit_wait(struct virtio_net *n, unsigned q, uint64_t wait)
+{
+	struct itimerspec cur, its = { .it_value = { (time_t)(wait / NS_PER_SEC), (long)(wait % NS_PER_SEC) } };
+
+	n->waits[q] = true;
+	/* An earlier wake-up already set stays. */
+	if (!timerfd_gettime(n->timer_fd, &cur) && (cur.it_value.tv_sec || cur.it_value.tv_nsec) &&
+	    (uint64_t)cur.it_value.tv_sec * NS_PER_SEC + (uint64_t)cur.it_value.tv_nsec <= wait)
+		return;
+	if (timerfd_settime(n->timer_fd, 0, &its, NULL))
+		pr_warn_ratelimited("virtio-net: rate limit timer: %s", strerror(errno));
 }
 
 /* Move frames to the guest: the pending one, then up to reads more. */
@@ -314,6 +346,12 @@ static void rx_run(struct virtio_net *n, int reads)
 	}
 	rx_offloads(n);
 	while (n->pending || reads-- > 0) {
+		uint64_t limit = n->pending ? 0 : rl_wait_ns(&n->rl[RXQ]);
+
+		if (limit) {
+			limit_wait(n, RXQ, limit);
+			break;
+		}
 		int got = n->pending ? 1 : rx_read(n);
 
 		if (got == 0)
@@ -331,7 +369,7 @@ static void rx_run(struct virtio_net *n, int reads)
 		rx_poll(n, false);
 		return;
 	}
-	rx_poll(n, !wait);
+	rx_poll(n, !wait && !n->waits[RXQ]);
 	if (vq->used_idx != used && vq_needs_notify(vq))
 		virtio_pci_queue_interrupt(&n->vd, RXQ);
 }
@@ -353,14 +391,52 @@ static void rx_event(void *opaque, uint32_t events)
 
 /* ---- the device ---- */
 
+static void tx_run(struct virtio_net *n)
+{
+	uint64_t wait = virtio_pci_queue_serve_limited(&n->vd, TXQ, &n->chain, tx_frame, &n->rl[TXQ]);
+
+	if (wait)
+		limit_wait(n, TXQ, wait);
+}
+
 static void net_notify(struct virtio_dev *vd, unsigned q)
 {
 	struct virtio_net *n = vd->opaque;
 
-	if (q == TXQ)
-		virtio_pci_queue_serve(vd, TXQ, &n->chain, tx_frame);
-	else
+	if (q == TXQ) {
+		if (!n->waits[TXQ])
+			tx_run(n);
+	} else if (!n->waits[RXQ]) {
 		rx_run(n, 0); /* new buffers: deliver a waiting frame, poll again */
+	}
+}
+
+/* The timer: the directions that waited for tokens go on. */
+static void limit_event(void *opaque, uint32_t events)
+{
+	struct virtio_net *n = opaque;
+	uint64_t ticks;
+
+	if (read(n->timer_fd, &ticks, sizeof(ticks)) < 0)
+		return;
+	pthread_mutex_lock(&n->vd.lock);
+	if (n->waits[TXQ]) {
+		n->waits[TXQ] = false;
+		if (virtio_pci_queue_ready(&n->vd, TXQ))
+			tx_run(n);
+	}
+	if (n->waits[RXQ]) {
+		n->waits[RXQ] = false;
+		rx_run(n, RX_BATCH);
+	}
+	pthread_mutex_unlock(&n->vd.lock);
+}
+
+static int net_set_limits(struct virtio_dev *vd, const char *spec, char *err, size_t len)
+{
+	struct virtio_net *n = vd->opaque;
+
+	return rl_options(spec, n->limits, 4, err, len);
 }
 
 static void net_config_read(struct virtio_dev *vd, unsigned off, void *data, unsigned len)
@@ -377,8 +453,40 @@ static void net_reset(struct virtio_dev *vd)
 	struct virtio_net *n = vd->opaque;
 
 	n->pending = 0;
+	n->waits[RXQ] = n->waits[TXQ] = false;
 	rx_unpark_all(n);
 	rx_poll(n, false);
+}
+
+/* The timer, the limiters; their keys. */
+static void limits_free(struct virtio_net *n)
+{
+	if (n->timer_fd >= 0) {
+		evloop_del(n->loop, n->timer_fd);
+		close(n->timer_fd);
+	}
+	rl_destroy(&n->rl[RXQ]);
+	rl_destroy(&n->rl[TXQ]);
+}
+
+static int limits_init(struct virtio_net *n)
+{
+	static const char *const names[4] = { "rx_bw", "rx_pps", "tx_bw", "tx_pps" };
+	int ret;
+
+	rl_init(&n->rl[RXQ]);
+	rl_init(&n->rl[TXQ]);
+	for (unsigned i = 0; i < 4; i++)
+		n->limits[i] = (struct rl_key){ names[i], &n->rl[i < 2 ? RXQ : TXQ], i % 2 ? RL_OPS : RL_BYTES };
+	n->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (n->timer_fd < 0)
+		return -errno;
+	ret = evloop_add(n->loop, n->timer_fd, EPOLLIN, limit_event, n);
+	if (ret) {
+		close(n->timer_fd);
+		n->timer_fd = -1;
+	}
+	return ret;
 }
 
 static void net_destroy(struct virtio_dev *vd)
@@ -392,6 +500,7 @@ static void net_destroy(struct virtio_dev *vd)
 	if (!n->backend_gone)
 		evloop_del(n->loop, n->nb.ops->fd(&n->nb));
 	n->nb.ops->close(&n->nb);
+	limits_free(n);
 	free(n);
 }
 
@@ -417,7 +526,15 @@ static unsigned net_metrics(struct virtio_dev *vd, struct virtio_metric *m)
 	m[4] = (struct virtio_metric){ "rx_bytes_count", st.rx_bytes };
 	m[5] = (struct virtio_metric){ "rx_dropped", st.rx_dropped };
 	m[6] = (struct virtio_metric){ "rx_bad_buffers", st.rx_bad_buffers };
-	return 7;
+	for (unsigned q = 0; q < 2; q++) {
+		struct rate_limiter *rl = &((struct virtio_net *)vd->opaque)->rl[q];
+
+		pthread_mutex_lock(&rl->lock);
+		m[7 + q] = (struct virtio_metric){ q == RXQ ? "rx_rate_limiter_throttled" : "tx_rate_limiter_throttled",
+						   rl->throttled };
+		pthread_mutex_unlock(&rl->lock);
+	}
+	return 9;
 }
 
 static uint16_t net_held(struct virtio_dev *vd, unsigned q)
@@ -441,6 +558,7 @@ static const struct virtio_dev_ops net_ops = {
 	.destroy = net_destroy,
 	.metrics_group = "net",
 	.metrics = net_metrics,
+	.set_limits = net_set_limits,
 };
 
 /* ---- the option string ---- */
@@ -501,9 +619,17 @@ static int parse_spec(struct virtio_net *n, const char *spec, char *buf, size_t 
 	strcpy(buf, spec);
 	*off = OFFLOAD_ON;
 	for (char *save = NULL, *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
-		char *val = strchr(kv, '=');
+		char *val = strchr(kv, '='), why[200];
 		const struct net_backend_ops *const *b;
+		int r = rl_option(kv, n->limits, 4, why, sizeof(why));
 
+		if (r) {
+			if (r < 0) {
+				snprintf(err, len, "--net %s: %s", spec, why);
+				return -EINVAL;
+			}
+			continue;
+		}
 		if (!val) {
 			snprintf(err, len, "--net %s: '%s' is not key=value", spec, kv);
 			return -EINVAL;
@@ -548,7 +674,7 @@ static int parse_spec(struct virtio_net *n, const char *spec, char *buf, size_t 
 				return -EINVAL;
 			}
 		} else {
-			snprintf(err, len, "--net %s: %s key '%s' (keys: tap=, fd=, mac=, offload=)", spec,
+			snprintf(err, len, "--net %s: %s key '%s' (keys: tap=, fd=, mac=, offload=, rx_bw=, rx_pps=, tx_bw=, tx_pps=)", spec,
 				 (!strcmp(kv, "mac") || !strcmp(kv, "offload")) ? "repeated" : "unknown", kv);
 			return -EINVAL;
 		}
@@ -595,6 +721,11 @@ int virtio_net_create(const struct devctx *ctx, const char *spec, struct virtio_
 		return -ENOMEM;
 	n->loop = ctx->loop;
 	n->nb.fd = -1;
+	ret = limits_init(n);
+	if (ret) {
+		snprintf(err, len, "--net %s: rate limit timer: %s", spec, strerror(-ret));
+		goto fail;
+	}
 	ret = parse_spec(n, spec, buf, sizeof(buf), &arg, &off, err, len);
 	if (ret)
 		goto fail;
@@ -622,6 +753,7 @@ int virtio_net_create(const struct devctx *ctx, const char *spec, struct virtio_
 close:
 	n->nb.ops->close(&n->nb);
 fail:
+	limits_free(n);
 	free(n);
 	return ret;
 }

@@ -18,12 +18,13 @@ FUZZERS += virtqueue
 $(O)/fuzz/fuzz_virtqueue: src/virtio/virtqueue.c src/mem/gm.c
 TEST_BINS += tests/fuzz/fuzz_virtqueue.sh
 FUZZERS += blk
-$(O)/fuzz/fuzz_blk: src/virtio/blk.c src/virtio/iov.c src/virtio/virtqueue.c src/mem/gm.c src/core/log.c \
+$(O)/fuzz/fuzz_blk: src/core/ratelimit.c src/virtio/blk.c src/virtio/iov.c src/virtio/virtqueue.c src/mem/gm.c src/core/log.c \
 	src/block/qcow2.c
-FUZZ_LIBS_blk := -lz
+FUZZ_LIBS_blk := -lz -lm
+FUZZ_LIBS_net := -lm
 TEST_BINS += tests/fuzz/fuzz_blk.sh
 FUZZERS += net
-$(O)/fuzz/fuzz_net: src/virtio/net.c src/virtio/iov.c src/virtio/tap.c src/virtio/virtqueue.c src/mem/gm.c src/core/log.c \
+$(O)/fuzz/fuzz_net: src/core/ratelimit.c src/virtio/net.c src/virtio/iov.c src/virtio/tap.c src/virtio/virtqueue.c src/mem/gm.c src/core/log.c \
 	src/core/evloop.c
 TEST_BINS += tests/fuzz/fuzz_net.sh
 FUZZERS += qcow2

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/ratelimit.h"
 #include "mem/gm.h"
 #include "virtio/virtqueue.h"
 
@@ -73,7 +74,7 @@ struct virtio_dev;
 #define VIRTIO_COMMON_Q_DEVICE 0x30
 #define VIRTIO_COMMON_SIZE 0x38
 
-#define VIRTIO_METRICS_MAX 8
+#define VIRTIO_METRICS_MAX 12
 
 struct virtio_metric {
 	const char *name;
@@ -112,6 +113,10 @@ struct virtio_dev_ops {
 	 * most VIRTIO_METRICS_MAX). Any thread. */
 	const char *metrics_group;
 	unsigned (*metrics)(struct virtio_dev *vd, struct virtio_metric *m);
+	/* Optional: change rate limits at runtime from "NAME=VALUE,..."
+	 * (core/ratelimit.h), all or none. 0, or -EINVAL with the reason in
+	 * err. Any thread. */
+	int (*set_limits)(struct virtio_dev *vd, const char *spec, char *err, size_t len);
 };
 
 struct virtio_queue {
@@ -175,14 +180,22 @@ void virtio_pci_queue_broken(struct virtio_dev *vd, unsigned q, int err);
  * driver is interrupted if it asked to be. vd->lock held. */
 typedef uint32_t virtio_chain_fn(struct virtio_dev *vd, struct vq_chain *c);
 
-static inline void virtio_pci_queue_serve(struct virtio_dev *vd, unsigned q, struct vq_chain *c,
-					  virtio_chain_fn *handle)
+/* The same, while rl (NULL: none) has tokens: the nanoseconds until it
+ * has again when it ran out (the chains left wait for the caller to serve
+ * again then; the driver is not asked to kick meanwhile), else 0. */
+static inline uint64_t virtio_pci_queue_serve_limited(struct virtio_dev *vd, unsigned q, struct vq_chain *c,
+						      virtio_chain_fn *handle, struct rate_limiter *rl)
 {
 	struct vq *vq = &vd->q[q].vq;
+	uint64_t wait = 0;
 	int r;
 
 	vq_set_notify(vq, false);
 	for (;;) {
+		if (rl && (wait = rl_wait_ns(rl))) {
+			r = 0;
+			break;
+		}
 		r = vq_pop(vq, c);
 		if (r == 0 && !vq->notify) {
 			vq_set_notify(vq, true);
@@ -197,6 +210,13 @@ static inline void virtio_pci_queue_serve(struct virtio_dev *vd, unsigned q, str
 		virtio_pci_queue_broken(vd, q, r);
 	else if (vq_needs_notify(vq))
 		virtio_pci_queue_interrupt(vd, q);
+	return wait;
+}
+
+static inline void virtio_pci_queue_serve(struct virtio_dev *vd, unsigned q, struct vq_chain *c,
+					  virtio_chain_fn *handle)
+{
+	virtio_pci_queue_serve_limited(vd, q, c, handle, NULL);
 }
 
 /* Serve every chain the driver made available and wait until the device

@@ -28,28 +28,15 @@ os.chdir(ROOT)
 O = os.environ.get("O", "build")
 TARN = os.environ.get("TARN", os.path.join(O, "tarn"))
 BACKEND = os.environ.get("TARN_BACKEND", "emu")
-PREFIX = BACKEND + "/" if "TARN_BACKEND" in os.environ else ""
 KERNEL = os.path.join(O, "guest", "vmlinuz")
 INITRD = os.path.join(O, "guest", "initramfs.cpio")
 BOOT_TIMEOUT = float(os.environ.get("BOOT_TIMEOUT", "600"))
 
-n = failed = 0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import Tap  # noqa: E402
 
-
-def ok(cond, name, why=""):
-    global n, failed
-    n += 1
-    if cond:
-        print(f"ok {n} - {PREFIX}api: {name}", flush=True)
-    else:
-        failed += 1
-        print(f"not ok {n} - {PREFIX}api: {name}: {why}", flush=True)
-    return cond
-
-
-def done():
-    print(f"1..{n}")
-    sys.exit(1 if failed else 0)
+T = Tap("api")
+ok, done = T.ok, T.done
 
 
 class UnixHTTP(http.client.HTTPConnection):
@@ -244,8 +231,16 @@ bad = [
      {"drive_id": "a/b", "path_on_host": disk, "is_root_device": False}, None, 400),
     ("a drive file that does not exist", "PUT", "/drives/d1",
      {"drive_id": "d1", "path_on_host": "/nonexistent.img", "is_root_device": False}, None, 400),
-    ("a drive rate limiter (not supported)", "PUT", "/drives/d1",
-     {"drive_id": "d1", "path_on_host": disk, "is_root_device": False, "rate_limiter": {}}, None, 400),
+    ("a rate limiter bucket without refill_time", "PUT", "/drives/d1",
+     {"drive_id": "d1", "path_on_host": disk, "is_root_device": False,
+      "rate_limiter": {"bandwidth": {"size": 1000}}}, None, 400),
+    ("a rate limiter bucket of negative size", "PUT", "/network-interfaces/eth0",
+     {"iface_id": "eth0", "host_dev_name": "tap0", "tx_rate_limiter": {"ops": {"size": -1, "refill_time": 100}}},
+     None, 400),
+    ("a rate limiter with an unknown bucket", "PATCH", "/drives/d1",
+     {"drive_id": "d1", "rate_limiter": {"iops": {"size": 1, "refill_time": 100}}}, None, 400),
+    ("PATCH of a drive that is not there", "PATCH", "/drives/nosuch",
+     {"drive_id": "nosuch", "rate_limiter": {"bandwidth": {"size": 1, "refill_time": 100}}}, None, 404),
     ("a bad MAC address", "PUT", "/network-interfaces/eth0",
      {"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "52:54:00:zz:34:56"}, None, 400),
     ("an unknown action", "PUT", "/actions", {"action_type": "Explode"}, None, 400),

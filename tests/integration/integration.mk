@@ -3,7 +3,7 @@ INTEGRATION_TESTS := tests/integration/cli_errors.sh \
 	tests/integration/linux.sh tests/integration/virtio_rng.sh
 INTEGRATION_TESTS += tests/integration/virtio_console.sh
 INTEGRATION_TESTS += tests/integration/virtio_blk.sh
-INTEGRATION_TESTS += tests/integration/virtio_net.sh
+INTEGRATION_TESTS += tests/integration/virtio_net.sh tests/integration/ratelimit.py
 INTEGRATION_TESTS += tests/integration/stop.sh
 INTEGRATION_TESTS += tests/integration/api.py
 INTEGRATION_TESTS += tests/integration/snapshot.sh tests/integration/snapshot_diff.sh
