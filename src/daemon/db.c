@@ -59,6 +59,25 @@ static const char *const migrations[] = {
 	"  method TEXT NOT NULL,"
 	"  path TEXT NOT NULL,"
 	"  status INTEGER NOT NULL);",
+	/* 2: disks and NICs, and their rate limits (every disk of a VM gets
+	 * disk_bw and disk_iops, every NIC net_bw and net_pps each way; the
+	 * rates as tarn's --disk and --net take them, "0": none). */
+	"CREATE TABLE disks ("
+	"  vm_id INTEGER NOT NULL REFERENCES vms(id) ON DELETE CASCADE,"
+	"  idx INTEGER NOT NULL,"
+	"  path TEXT NOT NULL,"
+	"  ro INTEGER NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY (vm_id, idx));"
+	"CREATE TABLE nics ("
+	"  vm_id INTEGER NOT NULL REFERENCES vms(id) ON DELETE CASCADE,"
+	"  idx INTEGER NOT NULL,"
+	"  tap TEXT NOT NULL,"
+	"  mac TEXT,"
+	"  PRIMARY KEY (vm_id, idx));"
+	"ALTER TABLE vms ADD COLUMN disk_bw TEXT NOT NULL DEFAULT '0';"
+	"ALTER TABLE vms ADD COLUMN disk_iops TEXT NOT NULL DEFAULT '0';"
+	"ALTER TABLE vms ADD COLUMN net_bw TEXT NOT NULL DEFAULT '0';"
+	"ALTER TABLE vms ADD COLUMN net_pps TEXT NOT NULL DEFAULT '0';",
 };
 #define DB_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

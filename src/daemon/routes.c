@@ -26,6 +26,8 @@
 
 #include "api/http.h"
 #include "core/log.h"
+#include "core/ratelimit.h"
+#include "core/vm.h"
 #include "daemon/cgroup.h"
 #include "daemon/db.h"
 #include "daemon/tarnd.h"
@@ -64,7 +66,11 @@ static bool name_ok(const char *n)
 
 static const char *const vm_cols = "v.id, v.name, kernel, initrd, cmdline, cpus, mem_mib, backend, restart, desired, "
 				   "observed, pid, exit_status, restarts, v.created_at, updated_at, t.name, cpu_limit, "
-				   "cpu_weight, mem_limit_mib FROM vms v JOIN tenants t ON t.id = v.tenant_id";
+				   "cpu_weight, mem_limit_mib, disk_bw, disk_iops, net_bw, net_pps FROM vms v JOIN tenants t "
+				   "ON t.id = v.tenant_id";
+
+/* The I/O rate quotas: columns 20.. of vm_cols, fields of the API. */
+static const char *const io_rates[4] = { "disk_bw", "disk_iops", "net_bw", "net_pps" };
 
 static json_t *text_or_null(sqlite3_stmt *st, int col)
 {
@@ -89,6 +95,22 @@ static json_t *vm_json(sqlite3_stmt *st)
 			      "created_at", (json_int_t)sqlite3_column_int64(st, 14), "updated_at",
 			      (json_int_t)sqlite3_column_int64(st, 15), "cpu_limit", sqlite3_column_double(st, 17),
 			      "cpu_weight", sqlite3_column_int(st, 18), "mem_limit_mib", sqlite3_column_int(st, 19));
+
+	for (int i = 0; i < 4; i++)
+		json_object_set_new(j, io_rates[i], json_string((const char *)sqlite3_column_text(st, 20 + i)));
+	json_object_set_new(j, "disks", json_array());
+	json_object_set_new(j, "nics", json_array());
+	sqlite3_stmt *d = db_query(D->db, "SELECT path, ro FROM disks WHERE vm_id = ? ORDER BY idx", "i",
+				   sqlite3_column_int64(st, 0));
+	while (d && sqlite3_step(d) == SQLITE_ROW)
+		json_array_append_new(json_object_get(j, "disks"), json_pack("{s:s,s:b}", "path", sqlite3_column_text(d, 0),
+									     "ro", sqlite3_column_int(d, 1)));
+	sqlite3_finalize(d);
+	d = db_query(D->db, "SELECT tap, mac FROM nics WHERE vm_id = ? ORDER BY idx", "i", sqlite3_column_int64(st, 0));
+	while (d && sqlite3_step(d) == SQLITE_ROW)
+		json_array_append_new(json_object_get(j, "nics"),
+				      json_pack("{s:s,s:o}", "tap", sqlite3_column_text(d, 0), "mac", text_or_null(d, 1)));
+	sqlite3_finalize(d);
 
 	/* What its group has used, while it runs. */
 	if (sqlite3_column_type(st, 11) != SQLITE_NULL) {
@@ -148,13 +170,28 @@ static const struct http_field create_fields[] = {
 	{ "cmdline", F_STR, false }, { "cpus", F_INT, false },	{ "mem_mib", F_INT, false },
 	{ "backend", F_STR, false }, { "restart", F_STR, false }, { "start", F_BOOL, false },
 	{ "cpu_limit", F_NUM, false }, { "cpu_weight", F_INT, false }, { "mem_limit_mib", F_INT, false },
+	{ "disk_bw", F_STR, false }, { "disk_iops", F_STR, false }, { "net_bw", F_STR, false },
+	{ "net_pps", F_STR, false }, { "disks", F_ARR, false }, { "nics", F_ARR, false },
 };
 
-/* The quota fields of in (create or PATCH): checked into l, defaults from
- * what is there. NULL or why not. */
-static const char *quotas(json_t *in, struct cg_limits *l, char *why, size_t len)
+/* The quota fields of in (create or PATCH): checked into l and rates[]
+ * (io_rates' order; those not in `in` left as they are). NULL or why not. */
+static const char *quotas(json_t *in, struct cg_limits *l, const char *rates[4], char *why, size_t len)
 {
 	json_t *v;
+
+	for (int i = 0; i < 4; i++) {
+		struct tb_config tb;
+		char w[200];
+
+		if (!(v = json_object_get(in, io_rates[i])))
+			continue;
+		if (rl_parse(json_string_value(v), &tb, w, sizeof(w))) {
+			snprintf(why, len, "%s %s", io_rates[i], w);
+			return why;
+		}
+		rates[i] = json_string_value(v);
+	}
 
 	if ((v = json_object_get(in, "cpu_limit"))) {
 		l->cpu = json_number_value(v);
@@ -181,9 +218,79 @@ static const char *quotas(json_t *in, struct cg_limits *l, char *why, size_t len
 	return NULL;
 }
 
+static const struct http_field disk_fields[] = { { "path", F_STR, true }, { "ro", F_BOOL, false } };
+static const struct http_field nic_fields[] = { { "tap", F_STR, true }, { "mac", F_STR, false } };
+
+/* The disks and NICs of a new VM: NULL or why not. */
+static const char *check_devices(json_t *in, char *why, size_t len)
+{
+	json_t *disks = json_object_get(in, "disks"), *nics = json_object_get(in, "nics"), *e;
+	char w[200];
+	size_t i;
+
+	if (json_array_size(disks) > VM_MAX_DISKS || json_array_size(nics) > VM_MAX_NETS) {
+		snprintf(why, len, "at most %d disks and %d NICs", VM_MAX_DISKS, VM_MAX_NETS);
+		return why;
+	}
+	json_array_foreach(disks, i, e) {
+		const char *path = json_string_value(json_object_get(e, "path"));
+
+		if (http_check_fields(e, disk_fields, 2, false, w, sizeof(w))) {
+			snprintf(why, len, "disks[%zu]: %s", i, w);
+			return why;
+		}
+		path = json_string_value(json_object_get(e, "path"));
+		if (path[0] != '/' || strchr(path, ',') || access(path, R_OK)) {
+			snprintf(why, len, "disks[%zu] %s: %s", i, path,
+				 path[0] != '/' ? "give an absolute path" : strchr(path, ',') ? "a comma in the path" : strerror(errno));
+			return why;
+		}
+	}
+	json_array_foreach(nics, i, e) {
+		const char *tap, *mac;
+		unsigned b[6];
+		char end;
+
+		if (http_check_fields(e, nic_fields, 2, false, w, sizeof(w))) {
+			snprintf(why, len, "nics[%zu]: %s", i, w);
+			return why;
+		}
+		tap = json_string_value(json_object_get(e, "tap"));
+		mac = json_string_value(json_object_get(e, "mac"));
+		if (!*tap || strlen(tap) > 15 || strpbrk(tap, ",=/ ")) {
+			snprintf(why, len, "nics[%zu] tap %s: not a tap device name", i, tap);
+			return why;
+		}
+		if (mac && sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &end) != 6) {
+			snprintf(why, len, "nics[%zu] mac %s: six hex bytes, like 52:54:00:12:34:56", i, mac);
+			return why;
+		}
+	}
+	return NULL;
+}
+
+/* Record the checked disks and NICs of VM id. */
+static int insert_devices(int64_t id, json_t *in)
+{
+	json_t *e;
+	size_t i;
+	int ret = 0;
+
+	json_array_foreach(json_object_get(in, "disks"), i, e)
+		ret |= db_exec(D->db, "INSERT INTO disks (vm_id, idx, path, ro) VALUES (?, ?, ?, ?)", "iisi", id,
+			       (int64_t)i, json_string_value(json_object_get(e, "path")),
+			       (int64_t)json_is_true(json_object_get(e, "ro")));
+	json_array_foreach(json_object_get(in, "nics"), i, e)
+		ret |= db_exec(D->db, "INSERT INTO nics (vm_id, idx, tap, mac) VALUES (?, ?, ?, ?)", "iiss", id,
+			       (int64_t)i, json_string_value(json_object_get(e, "tap")),
+			       json_string_value(json_object_get(e, "mac")));
+	return ret;
+}
+
 static struct http_reply create_vm(const struct caller *c, json_t *in)
 {
 	char vm[256];
+	const char *rates[4] = { "0", "0", "0", "0" };
 	const char *name, *kernel, *initrd, *backend, *restart;
 	struct cg_limits l = { .weight = 100 };
 	json_int_t cpus, mem;
@@ -192,7 +299,7 @@ static struct http_reply create_vm(const struct caller *c, json_t *in)
 	bool taken;
 
 	HTTP_CHECK(in, create_fields, false);
-	if (quotas(in, &l, why, sizeof(why)))
+	if (quotas(in, &l, rates, why, sizeof(why)) || check_devices(in, why, sizeof(why)))
 		return http_fault(400, "%s", why);
 	name = json_string_value(json_object_get(in, "name"));
 	kernel = json_string_value(json_object_get(in, "kernel"));
@@ -225,12 +332,14 @@ static struct http_reply create_vm(const struct caller *c, json_t *in)
 		return http_fault(409, "a VM named %s exists already", name);
 	if (db_exec(D->db,
 		    "INSERT INTO vms (tenant_id, name, kernel, initrd, cmdline, cpus, mem_mib, backend, restart, desired, "
-		    "observed, created_at, updated_at, cpu_limit, cpu_weight, mem_limit_mib) "
-		    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'stopped', ?, ?, ?, ?, ?)",
-		    "iss" "s" "s" "iisss" "ii" "dii", c->tenant_id, name, kernel, initrd, json_string_value(json_object_get(in, "cmdline")),
-		    (int64_t)cpus, (int64_t)mem, backend ? backend : "auto", restart ? restart : "no",
-		    json_is_true(json_object_get(in, "start")) ? "running" : "stopped", (int64_t)time(NULL),
-		    (int64_t)time(NULL), l.cpu, (int64_t)l.weight, (int64_t)(l.mem >> 20)))
+		    "observed, created_at, updated_at, cpu_limit, cpu_weight, mem_limit_mib, disk_bw, disk_iops, net_bw, "
+		    "net_pps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'stopped', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		    "iss" "s" "s" "iisss" "ii" "dii" "ssss", c->tenant_id, name, kernel, initrd,
+		    json_string_value(json_object_get(in, "cmdline")), (int64_t)cpus, (int64_t)mem, backend ? backend : "auto",
+		    restart ? restart : "no", json_is_true(json_object_get(in, "start")) ? "running" : "stopped",
+		    (int64_t)time(NULL), (int64_t)time(NULL), l.cpu, (int64_t)l.weight, (int64_t)(l.mem >> 20), rates[0],
+		    rates[1], rates[2], rates[3]) ||
+	    insert_devices(sqlite3_last_insert_rowid(D->db), in))
 		return http_fault(500, "cannot record the VM: %s", sqlite3_errmsg(D->db));
 	qualified(c, name, vm, sizeof(vm));
 	tarnd_event(D, vm, "created", "%lld vCPU, %lld MiB, backend %s", (long long)cpus, (long long)mem,
@@ -298,35 +407,93 @@ static struct http_reply vm_action(const struct caller *c, const char *name, con
 
 static const struct http_field patch_fields[] = {
 	{ "cpu_limit", F_NUM, false }, { "cpu_weight", F_INT, false }, { "mem_limit_mib", F_INT, false },
+	{ "disk_bw", F_STR, false },   { "disk_iops", F_STR, false },  { "net_bw", F_STR, false },
+	{ "net_pps", F_STR, false },
 };
+
+/* A rate (checked) as Firecracker's TokenBucket. */
+static json_t *bucket_json(const char *rate)
+{
+	struct tb_config tb;
+	char why[200];
+
+	rl_parse(rate, &tb, why, sizeof(why));
+	return json_pack("{s:I,s:I,s:I}", "size", (json_int_t)tb.size, "refill_time", (json_int_t)tb.refill_ms,
+			 "one_time_burst", (json_int_t)tb.one_time_burst);
+}
+
+/* Put the I/O rates into the running VM's devices, through its API: every
+ * disk gets disk_bw and disk_iops, every NIC net_bw and net_pps each way.
+ * 0, or -1 with the reason in err. */
+static int apply_rates(const char *vm, int64_t id, const char *rates[4], char *err, size_t len)
+{
+	static const char *const tables[2] = { "disks", "nics" };
+	int ret = 0;
+
+	for (int t = 0; t < 2 && !ret; t++) {
+		char sql[96];
+		sqlite3_stmt *st;
+
+		snprintf(sql, sizeof(sql), "SELECT idx FROM %s WHERE vm_id = ? ORDER BY idx", tables[t]);
+		st = db_query(D->db, sql, "i", id);
+		while (!ret && st && sqlite3_step(st) == SQLITE_ROW) {
+			json_t *rl = json_pack("{s:o,s:o}", "bandwidth", bucket_json(rates[2 * t]), "ops",
+					       bucket_json(rates[2 * t + 1]));
+			char path[64], devid[16], *body;
+			json_t *b;
+
+			snprintf(devid, sizeof(devid), "cli%d", sqlite3_column_int(st, 0));
+			snprintf(path, sizeof(path), "/%s/%s", t ? "network-interfaces" : "drives", devid);
+			b = t ? json_pack("{s:s,s:O,s:O}", "iface_id", devid, "rx_rate_limiter", rl, "tx_rate_limiter", rl)
+			      : json_pack("{s:s,s:O}", "drive_id", devid, "rate_limiter", rl);
+			body = json_dumps(b, JSON_COMPACT);
+			ret = body ? tarnd_vm_api(D, vm, "PATCH", path, body, NULL, err, len) : -1;
+			free(body);
+			json_decref(b);
+			json_decref(rl);
+		}
+		sqlite3_finalize(st);
+	}
+	return ret;
+}
 
 /* New quotas: recorded, and applied at once to a running VM. */
 static struct http_reply patch_vm(const struct caller *c, const char *name, json_t *in)
 {
 	sqlite3_stmt *st = vm_row(c, name);
 	struct cg_limits l;
-	char why[512], vm[256];
+	char why[512], vm[256], rate_buf[4][64];
+	const char *rates[4];
 	bool running;
+	int64_t id;
 
 	if (!st)
 		return http_fault(404, "no VM named %s", name);
 	l = (struct cg_limits){ sqlite3_column_double(st, 17), (unsigned)sqlite3_column_int(st, 18),
 				(uint64_t)sqlite3_column_int64(st, 19) << 20 };
+	for (int i = 0; i < 4; i++) {
+		snprintf(rate_buf[i], sizeof(rate_buf[i]), "%s", sqlite3_column_text(st, 20 + i));
+		rates[i] = rate_buf[i];
+	}
 	running = sqlite3_column_type(st, 11) != SQLITE_NULL;
+	id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	if (!in)
 		return http_fault(400, "a JSON object is expected as the body");
 	HTTP_CHECK(in, patch_fields, true);
-	if (quotas(in, &l, why, sizeof(why)))
+	if (quotas(in, &l, rates, why, sizeof(why)))
 		return http_fault(400, "%s", why);
 	qualified(c, name, vm, sizeof(vm));
 	if (running && cg_set(vm, &l, why, sizeof(why)))
 		return http_fault(500, "%s", why);
-	db_exec(D->db, "UPDATE vms SET cpu_limit = ?, cpu_weight = ?, mem_limit_mib = ?, updated_at = ? "
-		       "WHERE tenant_id = ? AND name = ?", "diiiis", l.cpu, (int64_t)l.weight, (int64_t)(l.mem >> 20),
-		(int64_t)time(NULL), c->tenant_id, name);
-	tarnd_event(D, vm, "quota", "cpu %.2f, weight %u, memory %lluM%s", l.cpu, l.weight,
-		    (unsigned long long)(l.mem >> 20), running ? " (applied now)" : "");
+	if (running && apply_rates(vm, id, rates, why, sizeof(why)))
+		return http_fault(502, "%s: %s", name, why);
+	db_exec(D->db, "UPDATE vms SET cpu_limit = ?, cpu_weight = ?, mem_limit_mib = ?, disk_bw = ?, disk_iops = ?, "
+		       "net_bw = ?, net_pps = ?, updated_at = ? WHERE id = ?", "diissssii", l.cpu, (int64_t)l.weight,
+		(int64_t)(l.mem >> 20), rates[0], rates[1], rates[2], rates[3], (int64_t)time(NULL), id);
+	tarnd_event(D, vm, "quota", "cpu %.2f, weight %u, memory %lluM, disk %s %s IOPS, net %s %s pps%s", l.cpu,
+		    l.weight, (unsigned long long)(l.mem >> 20), rates[0], rates[1], rates[2], rates[3],
+		    running ? " (applied now)" : "");
 	return vm_reply(c, 200, name);
 }
 

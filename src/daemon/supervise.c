@@ -17,6 +17,7 @@
 
 #include "api/http_client.h"
 #include "core/log.h"
+#include "core/vm.h"
 #include "daemon/cgroup.h"
 #include "daemon/db.h"
 #include "daemon/tarnd.h"
@@ -180,8 +181,10 @@ static int spawn(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p)
 	const char *cmdline = (const char *)sqlite3_column_text(row, 4);
 	const char *backend = (const char *)sqlite3_column_text(row, 7);
 	char dir[4096], sock[4200], cpus[16], mem[32];
-	const char *argv[24];
-	int n = 0, out, err, null;
+	char dev[VM_MAX_DISKS + VM_MAX_NETS][4400];
+	const char *argv[24 + 2 * (VM_MAX_DISKS + VM_MAX_NETS)];
+	int n = 0, nd = 0, out, err, null;
+	sqlite3_stmt *st;
 	pid_t pid;
 
 	tarnd_vm_dir(d, name, dir, sizeof(dir));
@@ -208,6 +211,28 @@ static int spawn(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p)
 		argv[n++] = "--cmdline";
 		argv[n++] = cmdline;
 	}
+	/* Disks and NICs, each with the VM's rates (API drive_id / iface_id
+	 * cliN: the N-th of its kind). */
+	st = db_query(d->db, "SELECT path, ro FROM disks WHERE vm_id = ? ORDER BY idx", "i", p->id);
+	while (st && sqlite3_step(st) == SQLITE_ROW && nd < VM_MAX_DISKS) {
+		snprintf(dev[nd], sizeof(dev[nd]), "%s%s,bw=%s,iops=%s", sqlite3_column_text(st, 0),
+			 sqlite3_column_int(st, 1) ? ",ro" : "", sqlite3_column_text(row, 16), sqlite3_column_text(row, 17));
+		argv[n++] = "--disk";
+		argv[n++] = dev[nd++];
+	}
+	sqlite3_finalize(st);
+	st = db_query(d->db, "SELECT tap, mac FROM nics WHERE vm_id = ? ORDER BY idx", "i", p->id);
+	while (st && sqlite3_step(st) == SQLITE_ROW && nd < VM_MAX_DISKS + VM_MAX_NETS) {
+		const char *bw = (const char *)sqlite3_column_text(row, 18), *pps = (const char *)sqlite3_column_text(row, 19);
+
+		snprintf(dev[nd], sizeof(dev[nd]), "tap=%s%s%s,rx_bw=%s,tx_bw=%s,rx_pps=%s,tx_pps=%s",
+			 sqlite3_column_text(st, 0), sqlite3_column_type(st, 1) == SQLITE_NULL ? "" : ",mac=",
+			 sqlite3_column_type(st, 1) == SQLITE_NULL ? "" : (const char *)sqlite3_column_text(st, 1), bw, bw,
+			 pps, pps);
+		argv[n++] = "--net";
+		argv[n++] = dev[nd++];
+	}
+	sqlite3_finalize(st);
 	argv[n] = NULL;
 	*strrchr(dir, '/') = 0; /* the tenant's directory, then the VM's */
 	if (mkdir(dir, 0750) && errno != EEXIST)
@@ -414,7 +439,8 @@ void tarnd_reconcile(struct tarnd *d)
 {
 	sqlite3_stmt *row = db_query(d->db, "SELECT v.id, t.name || '/' || v.name, kernel, initrd, cmdline, cpus, "
 					    "mem_mib, backend, restart, desired, observed, pid, pid_start, cpu_limit, cpu_weight, "
-					    "mem_limit_mib FROM vms v JOIN tenants t ON t.id = v.tenant_id", "");
+					    "mem_limit_mib, disk_bw, disk_iops, net_bw, net_pps FROM vms v JOIN tenants t "
+					    "ON t.id = v.tenant_id", "");
 
 	while (row && sqlite3_step(row) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(row, 0);

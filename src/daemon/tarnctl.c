@@ -24,11 +24,15 @@ static const char usage[] =
 	"\n"
 	"  vm create NAME --kernel PATH [--initrd PATH] [--cmdline TEXT] [--cpus N]\n"
 	"            [--mem SIZE] [--backend kvm|emu|auto] [--restart no|on-failure|always]\n"
-	"            [--start] [--cpu-limit CORES] [--cpu-weight N] [--mem-limit SIZE]\n"
-	"  vm set NAME [--cpu-limit CORES] [--cpu-weight N] [--mem-limit SIZE]\n"
-	"                              quotas, applied at once to a running VM: CPU in\n"
-	"                              cores (0.5: half of one; 0: none), weight under\n"
-	"                              contention (100 the default), memory (0: none)\n"
+	"            [--start] [--disk PATH[,ro]]... [--net TAP[,mac=MAC]]... [QUOTAS]\n"
+	"  vm set NAME QUOTAS          applied at once to a running VM\n"
+	"  QUOTAS: --cpu-limit CORES   CPU time in cores (0.5: half of one; 0: none)\n"
+	"          --cpu-weight N      share under contention (100 the default)\n"
+	"          --mem-limit SIZE    guest RAM plus tarn's own (0: none)\n"
+	"          --disk-bw RATE      each disk: bytes/s (20MB/s; 0: none), and\n"
+	"          --disk-iops RATE    requests/s\n"
+	"          --net-bw RATE       each NIC, each way: bits or bytes/s (100Mbit/s)\n"
+	"          --net-pps RATE      and frames/s (RATE: README \"Devices\")\n"
 	"  vm list                     the VMs, one line each\n"
 	"  vm show NAME                one VM in full\n"
 	"  vm start NAME\n"
@@ -102,8 +106,12 @@ static const char *str(const json_t *o, const char *k)
 
 static void print_vm(const json_t *vm)
 {
-	const char *keys[] = { "name", "tenant", "state", "desired", "cpus", "mem_mib", "backend", "restart", "pid",
-			       "exit_status", "kernel", "initrd", "cmdline", "cpu_limit", "cpu_weight", "mem_limit_mib" };
+	const char *keys[] = { "name",	  "tenant",	"state",      "desired",      "cpus",	   "mem_mib",
+			       "backend", "restart",	"pid",	      "exit_status",  "kernel",	   "initrd",
+			       "cmdline", "cpu_limit",	"cpu_weight", "mem_limit_mib", "disk_bw",   "disk_iops",
+			       "net_bw",  "net_pps" };
+	json_t *e;
+	size_t k;
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		json_t *v = json_object_get(vm, keys[i]);
@@ -117,6 +125,10 @@ static void print_vm(const json_t *vm)
 		else
 			printf("%-12s %s\n", keys[i], json_is_string(v) ? json_string_value(v) : "-");
 	}
+	json_array_foreach(json_object_get(vm, "disks"), k, e)
+		printf("disk%-8zu %s%s\n", k, str(e, "path"), json_is_true(json_object_get(e, "ro")) ? " (read-only)" : "");
+	json_array_foreach(json_object_get(vm, "nics"), k, e)
+		printf("nic%-9zu tap %s, mac %s\n", k, str(e, "tap"), str(e, "mac"));
 }
 
 static void print_table(const json_t *reply, const char *arg)
@@ -321,6 +333,13 @@ static int quota_opt(int opt, const char *arg, json_t *body)
 			break;
 		json_object_set_new(body, "mem_limit_mib", json_integer((json_int_t)(v >> 20)));
 		return 0;
+	case 'B': case 'I': case 'N': case 'P': {
+		/* tarnd checks the rate, and says why it is wrong. */
+		static const char *const fields[] = { "disk_bw", "disk_iops", "net_bw", "net_pps" };
+
+		json_object_set_new(body, fields[strchr("BINP", opt) - "BINP"], json_string(arg));
+		return 0;
+	}
 	}
 	fprintf(stderr, "tarnctl: --%s %s: %s\n", opt == 'L' ? "cpu-limit" : opt == 'W' ? "cpu-weight" : "mem-limit", arg,
 		opt == 'L' ? "cores, like 0.5" : opt == 'W' ? "1 to 10000" : "a size in MiB (examples: 256M, 1G)");
@@ -329,13 +348,17 @@ static int quota_opt(int opt, const char *arg, json_t *body)
 
 #define QUOTA_OPTS                                                                              \
 	{ "cpu-limit", required_argument, NULL, 'L' }, { "cpu-weight", required_argument, NULL, 'W' }, \
-	{ "mem-limit", required_argument, NULL, 'M' }
+	{ "mem-limit", required_argument, NULL, 'M' }, { "disk-bw", required_argument, NULL, 'B' },     \
+	{ "disk-iops", required_argument, NULL, 'I' }, { "net-bw", required_argument, NULL, 'N' },      \
+	{ "net-pps", required_argument, NULL, 'P' }
 
 static void print_quotas(const json_t *r, const char *arg)
 {
-	printf("%s: cpu %.2f, weight %lld, memory %lldM\n", str(r, "name"), json_number_value(json_object_get(r, "cpu_limit")),
+	printf("%s: cpu %.2f, weight %lld, memory %lldM, disk %s %s IOPS, net %s %s pps\n", str(r, "name"),
+	       json_number_value(json_object_get(r, "cpu_limit")),
 	       (long long)json_integer_value(json_object_get(r, "cpu_weight")),
-	       (long long)json_integer_value(json_object_get(r, "mem_limit_mib")));
+	       (long long)json_integer_value(json_object_get(r, "mem_limit_mib")), str(r, "disk_bw"),
+	       str(r, "disk_iops"), str(r, "net_bw"), str(r, "net_pps"));
 }
 
 static void print_created(const json_t *r, const char *arg)
@@ -359,7 +382,7 @@ static int vm_set(int argc, char **argv)
 		}
 	}
 	if (optind < argc || !json_object_size(body)) {
-		fprintf(stderr, "tarnctl: vm set NAME [--cpu-limit CORES] [--cpu-weight N] [--mem-limit SIZE]\n");
+		fprintf(stderr, "tarnctl: vm set NAME QUOTAS: see 'tarnctl --help'\n");
 		json_decref(body);
 		return 2;
 	}
@@ -374,10 +397,11 @@ static int vm_create(int argc, char **argv)
 		{ "cmdline", required_argument, NULL, 'c' }, { "cpus", required_argument, NULL, 'p' },
 		{ "mem", required_argument, NULL, 'm' },    { "backend", required_argument, NULL, 'b' },
 		{ "restart", required_argument, NULL, 'r' }, { "start", no_argument, NULL, 'S' },
+		{ "disk", required_argument, NULL, 'd' },   { "net", required_argument, NULL, 'n' },
 		QUOTA_OPTS, { NULL, 0, NULL, 0 },
 	};
-	char kbuf[PATH_MAX], ibuf[PATH_MAX];
-	json_t *body = json_object();
+	char kbuf[PATH_MAX], ibuf[PATH_MAX], dbuf[PATH_MAX], *comma;
+	json_t *body = json_object(), *disks = json_array(), *nics = json_array(), *e;
 	uint64_t v;
 	int opt;
 
@@ -391,6 +415,28 @@ static int vm_create(int argc, char **argv)
 		case 'b': json_object_set_new(body, "backend", json_string(optarg)); break;
 		case 'r': json_object_set_new(body, "restart", json_string(optarg)); break;
 		case 'S': json_object_set_new(body, "start", json_true()); break;
+		case 'd': /* PATH[,ro] */
+			comma = strrchr(optarg, ',');
+			if (comma && strcmp(comma, ",ro"))
+				comma = NULL;
+			if (comma)
+				*comma = 0;
+			e = json_pack("{s:s,s:b}", "path", absolute(optarg, dbuf), "ro", comma != NULL);
+			json_array_append_new(disks, e);
+			break;
+		case 'n': /* TAP[,mac=MAC] */
+			comma = strchr(optarg, ',');
+			if (comma && strncmp(comma, ",mac=", 5)) {
+				fprintf(stderr, "tarnctl: --net %s: TAP[,mac=MAC]\n", optarg);
+				goto fail;
+			}
+			if (comma)
+				*comma = 0;
+			e = json_pack("{s:s}", "tap", optarg);
+			if (comma)
+				json_object_set_new(e, "mac", json_string(comma + 5));
+			json_array_append_new(nics, e);
+			break;
 		case 'p':
 			if (parse_uint(optarg, 1, 255, &v))
 				goto bad;
@@ -401,27 +447,32 @@ static int vm_create(int argc, char **argv)
 				goto bad;
 			json_object_set_new(body, "mem_mib", json_integer((json_int_t)(v >> 20)));
 			break;
-		case 'L': case 'W': case 'M':
-			if (quota_opt(opt, optarg, body)) {
-				json_decref(body);
-				return 2;
-			}
+		case 'L': case 'W': case 'M': case 'B': case 'I': case 'N': case 'P':
+			if (quota_opt(opt, optarg, body))
+				goto fail;
 			break;
 		default:
-			json_decref(body);
-			return 2;
+			goto fail;
 		}
 	}
 	if (optind < argc || !json_object_get(body, "kernel")) {
 		fprintf(stderr, "tarnctl: vm create NAME --kernel PATH [options]: see 'tarnctl --help'\n");
-		json_decref(body);
-		return 2;
+		goto fail;
 	}
+	if (json_array_size(disks))
+		json_object_set(body, "disks", disks);
+	if (json_array_size(nics))
+		json_object_set(body, "nics", nics);
+	json_decref(disks);
+	json_decref(nics);
 	return send_print("POST", "/v1/vms", body, print_created, NULL);
 bad:
 	fprintf(stderr, "tarnctl: --%s %s: %s\n", opt == 'p' ? "cpus" : "mem", optarg,
 		opt == 'p' ? "a number from 1 to 255" : "a size in MiB (examples: 512M, 2G)");
+fail:
 	json_decref(body);
+	json_decref(disks);
+	json_decref(nics);
 	return 2;
 }
 

@@ -182,6 +182,42 @@ fi
 ctl vm kill q1 >/dev/null
 until_ok 5 ctl vm delete q1
 
+# Disk and NIC rates: on tarn's command line at the start, into the running
+# VM's devices at once by vm set (read back from its own API). Their
+# accuracy is ratelimit.py's to measure.
+truncate -s 16M "$work/d1.img"
+tap=tarn-td$$ net=()
+if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ] && ip tuntap add "$tap" mode tap 2>/dev/null; then
+	net=(--net "$tap,mac=52:54:00:0a:0b:0c")
+fi
+vmconfig() { curl -s --unix-socket "$work/state/vms/default/io1/api.sock" http://x/vm/config; }
+# limits KEY PATH...: the bucket sizes at those places of /vm/config
+limits() { vmconfig | python3 -c "
+import json, sys
+c = json.load(sys.stdin)
+for p in sys.argv[1:]:
+    v = c
+    for k in p.split('.'):
+        v = v[int(k)] if k.isdigit() else v.get(k, {})
+    print(v, end=' ')" "$@"; }
+if ctl vm create io1 --kernel "$GUEST" --mem 64M --backend emu --disk "$work/d1.img" --disk-bw 10MB/s \
+	--disk-iops 500 "${net[@]}" --net-bw 50Mbit/s --start >/dev/null && until_ok 10 state_is io1 running &&
+	tr '\0' ' ' <"/proc/$(field io1 pid)/cmdline" | grep -q -- "--disk $work/d1.img,bw=10MB/s,iops=500" &&
+	{ [ ${#net[@]} = 0 ] || tr '\0' ' ' <"/proc/$(field io1 pid)/cmdline" | grep -q "tap=$tap,mac=52:54:00:0a:0b:0c,rx_bw=50Mbit/s,tx_bw=50Mbit/s"; } &&
+	ctl vm set io1 --disk-bw 5MB/s --disk-iops 200 --net-bw 20Mbit/s >/dev/null &&
+	got=$(limits drives.0.rate_limiter.bandwidth.size drives.0.rate_limiter.ops.size) &&
+	[ "$got" = "500000 20 " ] &&
+	{ [ ${#net[@]} = 0 ] || [ "$(limits network-interfaces.0.tx_rate_limiter.bandwidth.size network-interfaces.0.rx_rate_limiter.bandwidth.size)" = "250000 250000 " ]; } &&
+	[ "$(field io1 disk_bw)" = 5MB/s ]; then
+	ok "$name: disk${net:+ and NIC} rates: on tarn's command line, and vm set changes them in the running VM ($got)"
+else
+	not_ok "$name: disk and NIC rates" "$(ctl vm show io1 2>&1 | tr '\n' ' ') config: $(vmconfig | head -c 400)"
+fi
+[ ${#net[@]} = 0 ] && skip "$name: a NIC on a tap" "needs root and /dev/net/tun to make a tap"
+ctl vm kill io1 >/dev/null
+until_ok 5 ctl vm delete io1
+[ ${#net[@]} != 0 ] && ip link del "$tap" 2>/dev/null
+
 # Tenants: each token sees and changes only its own tenant's VMs.
 ctl tenant create t1 >/dev/null && ctl tenant create t2 >/dev/null
 tok1=$(ctl tenant token t1) tok2=$(ctl tenant token t2)
@@ -230,6 +266,10 @@ expect 1 "only a running VM" sh -c "$CTL vm create idle --kernel $GUEST >/dev/nu
 expect 1 "exists already" ctl vm create idle --kernel "$GUEST"
 expect 2 "see 'tarnctl --help'" ctl vm frobnicate x
 expect 2 "mem" ctl vm create y --kernel "$GUEST" --mem lots
+expect 1 "disk_bw 'fast': expected a rate" ctl vm create y --kernel "$GUEST" --disk-bw fast
+expect 1 "disks\[0\] /nonexistent.img: No such file" ctl vm create y --kernel "$GUEST" --disk /nonexistent.img
+expect 0 "nics\[0\] tap a,b" curl -s --unix-socket "$TARN_SOCKET" -X POST \
+	-d "{\"name\": \"y\", \"kernel\": \"$GUEST\", \"nics\": [{\"tap\": \"a,b\"}]}" http://x/v1/vms
 curl_out=$(curl -s --unix-socket "$TARN_SOCKET" -X POST -d '{"name": 1' http://x/v1/vms 2>&1)
 grep -q "not JSON" <<<"$curl_out" || { echo "# malformed JSON: $curl_out"; bad=$((bad + 1)); }
 if [ $bad = 0 ] && kill -0 "$dpid" && ctl vm list >/dev/null; then
