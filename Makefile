@@ -21,7 +21,7 @@ CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu17 $(WARN) -Isrc -D_GNU_SOURCE -pthread -fno-strict-aliasing \
 	-MMD -MP
 LDFLAGS += -pthread
-LDLIBS += -lm -llz4 -lmicrohttpd -ljansson -lz
+LDLIBS += -lm -llz4 -lmicrohttpd -ljansson -lz -lseccomp
 
 ifeq ($(SAN),1)
 O := build-san
@@ -42,6 +42,7 @@ OBJS += src/core/log.o
 OBJS += src/core/config.o
 OBJS += src/core/evloop.o
 OBJS += src/core/ratelimit.o
+OBJS += src/core/jail.o
 OBJS += src/core/vm.o
 OBJS += src/core/vm_config.o
 OBJS += src/api/http.o
@@ -112,7 +113,7 @@ include bench/bench.mk
 
 # Install missing Debian packages (needs root; does nothing when all present).
 DEBS := build-essential clang llvm lld libclang-rt-14-dev qemu-system-x86 acpica-tools busybox-static \
-	cpio lz4 zstd e2fsprogs qemu-utils zlib1g-dev libcapstone-dev libcmocka-dev liblz4-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 nettle-dev \
+	cpio lz4 zstd e2fsprogs qemu-utils zlib1g-dev libcapstone-dev libcmocka-dev liblz4-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 nettle-dev libseccomp-dev \
 	iproute2 python3 curl kmod time
 setup:
 	$(Q)./tools/setup.sh $(DEBS)

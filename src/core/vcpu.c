@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/jail.h"
 #include "core/log.h"
 #include "core/vm.h"
 
@@ -91,6 +92,7 @@ static void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "vcpu%d", vcpu->id);
 	pthread_setname_np(pthread_self(), name);
+	jail_vcpu_thread();
 	while (!atomic_load(&vm->stop_flag)) {
 		/* A pause kicks us; the kick's exit (INTR) comes once the
 		 * instruction of a port or MMIO exit has been completed, so
@@ -157,6 +159,7 @@ void vcpu_start(struct vcpu *vcpu)
 	sigdelset(&all, SIGUSR1);
 	sigdelset(&all, SIGSEGV);
 	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGSYS); /* the jail's filter says why it ends us */
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	ret = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -37,6 +37,10 @@ static const char usage[] =
 	"                    button before tarn is told to end the VM (default 30)\n"
 	"  --console-cap SIZE  console output kept per VM (default 1M; half of it\n"
 	"                    rotated to console.log.1)\n"
+	"  --no-jail         run VMs without the jail (README \"The jail\"); without\n"
+	"                    root there is none anyway\n"
+	"  --jail-uid-base N  a VM's uid and gid in the jail: N + its id (default\n"
+	"                    " TARND_JAIL_UID_BASE_S ")\n"
 	"  -v, --verbose     log more\n"
 	"  -h, --help        this text\n";
 
@@ -86,6 +90,7 @@ int main(int argc, char **argv)
 		{ "state-dir", required_argument, NULL, 'd' }, { "socket", required_argument, NULL, 's' },
 		{ "tarn", required_argument, NULL, 't' },      { "stop-timeout", required_argument, NULL, 'T' },
 		{ "console-cap", required_argument, NULL, 'c' }, { "verbose", no_argument, NULL, 'v' },
+		{ "no-jail", no_argument, NULL, 'J' },	       { "jail-uid-base", required_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },	       { NULL, 0, NULL, 0 },
 	};
 	static struct tarnd d;
@@ -99,6 +104,8 @@ int main(int argc, char **argv)
 	d.state_dir = TARND_DEFAULT_STATE;
 	d.stop_timeout_ms = 30000;
 	d.console_cap = 1 << 20;
+	d.jail = true;
+	d.jail_uid_base = TARND_JAIL_UID_BASE;
 	while ((opt = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'd': d.state_dir = optarg; break;
@@ -114,6 +121,12 @@ int main(int argc, char **argv)
 				die("--console-cap %s: a size of 4K or more (examples: 512K, 4M)", optarg);
 			d.console_cap = v;
 			break;
+		case 'J': d.jail = false; break;
+		case 'U':
+			if (parse_uint(optarg, 1000, 0xfffffffeu - TARND_MAX_VM_ID, &v))
+				die("--jail-uid-base %s: 1000 to %u", optarg, 0xfffffffeu - TARND_MAX_VM_ID);
+			d.jail_uid_base = (unsigned)v;
+			break;
 		case 'v': log_threshold = log_threshold < LOG_DEBUG ? log_threshold + 1 : LOG_DEBUG; break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs("tarnd: see 'tarnd --help'\n", stderr); return 2;
@@ -125,6 +138,10 @@ int main(int argc, char **argv)
 	}
 	if (!d.tarn)
 		d.tarn = find_tarn(tarn_buf, sizeof(tarn_buf));
+	if (d.jail && geteuid()) {
+		pr_warn("not root: VMs run without the jail (namespaces, pivot_root and another uid need root)");
+		d.jail = false;
+	}
 	snprintf(dir, sizeof(dir), "%s/vms", d.state_dir);
 	mkdirs(dir);
 	snprintf(dir, sizeof(dir), "%s", sock);

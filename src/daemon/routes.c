@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
@@ -280,10 +281,21 @@ static int insert_devices(int64_t id, json_t *in)
 		ret |= db_exec(D->db, "INSERT INTO disks (vm_id, idx, path, ro) VALUES (?, ?, ?, ?)", "iisi", id,
 			       (int64_t)i, json_string_value(json_object_get(e, "path")),
 			       (int64_t)json_is_true(json_object_get(e, "ro")));
-	json_array_foreach(json_object_get(in, "nics"), i, e)
+	json_array_foreach(json_object_get(in, "nics"), i, e) {
+		const char *mac = json_string_value(json_object_get(e, "mac"));
+		uint8_t b[3] = { 0 };
+		char own[20];
+
+		if (!mac) {
+			/* One of its own, kept: the guest sees the same on every start. */
+			if (getrandom(b, sizeof(b), 0) != sizeof(b))
+				return -1;
+			snprintf(own, sizeof(own), "52:54:00:%02x:%02x:%02x", b[0], b[1], b[2]);
+			mac = own;
+		}
 		ret |= db_exec(D->db, "INSERT INTO nics (vm_id, idx, tap, mac) VALUES (?, ?, ?, ?)", "iiss", id,
-			       (int64_t)i, json_string_value(json_object_get(e, "tap")),
-			       json_string_value(json_object_get(e, "mac")));
+			       (int64_t)i, json_string_value(json_object_get(e, "tap")), mac);
+	}
 	return ret;
 }
 
@@ -497,16 +509,16 @@ static struct http_reply patch_vm(const struct caller *c, const char *name, json
 	return vm_reply(c, 200, name);
 }
 
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	return remove(path) && errno != ENOENT ? -1 : 0;
+}
+
+/* The VM's directory, with what its jail's root holds (the VM's own
+ * files: links are removed, not followed). */
 static int rm_rf_dir(const char *dir)
 {
-	static const char *const files[] = { "api.sock", "console.log", "console.log.1", "tarn.log" };
-	char path[4200];
-
-	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-		unlink(path);
-	}
-	return rmdir(dir) && errno != ENOENT ? -errno : 0;
+	return nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) && errno != ENOENT ? -errno : 0;
 }
 
 static struct http_reply delete_vm(const struct caller *c, const char *name)

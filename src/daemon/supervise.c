@@ -9,7 +9,9 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sched.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -19,6 +21,7 @@
 #include "core/log.h"
 #include "core/vm.h"
 #include "daemon/cgroup.h"
+#include "virtio/net_backend.h"
 #include "daemon/db.h"
 #include "daemon/tarnd.h"
 
@@ -170,79 +173,152 @@ static int open_log(const char *dir, const char *name)
 	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 }
 
+/* What a VM's tarn is started with: argv and the strings it points to,
+ * the taps tarnd opened for a jailed one (passed as fd=N). */
+struct launch {
+	char dir[4096], sock[4200], cpus[16], mem[32], jail[4400];
+	char dev[VM_MAX_DISKS + VM_MAX_NETS][4400];
+	const char *argv[26 + 2 * (VM_MAX_DISKS + VM_MAX_NETS)];
+	int taps[VM_MAX_NETS], nr_taps;
+};
+
+/* A tap opened here for a VM in its own network namespace: its fd, or
+ * -1 with the reason in why. */
+static int open_tap(const char *name, char *why, size_t len)
+{
+	struct net_backend nb = { .fd = -1 };
+
+	return net_backends[0]->open(&nb, name, why, len) ? -1 : nb.fd;
+}
+
+/* Disks and NICs, each with the VM's rates (API drive_id / iface_id
+ * cliN: the N-th of its kind). A jailed VM gets its taps open: it has a
+ * network namespace of its own. argv[n..]; the new n, or -1 with why. */
+static int device_args(struct tarnd *d, sqlite3_stmt *row, int64_t id, struct launch *l, int n, char *why,
+		       size_t len)
+{
+	const char *bw = (const char *)sqlite3_column_text(row, 18), *pps = (const char *)sqlite3_column_text(row, 19);
+	sqlite3_stmt *st = db_query(d->db, "SELECT path, ro FROM disks WHERE vm_id = ? ORDER BY idx", "i", id);
+	int nd = 0;
+
+	while (st && sqlite3_step(st) == SQLITE_ROW && nd < VM_MAX_DISKS) {
+		snprintf(l->dev[nd], sizeof(l->dev[nd]), "%s%s,bw=%s,iops=%s", sqlite3_column_text(st, 0),
+			 sqlite3_column_int(st, 1) ? ",ro" : "", sqlite3_column_text(row, 16), sqlite3_column_text(row, 17));
+		l->argv[n++] = "--disk";
+		l->argv[n++] = l->dev[nd++];
+	}
+	sqlite3_finalize(st);
+	st = db_query(d->db, "SELECT tap, mac FROM nics WHERE vm_id = ? ORDER BY idx", "i", id);
+	while (st && sqlite3_step(st) == SQLITE_ROW && l->nr_taps < VM_MAX_NETS) {
+		const char *tap = (const char *)sqlite3_column_text(st, 0), *mac = (const char *)sqlite3_column_text(st, 1);
+		char backend[32];
+
+		if (d->jail) {
+			int fd = open_tap(tap, why, len);
+
+			if (fd < 0) {
+				sqlite3_finalize(st);
+				return -1;
+			}
+			l->taps[l->nr_taps] = fd;
+			snprintf(backend, sizeof(backend), "fd=%d", fd);
+		} else {
+			snprintf(backend, sizeof(backend), "tap=%s", tap);
+		}
+		l->nr_taps++;
+		snprintf(l->dev[nd], sizeof(l->dev[nd]), "%s%s%s,rx_bw=%s,tx_bw=%s,rx_pps=%s,tx_pps=%s", backend,
+			 mac ? ",mac=" : "", mac ? mac : "", bw, bw, pps, pps);
+		l->argv[n++] = "--net";
+		l->argv[n++] = l->dev[nd++];
+	}
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* The command line of the VM's tarn into l (its directory made). 0, or
+ * -1 with why. */
+static int launch_args(struct tarnd *d, sqlite3_stmt *row, int64_t id, struct launch *l, char *why, size_t len)
+{
+	const char *initrd = (const char *)sqlite3_column_text(row, 3);
+	const char *cmdline = (const char *)sqlite3_column_text(row, 4);
+	int n = 0;
+
+	tarnd_vm_dir(d, (const char *)sqlite3_column_text(row, 1), l->dir, sizeof(l->dir));
+	snprintf(l->sock, sizeof(l->sock), "%s/api.sock", l->dir);
+	snprintf(l->cpus, sizeof(l->cpus), "%d", sqlite3_column_int(row, 5));
+	snprintf(l->mem, sizeof(l->mem), "%dM", sqlite3_column_int(row, 6));
+	*strrchr(l->dir, '/') = 0; /* the tenant's directory, then the VM's */
+	if (mkdir(l->dir, 0750) && errno != EEXIST)
+		goto fail;
+	l->dir[strlen(l->dir)] = '/';
+	if (mkdir(l->dir, 0750) && errno != EEXIST)
+		goto fail;
+	l->argv[n++] = d->tarn;
+	l->argv[n++] = "run";
+	l->argv[n++] = "--api-sock";
+	l->argv[n++] = l->sock;
+	l->argv[n++] = "--backend";
+	l->argv[n++] = (const char *)sqlite3_column_text(row, 7);
+	l->argv[n++] = "--cpus";
+	l->argv[n++] = l->cpus;
+	l->argv[n++] = "--mem";
+	l->argv[n++] = l->mem;
+	l->argv[n++] = "--kernel";
+	l->argv[n++] = (const char *)sqlite3_column_text(row, 2);
+	if (initrd) {
+		l->argv[n++] = "--initrd";
+		l->argv[n++] = initrd;
+	}
+	if (cmdline) {
+		l->argv[n++] = "--cmdline";
+		l->argv[n++] = cmdline;
+	}
+	if (d->jail) {
+		/* STATE/vms/TENANT/NAME/root: the jail's /, the VM's uid's
+		 * alone (its snapshots go there). */
+		uid_t uid = d->jail_uid_base + (uid_t)id;
+		char root[4200];
+
+		snprintf(root, sizeof(root), "%s/root", l->dir);
+		if ((mkdir(root, 0700) && errno != EEXIST) || chown(root, uid, uid) || chmod(root, 0700))
+			goto fail;
+		snprintf(l->jail, sizeof(l->jail), "%s,uid=%u,gid=%u", root, uid, uid);
+		l->argv[n++] = "--jail";
+		l->argv[n++] = l->jail;
+	}
+	n = device_args(d, row, id, l, n, why, len);
+	if (n < 0)
+		return -1;
+	l->argv[n] = NULL;
+	return 0;
+fail:
+	snprintf(why, len, "%s: %s", l->dir, strerror(errno));
+	return -1;
+}
+
 /* Start VM's tarn: `tarn run --api-sock DIR/api.sock ...`, its console
  * appended to DIR/console.log, its own log to DIR/tarn.log, in a session
- * of its own (a terminal's Ctrl-C or tarnd's end does not reach it). */
+ * of its own (a terminal's Ctrl-C or tarnd's end does not reach it); a
+ * jailed one in PID and network namespaces of its own (tarn makes its
+ * mount, IPC and UTS ones). */
 static int spawn(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p)
 {
 	const char *name = (const char *)sqlite3_column_text(row, 1);
-	const char *kernel = (const char *)sqlite3_column_text(row, 2);
-	const char *initrd = (const char *)sqlite3_column_text(row, 3);
-	const char *cmdline = (const char *)sqlite3_column_text(row, 4);
-	const char *backend = (const char *)sqlite3_column_text(row, 7);
-	char dir[4096], sock[4200], cpus[16], mem[32];
-	char dev[VM_MAX_DISKS + VM_MAX_NETS][4400];
-	const char *argv[24 + 2 * (VM_MAX_DISKS + VM_MAX_NETS)];
-	int n = 0, nd = 0, out, err, null;
-	sqlite3_stmt *st;
+	static struct launch l; /* d->lock held: one at a time */
+	char why[512];
+	int out, err, null;
 	pid_t pid;
 
-	tarnd_vm_dir(d, name, dir, sizeof(dir));
-	snprintf(sock, sizeof(sock), "%s/api.sock", dir);
-	snprintf(cpus, sizeof(cpus), "%d", sqlite3_column_int(row, 5));
-	snprintf(mem, sizeof(mem), "%dM", sqlite3_column_int(row, 6));
-	argv[n++] = d->tarn;
-	argv[n++] = "run";
-	argv[n++] = "--api-sock";
-	argv[n++] = sock;
-	argv[n++] = "--backend";
-	argv[n++] = backend;
-	argv[n++] = "--cpus";
-	argv[n++] = cpus;
-	argv[n++] = "--mem";
-	argv[n++] = mem;
-	argv[n++] = "--kernel";
-	argv[n++] = kernel;
-	if (initrd) {
-		argv[n++] = "--initrd";
-		argv[n++] = initrd;
+	l.nr_taps = 0;
+	if (launch_args(d, row, p->id, &l, why, sizeof(why))) {
+		for (int i = 0; i < l.nr_taps && d->jail; i++)
+			close(l.taps[i]);
+		tarnd_event(d, name, "failed", "cannot start tarn: %s", why);
+		return -ECANCELED; /* said */
 	}
-	if (cmdline) {
-		argv[n++] = "--cmdline";
-		argv[n++] = cmdline;
-	}
-	/* Disks and NICs, each with the VM's rates (API drive_id / iface_id
-	 * cliN: the N-th of its kind). */
-	st = db_query(d->db, "SELECT path, ro FROM disks WHERE vm_id = ? ORDER BY idx", "i", p->id);
-	while (st && sqlite3_step(st) == SQLITE_ROW && nd < VM_MAX_DISKS) {
-		snprintf(dev[nd], sizeof(dev[nd]), "%s%s,bw=%s,iops=%s", sqlite3_column_text(st, 0),
-			 sqlite3_column_int(st, 1) ? ",ro" : "", sqlite3_column_text(row, 16), sqlite3_column_text(row, 17));
-		argv[n++] = "--disk";
-		argv[n++] = dev[nd++];
-	}
-	sqlite3_finalize(st);
-	st = db_query(d->db, "SELECT tap, mac FROM nics WHERE vm_id = ? ORDER BY idx", "i", p->id);
-	while (st && sqlite3_step(st) == SQLITE_ROW && nd < VM_MAX_DISKS + VM_MAX_NETS) {
-		const char *bw = (const char *)sqlite3_column_text(row, 18), *pps = (const char *)sqlite3_column_text(row, 19);
-
-		snprintf(dev[nd], sizeof(dev[nd]), "tap=%s%s%s,rx_bw=%s,tx_bw=%s,rx_pps=%s,tx_pps=%s",
-			 sqlite3_column_text(st, 0), sqlite3_column_type(st, 1) == SQLITE_NULL ? "" : ",mac=",
-			 sqlite3_column_type(st, 1) == SQLITE_NULL ? "" : (const char *)sqlite3_column_text(st, 1), bw, bw,
-			 pps, pps);
-		argv[n++] = "--net";
-		argv[n++] = dev[nd++];
-	}
-	sqlite3_finalize(st);
-	argv[n] = NULL;
-	*strrchr(dir, '/') = 0; /* the tenant's directory, then the VM's */
-	if (mkdir(dir, 0750) && errno != EEXIST)
-		return -errno;
-	dir[strlen(dir)] = '/';
-	if (mkdir(dir, 0750) && errno != EEXIST)
-		return -errno;
-	unlink(sock);
-	out = open_log(dir, "console.log");
-	err = open_log(dir, "tarn.log");
+	unlink(l.sock);
+	out = open_log(l.dir, "console.log");
+	err = open_log(l.dir, "tarn.log");
 	null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (out < 0 || err < 0 || null < 0) {
 		int e = errno;
@@ -250,7 +326,8 @@ static int spawn(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p)
 		close(out), close(err), close(null);
 		return -e;
 	}
-	pid = fork();
+	pid = d->jail ? (pid_t)syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNET | SIGCHLD, NULL, NULL, NULL, NULL)
+		      : fork();
 	if (pid == 0) {
 		/* Only async-signal-safe calls until exec. */
 		sigset_t none;
@@ -260,22 +337,25 @@ static int spawn(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p)
 		setsid();
 		if (dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
 			_exit(127);
-		execv(d->tarn, (char *const *)argv);
+		for (int i = 0; i < l.nr_taps && d->jail; i++)
+			fcntl(l.taps[i], F_SETFD, 0); /* passed as fd=N */
+		execv(d->tarn, (char *const *)l.argv);
 		_exit(127);
 	}
 	close(out), close(err), close(null);
+	for (int i = 0; i < l.nr_taps && d->jail; i++)
+		close(l.taps[i]);
 	if (pid < 0)
 		return -errno;
 	/* Its quotas before it gets far: tarn has not yet built its VM. */
 	if (cg_probe()) {
-		struct cg_limits l = {
+		struct cg_limits lim = {
 			.cpu = sqlite3_column_double(row, 13),
 			.weight = (unsigned)sqlite3_column_int(row, 14),
 			.mem = (uint64_t)sqlite3_column_int64(row, 15) << 20,
 		};
-		char why[512];
 
-		if (cg_attach(name, pid, &l, why, sizeof(why)))
+		if (cg_attach(name, pid, &lim, why, sizeof(why)))
 			tarnd_event(d, name, "quota", "not applied: %s", why);
 	} else if (sqlite3_column_double(row, 13) > 0 || sqlite3_column_int64(row, 15)) {
 		tarnd_event(d, name, "quota", "not applied: this host has no usable cgroups");
@@ -285,7 +365,7 @@ static int spawn(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p)
 	 * before this (we are the only one who waits for it). */
 	db_exec(d->db, "UPDATE vms SET pid = ?, pid_start = ?, observed = 'running', exit_status = NULL, "
 		       "updated_at = ? WHERE id = ?", "iiii", (int64_t)pid, proc_start_time(pid), wall_s(), p->id);
-	tarnd_event(d, name, "started", "tarn pid %d", pid);
+	tarnd_event(d, name, "started", "tarn pid %d%s", pid, d->jail ? " (jailed)" : "");
 	return 0;
 }
 
@@ -470,7 +550,8 @@ void tarnd_reconcile(struct tarnd *d)
 			}
 			ret = spawn(d, row, p);
 			if (ret) {
-				tarnd_event(d, name, "failed", "cannot start tarn: %s", strerror(-ret));
+				if (ret != -ECANCELED)
+					tarnd_event(d, name, "failed", "cannot start tarn: %s", strerror(-ret));
 				db_exec(d->db, "UPDATE vms SET desired = 'stopped', observed = 'failed' WHERE id = ?", "i",
 					id);
 			}

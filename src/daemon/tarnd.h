@@ -17,6 +17,9 @@
 #define TARND_DEFAULT_STATE "/var/lib/tarn"
 #define TARND_DEFAULT_SOCKET "/run/tarn/tarnd.sock"
 #define TARND_MAX_VMS 1024
+#define TARND_JAIL_UID_BASE 200000 /* a jailed VM's uid: this + its row id */
+#define TARND_JAIL_UID_BASE_S "200000"
+#define TARND_MAX_VM_ID 1000000	   /* row ids stay below, so uids do not overlap */
 
 /* A VM's process as tarnd knows it (not persisted beyond the row's pid). */
 struct vmproc {
@@ -38,6 +41,8 @@ struct tarnd {
 	int stop_timeout_ms;   /* default power-button wait of a stop */
 	uint64_t console_cap;  /* bytes of console log kept per VM */
 	int wake_fd;	       /* eventfd: reconcile now */
+	bool jail;	       /* VMs in the jail (tarn run --jail, namespaces) */
+	unsigned jail_uid_base;
 };
 
 /* Monotonic milliseconds. */

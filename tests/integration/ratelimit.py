@@ -200,7 +200,11 @@ def steps(work, ns):
         for step in ("tx", "rx"):
             skip("network %s at 50 Mbit/s" % step, ns.skip)
     else:
-        out = servers.communicate(timeout=30)[0]
+        try:
+            out = servers.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:  # the guest never connected
+            servers.kill()
+            out = servers.communicate()[0]
         got = {w[0]: (int(w[1]), int(w[2])) for w in (x.split() for x in out.splitlines()) if len(w) == 3}
         for step in ("tx", "rx"):
             if step not in got or got[step][0] != NET_MIB << 20 or marks.get(step + "-end", (0, []))[1] != ["0"]:

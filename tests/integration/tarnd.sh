@@ -10,16 +10,6 @@ cd "$(dirname "$0")/../.." || exit 1
 
 name=tarnd
 . tests/integration/tarnd_lib.sh
-ctl() { "$CTL" "$@"; }
-# field VM KEY: KEY of the VM, from tarnctl --json
-field() { "$CTL" --json vm show "$1" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$2'))"; }
-# until SECONDS COMMAND...: run COMMAND every 0.1 s until it succeeds.
-until_ok() {
-	local t=$(($1 * 10))
-	shift
-	while [ $t -gt 0 ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; t=$((t - 1)); done
-	return 1
-}
 last_count() { ctl vm logs "$1" --tail 200 | grep -oE 'count [0-9]+' | tail -1 | awk '{print $2}'; }
 counting() { [ "$(last_count "$1")" -ge "$2" ] 2>/dev/null; }
 has_event() { ctl events --vm "$1" | grep -q "$2"; }
@@ -203,7 +193,7 @@ for p in sys.argv[1:]:
 if ctl vm create io1 --kernel "$GUEST" --mem 64M --backend emu --disk "$work/d1.img" --disk-bw 10MB/s \
 	--disk-iops 500 "${net[@]}" --net-bw 50Mbit/s --start >/dev/null && until_ok 10 state_is io1 running &&
 	tr '\0' ' ' <"/proc/$(field io1 pid)/cmdline" | grep -q -- "--disk $work/d1.img,bw=10MB/s,iops=500" &&
-	{ [ ${#net[@]} = 0 ] || tr '\0' ' ' <"/proc/$(field io1 pid)/cmdline" | grep -q "tap=$tap,mac=52:54:00:0a:0b:0c,rx_bw=50Mbit/s,tx_bw=50Mbit/s"; } &&
+	{ [ ${#net[@]} = 0 ] || tr '\0' ' ' <"/proc/$(field io1 pid)/cmdline" | grep -qE "(tap=$tap|fd=[0-9]+),mac=52:54:00:0a:0b:0c,rx_bw=50Mbit/s,tx_bw=50Mbit/s"; } &&
 	ctl vm set io1 --disk-bw 5MB/s --disk-iops 200 --net-bw 20Mbit/s >/dev/null &&
 	got=$(limits drives.0.rate_limiter.bandwidth.size drives.0.rate_limiter.ops.size) &&
 	[ "$got" = "500000 20 " ] &&
