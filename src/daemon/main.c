@@ -37,6 +37,11 @@ static const char usage[] =
 	"                    button before tarn is told to end the VM (default 30)\n"
 	"  --console-cap SIZE  console output kept per VM (default 1M; half of it\n"
 	"                    rotated to console.log.1)\n"
+	"  --cpu-overcommit R  vCPUs that running VMs may have per host CPU\n"
+	"                    (default 4); a VM beyond is refused\n"
+	"  --mem-overcommit R  guest memory per MiB of the host's, less the reserve\n"
+	"                    (default 1: none)\n"
+	"  --mem-reserve SIZE  host memory kept from VMs (default 512M)\n"
 	"  --no-jail         run VMs without the jail (README \"The jail\"); without\n"
 	"                    root there is none anyway\n"
 	"  --jail-uid-base N  a VM's uid and gid in the jail: N + its id (default\n"
@@ -90,6 +95,8 @@ int main(int argc, char **argv)
 		{ "state-dir", required_argument, NULL, 'd' }, { "socket", required_argument, NULL, 's' },
 		{ "tarn", required_argument, NULL, 't' },      { "stop-timeout", required_argument, NULL, 'T' },
 		{ "console-cap", required_argument, NULL, 'c' }, { "verbose", no_argument, NULL, 'v' },
+		{ "cpu-overcommit", required_argument, NULL, 'C' }, { "mem-overcommit", required_argument, NULL, 'O' },
+		{ "mem-reserve", required_argument, NULL, 'R' },
 		{ "no-jail", no_argument, NULL, 'J' },	       { "jail-uid-base", required_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },	       { NULL, 0, NULL, 0 },
 	};
@@ -105,6 +112,9 @@ int main(int argc, char **argv)
 	d.stop_timeout_ms = 30000;
 	d.console_cap = 1 << 20;
 	d.jail = true;
+	d.cpu_overcommit = 4;
+	d.mem_overcommit = 1;
+	d.mem_reserve_mib = 512;
 	d.jail_uid_base = TARND_JAIL_UID_BASE;
 	while ((opt = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (opt) {
@@ -122,6 +132,21 @@ int main(int argc, char **argv)
 			d.console_cap = v;
 			break;
 		case 'J': d.jail = false; break;
+		case 'C':
+		case 'O': {
+			char *end;
+			double r = strtod(optarg, &end);
+
+			if (*end || !(r >= 0.1 && r <= 100))
+				die("--%s-overcommit %s: a ratio from 0.1 to 100", opt == 'C' ? "cpu" : "mem", optarg);
+			*(opt == 'C' ? &d.cpu_overcommit : &d.mem_overcommit) = r;
+			break;
+		}
+		case 'R':
+			if (parse_size(optarg, 1ULL << 20, &v))
+				die("--mem-reserve %s: a size (examples: 512M, 2G)", optarg);
+			d.mem_reserve_mib = v >> 20;
+			break;
 		case 'U':
 			if (parse_uint(optarg, 1000, 0xfffffffeu - TARND_MAX_VM_ID, &v))
 				die("--jail-uid-base %s: 1000 to %u", optarg, 0xfffffffeu - TARND_MAX_VM_ID);

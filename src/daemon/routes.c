@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
@@ -149,6 +150,57 @@ static struct http_reply vm_reply(const struct caller *c, unsigned status, const
 
 	sqlite3_finalize(st);
 	return r;
+}
+
+/* ---- the resource pool ---- */
+
+struct pool {
+	double vcpus, mem_mib;		 /* what VMs may be promised */
+	int64_t vcpus_promised, mem_promised; /* to VMs that are to run (desired running or paused) */
+};
+
+/* The host's pool: its CPUs times the CPU overcommit ratio, its memory
+ * less the reserve times the memory one; what is promised, but to VM
+ * except (its id; 0: none). */
+static void pool_get(struct pool *p, int64_t except)
+{
+	struct sysinfo si;
+	double mem;
+	sqlite3_stmt *st;
+
+	sysinfo(&si);
+	mem = (double)((uint64_t)si.totalram * si.mem_unit >> 20) - (double)D->mem_reserve_mib;
+	p->vcpus = (double)sysconf(_SC_NPROCESSORS_ONLN) * D->cpu_overcommit;
+	p->mem_mib = (mem > 0 ? mem : 0) * D->mem_overcommit;
+	p->vcpus_promised = p->mem_promised = 0;
+	st = db_query(D->db, "SELECT coalesce(sum(cpus), 0), coalesce(sum(mem_mib), 0) FROM vms WHERE desired != "
+			     "'stopped' AND id != ?", "i", except);
+	if (st && sqlite3_step(st) == SQLITE_ROW) {
+		p->vcpus_promised = sqlite3_column_int64(st, 0);
+		p->mem_promised = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+}
+
+/* Admission: may a VM of cpus and mem MiB (id: 0 for a new one) run
+ * beside what is promised? NULL, or why not. */
+static const char *admit(int64_t id, int64_t cpus, int64_t mem, char *why, size_t len)
+{
+	struct pool p;
+
+	pool_get(&p, id);
+	if ((double)(p.vcpus_promised + cpus) > p.vcpus + 1e-9) {
+		snprintf(why, len, "does not fit: %lld vCPUs asked, %.0f of %.0f left (%.2g per host CPU; tarnd "
+			 "--cpu-overcommit)", (long long)cpus, p.vcpus - (double)p.vcpus_promised, p.vcpus,
+			 D->cpu_overcommit);
+		return why;
+	}
+	if ((double)(p.mem_promised + mem) > p.mem_mib + 1e-9) {
+		snprintf(why, len, "does not fit: %lld MiB asked, %.0f of %.0f MiB left (tarnd --mem-overcommit, "
+			 "--mem-reserve)", (long long)mem, p.mem_mib - (double)p.mem_promised, p.mem_mib);
+		return why;
+	}
+	return NULL;
 }
 
 /* The admin sees every tenant's VMs, a tenant its own. */
@@ -342,6 +394,8 @@ static struct http_reply create_vm(const struct caller *c, json_t *in)
 	sqlite3_finalize(st);
 	if (taken)
 		return http_fault(409, "a VM named %s exists already", name);
+	if (json_is_true(json_object_get(in, "start")) && admit(0, cpus, mem, why, sizeof(why)))
+		return http_fault(409, "%s: %s", name, why);
 	if (db_exec(D->db,
 		    "INSERT INTO vms (tenant_id, name, kernel, initrd, cmdline, cpus, mem_mib, backend, restart, desired, "
 		    "observed, created_at, updated_at, cpu_limit, cpu_weight, mem_limit_mib, disk_bw, disk_iops, net_bw, "
@@ -363,6 +417,16 @@ static struct http_reply create_vm(const struct caller *c, json_t *in)
 /* Set what the VM should be; the loop does the rest. */
 static struct http_reply want(const struct caller *c, const char *name, const char *desired)
 {
+	sqlite3_stmt *st = vm_row(c, name);
+	char why[256];
+
+	if (st && !strcmp(desired, "running") && !strcmp((const char *)sqlite3_column_text(st, 9), "stopped") &&
+	    admit(sqlite3_column_int64(st, 0), sqlite3_column_int(st, 5), sqlite3_column_int(st, 6), why,
+		  sizeof(why))) {
+		sqlite3_finalize(st);
+		return http_fault(409, "%s: %s", name, why);
+	}
+	sqlite3_finalize(st);
 	db_exec(D->db, "UPDATE vms SET desired = ?, updated_at = ? WHERE tenant_id = ? AND name = ?", "siis", desired,
 		(int64_t)time(NULL), c->tenant_id, name);
 	tarnd_reconcile(D);
@@ -633,6 +697,18 @@ static struct http_reply host_info(void)
 		      "running", sqlite3_column_int(st, 1), "vcpus_running", sqlite3_column_int(st, 2),
 		      "mem_mib_running", (json_int_t)sqlite3_column_int64(st, 3));
 	sqlite3_finalize(st);
+	struct pool p;
+	struct statvfs fs;
+
+	pool_get(&p, 0);
+	json_object_set_new(j, "pool", json_pack("{s:f,s:I,s:f,s:I,s:f,s:f,s:I}", "vcpus", p.vcpus, "vcpus_promised",
+						 (json_int_t)p.vcpus_promised, "mem_mib", p.mem_mib,
+						 "mem_mib_promised", (json_int_t)p.mem_promised, "cpu_overcommit",
+						 D->cpu_overcommit, "mem_overcommit", D->mem_overcommit,
+						 "mem_reserve_mib", (json_int_t)D->mem_reserve_mib));
+	if (!statvfs(D->state_dir, &fs))
+		json_object_set_new(j, "storage", json_pack("{s:I,s:I}", "bytes", (json_int_t)(fs.f_blocks * fs.f_frsize),
+							   "free_bytes", (json_int_t)(fs.f_bavail * fs.f_frsize)));
 	return http_ok(j);
 }
 

@@ -161,6 +161,18 @@ static void print_host(const json_t *r, const char *arg)
 	       (long long)json_integer_value(json_object_get(r, "running")),
 	       (long long)json_integer_value(json_object_get(r, "vcpus_running")),
 	       (long long)json_integer_value(json_object_get(r, "mem_mib_running")));
+	const json_t *p = json_object_get(r, "pool"), *st = json_object_get(r, "storage");
+	if (p)
+		printf("pool: %lld of %.0f vCPUs promised (%.2g per CPU), %lldM of %.0fM memory (%.2g per MiB, "
+		       "%lldM reserved)\n",
+		       (long long)json_integer_value(json_object_get(p, "vcpus_promised")),
+		       json_number_value(json_object_get(p, "vcpus")), json_number_value(json_object_get(p, "cpu_overcommit")),
+		       (long long)json_integer_value(json_object_get(p, "mem_mib_promised")),
+		       json_number_value(json_object_get(p, "mem_mib")), json_number_value(json_object_get(p, "mem_overcommit")),
+		       (long long)json_integer_value(json_object_get(p, "mem_reserve_mib")));
+	if (st)
+		printf("storage: %lldM free of %lldM\n", (long long)(json_integer_value(json_object_get(st, "free_bytes")) >> 20),
+		       (long long)(json_integer_value(json_object_get(st, "bytes")) >> 20));
 }
 
 /* method path with body (taken, may be NULL); the reply printed as it came

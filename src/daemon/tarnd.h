@@ -43,6 +43,10 @@ struct tarnd {
 	int wake_fd;	       /* eventfd: reconcile now */
 	bool jail;	       /* VMs in the jail (tarn run --jail, namespaces) */
 	unsigned jail_uid_base;
+	/* The pool VMs are admitted from: vCPUs per host CPU, memory per MiB
+	 * of the host's (less the reserve). */
+	double cpu_overcommit, mem_overcommit;
+	uint64_t mem_reserve_mib;
 };
 
 /* Monotonic milliseconds. */

@@ -117,7 +117,7 @@ enum { BLK_READ_COUNT, BLK_READ_BYTES, BLK_WRITE_COUNT, BLK_WRITE_BYTES, BLK_FLU
 static const char *const blk_stat_names[BLK_STATS_NR] = {
 	"read_count", "read_bytes", "write_count", "write_bytes", "flush_count", "execute_fails",
 };
-#define BLK_LIMIT_USAGE "bw=RATE, iops=RATE"
+#define BLK_LIMIT_USAGE "bw=RATE][,iops=RATE"
 
 /* One worker thread and its request's scratch. */
 struct blk_worker {

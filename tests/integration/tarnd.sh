@@ -237,6 +237,30 @@ until_ok 5 sh -c "TARN_TOKEN=$tok1 $CTL vm delete a1" && ctl tenant delete t1 >/
 	! TARN_TOKEN=$tok1 ctl vm list >/dev/null 2>&1 && ok "$name: a tenant deleted, its tokens go with it" ||
 	not_ok "$name: tenant delete" "$(ctl tenant list)"
 
+# The pool: VMs that are to run are promised vCPUs and memory; one that
+# does not fit beside them is refused at its start, with the reason.
+pool() { "$CTL" --json host | python3 -c "
+import json, sys
+p = json.load(sys.stdin)['pool']
+print(int(p['vcpus']) - p['vcpus_promised'], int(p['mem_mib']) - p['mem_mib_promised'])"; }
+read -r free_cpus free_mem <<<"$(pool)"
+ctl vm create big --kernel "$GUEST" --mem 64M --backend emu --cpus "$free_cpus" >/dev/null
+ctl vm create small --kernel "$GUEST" --mem 64M --backend emu >/dev/null
+too_much=$(ctl vm create huge --kernel "$GUEST" --mem "$((free_mem + 1))M" --backend emu --start 2>&1)
+if grep -q "does not fit: $((free_mem + 1)) MiB asked" <<<"$too_much" && ! ctl vm show huge >/dev/null 2>&1 &&
+	ctl vm start small >/dev/null && refused=$(ctl vm start big 2>&1; echo "exit $?") &&
+	grep -q "big: does not fit: $free_cpus vCPUs asked, $((free_cpus - 1)) of" <<<"$refused" &&
+	grep -q "exit 1" <<<"$refused" && [ "$(field big desired)" = stopped ] &&
+	ctl vm kill small >/dev/null && until_ok 5 state_is small stopped && ctl vm start big >/dev/null &&
+	until_ok 10 state_is big running && ctl host | grep -q "^pool: $free_cpus of"; then
+	ok "$name: the pool: a VM beyond it is refused (${free_mem}M free, $((free_mem + 1))M asked; $free_cpus vCPUs with one promised), and starts once it fits"
+else
+	not_ok "$name: the pool" "$too_much | ${refused:-} | $(ctl host | tr '\n' ' ')"
+fi
+ctl vm kill big >/dev/null
+until_ok 5 ctl vm delete big
+ctl vm delete small >/dev/null
+
 # Bad input: a reason, exit 1 (2 for bad usage), and the daemon stays up.
 bad=0
 expect() { # expect STATUS PATTERN COMMAND...: exit status and message
