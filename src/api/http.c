@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <microhttpd.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -260,6 +261,50 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	return -errno;
+}
+
+int http_listen_tcp(const char *hostport, const char *what, char *err, size_t len)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE },
+			*res, *a;
+	char host[256];
+	const char *colon = strrchr(hostport, ':');
+	int fd = -1, e = 0, r;
+
+	/* HOST:PORT, [V6]:PORT */
+	if (!colon || !colon[1] || (size_t)(colon - hostport) >= sizeof(host)) {
+		snprintf(err, len, "%s %s: expected HOST:PORT (127.0.0.1:8080, [::1]:8080)", what, hostport);
+		return -EINVAL;
+	}
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - hostport), hostport);
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = 0;
+	}
+	r = getaddrinfo(host, colon + 1, &hints, &res);
+	if (r) {
+		snprintf(err, len, "%s %s: %s", what, hostport, gai_strerror(r));
+		return -EINVAL;
+	}
+	for (a = res; a && fd < 0; a = a->ai_next) {
+		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+		if (fd < 0) {
+			e = errno;
+			continue;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 }, sizeof(int));
+		if (bind(fd, a->ai_addr, a->ai_addrlen) || listen(fd, 64)) {
+			e = errno;
+			close(fd);
+			fd = -1;
+		}
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		snprintf(err, len, "%s %s: %s", what, hostport, strerror(e));
+		return -e;
+	}
+	return fd;
 }
 
 int http_start(struct http_server **out, int fd, size_t body_max, http_route_fn *route, void *opaque, char *err,

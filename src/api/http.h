@@ -43,6 +43,10 @@ struct http_server;
  * what names the option in errors ("--api-sock"). fd or -errno. */
 int http_listen_unix(const char *path, const char *what, char *err, size_t len);
 
+/* Listen on TCP at "HOST:PORT" ("[V6]:PORT"). fd or -errno, the reason
+ * in err. A client there has no peer uid. */
+int http_listen_tcp(const char *hostport, const char *what, char *err, size_t len);
+
 /* Serve fd (owned from now on) with route, bodies up to body_max bytes,
  * on a thread of the server's that takes no process signals. 0 or -errno. */
 int http_start(struct http_server **out, int fd, size_t body_max, http_route_fn *route, void *opaque,

@@ -112,8 +112,12 @@ int http_request(const char *sock, const char *method, const char *path, const c
 			curl.slist_free_all(hdr);
 		return -1;
 	}
-	snprintf(url, sizeof(url), "http://localhost%s%s", path[0] == '/' ? "" : "/", path);
-	curl.easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, sock);
+	if (!strncmp(sock, "http://", 7)) { /* a server on TCP */
+		snprintf(url, sizeof(url), "%s%s%s", sock, path[0] == '/' ? "" : "/", path);
+	} else {
+		snprintf(url, sizeof(url), "http://localhost%s%s", path[0] == '/' ? "" : "/", path);
+		curl.easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, sock);
+	}
 	curl.easy_setopt(c, CURLOPT_URL, url);
 	curl.easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	curl.easy_setopt(c, CURLOPT_HTTPHEADER, hdr);

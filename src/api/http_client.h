@@ -6,7 +6,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
-/* method path on the server at sock, with body (JSON text, or NULL) and,
+/* method path on the server at sock (a Unix socket's path, or a TCP
+ * server's "http://HOST:PORT"), with body (JSON text, or NULL) and,
  * unless token is NULL, "Authorization: Bearer token". 0 with the status
  * in *status and the reply in *out (NULL when empty; the caller's), or -1
  * with the reason in err (no server, a reply that is not JSON). */

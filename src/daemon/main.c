@@ -31,6 +31,8 @@ static const char usage[] =
 	"  --state-dir DIR   the database (tarnd.db) and each VM's directory\n"
 	"                    (default " TARND_DEFAULT_STATE ")\n"
 	"  --socket PATH     the API's socket (default " TARND_DEFAULT_SOCKET ")\n"
+	"  --listen HOST:PORT  also serve the API over TCP, to tenants' tokens only\n"
+	"                    (plain HTTP: keep it on a trusted network or a tunnel)\n"
 	"  --tarn PATH       the tarn binary VMs run under (default: the one beside\n"
 	"                    tarnd, else tarn on PATH)\n"
 	"  --stop-timeout S  how long a stop waits for the guest to answer the power\n"
@@ -93,6 +95,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "state-dir", required_argument, NULL, 'd' }, { "socket", required_argument, NULL, 's' },
+		{ "listen", required_argument, NULL, 'l' },
 		{ "tarn", required_argument, NULL, 't' },      { "stop-timeout", required_argument, NULL, 'T' },
 		{ "console-cap", required_argument, NULL, 'c' }, { "verbose", no_argument, NULL, 'v' },
 		{ "cpu-overcommit", required_argument, NULL, 'C' }, { "mem-overcommit", required_argument, NULL, 'O' },
@@ -101,7 +104,7 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },	       { NULL, 0, NULL, 0 },
 	};
 	static struct tarnd d;
-	const char *sock = TARND_DEFAULT_SOCKET;
+	const char *sock = TARND_DEFAULT_SOCKET, *tcp = NULL;
 	char err[512], tarn_buf[PATH_MAX], db_path[PATH_MAX], dir[PATH_MAX];
 	struct sigaction sa = { .sa_handler = on_signal };
 	uint64_t v;
@@ -120,6 +123,7 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 'd': d.state_dir = optarg; break;
 		case 's': sock = optarg; break;
+		case 'l': tcp = optarg; break;
 		case 't': d.tarn = optarg; break;
 		case 'T':
 			if (parse_uint(optarg, 0, 3600, &v))
@@ -197,8 +201,11 @@ int main(int argc, char **argv)
 	chmod(sock, 0660); /* whoever may open it is admin: root, the socket's group */
 	if (tarnd_api_start(&d, fd, err, sizeof(err)))
 		die("--socket %s: %s", sock, err);
+	if (tcp && ((fd = http_listen_tcp(tcp, "--listen", err, sizeof(err))) < 0 ||
+		    tarnd_api_start(&d, fd, err, sizeof(err))))
+		die("%s", err);
 	pr_info("tarnd %s: state in %s, API on %s, VMs run %s", TARN_VERSION, d.state_dir, sock, d.tarn);
-	fprintf(stderr, "tarnd: ready on %s\n", sock);
+	fprintf(stderr, "tarnd: ready on %s%s%s\n", sock, tcp ? " and " : "", tcp ? tcp : "");
 
 	while (!quit) {
 		struct pollfd pfd = { .fd = d.wake_fd, .events = POLLIN };

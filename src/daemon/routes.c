@@ -6,8 +6,9 @@
  * Who: a request with "Authorization: Bearer TOKEN" acts as the token's
  * tenant, and sees and changes only that tenant's VMs and events (another
  * tenant's VM is 404, as if it did not exist); one without acts as admin,
- * since only who may open the socket gets here. The admin names a VM's
- * tenant with ?tenant= (default: "default"). */
+ * since only who may open the socket gets here; over TCP (tarnd --listen)
+ * a token is a must. The admin names a VM's tenant with ?tenant= (default:
+ * "default"). */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -38,7 +39,7 @@
 #define LOG_TAIL_DEFAULT (64u << 10)
 
 static struct tarnd *D;
-static struct http_server *srv;
+static struct http_server *srv[2]; /* the Unix socket, TCP */
 
 struct caller {
 	bool admin;
@@ -974,6 +975,12 @@ static int identify(const struct http_request *r, const char *query, struct call
 		snprintf(c->who, sizeof(c->who), "tenant %s", c->tenant);
 		return 0;
 	}
+	if (r->peer_uid == (uid_t)-1) {
+		/* TCP: who opens a connection is nobody in particular. */
+		*fail = http_fault(401, "a token is needed here (Authorization: Bearer TOKEN); the admin uses the "
+					"Unix socket");
+		return -1;
+	}
 	c->admin = true;
 	snprintf(c->who, sizeof(c->who), "admin (uid %d)", (int)r->peer_uid);
 	if (!query_get(query, "tenant", want, sizeof(want)))
@@ -1070,11 +1077,13 @@ static struct http_reply on_request(void *opaque, const struct http_request *r)
 int tarnd_api_start(struct tarnd *d, int sock_fd, char *err, size_t len)
 {
 	D = d;
-	return http_start(&srv, sock_fd, TARND_BODY_MAX, on_request, d, err, len);
+	return http_start(&srv[srv[0] != NULL], sock_fd, TARND_BODY_MAX, on_request, d, err, len);
 }
 
 void tarnd_api_stop(void)
 {
-	http_stop(srv);
-	srv = NULL;
+	for (int i = 0; i < 2; i++) {
+		http_stop(srv[i]);
+		srv[i] = NULL;
+	}
 }

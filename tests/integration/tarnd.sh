@@ -18,7 +18,9 @@ alive() { [ -r "/proc/$1/stat" ] && ! awk '{ exit $3 != "Z" }' "/proc/$1/stat"; 
 # state_is VM STATE [NOT-PID]: in STATE, and (if given) under another pid
 state_is() { [ "$(field "$1" state)" = "$2" ] && { [ -z "$3" ] || [ "$(field "$1" pid)" != "$3" ]; }; }
 
-if ! start_tarnd --stop-timeout 1; then
+# The API over TCP too, on a port of this run's.
+port=$((20000 + $$ % 20000))
+if ! start_tarnd --stop-timeout 1 --listen "127.0.0.1:$port"; then
 	not_ok "$name: tarnd starts" "$(tail -3 "$work/tarnd.log")"
 	done_testing
 fi
@@ -57,7 +59,7 @@ kill -9 "$dpid"
 wait "$dpid" 2>/dev/null
 sleep 0.3
 n0=$(last_count c1 2>/dev/null)
-if alive "$pid1" && start_tarnd --stop-timeout 1 && until_ok 5 has_event c1 adopted &&
+if alive "$pid1" && start_tarnd --stop-timeout 1 --listen "127.0.0.1:$port" && until_ok 5 has_event c1 adopted &&
 	[ "$(field c1 pid)" = "$pid1" ] && [ "$(field c1 state)" = running ] && until_ok 5 counting c1 $((b + 10)); then
 	ok "$name: kill -9 of tarnd: the VM runs on and the new tarnd adopts it (pid $pid1)"
 else
@@ -227,8 +229,15 @@ grep -q "HTTP 401" <<<"$out" || iso=10
 ctl vm list | grep -qE '^a1 +t1 +running' || iso=11
 TARN_TOKEN=$tok1 ctl vm show a1 | grep -q "running" || iso=12
 ctl tenant delete t1 >/dev/null 2>&1 && iso=13
+# Over TCP (--listen): tokens only, the same isolation.
+tcp=http://127.0.0.1:$port
+TARN_SOCKET=$tcp TARN_TOKEN=$tok1 ctl vm list | grep -qE '^a1 ' || iso=14
+out=$(TARN_SOCKET=$tcp TARN_TOKEN=$tok2 ctl vm show a1 2>&1) && iso=15
+grep -q "no VM named a1" <<<"$out" || iso=16
+out=$(TARN_SOCKET=$tcp ctl vm list 2>&1) && iso=17
+grep -q "a token is needed here.*(HTTP 401)" <<<"$out" || iso=18
 if [ $iso = 0 ]; then
-	ok "$name: tenants: t2's token cannot see, stop, read or delete t1's VM (404), nor manage tenants (403); a forged token gets 401; the admin sees all"
+	ok "$name: tenants: t2's token cannot see, stop, read or delete t1's VM (404), nor manage tenants (403); a forged token gets 401; the admin sees all; over TCP the same, and no token is 401"
 else
 	not_ok "$name: tenant isolation" "check $iso failed"
 fi
