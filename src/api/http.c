@@ -54,7 +54,7 @@ struct http_reply http_no_content(void)
 /* ---- request bodies ---- */
 
 static const char *const type_names[] = { "a string", "an integer", "a boolean", "an object", "an array",
-					  "a number" };
+					  "a number", "a size (bytes, or a string like \"10G\")" };
 
 static bool type_ok(const json_t *v, enum http_ftype t)
 {
@@ -65,6 +65,7 @@ static bool type_ok(const json_t *v, enum http_ftype t)
 	case F_OBJ: return json_is_object(v);
 	case F_ARR: return json_is_array(v);
 	case F_NUM: return json_is_number(v);
+	case F_SIZE: return json_is_integer(v) || json_is_string(v);
 	}
 	return false;
 }

@@ -60,7 +60,7 @@ struct http_reply http_no_content(void);
 
 /* ---- request bodies ---- */
 
-enum http_ftype { F_STR, F_INT, F_BOOL, F_OBJ, F_ARR, F_NUM };
+enum http_ftype { F_STR, F_INT, F_BOOL, F_OBJ, F_ARR, F_NUM, F_SIZE /* integer or string */ };
 
 struct http_field {
 	const char *name;

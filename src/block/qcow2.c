@@ -868,3 +868,36 @@ int qcow2_create(const char *path, uint64_t size, const char *backing, char *err
 	free(img);
 	return r;
 }
+
+/* ---- resizing ---- */
+
+int qcow2_grow(int fd, uint64_t size, char *err, size_t len)
+{
+	uint8_t h[HDR_V3_LEN];
+	uint64_t cs, old, l1_cap, l1_new;
+	uint32_t cbits, l1_size, be;
+
+	if (pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) || be32_at(h) != QCOW2_MAGIC)
+		return errorf(err, len, -EINVAL, "not a qcow2 image");
+	cbits = be32_at(h + 20);
+	if (cbits < 9 || cbits > 21)
+		return errorf(err, len, -EINVAL, "cluster bits %u: corrupt", cbits);
+	cs = 1ULL << cbits;
+	old = be64_at(h + 24);
+	l1_size = be32_at(h + 36);
+	if (size < old || size % 512 || size > (1ULL << 50))
+		return errorf(err, len, -EINVAL, "size %llu: a multiple of 512 bytes from %llu (its size) to 1 PiB",
+			      (unsigned long long)size, (unsigned long long)old);
+	/* The L1 table may grow into the rest of its last cluster, which
+	 * holds nothing else (entries past l1_size are zero). */
+	l1_new = (size + cs * (cs / 8) - 1) / (cs * (cs / 8));
+	l1_cap = (l1_size * 8ULL + cs - 1) / cs * cs / 8;
+	if (l1_new > l1_cap)
+		return errorf(err, len, -EFBIG, "%llu bytes need an L1 table of %llu entries: it has room for %llu "
+			      "(from %llu bytes)", (unsigned long long)size, (unsigned long long)l1_new,
+			      (unsigned long long)l1_cap, (unsigned long long)(l1_cap * cs * (cs / 8)));
+	be = htobe32((uint32_t)(l1_new > l1_size ? l1_new : l1_size));
+	if (write_be64(fd, size, 24) || pwrite(fd, &be, 4, 36) != 4 || fsync(fd))
+		return errorf(err, len, -errno, "%s", strerror(errno));
+	return 0;
+}

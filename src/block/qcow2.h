@@ -61,4 +61,9 @@ int qcow2_flush(struct qcow2 *q);
 int qcow2_create(const char *path, uint64_t size, const char *backing, char *err, size_t err_len)
 	__attribute__((warn_unused_result));
 
+/* Grow the image open on fd (nobody else's) to size bytes: its header's
+ * size, and its L1 table's length within the clusters it has (from 64 KiB
+ * clusters, 4 TiB). 0, or -errno with the reason. */
+int qcow2_grow(int fd, uint64_t size, char *err, size_t err_len) __attribute__((warn_unused_result));
+
 #endif

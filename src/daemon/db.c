@@ -78,6 +78,18 @@ static const char *const migrations[] = {
 	"ALTER TABLE vms ADD COLUMN disk_iops TEXT NOT NULL DEFAULT '0';"
 	"ALTER TABLE vms ADD COLUMN net_bw TEXT NOT NULL DEFAULT '0';"
 	"ALTER TABLE vms ADD COLUMN net_pps TEXT NOT NULL DEFAULT '0';",
+	/* 3: volumes in the storage pool (STATE/volumes/ID.FORMAT); a
+	 * clone is a qcow2 overlay over its backing volume. */
+	"CREATE TABLE volumes ("
+	"  id INTEGER PRIMARY KEY,"
+	"  tenant_id INTEGER NOT NULL REFERENCES tenants(id),"
+	"  name TEXT NOT NULL,"
+	"  format TEXT NOT NULL CHECK (format IN ('raw', 'qcow2')),"
+	"  size INTEGER NOT NULL CHECK (size > 0),"
+	"  backing_id INTEGER REFERENCES volumes(id),"
+	"  created_at INTEGER NOT NULL,"
+	"  UNIQUE (tenant_id, name));"
+	"ALTER TABLE disks ADD COLUMN volume_id INTEGER REFERENCES volumes(id);",
 };
 #define DB_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

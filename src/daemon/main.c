@@ -173,6 +173,8 @@ int main(int argc, char **argv)
 	}
 	snprintf(dir, sizeof(dir), "%s/vms", d.state_dir);
 	mkdirs(dir);
+	snprintf(dir, sizeof(dir), "%s/volumes", d.state_dir);
+	mkdirs(dir);
 	snprintf(dir, sizeof(dir), "%s", sock);
 	if (strrchr(dir, '/')) {
 		*strrchr(dir, '/') = 0;

@@ -33,20 +33,14 @@
 #include "core/vm.h"
 #include "daemon/cgroup.h"
 #include "daemon/db.h"
+#include "daemon/routes.h"
 #include "daemon/tarnd.h"
 
 #define TARND_BODY_MAX (64u << 10)
 #define LOG_TAIL_DEFAULT (64u << 10)
 
-static struct tarnd *D;
+struct tarnd *D;
 static struct http_server *srv[2]; /* the Unix socket, TCP */
-
-struct caller {
-	bool admin;
-	int64_t tenant_id; /* whose VMs the request is about */
-	char tenant[64];
-	char who[96];	   /* for the audit */
-};
 
 /* "TENANT/NAME", what supervise.c names VMs by. */
 static void qualified(const struct caller *c, const char *name, char *buf, size_t len)
@@ -54,8 +48,7 @@ static void qualified(const struct caller *c, const char *name, char *buf, size_
 	snprintf(buf, len, "%s/%s", c->tenant, name);
 }
 
-/* VM names: what a directory, a socket path and a shell take as they are. */
-static bool name_ok(const char *n)
+bool name_ok(const char *n)
 {
 	size_t len = strlen(n);
 
@@ -75,7 +68,7 @@ static const char *const vm_cols = "v.id, v.name, kernel, initrd, cmdline, cpus,
 /* The I/O rate quotas: columns 20.. of vm_cols, fields of the API. */
 static const char *const io_rates[4] = { "disk_bw", "disk_iops", "net_bw", "net_pps" };
 
-static json_t *text_or_null(sqlite3_stmt *st, int col)
+json_t *text_or_null(sqlite3_stmt *st, int col)
 {
 	const unsigned char *t = sqlite3_column_text(st, col);
 
@@ -129,13 +122,12 @@ static json_t *vm_json(sqlite3_stmt *st)
 	return j;
 }
 
-/* The caller's tenant's VM's row, stepped, or NULL (finalize it). */
-static sqlite3_stmt *vm_row(const struct caller *c, const char *name)
+sqlite3_stmt *tenant_row(const struct caller *c, const char *cols, const char *name)
 {
-	char sql[512];
+	char sql[1024];
 	sqlite3_stmt *st;
 
-	snprintf(sql, sizeof(sql), "SELECT %s WHERE v.tenant_id = ? AND v.name = ?", vm_cols);
+	snprintf(sql, sizeof(sql), "SELECT %s WHERE v.tenant_id = ? AND v.name = ?", cols);
 	st = db_query(D->db, sql, "is", c->tenant_id, name);
 	if (st && sqlite3_step(st) == SQLITE_ROW)
 		return st;
@@ -143,14 +135,26 @@ static sqlite3_stmt *vm_row(const struct caller *c, const char *name)
 	return NULL;
 }
 
-static struct http_reply vm_reply(const struct caller *c, unsigned status, const char *name)
+struct http_reply row_reply(const struct caller *c, unsigned status, const char *cols, const char *name,
+			    json_t *(*to_json)(sqlite3_stmt *st), const char *what)
 {
-	sqlite3_stmt *st = vm_row(c, name);
-	struct http_reply r = st ? (struct http_reply){ status, vm_json(st), NULL }
-				 : http_fault(404, "no VM named %s", name);
+	sqlite3_stmt *st = tenant_row(c, cols, name);
+	struct http_reply r = st ? (struct http_reply){ status, to_json(st), NULL }
+				 : http_fault(404, "no %s named %s", what, name);
 
 	sqlite3_finalize(st);
 	return r;
+}
+
+/* The caller's tenant's VM's row, stepped, or NULL (finalize it). */
+static sqlite3_stmt *vm_row(const struct caller *c, const char *name)
+{
+	return tenant_row(c, vm_cols, name);
+}
+
+static struct http_reply vm_reply(const struct caller *c, unsigned status, const char *name)
+{
+	return row_reply(c, status, vm_cols, name, vm_json, "VM");
 }
 
 /* ---- the resource pool ---- */
@@ -272,11 +276,13 @@ static const char *quotas(json_t *in, struct cg_limits *l, const char *rates[4],
 	return NULL;
 }
 
-static const struct http_field disk_fields[] = { { "path", F_STR, true }, { "ro", F_BOOL, false } };
+static const struct http_field disk_fields[] = {
+	{ "path", F_STR, false }, { "volume", F_STR, false }, { "ro", F_BOOL, false },
+};
 static const struct http_field nic_fields[] = { { "tap", F_STR, true }, { "mac", F_STR, false } };
 
 /* The disks and NICs of a new VM: NULL or why not. */
-static const char *check_devices(json_t *in, char *why, size_t len)
+static const char *check_devices(const struct caller *c, json_t *in, char *why, size_t len)
 {
 	json_t *disks = json_object_get(in, "disks"), *nics = json_object_get(in, "nics"), *e;
 	char w[200];
@@ -287,13 +293,31 @@ static const char *check_devices(json_t *in, char *why, size_t len)
 		return why;
 	}
 	json_array_foreach(disks, i, e) {
-		const char *path = json_string_value(json_object_get(e, "path"));
+		const char *path, *vol;
+		char vpath[4200];
+		int64_t vid;
 
-		if (http_check_fields(e, disk_fields, 2, false, w, sizeof(w))) {
+		if (http_check_fields(e, disk_fields, 3, false, w, sizeof(w))) {
 			snprintf(why, len, "disks[%zu]: %s", i, w);
 			return why;
 		}
 		path = json_string_value(json_object_get(e, "path"));
+		vol = json_string_value(json_object_get(e, "volume"));
+		if (!path == !vol) {
+			snprintf(why, len, "disks[%zu]: a path or a volume, one of them", i);
+			return why;
+		}
+		if (vol) {
+			/* The caller's volume: its file becomes the path. */
+			if (volume_for_disk(c, vol, json_is_true(json_object_get(e, "ro")), vpath, sizeof(vpath), &vid, w,
+					    sizeof(w))) {
+				snprintf(why, len, "disks[%zu]: %s", i, w);
+				return why;
+			}
+			json_object_set_new(e, "path", json_string(vpath));
+			json_object_set_new(e, "volume_id", json_integer((json_int_t)vid));
+			continue;
+		}
 		if (path[0] != '/' || strchr(path, ',') || access(path, R_OK)) {
 			snprintf(why, len, "disks[%zu] %s: %s", i, path,
 				 path[0] != '/' ? "give an absolute path" : strchr(path, ',') ? "a comma in the path" : strerror(errno));
@@ -331,9 +355,10 @@ static int insert_devices(int64_t id, json_t *in)
 	int ret = 0;
 
 	json_array_foreach(json_object_get(in, "disks"), i, e)
-		ret |= db_exec(D->db, "INSERT INTO disks (vm_id, idx, path, ro) VALUES (?, ?, ?, ?)", "iisi", id,
-			       (int64_t)i, json_string_value(json_object_get(e, "path")),
-			       (int64_t)json_is_true(json_object_get(e, "ro")));
+		ret |= db_exec(D->db, "INSERT INTO disks (vm_id, idx, path, ro, volume_id) VALUES (?, ?, ?, ?, ?)",
+			       json_object_get(e, "volume_id") ? "iisii" : "iisin", id, (int64_t)i,
+			       json_string_value(json_object_get(e, "path")), (int64_t)json_is_true(json_object_get(e, "ro")),
+			       (int64_t)json_integer_value(json_object_get(e, "volume_id")));
 	json_array_foreach(json_object_get(in, "nics"), i, e) {
 		const char *mac = json_string_value(json_object_get(e, "mac"));
 		uint8_t b[3] = { 0 };
@@ -364,7 +389,7 @@ static struct http_reply create_vm(const struct caller *c, json_t *in)
 	bool taken;
 
 	HTTP_CHECK(in, create_fields, false);
-	if (quotas(in, &l, rates, why, sizeof(why)) || check_devices(in, why, sizeof(why)))
+	if (quotas(in, &l, rates, why, sizeof(why)) || check_devices(c, in, why, sizeof(why)))
 		return http_fault(400, "%s", why);
 	name = json_string_value(json_object_get(in, "name"));
 	kernel = json_string_value(json_object_get(in, "kernel"));
@@ -912,17 +937,20 @@ static struct http_reply delete_tenant(const char *name)
 {
 	int64_t id = tenant_id(name);
 	sqlite3_stmt *st;
-	int vms;
+	int n;
 
 	if (id < 0)
 		return http_fault(404, "no tenant named %s", name);
 	if (id == 1)
 		return http_fault(400, "the default tenant stays");
-	st = db_query(D->db, "SELECT count(*) FROM vms WHERE tenant_id = ?", "i", id);
-	vms = st && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-	sqlite3_finalize(st);
-	if (vms)
-		return http_fault(400, "tenant %s has %d VM(s): delete them first", name, vms);
+	for (int t = 0; t < 2; t++) {
+		st = db_query(D->db, t ? "SELECT count(*) FROM volumes WHERE tenant_id = ?"
+				       : "SELECT count(*) FROM vms WHERE tenant_id = ?", "i", id);
+		n = st && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+		sqlite3_finalize(st);
+		if (n)
+			return http_fault(400, "tenant %s has %d %s: delete them first", name, n, t ? "volume(s)" : "VM(s)");
+	}
 	db_exec(D->db, "DELETE FROM tenants WHERE id = ?", "i", id); /* its tokens with it */
 	tarnd_event(D, NULL, "tenant", "%s deleted", name);
 	return http_no_content();
@@ -1036,6 +1064,8 @@ static struct http_reply route(const struct http_request *r, struct caller *c)
 	}
 	if (!strcmp(path, "/v1/metrics"))
 		return get ? metrics(c) : METHODS("GET");
+	if (!strncmp(path, "/v1/volumes", 11) && (!path[11] || path[11] == '/'))
+		return volumes_route(c, r, path);
 	if (!strcmp(path, "/v1/events"))
 		return get ? list_events(c, query_get(query, "since", q1, sizeof(q1)), query_get(query, "vm", q2, sizeof(q2)))
 			   : METHODS("GET");

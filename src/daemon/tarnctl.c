@@ -24,7 +24,8 @@ static const char usage[] =
 	"\n"
 	"  vm create NAME --kernel PATH [--initrd PATH] [--cmdline TEXT] [--cpus N]\n"
 	"            [--mem SIZE] [--backend kvm|emu|auto] [--restart no|on-failure|always]\n"
-	"            [--start] [--disk PATH[,ro]]... [--net TAP[,mac=MAC]]... [QUOTAS]\n"
+	"            [--start] [--disk PATH[,ro]]... [--volume NAME[,ro]]...\n"
+	"            [--net TAP[,mac=MAC]]... [QUOTAS]   (disks: vda, vdb, ... in order)\n"
 	"  vm set NAME QUOTAS          applied at once to a running VM\n"
 	"  QUOTAS: --cpu-limit CORES   CPU time in cores (0.5: half of one; 0: none)\n"
 	"          --cpu-weight N      share under contention (100 the default)\n"
@@ -44,6 +45,11 @@ static const char usage[] =
 	"  vm logs NAME [--tail BYTES] [-f]  its console output (-f: and what follows)\n"
 	"  events [--vm NAME] [-f]     what happened, oldest first (-f: and what follows)\n"
 	"  host                        the host's CPUs and memory, and what VMs use\n"
+	"  volume create NAME --size SIZE [--format qcow2|raw]   in tarnd's pool\n"
+	"  volume list | show NAME | delete NAME\n"
+	"  volume clone NAME NEW       NEW: a qcow2 overlay over NAME, which stays\n"
+	"                              its read-only base from then on\n"
+	"  volume resize NAME --size SIZE   grow one no running VM has\n"
 	"  tenant create NAME | list | delete NAME   (the admin's)\n"
 	"  tenant token NAME           a new API token for the tenant (shown once)\n"
 	"\n"
@@ -316,6 +322,87 @@ static int tenant_cmd(const char *verb, const char *name, int nargs)
 	return 0;
 }
 
+static void print_volume(const json_t *v)
+{
+	printf("%-20s %-12s %-6s %10lldM %10lldM %-16s %s\n", str(v, "name"), str(v, "tenant"), str(v, "format"),
+	       (long long)(json_integer_value(json_object_get(v, "size")) >> 20),
+	       (long long)(json_integer_value(json_object_get(v, "allocated")) >> 20), str(v, "clone_of"),
+	       json_array_size(json_object_get(v, "vms")) ? json_string_value(json_array_get(json_object_get(v, "vms"), 0))
+							  : "-");
+}
+
+static void print_volumes(const json_t *r, const char *arg)
+{
+	const json_t *vols = json_object_get(r, "volumes");
+	size_t i;
+	json_t *v;
+
+	printf("%-20s %-12s %-6s %11s %11s %-16s %s\n", "NAME", "TENANT", "FORMAT", "SIZE", "ALLOCATED", "CLONE OF",
+	       "VM");
+	json_array_foreach(vols, i, v)
+		print_volume(v);
+}
+
+static void print_one_volume(const json_t *r, const char *arg)
+{
+	print_volume(r);
+}
+
+static void print_deleted(const json_t *r, const char *arg)
+{
+	printf("%s: deleted\n", arg);
+}
+
+/* volume VERB NAME [NEW] [--size SIZE] [--format F]. */
+static int volume_cmd(int argc, char **argv)
+{
+	const char *verb = argc > 0 ? argv[0] : "", *name = argc > 1 ? argv[1] : NULL, *size = NULL, *format = NULL;
+	char path[256];
+	json_t *body = NULL;
+	int i;
+
+	if (!strcmp(verb, "list") && argc == 1)
+		return get_and_print("/v1/volumes", print_volumes);
+	for (i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--size") && i + 1 < argc)
+			size = argv[++i];
+		else if (!strcmp(argv[i], "--format") && i + 1 < argc)
+			format = argv[++i];
+		else if (!strcmp(verb, "clone") && i == 2)
+			body = json_pack("{s:s}", "name", argv[i]);
+		else
+			break;
+	}
+	if (!name || i < argc || (!strcmp(verb, "clone") && !body) ||
+	    ((!strcmp(verb, "create") || !strcmp(verb, "resize")) && !size)) {
+		fprintf(stderr, "tarnctl: volume %s: see 'tarnctl --help'\n", verb);
+		json_decref(body);
+		return 2;
+	}
+	snprintf(path, sizeof(path), "/v1/volumes/%s", name);
+	if (!strcmp(verb, "show"))
+		return get_and_print(path, print_one_volume);
+	if (!strcmp(verb, "delete"))
+		return send_print("DELETE", path, NULL, print_deleted, name);
+	if (!strcmp(verb, "clone")) {
+		snprintf(path, sizeof(path), "/v1/volumes/%s/clone", name);
+		return send_print("POST", path, body, print_one_volume, "");
+	}
+	if (!strcmp(verb, "create") || !strcmp(verb, "resize")) {
+		body = json_pack("{s:s}", "size", size);
+		if (format)
+			json_object_set_new(body, "format", json_string(format));
+		if (!strcmp(verb, "create")) {
+			json_object_set_new(body, "name", json_string(name));
+			return send_print("POST", "/v1/volumes", body, print_one_volume, "");
+		}
+		snprintf(path, sizeof(path), "/v1/volumes/%s/resize", name);
+		return send_print("POST", path, body, print_one_volume, "");
+	}
+	fprintf(stderr, "tarnctl: volume %s: unknown verb: see 'tarnctl --help'\n", verb);
+	return 2;
+}
+
 /* Path as tarnd sees it: it runs elsewhere. */
 static char *absolute(const char *p, char *buf)
 {
@@ -411,6 +498,7 @@ static int vm_create(int argc, char **argv)
 		{ "mem", required_argument, NULL, 'm' },    { "backend", required_argument, NULL, 'b' },
 		{ "restart", required_argument, NULL, 'r' }, { "start", no_argument, NULL, 'S' },
 		{ "disk", required_argument, NULL, 'd' },   { "net", required_argument, NULL, 'n' },
+		{ "volume", required_argument, NULL, 'V' },
 		QUOTA_OPTS, { NULL, 0, NULL, 0 },
 	};
 	char kbuf[PATH_MAX], ibuf[PATH_MAX], dbuf[PATH_MAX], *comma;
@@ -429,12 +517,14 @@ static int vm_create(int argc, char **argv)
 		case 'r': json_object_set_new(body, "restart", json_string(optarg)); break;
 		case 'S': json_object_set_new(body, "start", json_true()); break;
 		case 'd': /* PATH[,ro] */
+		case 'V': /* NAME[,ro] */
 			comma = strrchr(optarg, ',');
 			if (comma && strcmp(comma, ",ro"))
 				comma = NULL;
 			if (comma)
 				*comma = 0;
-			e = json_pack("{s:s,s:b}", "path", absolute(optarg, dbuf), "ro", comma != NULL);
+			e = json_pack("{s:s,s:b}", opt == 'd' ? "path" : "volume", opt == 'd' ? absolute(optarg, dbuf) : optarg,
+				      "ro", comma != NULL);
 			json_array_append_new(disks, e);
 			break;
 		case 'n': /* TAP[,mac=MAC] */
@@ -587,6 +677,8 @@ int main(int argc, char **argv)
 	verb = optind + 1 < argc ? argv[optind + 1] : "";
 	if (!strcmp(noun, "host") && optind + 1 == argc)
 		return get_and_print("/v1/host", print_host);
+	if (!strcmp(noun, "volume"))
+		return volume_cmd(argc - optind - 1, argv + optind + 1);
 	if (!strcmp(noun, "tenant"))
 		return tenant_cmd(verb, optind + 2 < argc ? argv[optind + 2] : NULL, argc - optind - 2);
 	if (!strcmp(noun, "events")) {

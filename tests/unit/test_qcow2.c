@@ -170,6 +170,41 @@ static void test_create_write_read(void **state)
 	close_img(q, fd);
 }
 
+/* Growing: what was written stays, the new end reads as zeros and takes
+ * writes, qemu-img agrees; shrinking, or past what the L1 table's cluster
+ * covers, is refused. */
+static void test_grow(void **state)
+{
+	struct fix *f = *state;
+	uint8_t end[4096], back[4096];
+	struct iovec v = { back, sizeof(back) };
+	struct qcow2 *q;
+	char cmd[512];
+	int fd;
+
+	q = new_image(f, &fd);
+	write_some(q, f, 0, 3 * CS);
+	close_img(q, fd);
+	fd = open(f->path, O_RDWR);
+	assert_int_equal(qcow2_grow(fd, SIZE / 2, f->err, sizeof(f->err)), -EINVAL);
+	assert_int_equal(qcow2_grow(fd, 5ULL << 40, f->err, sizeof(f->err)), -EFBIG);
+	assert_int_equal(qcow2_grow(fd, 3ULL << 30, f->err, sizeof(f->err)), 0);
+	close(fd);
+	q = open_img(f, f->path, false, &fd);
+	assert_int_equal(qcow2_size(q), 3ULL << 30);
+	check_all(q, f); /* the old part, as written */
+	assert_int_equal(qcow2_preadv(q, &v, 1, (3ULL << 30) - sizeof(back)), 0);
+	memset(end, 0, sizeof(end));
+	assert_memory_equal(back, end, sizeof(back));
+	memset(end, 0x5a, sizeof(end));
+	assert_int_equal(qcow2_pwritev(q, &(struct iovec){ end, sizeof(end) }, 1, (3ULL << 30) - sizeof(end)), 0);
+	assert_int_equal(qcow2_preadv(q, &v, 1, (3ULL << 30) - sizeof(back)), 0);
+	assert_memory_equal(back, end, sizeof(back));
+	close_img(q, fd);
+	snprintf(cmd, sizeof(cmd), "qemu-img check -q %s", f->path);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void test_zeroes(void **state)
 {
 	struct fix *f = *state;
@@ -345,6 +380,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_create_write_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_grow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zeroes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compressed, setup, teardown),

@@ -1,0 +1,44 @@
+/* What tarnd's API modules share (routes.c, volumes.c): who asks, and
+ * the daemon they ask. */
+#ifndef TARN_DAEMON_ROUTES_H
+#define TARN_DAEMON_ROUTES_H
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api/http.h"
+#include "daemon/tarnd.h"
+
+extern struct tarnd *D; /* the daemon the API serves (tarnd_api_start) */
+
+struct caller {
+	bool admin;
+	int64_t tenant_id; /* whose VMs the request is about */
+	char tenant[64];
+	char who[96];	   /* for the audit */
+};
+
+/* Names of VMs and volumes: what a directory, a socket path and a shell
+ * take as they are. */
+bool name_ok(const char *n);
+/* A text column as a JSON string, or null. */
+json_t *text_or_null(sqlite3_stmt *st, int col);
+
+/* The caller's tenant's row of "SELECT cols" (a table aliased v with
+ * tenant_id and name), stepped, or NULL (finalize it). */
+sqlite3_stmt *tenant_row(const struct caller *c, const char *cols, const char *name);
+/* That row as to_json makes it, with status; 404 "no WHAT named NAME". */
+struct http_reply row_reply(const struct caller *c, unsigned status, const char *cols, const char *name,
+			    json_t *(*to_json)(sqlite3_stmt *st), const char *what);
+
+/* /v1/volumes and below (path: the URL from /v1/volumes on). */
+struct http_reply volumes_route(const struct caller *c, const struct http_request *r, const char *path);
+/* A VM's disk {"volume": NAME, "ro": B}: the caller's volume's file into
+ * path and its id, or NULL with why not (no such volume, one that others
+ * are clones of written to). */
+const char *volume_for_disk(const struct caller *c, const char *name, bool ro, char *path, size_t plen,
+			    int64_t *id, char *why, size_t len);
+
+#endif
