@@ -90,6 +90,17 @@ static const char *const migrations[] = {
 	"  created_at INTEGER NOT NULL,"
 	"  UNIQUE (tenant_id, name));"
 	"ALTER TABLE disks ADD COLUMN volume_id INTEGER REFERENCES volumes(id);",
+	/* 4: snapshots of VMs (files in the VM's jail directory); a VM
+	 * restores from one at its next start (a restore, a clone). */
+	"CREATE TABLE snapshots ("
+	"  id INTEGER PRIMARY KEY,"
+	"  vm_id INTEGER NOT NULL REFERENCES vms(id) ON DELETE CASCADE,"
+	"  name TEXT NOT NULL,"
+	"  state_path TEXT NOT NULL,"
+	"  mem_path TEXT NOT NULL,"
+	"  created_at INTEGER NOT NULL,"
+	"  UNIQUE (vm_id, name));"
+	"ALTER TABLE vms ADD COLUMN restore_from INTEGER REFERENCES snapshots(id) ON DELETE SET NULL;",
 };
 #define DB_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -42,8 +42,7 @@
 struct tarnd *D;
 static struct http_server *srv[2]; /* the Unix socket, TCP */
 
-/* "TENANT/NAME", what supervise.c names VMs by. */
-static void qualified(const struct caller *c, const char *name, char *buf, size_t len)
+void qualified(const struct caller *c, const char *name, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/%s", c->tenant, name);
 }
@@ -146,13 +145,12 @@ struct http_reply row_reply(const struct caller *c, unsigned status, const char 
 	return r;
 }
 
-/* The caller's tenant's VM's row, stepped, or NULL (finalize it). */
-static sqlite3_stmt *vm_row(const struct caller *c, const char *name)
+sqlite3_stmt *vm_row(const struct caller *c, const char *name)
 {
 	return tenant_row(c, vm_cols, name);
 }
 
-static struct http_reply vm_reply(const struct caller *c, unsigned status, const char *name)
+struct http_reply vm_reply(const struct caller *c, unsigned status, const char *name)
 {
 	return row_reply(c, status, vm_cols, name, vm_json, "VM");
 }
@@ -187,9 +185,7 @@ static void pool_get(struct pool *p, int64_t except)
 	sqlite3_finalize(st);
 }
 
-/* Admission: may a VM of cpus and mem MiB (id: 0 for a new one) run
- * beside what is promised? NULL, or why not. */
-static const char *admit(int64_t id, int64_t cpus, int64_t mem, char *why, size_t len)
+const char *admit(int64_t id, int64_t cpus, int64_t mem, char *why, size_t len)
 {
 	struct pool p;
 
@@ -1083,6 +1079,9 @@ static struct http_reply route(const struct http_request *r, struct caller *c)
 	}
 	if (n == 2 && !strcmp(verb, "logs"))
 		return get ? vm_logs(c, name, query_get(query, "tail", q1, sizeof(q1))) : METHODS("GET");
+	if (n == 2 && (!strcmp(verb, "snapshots") || !strcmp(verb, "snapshot") || !strcmp(verb, "restore") ||
+		       !strcmp(verb, "clone")))
+		return snapshot_route(c, name, verb, r);
 	if (n == 2 && (!strcmp(verb, "start") || !strcmp(verb, "stop") || !strcmp(verb, "kill") ||
 		       !strcmp(verb, "pause") || !strcmp(verb, "resume")))
 		return post ? vm_action(c, name, verb, r->in) : METHODS("POST");

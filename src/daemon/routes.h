@@ -33,6 +33,20 @@ sqlite3_stmt *tenant_row(const struct caller *c, const char *cols, const char *n
 struct http_reply row_reply(const struct caller *c, unsigned status, const char *cols, const char *name,
 			    json_t *(*to_json)(sqlite3_stmt *st), const char *what);
 
+/* "TENANT/NAME", what supervise.c names VMs by. */
+void qualified(const struct caller *c, const char *name, char *buf, size_t len);
+/* The caller's tenant's VM's row (columns: routes.c's vm_cols: 0 id, 1
+ * name, 5 cpus, 6 mem_mib, 9 desired, 10 observed, 11 pid), stepped, or
+ * NULL (finalize it); the VM as a reply. */
+sqlite3_stmt *vm_row(const struct caller *c, const char *name);
+struct http_reply vm_reply(const struct caller *c, unsigned status, const char *name);
+/* Admission: may a VM of cpus and mem MiB (id: 0 for a new one) run
+ * beside what is promised? NULL, or why not. */
+const char *admit(int64_t id, int64_t cpus, int64_t mem, char *why, size_t len);
+
+/* /v1/vms/NAME/snapshots, snapshot, restore, clone (snapshots.c). */
+struct http_reply snapshot_route(const struct caller *c, const char *name, const char *verb, const struct http_request *r);
+
 /* /v1/volumes and below (path: the URL from /v1/volumes on). */
 struct http_reply volumes_route(const struct caller *c, const struct http_request *r, const char *path);
 /* A VM's disk {"volume": NAME, "ro": B}: the caller's volume's file into

@@ -263,15 +263,24 @@ static int launch_args(struct tarnd *d, sqlite3_stmt *row, int64_t id, struct la
 	l->argv[n++] = l->cpus;
 	l->argv[n++] = "--mem";
 	l->argv[n++] = l->mem;
-	l->argv[n++] = "--kernel";
-	l->argv[n++] = (const char *)sqlite3_column_text(row, 2);
-	if (initrd) {
-		l->argv[n++] = "--initrd";
-		l->argv[n++] = initrd;
-	}
-	if (cmdline) {
-		l->argv[n++] = "--cmdline";
-		l->argv[n++] = cmdline;
+	if (sqlite3_column_type(row, 20) != SQLITE_NULL) {
+		/* A restore (or a clone's first start): from the snapshot,
+		 * once; a later start boots. */
+		l->argv[n++] = "--restore";
+		l->argv[n++] = (const char *)sqlite3_column_text(row, 20);
+		l->argv[n++] = "--restore-mem";
+		l->argv[n++] = (const char *)sqlite3_column_text(row, 21);
+	} else {
+		l->argv[n++] = "--kernel";
+		l->argv[n++] = (const char *)sqlite3_column_text(row, 2);
+		if (initrd) {
+			l->argv[n++] = "--initrd";
+			l->argv[n++] = initrd;
+		}
+		if (cmdline) {
+			l->argv[n++] = "--cmdline";
+			l->argv[n++] = cmdline;
+		}
 	}
 	if (d->jail) {
 		/* STATE/vms/TENANT/NAME/root: the jail's /, the VM's uid's
@@ -282,6 +291,10 @@ static int launch_args(struct tarnd *d, sqlite3_stmt *row, int64_t id, struct la
 		snprintf(root, sizeof(root), "%s/root", l->dir);
 		if ((mkdir(root, 0700) && errno != EEXIST) || chown(root, uid, uid) || chmod(root, 0700))
 			goto fail;
+		snprintf(root, sizeof(root), "%s/root/snapshots", l->dir);
+		if ((mkdir(root, 0700) && errno != EEXIST) || chown(root, uid, uid))
+			goto fail;
+		snprintf(root, sizeof(root), "%s/root", l->dir);
 		snprintf(l->jail, sizeof(l->jail), "%s,uid=%u,gid=%u", root, uid, uid);
 		l->argv[n++] = "--jail";
 		l->argv[n++] = l->jail;
@@ -364,8 +377,10 @@ static int spawn(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p)
 	/* The start time read now: the child is ours and cannot be reaped
 	 * before this (we are the only one who waits for it). */
 	db_exec(d->db, "UPDATE vms SET pid = ?, pid_start = ?, observed = 'running', exit_status = NULL, "
-		       "updated_at = ? WHERE id = ?", "iiii", (int64_t)pid, proc_start_time(pid), wall_s(), p->id);
-	tarnd_event(d, name, "started", "tarn pid %d%s", pid, d->jail ? " (jailed)" : "");
+		       "restore_from = NULL, updated_at = ? WHERE id = ?", "iiii", (int64_t)pid, proc_start_time(pid),
+		wall_s(), p->id);
+	tarnd_event(d, name, "started", "tarn pid %d%s%s", pid, d->jail ? " (jailed)" : "",
+		    sqlite3_column_type(row, 20) != SQLITE_NULL ? ", restored from a snapshot" : "");
 	return 0;
 }
 
@@ -412,7 +427,11 @@ static void ended(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p, int stat
 	bool again = false;
 
 	last_log_line(d, name, line, sizeof(line));
-	if (stopping) {
+	if (p->replacing) {
+		/* Ended for a restore: started again from the snapshot, now. */
+		again = true;
+		p->started_at = 0;
+	} else if (stopping) {
 		tarnd_event(d, name, "stopped", "as asked");
 	} else if (code == 0) {
 		tarnd_event(d, name, "stopped", "the guest powered off");
@@ -448,6 +467,7 @@ static void ended(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p, int stat
 		again ? "running" : "stopped", wall_s(), p->id);
 	p->pid = 0;
 	p->child = false;
+	p->replacing = false;
 	p->stop_at = p->kill_at = 0;
 	p->stop_ms = 0;
 	cg_remove(name);
@@ -519,8 +539,9 @@ void tarnd_reconcile(struct tarnd *d)
 {
 	sqlite3_stmt *row = db_query(d->db, "SELECT v.id, t.name || '/' || v.name, kernel, initrd, cmdline, cpus, "
 					    "mem_mib, backend, restart, desired, observed, pid, pid_start, cpu_limit, cpu_weight, "
-					    "mem_limit_mib, disk_bw, disk_iops, net_bw, net_pps FROM vms v JOIN tenants t "
-					    "ON t.id = v.tenant_id", "");
+					    "mem_limit_mib, disk_bw, disk_iops, net_bw, net_pps, s.state_path, s.mem_path "
+					    "FROM vms v JOIN tenants t ON t.id = v.tenant_id LEFT JOIN snapshots s "
+					    "ON s.id = v.restore_from", "");
 
 	while (row && sqlite3_step(row) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(row, 0);

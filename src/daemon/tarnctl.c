@@ -42,6 +42,12 @@ static const char usage[] =
 	"  vm kill NAME                ended at once (SIGKILL)\n"
 	"  vm pause NAME, vm resume NAME\n"
 	"  vm delete NAME              a VM that is not running\n"
+	"  vm snapshot NAME SNAP       its state and memory, taken while it runs\n"
+	"                              (paused for it) or is paused\n"
+	"  vm snapshots NAME           those taken\n"
+	"  vm restore NAME SNAP        back to it: a running VM starts again from it\n"
+	"  vm clone NAME NEW --snapshot SNAP   a new VM that starts from it (one\n"
+	"                              without writable disks or NICs of its own)\n"
 	"  vm logs NAME [--tail BYTES] [-f]  its console output (-f: and what follows)\n"
 	"  events [--vm NAME] [-f]     what happened, oldest first (-f: and what follows)\n"
 	"  host                        the host's CPUs and memory, and what VMs use\n"
@@ -403,6 +409,53 @@ static int volume_cmd(int argc, char **argv)
 	return 2;
 }
 
+static void print_snapshots(const json_t *r, const char *arg)
+{
+	size_t i;
+	json_t *e;
+
+	printf("%-20s %-20s %10s  %s\n", "SNAPSHOT", "TAKEN", "MEMORY", "FILES");
+	json_array_foreach(json_object_get(r, "snapshots"), i, e) {
+		time_t at = (time_t)json_integer_value(json_object_get(e, "created_at"));
+		char when[32];
+
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&at));
+		printf("%-20s %-20s %9lldM  %s\n", str(e, "name"), when,
+		       (long long)(json_integer_value(json_object_get(e, "mem_bytes")) >> 20), str(e, "state_path"));
+	}
+}
+
+static void print_snapshot(const json_t *r, const char *arg)
+{
+	printf("%s: snapshot %s taken (%s)\n", arg, str(r, "name"), str(r, "state_path"));
+}
+
+static void print_state(const json_t *r, const char *arg)
+{
+	printf("%s: %s (wanted %s)\n", str(r, "name"), str(r, "state"), str(r, "desired"));
+}
+
+/* vm snapshots NAME | snapshot NAME SNAP | restore NAME SNAP | clone NAME NEW --snapshot SNAP */
+static int snapshot_cmd(const char *verb, int argc, char **argv)
+{
+	char path[256];
+	json_t *body;
+
+	snprintf(path, sizeof(path), "/v1/vms/%s/%s", argv[0], verb);
+	if (!strcmp(verb, "snapshots") && argc == 1)
+		return get_and_print(path, print_snapshots);
+	if (!strcmp(verb, "snapshot") && argc == 2)
+		return send_print("POST", path, json_pack("{s:s}", "name", argv[1]), print_snapshot, argv[0]);
+	if (!strcmp(verb, "restore") && argc == 2)
+		return send_print("POST", path, json_pack("{s:s}", "snapshot", argv[1]), print_state, NULL);
+	if (!strcmp(verb, "clone") && argc == 4 && !strcmp(argv[2], "--snapshot")) {
+		body = json_pack("{s:s,s:s}", "name", argv[1], "snapshot", argv[3]);
+		return send_print("POST", path, body, print_state, NULL);
+	}
+	fprintf(stderr, "tarnctl: vm %s: see 'tarnctl --help'\n", verb);
+	return 2;
+}
+
 /* Path as tarnd sees it: it runs elsewhere. */
 static char *absolute(const char *p, char *buf)
 {
@@ -711,6 +764,8 @@ int main(int argc, char **argv)
 		return vm_create(argc - optind - 2, argv + optind + 2);
 	if (!strcmp(verb, "set"))
 		return vm_set(argc - optind - 2, argv + optind + 2);
+	if (!strcmp(verb, "snapshots") || !strcmp(verb, "snapshot") || !strcmp(verb, "restore") || !strcmp(verb, "clone"))
+		return snapshot_cmd(verb, argc - optind - 2, argv + optind + 2);
 	if (!strcmp(verb, "show") || !strcmp(verb, "start") || !strcmp(verb, "stop") || !strcmp(verb, "kill") ||
 	    !strcmp(verb, "pause") || !strcmp(verb, "resume") || !strcmp(verb, "delete") || !strcmp(verb, "logs"))
 		return vm_verb(verb, argc - optind - 2, argv + optind + 2);

@@ -30,6 +30,7 @@ struct vmproc {
 	int64_t kill_at;     /* stopping: when SIGTERM has had its time (ms) */
 	int64_t started_at;  /* ms, for the restart back-off */
 	int stop_ms;	     /* this stop's power-button wait, 0: the default */
+	bool replacing;	     /* ended on purpose for a restore: start it again at once */
 };
 
 struct tarnd {

@@ -272,16 +272,6 @@ ctl vm delete small >/dev/null
 
 # Bad input: a reason, exit 1 (2 for bad usage), and the daemon stays up.
 bad=0
-expect() { # expect STATUS PATTERN COMMAND...: exit status and message
-	local want=$1 pat=$2 out rc
-	shift 2
-	out=$("$@" 2>&1)
-	rc=$?
-	if [ $rc != "$want" ] || ! grep -q "$pat" <<<"$out"; then
-		echo "# $*: exit $rc: $out"
-		bad=$((bad + 1))
-	fi
-}
 expect 1 "1 to 63 letters" ctl vm create 'bad/name' --kernel "$GUEST"
 expect 1 "No such file" ctl vm create x --kernel /nonexistent
 expect 1 "no VM named nope" ctl vm start nope

@@ -54,9 +54,9 @@ done
 # Its PID namespace: it is process 1 there. Its /: the jail directory.
 nspid=$(awk '/^NSpid:/ { print $NF }' "$st")
 inside=$(ls -A "/proc/$pid/root/" | tr '\n' ' ')
-if [ "$nspid" = 1 ] && [ -z "$inside" ] && ! [ -e "/proc/$pid/root/etc" ] && touch "$work/state/vms/default/j1/root/mark" &&
+if [ "$nspid" = 1 ] && [ "$inside" = "snapshots " ] && ! [ -e "/proc/$pid/root/etc" ] && touch "$work/state/vms/default/j1/root/mark" &&
 	[ -e "/proc/$pid/root/mark" ]; then
-	ok "$name: it is process 1 of its PID namespace, and its / is its jail directory (nothing of the host's)"
+	ok "$name: it is process 1 of its PID namespace, and its / is its jail directory (its snapshots/ alone, nothing of the host's)"
 else
 	not_ok "$name: pid 1 and root" "NSpid $nspid, / holds: $inside"
 fi

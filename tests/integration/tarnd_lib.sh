@@ -32,3 +32,16 @@ until_ok() {
 	while [ $t -gt 0 ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; t=$((t - 1)); done
 	return 1
 }
+# expect STATUS PATTERN COMMAND...: COMMAND exits STATUS and says PATTERN;
+# else a comment line naming it, and one more in bad.
+bad=0
+expect() {
+	local want=$1 pat=$2 out rc
+	shift 2
+	out=$("$@" 2>&1)
+	rc=$?
+	if [ $rc != "$want" ] || ! grep -q -- "$pat" <<<"$out"; then
+		echo "# $*: exit $rc: $out"
+		bad=$((bad + 1))
+	fi
+}

@@ -19,19 +19,7 @@ if ! start_tarnd; then
 	done_testing
 fi
 vfield() { "$CTL" --json volume show "$1" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$2'))"; }
-# expect STATUS PATTERN COMMAND...: its exit status and message, else a
-# line naming it (and a count in bad)
 bad=0
-expect() {
-	local want=$1 pat=$2 out rc
-	shift 2
-	out=$("$@" 2>&1)
-	rc=$?
-	if [ $rc != "$want" ] || ! grep -q -- "$pat" <<<"$out"; then
-		echo "# $*: exit $rc: $out"
-		bad=$((bad + 1))
-	fi
-}
 
 # Made: qcow2 (the default) and raw, sparse.
 expect 0 "base " ctl volume create base --size 64M --format raw
