@@ -893,7 +893,7 @@ int api_start(struct api **out, const char *path, char *err, size_t err_len)
 		ret = fd;
 		goto fail_sync;
 	}
-	ret = http_start(&a->srv, fd, API_BODY_MAX, api_route, a, why, sizeof(why));
+	ret = http_start(&a->srv, fd, API_BODY_MAX, false, api_route, a, why, sizeof(why));
 	if (ret) {
 		snprintf(err, err_len, "--api-sock %s: %s", path, why);
 		unlink(path);

@@ -101,6 +101,41 @@ const char *http_check_fields(const json_t *o, const struct http_field *f, size_
 
 /* ---- the server ---- */
 
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct http_stream *st = cls;
+	ssize_t n = st->read(st->cls, buf, max);
+
+	return n < 0 ? MHD_CONTENT_READER_END_OF_STREAM : n;
+}
+
+static void stream_free(void *cls)
+{
+	struct http_stream *st = cls;
+
+	st->free(st->cls);
+	free(st);
+}
+
+/* A stream's response (st copied), or NULL. */
+static struct MHD_Response *stream_response(const struct http_stream *st)
+{
+	struct http_stream *mine = malloc(sizeof(*mine));
+	struct MHD_Response *resp;
+
+	if (!mine) {
+		st->free(st->cls);
+		return NULL;
+	}
+	*mine = *st;
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, mine, stream_free);
+	if (!resp)
+		stream_free(mine);
+	else
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, st->type);
+	return resp;
+}
+
 static enum MHD_Result answer(struct MHD_Connection *c, struct http_reply r)
 {
 	char *text = r.text ? r.text : r.body ? json_dumps(r.body, JSON_COMPACT) : NULL;
@@ -108,6 +143,13 @@ static enum MHD_Result answer(struct MHD_Connection *c, struct http_reply r)
 	enum MHD_Result ret;
 
 	json_decref(r.body);
+	if (r.stream.read) {
+		if (!(resp = stream_response(&r.stream)))
+			return MHD_NO;
+		ret = MHD_queue_response(c, r.status, resp);
+		MHD_destroy_response(resp);
+		return ret;
+	}
 	resp = MHD_create_response_from_buffer(text ? strlen(text) : 0, text ? text : (char *)"",
 					       text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
 	if (!resp) {
@@ -308,8 +350,8 @@ int http_listen_tcp(const char *hostport, const char *what, char *err, size_t le
 	return fd;
 }
 
-int http_start(struct http_server **out, int fd, size_t body_max, http_route_fn *route, void *opaque, char *err,
-	       size_t len)
+int http_start(struct http_server **out, int fd, size_t body_max, bool threads, http_route_fn *route, void *opaque,
+	       char *err, size_t len)
 {
 	struct http_server *s = calloc(1, sizeof(*s));
 	sigset_t all, old;
@@ -325,7 +367,9 @@ int http_start(struct http_server **out, int fd, size_t body_max, http_route_fn 
 	 * thread's (Ctrl-C, SIGTERM) and the vCPUs' (kicks). */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0, NULL, NULL, on_request, s,
+	s->d = MHD_start_daemon(threads ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO
+				: MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO,
+				0, NULL, NULL, on_request, s,
 				MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_done, s,
 				MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);

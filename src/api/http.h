@@ -24,14 +24,26 @@ struct http_request {
 	uid_t peer_uid;	  /* the client's uid (SO_PEERCRED), (uid_t)-1 unknown */
 };
 
+/* A body that streams (newline-delimited JSON, say), on a server started
+ * with threads (a connection each): read blocks until it has bytes, puts
+ * up to max into buf and says how many; -1 ends the body. free(cls) when
+ * the connection is done with it. */
+struct http_stream {
+	ssize_t (*read)(void *cls, char *buf, size_t max);
+	void (*free)(void *cls);
+	void *cls;
+	const char *type; /* its Content-Type */
+};
+
 /* A handler's answer: status and a JSON body (NULL: none), or instead a
- * plain-text one (text, malloc'ed, taken). */
+ * plain-text one (text, malloc'ed, taken), or a stream. */
 struct http_reply {
 	unsigned status;
 	json_t *body;
 	const char *allow; /* 405: the methods the path takes */
 	char *text;
 	const char *text_type; /* its Content-Type */
+	struct http_stream stream;
 };
 
 typedef struct http_reply http_route_fn(void *opaque, const struct http_request *r);
@@ -48,8 +60,10 @@ int http_listen_unix(const char *path, const char *what, char *err, size_t len);
 int http_listen_tcp(const char *hostport, const char *what, char *err, size_t len);
 
 /* Serve fd (owned from now on) with route, bodies up to body_max bytes,
- * on a thread of the server's that takes no process signals. 0 or -errno. */
-int http_start(struct http_server **out, int fd, size_t body_max, http_route_fn *route, void *opaque,
+ * on a thread of the server's that takes no process signals, or with
+ * threads, one for each connection (so that a stream may wait). 0 or
+ * -errno. */
+int http_start(struct http_server **out, int fd, size_t body_max, bool threads, http_route_fn *route, void *opaque,
 	       char *err, size_t len) __attribute__((warn_unused_result));
 /* Stop serving and close the socket (the file is the caller's). */
 void http_stop(struct http_server *s);

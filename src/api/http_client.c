@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,32 +86,27 @@ static int curl_load(char *err, size_t len)
 	return 0;
 }
 
-int http_request(const char *sock, const char *method, const char *path, const char *json, const char *token,
-		 long *status, json_t **out, char *err, size_t len)
+/* A request's handle: URL, headers (*hdr, the caller's to free), errors
+ * into cerr. NULL (said in err) when out of memory. */
+static CURL *prepare(const char *sock, const char *method, const char *path, const char *token,
+		     struct curl_slist **hdr, char *cerr, char *err, size_t len)
 {
-	struct curl_slist *hdr;
-	struct body b = { 0 };
-	char url[512], auth[512], cerr[CURL_ERROR_SIZE] = "";
+	char url[512], auth[512];
 	CURL *c;
-	CURLcode rc;
-	json_error_t jerr;
 
-	*out = NULL;
-	if (curl_load(err, len))
-		return -1;
-	hdr = curl.slist_append(NULL, "Content-Type: application/json");
-	if (token && hdr) {
+	*hdr = curl.slist_append(NULL, "Content-Type: application/json");
+	if (token && *hdr) {
 		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-		hdr = curl.slist_append(hdr, auth);
+		*hdr = curl.slist_append(*hdr, auth);
 	}
 	c = curl.easy_init();
-	if (!c || !hdr) {
+	if (!c || !*hdr) {
 		snprintf(err, len, "out of memory");
 		if (c)
 			curl.easy_cleanup(c);
-		if (hdr)
-			curl.slist_free_all(hdr);
-		return -1;
+		if (*hdr)
+			curl.slist_free_all(*hdr);
+		return NULL;
 	}
 	if (!strncmp(sock, "http://", 7)) { /* a server on TCP */
 		snprintf(url, sizeof(url), "%s%s%s", sock, path[0] == '/' ? "" : "/", path);
@@ -120,35 +116,113 @@ int http_request(const char *sock, const char *method, const char *path, const c
 	}
 	curl.easy_setopt(c, CURLOPT_URL, url);
 	curl.easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl.easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+	curl.easy_setopt(c, CURLOPT_HTTPHEADER, *hdr);
+	curl.easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+	return c;
+}
+
+/* Run c; 0, or -1 with why it did not reach the server. */
+static int perform(CURL *c, const char *sock, long *status, const char *cerr, char *err, size_t len)
+{
+	CURLcode rc = curl.easy_perform(c);
+
+	if (rc == CURLE_OK || rc == CURLE_WRITE_ERROR) { /* a write error: the caller stopped it */
+		curl.easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+		return 0;
+	}
+	if (rc == CURLE_COULDNT_CONNECT)
+		snprintf(err, len, "cannot reach %s: %s", sock,
+			 access(sock, F_OK) ? "no such socket" : "nothing listens there (has it stopped?)");
+	else
+		snprintf(err, len, "cannot reach %s: %s", sock, *cerr ? cerr : curl.easy_strerror(rc));
+	return -1;
+}
+
+int http_request(const char *sock, const char *method, const char *path, const char *json, const char *token,
+		 long *status, json_t **out, char *err, size_t len)
+{
+	struct curl_slist *hdr;
+	struct body b = { 0 };
+	char cerr[CURL_ERROR_SIZE] = "";
+	json_error_t jerr;
+	CURL *c;
+	int ret;
+
+	*out = NULL;
+	if (curl_load(err, len) || !(c = prepare(sock, method, path, token, &hdr, cerr, err, len)))
+		return -1;
 	curl.easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
 	curl.easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl.easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
 	curl.easy_setopt(c, CURLOPT_TIMEOUT, 60L);
 	if (json)
 		curl.easy_setopt(c, CURLOPT_POSTFIELDS, json);
-	rc = curl.easy_perform(c);
-	if (rc == CURLE_OK)
-		curl.easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+	ret = perform(c, sock, status, cerr, err, len);
 	curl.easy_cleanup(c);
 	curl.slist_free_all(hdr);
-	if (rc == CURLE_COULDNT_CONNECT) {
-		snprintf(err, len, "cannot reach %s: %s", sock,
-			 access(sock, F_OK) ? "no such socket" : "nothing listens there (has it stopped?)");
-		free(b.p);
-		return -1;
-	}
-	if (rc != CURLE_OK) {
-		snprintf(err, len, "cannot reach %s: %s", sock, *cerr ? cerr : curl.easy_strerror(rc));
-		free(b.p);
-		return -1;
-	}
-	if (b.len && !(*out = json_loadb(b.p, b.len, 0, &jerr))) {
+	if (!ret && b.len && !(*out = json_loadb(b.p, b.len, 0, &jerr))) {
 		snprintf(err, len, "%s %s: %ld with a reply that is not JSON", method, path, *status);
-		free(b.p);
-		return -1;
+		ret = -1;
 	}
 	free(b.p);
-	return 0;
+	return ret;
 }
 
+/* A stream's bytes so far, cut into lines as they complete. */
+struct lines {
+	struct body b;
+	int (*fn)(json_t *line, void *opaque);
+	void *opaque;
+	bool stopped;
+};
+
+static size_t take_lines(char *data, size_t size, size_t n, void *opaque)
+{
+	struct lines *l = opaque;
+	char *nl;
+
+	if (collect(data, size, n, &l->b) != size * n)
+		return 0;
+	while ((nl = memchr(l->b.p, '\n', l->b.len))) {
+		size_t one = (size_t)(nl - l->b.p) + 1;
+		json_t *j = one > 1 ? json_loadb(l->b.p, one - 1, 0, NULL) : NULL;
+
+		memmove(l->b.p, nl + 1, l->b.len - one);
+		l->b.len -= one;
+		if (j && l->fn(j, l->opaque)) {
+			json_decref(j);
+			l->stopped = true;
+			return 0;
+		}
+		json_decref(j);
+	}
+	return size * n;
+}
+
+int http_stream_lines(const char *sock, const char *path, const char *token, int (*fn)(json_t *line, void *opaque),
+		      void *opaque, long *status, char *err, size_t len)
+{
+	struct curl_slist *hdr;
+	struct lines l = { .fn = fn, .opaque = opaque };
+	char cerr[CURL_ERROR_SIZE] = "";
+	CURL *c;
+	int ret;
+
+	if (curl_load(err, len) || !(c = prepare(sock, "GET", path, token, &hdr, cerr, err, len)))
+		return -1;
+	curl.easy_setopt(c, CURLOPT_WRITEFUNCTION, take_lines);
+	curl.easy_setopt(c, CURLOPT_WRITEDATA, &l);
+	ret = perform(c, sock, status, cerr, err, len);
+	curl.easy_cleanup(c);
+	curl.slist_free_all(hdr);
+	if (!ret && *status >= 300) {
+		/* A refusal is one JSON object, not a stream. */
+		json_t *j = l.b.len ? json_loadb(l.b.p, l.b.len, 0, NULL) : NULL;
+		const char *why = json_string_value(json_object_get(j, "fault_message"));
+
+		snprintf(err, len, "%s (HTTP %ld)", why ? why : "refused", *status);
+		json_decref(j);
+		ret = -1;
+	}
+	free(l.b.p);
+	return ret;
+}

@@ -14,4 +14,11 @@
 int http_request(const char *sock, const char *method, const char *path, const char *body, const char *token,
 		 long *status, json_t **out, char *err, size_t len) __attribute__((warn_unused_result));
 
+/* GET path on sock as a stream of JSON objects, one a line (blank lines
+ * are keep-alives): each to fn, until fn returns nonzero or the server
+ * ends the stream. 0 with the status in *status, or -1 with the reason in
+ * err. */
+int http_stream_lines(const char *sock, const char *path, const char *token, int (*fn)(json_t *line, void *opaque),
+		      void *opaque, long *status, char *err, size_t len) __attribute__((warn_unused_result));
+
 #endif

@@ -40,7 +40,7 @@ static const char usage[] =
 	"  --console-cap SIZE  console output kept per VM (default 1M; half of it\n"
 	"                    rotated to console.log.1)\n"
 	"  --cpu-overcommit R  vCPUs that running VMs may have per host CPU\n"
-	"                    (default 4); a VM beyond is refused\n"
+	"                    (default 16, as OpenStack's); a VM beyond is refused\n"
 	"  --mem-overcommit R  guest memory per MiB of the host's, less the reserve\n"
 	"                    (default 1: none)\n"
 	"  --mem-reserve SIZE  host memory kept from VMs (default 512M)\n"
@@ -115,7 +115,7 @@ int main(int argc, char **argv)
 	d.stop_timeout_ms = 30000;
 	d.console_cap = 1 << 20;
 	d.jail = true;
-	d.cpu_overcommit = 4;
+	d.cpu_overcommit = 16;
 	d.mem_overcommit = 1;
 	d.mem_reserve_mib = 512;
 	d.jail_uid_base = TARND_JAIL_UID_BASE;
@@ -185,6 +185,7 @@ int main(int argc, char **argv)
 	if (db_open(&d.db, db_path, err, sizeof(err)))
 		die("%s", err);
 	pthread_mutex_init(&d.lock, NULL);
+	pthread_cond_init(&d.events, NULL);
 	d.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (d.wake_fd < 0)
 		die("eventfd: %s", strerror(errno));
@@ -219,7 +220,11 @@ int main(int argc, char **argv)
 		tarnd_reconcile(&d);
 		pthread_mutex_unlock(&d.lock);
 	}
-	/* The VMs run on: a new tarnd adopts them. */
+	/* The VMs run on: a new tarnd adopts them. The event streams end. */
+	pthread_mutex_lock(&d.lock);
+	d.stopping = true;
+	pthread_cond_broadcast(&d.events);
+	pthread_mutex_unlock(&d.lock);
 	tarnd_api_stop();
 	unlink(sock);
 	sqlite3_close(d.db);

@@ -684,20 +684,114 @@ static struct http_reply vm_logs(const struct caller *c, const char *name, const
 }
 
 /* Events after id since, of one VM if vm is given; a tenant sees its own. */
-static struct http_reply list_events(const struct caller *c, const char *since, const char *vm)
+/* Events after id since, the caller's (all, the admin's), of vm (NULL:
+ * any), oldest first, at most limit, appended to arr; the last id. */
+static int64_t events_since(const struct caller *c, int64_t since, const char *vm, int limit, json_t *arr)
 {
 	sqlite3_stmt *st = db_query(D->db, "SELECT id, at, tenant, vm, kind, detail FROM events WHERE id > ? "
-				    "AND (? OR tenant = ?) AND (? IS NULL OR vm = ?) ORDER BY id LIMIT 1000", "iisss",
-				    since ? (int64_t)strtoll(since, NULL, 10) : 0, (int64_t)c->admin, c->tenant, vm, vm);
-	json_t *arr = json_array();
+				    "AND (? OR tenant = ?) AND (? IS NULL OR vm = ?) ORDER BY id LIMIT ?", "iisssi",
+				    since, (int64_t)c->admin, c->tenant, vm, vm, (int64_t)limit);
 
-	while (st && sqlite3_step(st) == SQLITE_ROW)
-		json_array_append_new(arr, json_pack("{s:I,s:I,s:o,s:o,s:s,s:s}", "id",
-						     (json_int_t)sqlite3_column_int64(st, 0), "at",
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		since = sqlite3_column_int64(st, 0);
+		json_array_append_new(arr, json_pack("{s:I,s:I,s:o,s:o,s:s,s:s}", "id", (json_int_t)since, "at",
 						     (json_int_t)sqlite3_column_int64(st, 1), "tenant", text_or_null(st, 2),
 						     "vm", text_or_null(st, 3), "kind", sqlite3_column_text(st, 4), "detail",
 						     sqlite3_column_text(st, 5)));
+	}
 	sqlite3_finalize(st);
+	return since;
+}
+
+/* ?follow=1: the events as they happen, one JSON object a line, pushed
+ * (a blank line every EVENTS_KEEPALIVE_S while none comes, so that a
+ * client that left is noticed). */
+#define EVENTS_KEEPALIVE_S 10
+
+struct event_stream {
+	struct caller c;
+	int64_t last;
+	char vm[128];
+	bool has_vm;
+	char *pending; /* lines not yet sent */
+	size_t len, off;
+};
+
+static ssize_t events_read(void *cls, char *buf, size_t max)
+{
+	struct event_stream *e = cls;
+	size_t n;
+
+	while (e->off >= e->len) {
+		json_t *arr = json_array(), *ev;
+		struct timespec until;
+		size_t i;
+
+		free(e->pending);
+		e->pending = NULL;
+		e->len = e->off = 0;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += EVENTS_KEEPALIVE_S;
+		pthread_mutex_lock(&D->lock);
+		while ((e->last = events_since(&e->c, e->last, e->has_vm ? e->vm : NULL, 100, arr)),
+		       !json_array_size(arr) && !D->stopping &&
+			       pthread_cond_timedwait(&D->events, &D->lock, &until) != ETIMEDOUT)
+			;
+		pthread_mutex_unlock(&D->lock);
+		if (D->stopping) {
+			json_decref(arr);
+			return -1;
+		}
+		if (!json_array_size(arr)) { /* keep-alive */
+			json_decref(arr);
+			buf[0] = '\n';
+			return 1;
+		}
+		json_array_foreach(arr, i, ev) {
+			char *line = json_dumps(ev, JSON_COMPACT);
+			char *grown = line ? realloc(e->pending, e->len + strlen(line) + 2) : NULL;
+
+			if (!grown) {
+				free(line);
+				break;
+			}
+			e->pending = grown;
+			e->len += (size_t)sprintf(e->pending + e->len, "%s\n", line);
+			free(line);
+		}
+		json_decref(arr);
+	}
+	n = e->len - e->off < max ? e->len - e->off : max;
+	memcpy(buf, e->pending + e->off, n);
+	e->off += n;
+	return (ssize_t)n;
+}
+
+static void events_free(void *cls)
+{
+	struct event_stream *e = cls;
+
+	free(e->pending);
+	free(e);
+}
+
+static struct http_reply list_events(const struct caller *c, const char *since, const char *vm, bool follow)
+{
+	json_t *arr;
+
+	if (follow) {
+		struct event_stream *e = calloc(1, sizeof(*e));
+
+		if (!e)
+			return http_fault(500, "out of memory");
+		e->c = *c;
+		e->last = since ? strtoll(since, NULL, 10) : 0;
+		e->has_vm = vm != NULL;
+		snprintf(e->vm, sizeof(e->vm), "%s", vm ? vm : "");
+		return (struct http_reply){ 200, .stream = { events_read, events_free, e, "application/x-ndjson" } };
+	}
+	arr = json_array();
+	events_since(c, since ? strtoll(since, NULL, 10) : 0, vm, 1000, arr);
 	return http_ok(json_pack("{s:o}", "events", arr));
 }
 
@@ -1023,7 +1117,7 @@ static int identify(const struct http_request *r, const char *query, struct call
 static struct http_reply route(const struct http_request *r, struct caller *c)
 {
 	bool get = !strcmp(r->method, "GET"), post = !strcmp(r->method, "POST"), del = !strcmp(r->method, "DELETE");
-	char path[256], name[128], verb[32], q1[64], q2[128];
+	char path[256], name[128], verb[32], q1[64], q2[128], q3[8];
 	const char *query = r->query;
 	struct http_reply fail;
 	int n;
@@ -1063,7 +1157,8 @@ static struct http_reply route(const struct http_request *r, struct caller *c)
 	if (!strncmp(path, "/v1/volumes", 11) && (!path[11] || path[11] == '/'))
 		return volumes_route(c, r, path);
 	if (!strcmp(path, "/v1/events"))
-		return get ? list_events(c, query_get(query, "since", q1, sizeof(q1)), query_get(query, "vm", q2, sizeof(q2)))
+		return get ? list_events(c, query_get(query, "since", q1, sizeof(q1)), query_get(query, "vm", q2, sizeof(q2)),
+					 query_get(query, "follow", q3, sizeof(q3)) && strcmp(q3, "0"))
 			   : METHODS("GET");
 	n = sscanf(path, "/v1/vms/%127[^/]/%31s", name, verb);
 	if (n >= 1 && !name_ok(name))
@@ -1106,7 +1201,7 @@ static struct http_reply on_request(void *opaque, const struct http_request *r)
 int tarnd_api_start(struct tarnd *d, int sock_fd, char *err, size_t len)
 {
 	D = d;
-	return http_start(&srv[srv[0] != NULL], sock_fd, TARND_BODY_MAX, on_request, d, err, len);
+	return http_start(&srv[srv[0] != NULL], sock_fd, TARND_BODY_MAX, true, on_request, d, err, len);
 }
 
 void tarnd_api_stop(void)

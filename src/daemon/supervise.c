@@ -55,6 +55,7 @@ void tarnd_event(struct tarnd *d, const char *vm, const char *kind, const char *
 		snprintf(tenant, sizeof(tenant), "%.*s", (int)(slash - vm), vm);
 	db_exec(d->db, "INSERT INTO events (at, tenant, vm, kind, detail) VALUES (?, ?, ?, ?, ?)",
 		slash ? "issss" : "innss", wall_s(), tenant, slash ? slash + 1 : NULL, kind, detail);
+	pthread_cond_broadcast(&d->events); /* the streams look once the lock is free */
 }
 
 void tarnd_vm_dir(const struct tarnd *d, const char *vm, char *buf, size_t len)

@@ -231,23 +231,40 @@ static void print_events(const json_t *evs, json_int_t *last)
 	fflush(stdout);
 }
 
+static int print_event(json_t *e, void *last)
+{
+	json_t *arr = json_pack("[O]", e);
+
+	print_events(arr, last);
+	json_decref(arr);
+	return 0;
+}
+
+/* The events; with follow, then those that happen, as tarnd pushes them. */
 static int events(const char *vm, bool follow)
 {
 	json_int_t last = 0;
-	char path[256];
+	char path[256], err[512];
+	long status = 0;
 	bool failed;
 
-	do {
-		snprintf(path, sizeof(path), "/v1/events?since=%lld%s%s", (long long)last, vm ? "&vm=" : "", vm ? vm : "");
-		json_t *r = call("GET", path, NULL, &failed);
-
-		if (failed)
+	snprintf(path, sizeof(path), "/v1/events?since=0%s%s", vm ? "&vm=" : "", vm ? vm : "");
+	if (follow) {
+		/* call()'s --tenant, by hand: this is no call() */
+		snprintf(path + strlen(path), sizeof(path) - strlen(path), "&follow=1%s%s", tenant ? "&tenant=" : "",
+			 tenant ? tenant : "");
+		if (http_stream_lines(sock, path, token, print_event, &last, &status, err, sizeof(err))) {
+			fprintf(stderr, "tarnctl: %s\n", err);
 			return 1;
-		print_events(json_object_get(r, "events"), &last);
-		json_decref(r);
-		if (follow)
-			usleep(250 * 1000);
-	} while (follow);
+		}
+		return 0;
+	}
+	json_t *r = call("GET", path, NULL, &failed);
+
+	if (failed)
+		return 1;
+	print_events(json_object_get(r, "events"), &last);
+	json_decref(r);
 	return 0;
 }
 

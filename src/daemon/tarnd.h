@@ -37,6 +37,8 @@ struct tarnd {
 	const char *state_dir, *tarn; /* the tarn binary VMs run under */
 	sqlite3 *db;
 	pthread_mutex_t lock; /* db, procs */
+	pthread_cond_t events; /* (with lock) an event was recorded */
+	bool stopping;	       /* tarnd is ending: streams end */
 	struct vmproc procs[TARND_MAX_VMS];
 	int nr_procs;
 	int stop_timeout_ms;   /* default power-button wait of a stop */

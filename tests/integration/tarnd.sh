@@ -26,9 +26,19 @@ if ! start_tarnd --stop-timeout 1 --listen "127.0.0.1:$port"; then
 fi
 ok "$name: tarnd starts and listens on --socket"
 
+# The event stream: tarnd pushes each event down an open GET
+# /v1/events?follow=1 (tarnctl events -f) as it happens.
+ctl events -f --vm c1 >"$work/stream" 2>&1 &
+streamer=$!
 if ctl vm create c1 --kernel "$GUEST" --mem 64M --backend emu --start >"$work/out" &&
 	until_ok 10 counting c1 5; then
 	ok "$name: vm create --start: the guest runs, its console in vm logs"
+	if until_ok 5 grep -qE "c1 +started +tarn pid" "$work/stream" && grep -qE "c1 +created" "$work/stream" &&
+		kill -0 "$streamer"; then
+		ok "$name: events -f: created and started pushed down the open stream as they happened"
+	else
+		not_ok "$name: event stream" "$(cat "$work/stream")"
+	fi
 else
 	not_ok "$name: vm create --start" "$(cat "$work/out") $(ctl vm logs c1 2>&1 | tail -2)"
 fi
@@ -252,6 +262,11 @@ pool() { "$CTL" --json host | python3 -c "
 import json, sys
 p = json.load(sys.stdin)['pool']
 print(int(p['vcpus']) - p['vcpus_promised'], int(p['mem_mib']) - p['mem_mib_promised'])"; }
+# (tarnd again, with a pool of one vCPU per host CPU: small enough to fill
+# with a VM of up to 255 vCPUs on any host.)
+kill "$dpid"
+wait "$dpid" 2>/dev/null
+start_tarnd --stop-timeout 1 --listen "127.0.0.1:$port" --cpu-overcommit 1
 read -r free_cpus free_mem <<<"$(pool)"
 ctl vm create big --kernel "$GUEST" --mem 64M --backend emu --cpus "$free_cpus" >/dev/null
 ctl vm create small --kernel "$GUEST" --mem 64M --backend emu >/dev/null
@@ -261,7 +276,7 @@ if grep -q "does not fit: $((free_mem + 1)) MiB asked" <<<"$too_much" && ! ctl v
 	grep -q "big: does not fit: $free_cpus vCPUs asked, $((free_cpus - 1)) of" <<<"$refused" &&
 	grep -q "exit 1" <<<"$refused" && [ "$(field big desired)" = stopped ] &&
 	ctl vm kill small >/dev/null && until_ok 5 state_is small stopped && ctl vm start big >/dev/null &&
-	until_ok 10 state_is big running && ctl host | grep -q "^pool: $free_cpus of"; then
+	until_ok 10 state_is big running && ctl host | grep -q "^pool: $free_cpus of $(nproc) vCPUs promised (1 per CPU)"; then
 	ok "$name: the pool: a VM beyond it is refused (${free_mem}M free, $((free_mem + 1))M asked; $free_cpus vCPUs with one promised), and starts once it fits"
 else
 	not_ok "$name: the pool" "$too_much | ${refused:-} | $(ctl host | tr '\n' ' ')"
@@ -350,4 +365,5 @@ wait "$dpid"
 rc=$?
 [ $rc = 0 ] && ok "$name: SIGTERM: tarnd exits 0" || not_ok "$name: SIGTERM" "exit $rc"
 dpid=
+kill "$streamer" 2>/dev/null
 done_testing

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.." || exit 1
 
 name="tarnd crash safety"
 . tests/integration/tarnd_lib.sh
-start_tarnd --stop-timeout 0 || { not_ok "$name: tarnd starts" "$(tail -2 "$work/tarnd.log")"; done_testing; }
+start_tarnd --stop-timeout 0 --cpu-overcommit 25 || { not_ok "$name: tarnd starts" "$(tail -2 "$work/tarnd.log")"; done_testing; }
 for i in $(seq 20); do
 	"$CTL" vm create "v$i" --kernel "$GUEST" --mem 32M --backend emu --cpu-limit 0.02 >/dev/null
 done
@@ -28,7 +28,7 @@ for k in $(seq 100); do
 done
 wait "$dpid" 2>/dev/null
 wait 2>/dev/null
-start_tarnd --stop-timeout 0 || { not_ok "$name: tarnd starts again" "$(tail -2 "$work/tarnd.log")"; done_testing; }
+start_tarnd --stop-timeout 0 --cpu-overcommit 25 || { not_ok "$name: tarnd starts again" "$(tail -2 "$work/tarnd.log")"; done_testing; }
 sleep 2 # a few passes of its loop
 
 r=$(sqlite3 "$work/state/tarnd.db" 'PRAGMA integrity_check' 2>&1)
