@@ -26,6 +26,7 @@
 #include "daemon/tarnd.h"
 
 #define RESTART_BACKOFF_MS 1000 /* a VM that keeps dying restarts at most this often */
+#define QUOTA_WATCH_MS 2000 /* how often quota throttling is looked at */
 #define TERM_WAIT_MS 5000	/* after SIGTERM, before SIGKILL */
 
 int64_t tarnd_now_ms(void)
@@ -503,6 +504,69 @@ static void rotate_console(struct tarnd *d, const char *name)
 		close(ofd);
 }
 
+/* Its tarn's rate limiters' waits so far (GET /metrics: every disk's
+ * and NIC's, both ways), or 0. */
+static uint64_t io_waits(struct tarnd *d, const char *name)
+{
+	static const char *const counters[][2] = {
+		{ "block", "rate_limiter_throttled_events" },
+		{ "net", "rx_rate_limiter_throttled" },
+		{ "net", "tx_rate_limiter_throttled" },
+	};
+	json_t *m = NULL;
+	uint64_t n = 0;
+	char err[256];
+
+	if (tarnd_vm_api(d, name, "GET", "/metrics", NULL, &m, err, sizeof(err)))
+		return 0;
+	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+		n += (uint64_t)json_integer_value(json_object_get(json_object_get(m, counters[i][0]), counters[i][1]));
+	json_decref(m);
+	return n;
+}
+
+/* Quota throttling as events, when it starts and when it stops: the CPU
+ * time its cgroup was held back, and its disks' and NICs' rate limiters
+ * making requests wait (asked of tarn only where the VM has rates). */
+static void watch_quotas(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p)
+{
+	const char *name = (const char *)sqlite3_column_text(row, 1);
+	bool rates = strcmp((const char *)sqlite3_column_text(row, 16), "0") ||
+		     strcmp((const char *)sqlite3_column_text(row, 17), "0") ||
+		     strcmp((const char *)sqlite3_column_text(row, 18), "0") ||
+		     strcmp((const char *)sqlite3_column_text(row, 19), "0");
+	int64_t now = tarnd_now_ms(), cpu_ns;
+	uint64_t io = 0;
+	struct cg_usage u = { 0 };
+	bool first = !p->quota_at;
+
+	if (now < p->quota_at)
+		return;
+	p->quota_at = now + QUOTA_WATCH_MS;
+	if (sqlite3_column_double(row, 13) > 0)
+		cg_usage(name, &u);
+	if (rates)
+		io = io_waits(d, name);
+	cpu_ns = u.throttled_ns - p->cpu_throttled_ns;
+	if (!first && (cpu_ns > 0 || io > p->io_throttled) && !p->throttled) {
+		char what[160] = "";
+
+		if (cpu_ns > 0)
+			snprintf(what, sizeof(what), "CPU: %.2f s of the last %.0f s held back by its limit of %.2f cores",
+				 (double)cpu_ns / 1e9, QUOTA_WATCH_MS / 1000.0, sqlite3_column_double(row, 13));
+		if (io > p->io_throttled)
+			snprintf(what + strlen(what), sizeof(what) - strlen(what), "%sdisk or network: %llu waits for "
+				 "its rate limits", *what ? "; " : "", (unsigned long long)(io - p->io_throttled));
+		tarnd_event(d, name, "throttled", "%s", what);
+		p->throttled = true;
+	} else if (!first && cpu_ns <= 0 && io <= p->io_throttled && p->throttled) {
+		tarnd_event(d, name, "throttled", "no longer held back by its quotas");
+		p->throttled = false;
+	}
+	p->cpu_throttled_ns = u.throttled_ns;
+	p->io_throttled = io;
+}
+
 /* Has p's process ended? 1 with *status (waitpid's, or -1 when not ours),
  * 0 while it runs. */
 static int check_ended(struct vmproc *p, int64_t pid_start, int *status)
@@ -559,6 +623,8 @@ void tarnd_reconcile(struct tarnd *d)
 		}
 		if (p->pid)
 			rotate_console(d, name);
+		if (p->pid)
+			watch_quotas(d, row, p);
 		if (p->pid && !strcmp(desired, "stopped")) {
 			stop_step(d, name, p);
 		} else if (!p->pid && strcmp(desired, "stopped")) {

@@ -31,6 +31,11 @@ struct vmproc {
 	int64_t started_at;  /* ms, for the restart back-off */
 	int stop_ms;	     /* this stop's power-button wait, 0: the default */
 	bool replacing;	     /* ended on purpose for a restore: start it again at once */
+	/* Quota throttling, looked at every QUOTA_WATCH_MS: the counters
+	 * then, and whether the last look found it held back. */
+	int64_t quota_at, cpu_throttled_ns;
+	uint64_t io_throttled;
+	bool throttled;
 };
 
 struct tarnd {

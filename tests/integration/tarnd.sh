@@ -136,6 +136,11 @@ PY
 	else
 		not_ok "$name: CPU quota" "0.5 -> $r1, 0.25 -> $r2"
 	fi
+	if until_ok 5 has_event q1 "throttled.*CPU: .* held back by its limit of 0.25 cores\|throttled.*CPU: .* held back by its limit of 0.50 cores"; then
+		ok "$name: quota throttling is an event: $(ctl events --vm q1 | grep -o 'throttled .*' | head -1)"
+	else
+		not_ok "$name: throttling event" "$(ctl events --vm q1 | tail -3)"
+	fi
 	# Weights: two busy VMs with weights 100 and 200 on one core (pinned
 	# there here, with taskset) share it 1:2.
 	ctl vm create wa --kernel "$GUEST" --mem 32M --backend emu --cpu-weight 100 --start >/dev/null
