@@ -97,7 +97,7 @@ $(BIN): $(O)/src/tarn.o $(LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # ---- the host daemon and its command line (src/daemon/) ----
-TARND_OBJS := src/daemon/main.o src/daemon/db.o src/daemon/supervise.o src/daemon/routes.o src/daemon/volumes.o src/daemon/snapshots.o src/daemon/cgroup.o
+TARND_OBJS := src/daemon/main.o src/daemon/db.o src/daemon/supervise.o src/daemon/routes.o src/daemon/volumes.o src/daemon/snapshots.o src/daemon/vmconsole.o src/daemon/cgroup.o
 
 $(O)/tarnd: $(addprefix $(O)/,$(TARND_OBJS)) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
@@ -105,7 +105,7 @@ $(O)/tarnd: $(addprefix $(O)/,$(TARND_OBJS)) $(LIB)
 
 $(O)/tarnctl: $(O)/src/daemon/tarnctl.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lnettle
 
 include tests/tests.mk
 include guest/guest.mk

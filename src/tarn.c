@@ -12,6 +12,7 @@
 
 #include "api/api.h"
 #include "api/ctl.h"
+#include "api/http.h"
 #include "block/qcow2.h"
 #include "core/clock.h"
 #include "core/config.h"
@@ -71,6 +72,9 @@ static const char run_usage[] =
 	"  --api-sock PATH   serve the VM's API (Firecracker's dialect) on a Unix socket\n"
 	"                    at PATH (api.sock); without --kernel, wait to be\n"
 	"                    configured and started through it (README \"The API\")\n"
+	"  --console-sock PATH  also serve the serial console on a Unix socket at\n"
+	"                    PATH: what the guest writes goes to each client too, and\n"
+	"                    a client's bytes are the guest's input (console.sock)\n"
 	"  --jail DIR,uid=N,gid=N  once the VM is built, before the guest runs: DIR\n"
 	"                    becomes / (pivot_root in a mount namespace of tarn's own),\n"
 	"                    the uid and gid are taken, capabilities dropped, and a\n"
@@ -118,6 +122,7 @@ static const struct option run_opts[] = {
 	{ "ioeventfd", required_argument, NULL, 'E' },
 	{ "api-sock", required_argument, NULL, 'A' },
 	{ "jail", required_argument, NULL, 'J' },
+	{ "console-sock", required_argument, NULL, 'O' },
 	{ "cpu-template", required_argument, NULL, 'T' },
 	{ "restore", required_argument, NULL, 'S' },
 	{ "restore-mem", required_argument, NULL, 'M' },
@@ -138,7 +143,7 @@ static const struct {
 	{ 'm', "vm.mem" },	{ 'p', "vm.cpus" },	{ 'b', "vm.backend" },
 	{ 'u', "boot.unpack" },	{ 'C', "dev.console" }, { 'E', "vm.ioeventfd" },
 	{ 'A', "api.sock" },	{ 'S', "restore.state" }, { 'T', "vm.cpu_template" }, { 'M', "restore.mem" },
-	{ 'J', "jail.spec" },
+	{ 'J', "jail.spec" },	{ 'O', "console.sock" },
 };
 
 static void set_or_die(struct config *c, const char *key, const char *val)
@@ -371,6 +376,13 @@ static int cmd_run(int argc, char **argv)
 	for (int sig = 1; sig < NSIG; sig++)
 		if (sigismember(&sigs, sig))
 			sigaction(sig, &(struct sigaction){ .sa_handler = no_op }, NULL);
+	if ((sock = config_get(&cfg, "console.sock"))) {
+		int fd = http_listen_unix(sock, "--console-sock", err, sizeof(err));
+
+		if (fd < 0)
+			die("%s", err);
+		console_listen(fd);
+	}
 	if ((sock = config_get(&cfg, "api.sock"))) {
 		if (api_start(&api, sock, err, sizeof(err)))
 			die("%s", err);

@@ -165,13 +165,19 @@ static enum MHD_Result answer(struct MHD_Connection *c, struct http_reply r)
 	return ret;
 }
 
-static uid_t peer_uid(struct MHD_Connection *c)
+static int conn_fd(struct MHD_Connection *c)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+	return ci ? ci->connect_fd : -1;
+}
+
+static uid_t peer_uid(struct MHD_Connection *c)
+{
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 
-	if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len))
+	if (getsockopt(conn_fd(c), SOL_SOCKET, SO_PEERCRED, &cred, &len))
 		return (uid_t)-1;
 	return cred.uid;
 }
@@ -251,6 +257,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		.bad = *bad ? bad : NULL,
 		.auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
 		.peer_uid = peer_uid(c),
+		.conn_fd = conn_fd(c),
 	});
 	if (r.status >= 400)
 		pr_info("api: %s %s: %u %s", method, url, r.status,

@@ -22,6 +22,7 @@ struct http_request {
 	const char *bad;  /* why the body is not an object; NULL: there was none */
 	const char *auth; /* the Authorization header, or NULL */
 	uid_t peer_uid;	  /* the client's uid (SO_PEERCRED), (uid_t)-1 unknown */
+	int conn_fd;	  /* the connection's socket (a stream polls it to see the client leave) */
 };
 
 /* A body that streams (newline-delimited JSON, say), on a server started

@@ -167,62 +167,88 @@ int http_request(const char *sock, const char *method, const char *path, const c
 	return ret;
 }
 
-/* A stream's bytes so far, cut into lines as they complete. */
-struct lines {
-	struct body b;
-	int (*fn)(json_t *line, void *opaque);
+/* A stream: its bytes to fn as they come, or, when the server refused,
+ * collected (the refusal's JSON). */
+struct stream {
+	CURL *c;
+	int (*fn)(const char *data, size_t len, void *opaque);
 	void *opaque;
-	bool stopped;
+	struct body refusal;
 };
 
-static size_t take_lines(char *data, size_t size, size_t n, void *opaque)
+static size_t stream_bytes(char *data, size_t size, size_t n, void *opaque)
 {
-	struct lines *l = opaque;
-	char *nl;
+	struct stream *st = opaque;
+	long status = 0;
 
-	if (collect(data, size, n, &l->b) != size * n)
-		return 0;
-	while ((nl = memchr(l->b.p, '\n', l->b.len))) {
-		size_t one = (size_t)(nl - l->b.p) + 1;
-		json_t *j = one > 1 ? json_loadb(l->b.p, one - 1, 0, NULL) : NULL;
-
-		memmove(l->b.p, nl + 1, l->b.len - one);
-		l->b.len -= one;
-		if (j && l->fn(j, l->opaque)) {
-			json_decref(j);
-			l->stopped = true;
-			return 0;
-		}
-		json_decref(j);
-	}
-	return size * n;
+	curl.easy_getinfo(st->c, CURLINFO_RESPONSE_CODE, &status);
+	if (status >= 300)
+		return collect(data, size, n, &st->refusal);
+	return st->fn(data, size * n, st->opaque) ? 0 : size * n;
 }
 
-int http_stream_lines(const char *sock, const char *path, const char *token, int (*fn)(json_t *line, void *opaque),
-		      void *opaque, long *status, char *err, size_t len)
+int http_stream(const char *sock, const char *path, const char *token,
+		int (*fn)(const char *data, size_t len, void *opaque), void *opaque, long *status, char *err,
+		size_t len)
 {
 	struct curl_slist *hdr;
-	struct lines l = { .fn = fn, .opaque = opaque };
+	struct stream st = { .fn = fn, .opaque = opaque };
 	char cerr[CURL_ERROR_SIZE] = "";
-	CURL *c;
 	int ret;
 
-	if (curl_load(err, len) || !(c = prepare(sock, "GET", path, token, &hdr, cerr, err, len)))
+	if (curl_load(err, len) || !(st.c = prepare(sock, "GET", path, token, &hdr, cerr, err, len)))
 		return -1;
-	curl.easy_setopt(c, CURLOPT_WRITEFUNCTION, take_lines);
-	curl.easy_setopt(c, CURLOPT_WRITEDATA, &l);
-	ret = perform(c, sock, status, cerr, err, len);
-	curl.easy_cleanup(c);
+	curl.easy_setopt(st.c, CURLOPT_WRITEFUNCTION, stream_bytes);
+	curl.easy_setopt(st.c, CURLOPT_WRITEDATA, &st);
+	ret = perform(st.c, sock, status, cerr, err, len);
+	curl.easy_cleanup(st.c);
 	curl.slist_free_all(hdr);
 	if (!ret && *status >= 300) {
-		/* A refusal is one JSON object, not a stream. */
-		json_t *j = l.b.len ? json_loadb(l.b.p, l.b.len, 0, NULL) : NULL;
+		json_t *j = st.refusal.len ? json_loadb(st.refusal.p, st.refusal.len, 0, NULL) : NULL;
 		const char *why = json_string_value(json_object_get(j, "fault_message"));
 
 		snprintf(err, len, "%s (HTTP %ld)", why ? why : "refused", *status);
 		json_decref(j);
 		ret = -1;
 	}
+	free(st.refusal.p);
+	return ret;
+}
+
+/* A stream's bytes so far, cut into lines as they complete. */
+struct lines {
+	struct body b;
+	int (*fn)(json_t *line, void *opaque);
+	void *opaque;
+};
+
+static int take_lines(const char *data, size_t n, void *opaque)
+{
+	struct lines *l = opaque;
+	char *nl;
+
+	if (collect((char *)data, 1, n, &l->b) != n)
+		return -1;
+	while ((nl = memchr(l->b.p, '\n', l->b.len))) {
+		size_t one = (size_t)(nl - l->b.p) + 1;
+		json_t *j = one > 1 ? json_loadb(l->b.p, one - 1, 0, NULL) : NULL;
+		int stop = j ? l->fn(j, l->opaque) : 0;
+
+		json_decref(j);
+		memmove(l->b.p, nl + 1, l->b.len - one);
+		l->b.len -= one;
+		if (stop)
+			return stop;
+	}
+	return 0;
+}
+
+int http_stream_lines(const char *sock, const char *path, const char *token, int (*fn)(json_t *line, void *opaque),
+		      void *opaque, long *status, char *err, size_t len)
+{
+	struct lines l = { .fn = fn, .opaque = opaque };
+	int ret = http_stream(sock, path, token, take_lines, &l, status, err, len);
+
 	free(l.b.p);
 	return ret;
 }

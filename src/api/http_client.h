@@ -14,6 +14,13 @@
 int http_request(const char *sock, const char *method, const char *path, const char *body, const char *token,
 		 long *status, json_t **out, char *err, size_t len) __attribute__((warn_unused_result));
 
+/* GET path on sock as a stream: its bytes to fn as they come, until fn
+ * returns nonzero or the server ends it. 0 with the status in *status, or
+ * -1 with the reason in err (a refusal's fault_message among them). */
+int http_stream(const char *sock, const char *path, const char *token,
+		int (*fn)(const char *data, size_t len, void *opaque), void *opaque, long *status, char *err,
+		size_t len) __attribute__((warn_unused_result));
+
 /* GET path on sock as a stream of JSON objects, one a line (blank lines
  * are keep-alives): each to fn, until fn returns nonzero or the server
  * ends the stream. 0 with the status in *status, or -1 with the reason in

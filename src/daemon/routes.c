@@ -1174,6 +1174,8 @@ static struct http_reply route(const struct http_request *r, struct caller *c)
 	}
 	if (n == 2 && !strcmp(verb, "logs"))
 		return get ? vm_logs(c, name, query_get(query, "tail", q1, sizeof(q1))) : METHODS("GET");
+	if (n == 2 && !strcmp(verb, "console"))
+		return console_route(c, name, r);
 	if (n == 2 && (!strcmp(verb, "snapshots") || !strcmp(verb, "snapshot") || !strcmp(verb, "restore") ||
 		       !strcmp(verb, "clone")))
 		return snapshot_route(c, name, verb, r);

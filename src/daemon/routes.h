@@ -47,6 +47,9 @@ const char *admit(int64_t id, int64_t cpus, int64_t mem, char *why, size_t len);
 /* /v1/vms/NAME/snapshots, snapshot, restore, clone (snapshots.c). */
 struct http_reply snapshot_route(const struct caller *c, const char *name, const char *verb, const struct http_request *r);
 
+/* /v1/vms/NAME/console (vmconsole.c). */
+struct http_reply console_route(const struct caller *c, const char *name, const struct http_request *r);
+
 /* /v1/volumes and below (path: the URL from /v1/volumes on). */
 struct http_reply volumes_route(const struct caller *c, const struct http_request *r, const char *path);
 /* A VM's disk {"volume": NAME, "ro": B}: the caller's volume's file into

@@ -178,9 +178,9 @@ static int open_log(const char *dir, const char *name)
 /* What a VM's tarn is started with: argv and the strings it points to,
  * the taps tarnd opened for a jailed one (passed as fd=N). */
 struct launch {
-	char dir[4096], sock[4200], cpus[16], mem[32], jail[4400];
+	char dir[4096], sock[4200], console[4200], cpus[16], mem[32], jail[4400];
 	char dev[VM_MAX_DISKS + VM_MAX_NETS][4400];
-	const char *argv[26 + 2 * (VM_MAX_DISKS + VM_MAX_NETS)];
+	const char *argv[28 + 2 * (VM_MAX_DISKS + VM_MAX_NETS)];
 	int taps[VM_MAX_NETS], nr_taps;
 };
 
@@ -247,6 +247,7 @@ static int launch_args(struct tarnd *d, sqlite3_stmt *row, int64_t id, struct la
 
 	tarnd_vm_dir(d, (const char *)sqlite3_column_text(row, 1), l->dir, sizeof(l->dir));
 	snprintf(l->sock, sizeof(l->sock), "%s/api.sock", l->dir);
+	snprintf(l->console, sizeof(l->console), "%s/console.sock", l->dir);
 	snprintf(l->cpus, sizeof(l->cpus), "%d", sqlite3_column_int(row, 5));
 	snprintf(l->mem, sizeof(l->mem), "%dM", sqlite3_column_int(row, 6));
 	*strrchr(l->dir, '/') = 0; /* the tenant's directory, then the VM's */
@@ -259,6 +260,8 @@ static int launch_args(struct tarnd *d, sqlite3_stmt *row, int64_t id, struct la
 	l->argv[n++] = "run";
 	l->argv[n++] = "--api-sock";
 	l->argv[n++] = l->sock;
+	l->argv[n++] = "--console-sock";
+	l->argv[n++] = l->console;
 	l->argv[n++] = "--backend";
 	l->argv[n++] = (const char *)sqlite3_column_text(row, 7);
 	l->argv[n++] = "--cpus";
@@ -332,6 +335,7 @@ static int spawn(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p)
 		return -ECANCELED; /* said */
 	}
 	unlink(l.sock);
+	unlink(l.console);
 	out = open_log(l.dir, "console.log");
 	err = open_log(l.dir, "tarn.log");
 	null = open("/dev/null", O_RDONLY | O_CLOEXEC);

@@ -5,10 +5,13 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <nettle/base64.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +52,7 @@ static const char usage[] =
 	"  vm clone NAME NEW --snapshot SNAP   a new VM that starts from it (one\n"
 	"                              without writable disks or NICs of its own)\n"
 	"  vm logs NAME [--tail BYTES] [-f]  its console output (-f: and what follows)\n"
+	"  vm console NAME             its serial console, as a terminal (Ctrl-] leaves)\n"
 	"  events [--vm NAME] [-f]     what happened, oldest first (-f: and what follows)\n"
 	"  host                        the host's CPUs and memory, and what VMs use\n"
 	"  volume create NAME --size SIZE [--format qcow2|raw]   in tarnd's pool\n"
@@ -473,6 +477,97 @@ static int snapshot_cmd(const char *verb, int argc, char **argv)
 	return 2;
 }
 
+/* vm console NAME: the guest's serial console through tarnd, as a
+ * terminal: what it writes streams in (a thread), what is typed goes to it
+ * (a POST a read); Ctrl-] leaves. */
+#define DETACH 0x1d /* Ctrl-] */
+
+static int console_out(const char *data, size_t len, void *opaque)
+{
+	return write(STDOUT_FILENO, data, len) == (ssize_t)len ? 0 : -1;
+}
+
+struct console_args {
+	char path[256], err[512];
+	long status;
+	int ret;
+};
+
+static void *console_stream(void *arg)
+{
+	struct console_args *ca = arg;
+
+	ca->ret = http_stream(sock, ca->path, token, console_out, NULL, &ca->status, ca->err, sizeof(ca->err));
+	return NULL;
+}
+
+static struct termios console_saved;
+static bool console_raw;
+
+static void console_restore(void)
+{
+	if (console_raw)
+		tcsetattr(STDIN_FILENO, TCSANOW, &console_saved);
+	console_raw = false;
+}
+
+static int vm_console(const char *name)
+{
+	struct console_args ca = { .ret = 0 };
+	char b64[BASE64_ENCODE_RAW_LENGTH(4096) + 1], ipath[256];
+	uint8_t in[4096];
+	pthread_t t;
+	bool failed;
+
+	snprintf(ca.path, sizeof(ca.path), "/v1/vms/%s/console%s%s", name, tenant ? "?tenant=" : "", tenant ? tenant : "");
+	snprintf(ipath, sizeof(ipath), "/v1/vms/%s/console", name);
+	if (pthread_create(&t, NULL, console_stream, &ca)) {
+		fprintf(stderr, "tarnctl: cannot start a thread\n");
+		return 1;
+	}
+	if (isatty(STDIN_FILENO) && !tcgetattr(STDIN_FILENO, &console_saved)) {
+		struct termios raw = console_saved;
+
+		cfmakeraw(&raw);
+		if (!tcsetattr(STDIN_FILENO, TCSANOW, &raw)) {
+			console_raw = true;
+			atexit(console_restore);
+			fprintf(stderr, "tarnctl: attached to %s's console; Ctrl-] leaves\r\n", name);
+		}
+	}
+	for (;;) {
+		ssize_t n = read(STDIN_FILENO, in, sizeof(in));
+		uint8_t *quit;
+		json_t *r;
+
+		if (n <= 0)
+			break; /* input ended: the output goes on until the VM ends */
+		quit = console_raw ? memchr(in, DETACH, (size_t)n) : NULL;
+		if (quit)
+			n = quit - in;
+		if (n > 0) {
+			base64_encode_raw(b64, (size_t)n, in);
+			b64[BASE64_ENCODE_RAW_LENGTH(n)] = 0;
+			r = call("POST", ipath, json_pack("{s:s}", "data", b64), &failed);
+			json_decref(r);
+			if (failed)
+				break;
+		}
+		if (quit) {
+			console_restore();
+			fprintf(stderr, "\ntarnctl: left %s's console\n", name);
+			return 0;
+		}
+	}
+	pthread_join(t, NULL);
+	console_restore();
+	if (ca.ret) {
+		fprintf(stderr, "tarnctl: %s\n", ca.err);
+		return 1;
+	}
+	return 0;
+}
+
 /* Path as tarnd sees it: it runs elsewhere. */
 static char *absolute(const char *p, char *buf)
 {
@@ -781,6 +876,8 @@ int main(int argc, char **argv)
 		return vm_create(argc - optind - 2, argv + optind + 2);
 	if (!strcmp(verb, "set"))
 		return vm_set(argc - optind - 2, argv + optind + 2);
+	if (!strcmp(verb, "console") && optind + 3 == argc)
+		return vm_console(argv[optind + 2]);
 	if (!strcmp(verb, "snapshots") || !strcmp(verb, "snapshot") || !strcmp(verb, "restore") || !strcmp(verb, "clone"))
 		return snapshot_cmd(verb, argc - optind - 2, argv + optind + 2);
 	if (!strcmp(verb, "show") || !strcmp(verb, "start") || !strcmp(verb, "stop") || !strcmp(verb, "kill") ||

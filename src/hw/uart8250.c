@@ -92,6 +92,8 @@ static void uart_transmit(struct uart8250 *u, uint8_t c)
 		if (n != 1)
 			u->tx_dropped++;
 	}
+	if (u->tx_tap && !(u->mcr & MCR_LOOP))
+		u->tx_tap(u->tx_tap_opaque, c);
 	u->tx_bytes++;
 	/* Transmission is instantaneous: THR is empty again at once. */
 	u->thre_pending = true;

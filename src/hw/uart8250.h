@@ -31,6 +31,10 @@ struct uart8250 {
 	 * buffer, so the console can resume reading input. */
 	void (*rx_drained)(void *opaque);
 	void *rx_drained_opaque;
+	/* Optional: every byte the guest transmits, also (on the vCPU thread
+	 * that wrote it; must not block): the console's socket clients. */
+	void (*tx_tap)(void *opaque, uint8_t c);
+	void *tx_tap_opaque;
 
 	bool out_stalled;    /* the console stopped reading: drop, don't wait */
 	uint64_t tx_bytes;   /* for tests */
