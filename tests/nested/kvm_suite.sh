@@ -82,6 +82,26 @@ run_tap() {
 	rm -f "$out" "$err"
 }
 
+# run_step NAME COMMAND...: run_tap, and in the nested bed once more when
+# a Linux guest triple-faulted: under QEMU's TCG emulating SVM a guest
+# that counts with dirty logging on died so (kvm/snapshot_diff, at count
+# 2) in 1 of 5 CI-like runs here, never twice in a row, and never on the
+# emulator or the PVM KVM. The first run's lines stay, as comments.
+run_step() {
+	local out n0=$n
+	out=$(mktemp)
+	run_tap "$@" >"$out"
+	if [ "${TARN_REQUIRE_KVM:-0}" = 1 ] && grep -q "^not ok .*triple fault: the guest crashed" "$out"; then
+		n=$n0
+		echo "# $1: a guest triple-faulted in the nested layer; the run again decides. The first run:"
+		sed 's/^/# | /' "$out"
+		run_tap "$@"
+	else
+		cat "$out"
+	fi
+	rm -f "$out"
+}
+
 # direct MICRO [FROM]: the suite on this host's KVM, the micro-guest
 # runners too with MICRO=yes, from its FROM-th program on (0: all).
 # A guest that hangs fails its test after BOOT_TIMEOUT s (tests/integration/guest.sh):
@@ -89,7 +109,7 @@ run_tap() {
 direct() {
 	local micro=$1 from=${2:-0} i=0 t
 	export BOOT_TIMEOUT=${BOOT_TIMEOUT:-240}
-	step() { [ $i -ge "$from" ] && run_tap "$@"; i=$((i + 1)); }
+	step() { [ $i -ge "$from" ] && run_step "$@"; i=$((i + 1)); }
 	if [ "$micro" = yes ]; then
 		step runner "$O/tests/guests/runner" -b kvm
 		step runner-san "$O/tests/guests/runner-san" -b kvm
