@@ -31,10 +31,10 @@ else
 fi
 pid=$(field s1 pid) b=$(last_count s1) size=$(stat -c %s "$(log_of s1)")
 # back_to VM BYTES: the count the console went back to past BYTES (the
-# first one below the one before it), if it did
-back_to() { tail -c +$(($2 + 1)) "$(log_of "$1")" | grep -oE 'count [0-9]+' | awk '$2 < last { print $2; exit } { last = $2 }'; }
+# first one below the one before it, or than $b, where it stood), if it did
+back_to() { tail -c +$(($2 + 1)) "$(log_of "$1")" | grep -oE 'count [0-9]+' | awk -v last="$b" '$2 < last { print $2; exit } { last = $2 }'; }
 if ctl vm restore s1 snapA >/dev/null && until_ok 10 sh -c "[ \"\$($CTL --json vm show s1 | grep -o '\"pid\": [0-9]*')\" != '\"pid\": $pid' ]" &&
-	until_ok 10 sh -c "[ -n \"\$(tail -c +$((size + 1)) $(log_of s1) | grep -oE 'count [0-9]+' | awk '\$2 < last { print; exit } { last = \$2 }')\" ]"; then
+	until_ok 10 sh -c "[ -n \"\$(tail -c +$((size + 1)) $(log_of s1) | grep -oE 'count [0-9]+' | awk -v last=$b '\$2 < last { print; exit } { last = \$2 }')\" ]"; then
 	first=$(back_to s1 "$size")
 	if [ "$first" -le $((a + 1)) ] && [ "$first" -ge 1 ] && [ "$(field s1 state)" = running ]; then
 		ok "$name: vm restore: the running VM goes back (it was at $b; it counts on from $first, the snapshot's point)"
