@@ -13,7 +13,10 @@ first line reaches its serial console's file. Figures:
               last VM up) / cores
   latency     each request's time to its answer (p50, p99)
   memory      PSS of a VM's own process (tarn, qemu-system-x86_64): shared
-              library pages split among the processes that share them
+              library pages split among the processes that share them; and
+              that without its largest anonymous mapping, the guest's RAM
+              (what the guest touched, in the huge pages both VMMs ask for):
+              the VMM's own overhead
   daemon RSS  tarnd and libvirtd, before and with the VMs
 
 KVM when it is usable for micro-guests (PVM counts), else tarn's emulator
@@ -56,6 +59,27 @@ def proc_kib(pid, path, key):
 
 def pss_kib(pid):
     return proc_kib(pid, "smaps_rollup", "Pss:")
+
+
+def guest_ram_pss_kib(pid):
+    """PSS of the process's largest anonymous mapping: the guest's RAM, in
+    tarn and in QEMU alike (what the guest touched of it, in the huge
+    pages both ask for)."""
+    best = (0, 0)  # (size, pss)
+    size = pss = None
+    anon = False
+    try:
+        with open("/proc/%d/smaps" % pid) as f:
+            for line in f:
+                w = line.split()
+                if "-" in w[0] and len(w) >= 5:
+                    lo, hi = (int(x, 16) for x in w[0].split("-"))
+                    size, anon = hi - lo, len(w) == 5
+                elif w[0] == "Pss:" and anon:
+                    best = max(best, (size, int(w[1])))
+    except (OSError, ValueError):
+        return None
+    return best[1]
 
 
 def rss_kib(pid):
@@ -121,15 +145,17 @@ def measure(a, side, res, logs, vm_pids):
     side.rate = a.vms / (end - t0) / os.cpu_count()
     lat = sorted(r[1] - r[0] for r in res)
     side.p50, side.p99 = statistics.median(lat), lat[min(len(lat) - 1, int(0.99 * len(lat)))]
-    pss = [p for p in map(pss_kib, vm_pids) if p]
-    side.pss = statistics.mean(pss) if pss else None
+    pss = [(pss_kib(p), guest_ram_pss_kib(p)) for p in vm_pids]
+    pss = [p for p in pss if p[0] and p[1] is not None]
+    side.pss = statistics.mean(p[0] for p in pss) if pss else None
+    side.overhead = statistics.mean(p[0] - p[1] for p in pss) if pss else None
     return True
 
 
 class Side:
     def __init__(self, name):
         self.name, self.skip, self.failed = name, None, None
-        self.rate = self.p50 = self.p99 = self.pss = self.rss0 = self.rssn = None
+        self.rate = self.p50 = self.p99 = self.pss = self.overhead = self.rss0 = self.rssn = None
 
 
 def run_tarnd(a, backend, side):
@@ -292,6 +318,7 @@ def main():
     row("create latency p50", t, q, "p50", lambda v: "%.1f ms" % (v * 1e3))
     row("create latency p99", t, q, "p99", lambda v: "%.1f ms" % (v * 1e3))
     row("memory per VM (PSS)", t, q, "pss", lambda v: "%.1f MiB" % (v / 1024))
+    row("  of it, not guest RAM", t, q, "overhead", lambda v: "%.1f MiB" % (v / 1024))
     row("daemon RSS, no VM", t, q, "rss0", lambda v: "%.1f MiB" % (v / 1024))
     row("daemon RSS, %d VMs" % a.vms, t, q, "rssn", lambda v: "%.1f MiB" % (v / 1024))
     print("# reference: Firecracker publishes %.0f VMs per core per second%s" % (
