@@ -2,7 +2,9 @@
 # The serial console through tarnd: tarnctl vm console attaches to a
 # running Linux guest's shell (the default guest without a command), types
 # a line into it and reads the shell's answer back; another tenant's token
-# cannot attach (404); the console log keeps it all.
+# cannot attach (404); the console log keeps it all. Through the console
+# too, the guest reads its disk, held to 1 MB/s: the throttling is an
+# event.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/guest.sh
 
@@ -14,8 +16,9 @@ if ! start_tarnd; then
 	done_testing
 fi
 booted() { ctl vm logs L1 | grep -q "init ready"; }
+truncate -s 16M "$work/disk.img"
 ctl vm create L1 --kernel "$PWD/$GUEST_KERNEL" --initrd "$PWD/$GUEST_INITRD" --cmdline "$GUEST_CMDLINE" \
-	--mem 256M --backend "$BACKEND" --start >/dev/null
+	--mem 256M --backend "$BACKEND" --disk "$work/disk.img" --disk-bw 1MB/s --start >/dev/null
 if ! until_ok 120 booted; then
 	not_ok "$name: the guest boots to its shell" "$(ctl vm logs L1 | tail -3)"
 	done_testing
@@ -28,6 +31,14 @@ if grep -q "tarn-42-console" "$work/con" && ctl vm logs L1 | grep -q "tarn-42-co
 	ok "$name: vm console: a line typed reaches the guest's shell, and its answer comes back (and is in vm logs)"
 else
 	not_ok "$name: vm console" "$(tail -c 300 "$work/con" | tr '\r\n' '  ')"
+fi
+# 4 MiB at 1 MB/s: about 4 s of throttling, seen within QUOTA_WATCH_MS.
+(sleep 1; printf 'dd if=/dev/vda of=/dev/null bs=64k count=64 iflag=direct\n'; sleep 7) |
+	timeout 10 "$CTL" vm console L1 >"$work/con2" 2>&1
+if until_ok 5 sh -c "$CTL events --vm L1 | grep -q 'throttled.*disk or network: [0-9]* waits for its rate limits'"; then
+	ok "$name: disk throttling is an event: $(ctl events --vm L1 | grep -o 'throttled.*' | head -1)"
+else
+	not_ok "$name: throttling event" "$(ctl events --vm L1 | tail -3) $(tail -c 200 "$work/con2" | tr '\r\n' '  ')"
 fi
 ctl tenant create t2 >/dev/null
 out=$(TARN_TOKEN=$(ctl tenant token t2) "$CTL" vm console L1 </dev/null 2>&1)
