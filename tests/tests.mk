@@ -12,6 +12,12 @@ $(O)/tests/unit/%: tests/unit/%.c $(LIB)
 	@$(if $(Q),echo "  TEST-CC $<")
 	$(Q)$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) -lcmocka
 
+# test_cgroup also links tarnd's cgroup code.
+$(O)/tests/unit/test_cgroup: tests/unit/test_cgroup.c $(O)/src/daemon/cgroup.o $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TEST-CC $<")
+	$(Q)$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(O)/src/daemon/cgroup.o $(LIB) $(LDFLAGS) $(LDLIBS) -lcmocka
+
 # The tallier's own test: fake programs that lie to tests/run.sh.
 TEST_BINS += tests/run_sh_test.sh $(UNIT_BINS)
 

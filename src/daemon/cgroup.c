@@ -23,13 +23,15 @@ enum { CG_CPU, CG_ACCT, CG_MEM, CG_NR };
 static const char *const v1_names[CG_NR] = { "cpu", "cpuacct", "memory" };
 
 static int version = -1;
+/* What cg_probe reads (cg_probe_files: tests give fake ones). */
+static const char *mountinfo = "/proc/self/mountinfo", *self_cgroup = "/proc/self/cgroup";
 static char base[CG_NR][PATH_MAX]; /* where our groups go: tarnd's own group's directory (v2: all the same) */
 
 /* The cgroup path of this process in the hierarchy with the controller
  * (v1: "4:memory:/a/b"), or v2's ("0::/a/b") for NULL. */
 static bool own_path(const char *controller, char *out, size_t len)
 {
-	FILE *f = fopen("/proc/self/cgroup", "re");
+	FILE *f = fopen(self_cgroup, "re");
 	char line[1024];
 	bool found = false;
 
@@ -58,7 +60,7 @@ static bool own_path(const char *controller, char *out, size_t len)
 /* The mount point of the v1 hierarchy with controller, or of cgroup2. */
 static bool mount_of(const char *controller, char *out, size_t len)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "re");
+	FILE *f = fopen(mountinfo, "re");
 	char line[2048];
 	bool found = false;
 
@@ -159,6 +161,13 @@ static int make_group(int c, const char *vm)
 		*p = '/';
 	}
 	return 0;
+}
+
+void cg_probe_files(const char *mounts, const char *own)
+{
+	mountinfo = mounts;
+	self_cgroup = own;
+	version = -1;
 }
 
 int cg_probe(void)

@@ -19,6 +19,9 @@ struct cg_limits {
 /* Find the host's cgroups (once). 2 for v2, 1 for v1, 0 for none usable:
  * then the others do nothing and return -ENOTSUP. */
 int cg_probe(void);
+/* For tests: probe again, from these files instead of /proc/self/mountinfo
+ * and /proc/self/cgroup (a fake tree: tests/unit/test_cgroup.c). */
+void cg_probe_files(const char *mountinfo, const char *self_cgroup);
 
 /* Create the VM's group, set its limits, and move pid into it. 0 or -errno
  * with the reason in err. */
