@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/version.h"
 #include "core/vm.h"
+#include "virtio/net_backend.h"
 #include "core/vm_config.h"
 
 #define API_BODY_MAX (64u << 10) /* larger request bodies get 413 */
@@ -82,15 +83,6 @@ static bool id_ok(const char *id)
 		      (id[i] >= 'A' && id[i] <= 'Z')))
 			return false;
 	return true;
-}
-
-static bool mac_ok(const char *m)
-{
-	unsigned b[6];
-	char end;
-
-	return strlen(m) == 17 && sscanf(m, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
-					 &end) == 6;
 }
 
 /* ---- pre-boot configuration ---- */
@@ -328,9 +320,9 @@ static struct http_reply put_net(struct api *a, const char *id, json_t *in)
 		return http_fault(MHD_HTTP_BAD_REQUEST, "%s", bad);
 	tap = json_string_value(json_object_get(in, "host_dev_name"));
 	mac = json_string_value(json_object_get(in, "guest_mac"));
-	if (!*tap || strlen(tap) > 15 || strpbrk(tap, ",=/ "))
+	if (!net_tap_name_ok(tap))
 		return http_fault(MHD_HTTP_BAD_REQUEST, "host_dev_name '%s': not a tap device name", tap);
-	if (mac && !mac_ok(mac))
+	if (mac && !net_mac_ok(mac))
 		return http_fault(MHD_HTTP_BAD_REQUEST, "guest_mac '%s': expected six hex bytes as 52:54:00:12:34:56", mac);
 	return put_device(a, "network-interfaces", "iface_id", id, in, a->cli_nets);
 }

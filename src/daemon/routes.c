@@ -35,6 +35,7 @@
 #include "daemon/db.h"
 #include "daemon/routes.h"
 #include "daemon/tarnd.h"
+#include "virtio/net_backend.h"
 
 #define TARND_BODY_MAX (64u << 10)
 #define LOG_TAIL_DEFAULT (64u << 10)
@@ -322,8 +323,6 @@ static const char *check_devices(const struct caller *c, json_t *in, char *why, 
 	}
 	json_array_foreach(nics, i, e) {
 		const char *tap, *mac;
-		unsigned b[6];
-		char end;
 
 		if (http_check_fields(e, nic_fields, 2, false, w, sizeof(w))) {
 			snprintf(why, len, "nics[%zu]: %s", i, w);
@@ -331,11 +330,11 @@ static const char *check_devices(const struct caller *c, json_t *in, char *why, 
 		}
 		tap = json_string_value(json_object_get(e, "tap"));
 		mac = json_string_value(json_object_get(e, "mac"));
-		if (!*tap || strlen(tap) > 15 || strpbrk(tap, ",=/ ")) {
+		if (!net_tap_name_ok(tap)) {
 			snprintf(why, len, "nics[%zu] tap %s: not a tap device name", i, tap);
 			return why;
 		}
-		if (mac && sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &end) != 6) {
+		if (mac && !net_mac_ok(mac)) {
 			snprintf(why, len, "nics[%zu] mac %s: six hex bytes, like 52:54:00:12:34:56", i, mac);
 			return why;
 		}

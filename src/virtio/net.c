@@ -588,6 +588,13 @@ static int parse_mac(const char *s, uint8_t mac[6])
 	return 0;
 }
 
+bool net_mac_ok(const char *mac)
+{
+	uint8_t b[6];
+
+	return !parse_mac(mac, b);
+}
+
 /* A stable, locally administered unicast address from the backend's name:
  * 52:54:00 (QEMU's prefix, locally administered) + 24 bits of FNV-1a. */
 static void default_mac(const char *key, const char *val, uint8_t mac[6])

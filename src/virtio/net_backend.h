@@ -52,6 +52,12 @@ struct net_backend_ops {
 
 extern const struct net_backend_ops *const net_backends[]; /* NULL-terminated */
 
+/* What the API and tarnd check before a device is made: six hex bytes
+ * "52:54:00:12:34:56"; a name a tap device can have (1 to 15 bytes, none
+ * of ",=/ ", which options and paths use). */
+bool net_mac_ok(const char *mac);
+bool net_tap_name_ok(const char *name);
+
 /* What a virtio-net device (net.c) moved and dropped; a guest cannot make
  * tarn drop a frame without one of these counting it. */
 struct virtio_net_stats {

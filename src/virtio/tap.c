@@ -190,4 +190,9 @@ static const struct net_backend_ops fd_ops = {
 	.close = fd_close,
 };
 
+bool net_tap_name_ok(const char *name)
+{
+	return *name && strlen(name) <= 15 && !strpbrk(name, ",=/ ");
+}
+
 const struct net_backend_ops *const net_backends[] = { &tap_ops, &fd_ops, NULL };
