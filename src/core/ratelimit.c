@@ -188,13 +188,25 @@ int rl_parse(const char *s, struct tb_config *c, char *err, size_t len)
 		c->one_time_burst = n[2];
 		return 0;
 	}
-	double rate;
+	/* RATE[+BURST]: the burst an amount in the rate's units, once. */
+	double rate, burst = 0;
+	const char *plus = strchr(s, '+');
+	char head[64];
 
-	if (parse_rate(s, &rate) || rate > 1e15) {
-		snprintf(err, len, "'%s': expected a rate such as 10MB/s, 50Mbit/s or 500, or SIZE:REFILL_MS[:BURST]",
+	if (plus && (size_t)(plus - s) < sizeof(head)) {
+		memcpy(head, s, (size_t)(plus - s));
+		head[plus - s] = 0;
+	}
+	if ((plus && ((size_t)(plus - s) >= sizeof(head) || strstr(plus, "/s") ||
+		      parse_rate(plus + 1, &burst) || burst > 1e15)) ||
+	    parse_rate(plus ? head : s, &rate) || rate > 1e15) {
+		snprintf(err, len,
+			 "'%s': expected a rate such as 10MB/s, 50Mbit/s or 500, with +BURST if one "
+			 "(10MB/s+50MB), or SIZE:REFILL_MS[:BURST]",
 			 s);
 		return -EINVAL;
 	}
+	c->one_time_burst = rate > 0 ? (uint64_t)llround(burst) : 0;
 	if (rate > 0) {
 		/* A tenth of a second's worth, or one token and the time it
 		 * takes for rates under 10 a second. */

@@ -101,6 +101,14 @@ static const char *const migrations[] = {
 	"  created_at INTEGER NOT NULL,"
 	"  UNIQUE (vm_id, name));"
 	"ALTER TABLE vms ADD COLUMN restore_from INTEGER REFERENCES snapshots(id) ON DELETE SET NULL;",
+	/* 5: rates of one disk or NIC, each direction of a NIC its own;
+	 * NULL: the VM's (disk_bw, disk_iops, net_bw, net_pps). */
+	"ALTER TABLE disks ADD COLUMN bw TEXT;"
+	"ALTER TABLE disks ADD COLUMN iops TEXT;"
+	"ALTER TABLE nics ADD COLUMN rx_bw TEXT;"
+	"ALTER TABLE nics ADD COLUMN tx_bw TEXT;"
+	"ALTER TABLE nics ADD COLUMN rx_pps TEXT;"
+	"ALTER TABLE nics ADD COLUMN tx_pps TEXT;",
 };
 #define DB_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

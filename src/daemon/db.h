@@ -16,8 +16,9 @@ int db_open(sqlite3 **out, const char *path, char *err, size_t len) __attribute_
 /* The schema version after db_open: how many migrations have run. */
 int db_version(sqlite3 *db);
 
-/* Run sql with its ?-parameters bound from fmt ('s' text, 'i' int64,
- * 'd' double, 'n' NULL), for statements that return no rows. SQLITE_OK or the error
+/* Run sql with its ?-parameters bound from fmt ('s' text, NULL for a NULL
+ * pointer; 'i' int64; 'd' double; 'n' NULL, which takes no argument), for
+ * statements that return no rows. SQLITE_OK or the error
  * code; the message goes to the log. */
 int db_exec(sqlite3 *db, const char *sql, const char *fmt, ...);
 

@@ -67,6 +67,9 @@ static const char *const vm_cols = "v.id, v.name, kernel, initrd, cmdline, cpus,
 
 /* The I/O rate quotas: columns 20.. of vm_cols, fields of the API. */
 static const char *const io_rates[4] = { "disk_bw", "disk_iops", "net_bw", "net_pps" };
+/* One disk's and one NIC's own (TARND_DISKS_SQL, TARND_NICS_SQL). */
+const char *const tarnd_disk_rates[2] = { "bw", "iops" };
+const char *const tarnd_nic_rates[4] = { "rx_bw", "tx_bw", "rx_pps", "tx_pps" };
 
 json_t *text_or_null(sqlite3_stmt *st, int col)
 {
@@ -96,16 +99,24 @@ static json_t *vm_json(sqlite3_stmt *st)
 		json_object_set_new(j, io_rates[i], json_string((const char *)sqlite3_column_text(st, 20 + i)));
 	json_object_set_new(j, "disks", json_array());
 	json_object_set_new(j, "nics", json_array());
-	sqlite3_stmt *d = db_query(D->db, "SELECT path, ro FROM disks WHERE vm_id = ? ORDER BY idx", "i",
-				   sqlite3_column_int64(st, 0));
-	while (d && sqlite3_step(d) == SQLITE_ROW)
-		json_array_append_new(json_object_get(j, "disks"), json_pack("{s:s,s:b}", "path", sqlite3_column_text(d, 0),
-									     "ro", sqlite3_column_int(d, 1)));
+	/* Each disk and NIC with the rates it gets. */
+	sqlite3_stmt *d = db_query(D->db, TARND_DISKS_SQL, "i", sqlite3_column_int64(st, 0));
+	while (d && sqlite3_step(d) == SQLITE_ROW) {
+		json_t *e = json_pack("{s:s,s:b}", "path", sqlite3_column_text(d, 1), "ro", sqlite3_column_int(d, 2));
+
+		for (int i = 0; i < 2; i++)
+			json_object_set_new(e, tarnd_disk_rates[i], text_or_null(d, 3 + i));
+		json_array_append_new(json_object_get(j, "disks"), e);
+	}
 	sqlite3_finalize(d);
-	d = db_query(D->db, "SELECT tap, mac FROM nics WHERE vm_id = ? ORDER BY idx", "i", sqlite3_column_int64(st, 0));
-	while (d && sqlite3_step(d) == SQLITE_ROW)
-		json_array_append_new(json_object_get(j, "nics"),
-				      json_pack("{s:s,s:o}", "tap", sqlite3_column_text(d, 0), "mac", text_or_null(d, 1)));
+	d = db_query(D->db, TARND_NICS_SQL, "i", sqlite3_column_int64(st, 0));
+	while (d && sqlite3_step(d) == SQLITE_ROW) {
+		json_t *e = json_pack("{s:s,s:o}", "tap", sqlite3_column_text(d, 1), "mac", text_or_null(d, 2));
+
+		for (int i = 0; i < 4; i++)
+			json_object_set_new(e, tarnd_nic_rates[i], text_or_null(d, 3 + i));
+		json_array_append_new(json_object_get(j, "nics"), e);
+	}
 	sqlite3_finalize(d);
 
 	/* What its group has used, while it runs. */
@@ -275,8 +286,37 @@ static const char *quotas(json_t *in, struct cg_limits *l, const char *rates[4],
 
 static const struct http_field disk_fields[] = {
 	{ "path", F_STR, false }, { "volume", F_STR, false }, { "ro", F_BOOL, false },
+	{ "bw", F_STR, false },	  { "iops", F_STR, false },
 };
-static const struct http_field nic_fields[] = { { "tap", F_STR, true }, { "mac", F_STR, false } };
+static const struct http_field nic_fields[] = {
+	{ "tap", F_STR, true },	   { "mac", F_STR, false },    { "rx_bw", F_STR, false },
+	{ "tx_bw", F_STR, false }, { "rx_pps", F_STR, false }, { "tx_pps", F_STR, false },
+};
+
+/* The rates among keys[0..n) that device e (what[i]) sets: each a rate
+ * tarn takes (null too, where nullable: the VM's again). NULL or why not. */
+static const char *check_rates(json_t *e, const char *what, size_t i, const char *const *keys, int n,
+			       bool nullable, char *why, size_t len)
+{
+	for (int k = 0; k < n; k++) {
+		json_t *v = json_object_get(e, keys[k]);
+		struct tb_config tb;
+		char w[200];
+
+		if (!v || (nullable && json_is_null(v)))
+			continue;
+		if (!json_is_string(v)) {
+			snprintf(why, len, "%s[%zu]: field '%s' must be a string%s", what, i, keys[k],
+				 nullable ? " or null" : "");
+			return why;
+		}
+		if (rl_parse(json_string_value(v), &tb, w, sizeof(w))) {
+			snprintf(why, len, "%s[%zu] %s %s", what, i, keys[k], w);
+			return why;
+		}
+	}
+	return NULL;
+}
 
 /* The disks and NICs of a new VM: NULL or why not. */
 static const char *check_devices(const struct caller *c, json_t *in, char *why, size_t len)
@@ -294,10 +334,12 @@ static const char *check_devices(const struct caller *c, json_t *in, char *why, 
 		char vpath[4200];
 		int64_t vid;
 
-		if (http_check_fields(e, disk_fields, 3, false, w, sizeof(w))) {
+		if (http_check_fields(e, disk_fields, sizeof(disk_fields) / sizeof(disk_fields[0]), false, w, sizeof(w))) {
 			snprintf(why, len, "disks[%zu]: %s", i, w);
 			return why;
 		}
+		if (check_rates(e, "disks", i, tarnd_disk_rates, 2, false, why, len))
+			return why;
 		path = json_string_value(json_object_get(e, "path"));
 		vol = json_string_value(json_object_get(e, "volume"));
 		if (!path == !vol) {
@@ -324,10 +366,12 @@ static const char *check_devices(const struct caller *c, json_t *in, char *why, 
 	json_array_foreach(nics, i, e) {
 		const char *tap, *mac;
 
-		if (http_check_fields(e, nic_fields, 2, false, w, sizeof(w))) {
+		if (http_check_fields(e, nic_fields, sizeof(nic_fields) / sizeof(nic_fields[0]), false, w, sizeof(w))) {
 			snprintf(why, len, "nics[%zu]: %s", i, w);
 			return why;
 		}
+		if (check_rates(e, "nics", i, tarnd_nic_rates, 4, false, why, len))
+			return why;
 		tap = json_string_value(json_object_get(e, "tap"));
 		mac = json_string_value(json_object_get(e, "mac"));
 		if (!net_tap_name_ok(tap)) {
@@ -350,10 +394,11 @@ static int insert_devices(int64_t id, json_t *in)
 	int ret = 0;
 
 	json_array_foreach(json_object_get(in, "disks"), i, e)
-		ret |= db_exec(D->db, "INSERT INTO disks (vm_id, idx, path, ro, volume_id) VALUES (?, ?, ?, ?, ?)",
-			       json_object_get(e, "volume_id") ? "iisii" : "iisin", id, (int64_t)i,
+		ret |= db_exec(D->db, "INSERT INTO disks (vm_id, idx, path, ro, volume_id, bw, iops) VALUES "
+				      "(?, ?, ?, ?, NULLIF(?, 0), ?, ?)", "iisiiss", id, (int64_t)i,
 			       json_string_value(json_object_get(e, "path")), (int64_t)json_is_true(json_object_get(e, "ro")),
-			       (int64_t)json_integer_value(json_object_get(e, "volume_id")));
+			       (int64_t)json_integer_value(json_object_get(e, "volume_id")),
+			       json_string_value(json_object_get(e, "bw")), json_string_value(json_object_get(e, "iops")));
 	json_array_foreach(json_object_get(in, "nics"), i, e) {
 		const char *mac = json_string_value(json_object_get(e, "mac"));
 		uint8_t b[3] = { 0 };
@@ -366,8 +411,11 @@ static int insert_devices(int64_t id, json_t *in)
 			snprintf(own, sizeof(own), "52:54:00:%02x:%02x:%02x", b[0], b[1], b[2]);
 			mac = own;
 		}
-		ret |= db_exec(D->db, "INSERT INTO nics (vm_id, idx, tap, mac) VALUES (?, ?, ?, ?)", "iiss", id,
-			       (int64_t)i, json_string_value(json_object_get(e, "tap")), mac);
+		ret |= db_exec(D->db, "INSERT INTO nics (vm_id, idx, tap, mac, rx_bw, tx_bw, rx_pps, tx_pps) VALUES "
+				      "(?, ?, ?, ?, ?, ?, ?, ?)", "iissssss", id, (int64_t)i,
+			       json_string_value(json_object_get(e, "tap")), mac, json_string_value(json_object_get(e, "rx_bw")),
+			       json_string_value(json_object_get(e, "tx_bw")), json_string_value(json_object_get(e, "rx_pps")),
+			       json_string_value(json_object_get(e, "tx_pps")));
 	}
 	return ret;
 }
@@ -505,7 +553,7 @@ static struct http_reply vm_action(const struct caller *c, const char *name, con
 static const struct http_field patch_fields[] = {
 	{ "cpu_limit", F_NUM, false }, { "cpu_weight", F_INT, false }, { "mem_limit_mib", F_INT, false },
 	{ "disk_bw", F_STR, false },   { "disk_iops", F_STR, false },  { "net_bw", F_STR, false },
-	{ "net_pps", F_STR, false },
+	{ "net_pps", F_STR, false },   { "disks", F_ARR, false },      { "nics", F_ARR, false },
 };
 
 /* A rate (checked) as Firecracker's TokenBucket. */
@@ -519,55 +567,115 @@ static json_t *bucket_json(const char *rate)
 			 "one_time_burst", (json_int_t)tb.one_time_burst);
 }
 
-/* Put the I/O rates into the running VM's devices, through its API: every
- * disk gets disk_bw and disk_iops, every NIC net_bw and net_pps each way.
- * 0, or -1 with the reason in err. */
-static int apply_rates(const char *vm, int64_t id, const char *rates[4], char *err, size_t len)
+/* {"bandwidth": bw, "ops": ops} of Firecracker's RateLimiter. */
+static json_t *limiter_json(const unsigned char *bw, const unsigned char *ops)
 {
-	static const char *const tables[2] = { "disks", "nics" };
+	return json_pack("{s:o,s:o}", "bandwidth", bucket_json((const char *)bw), "ops",
+			 bucket_json((const char *)ops));
+}
+
+/* Put the rates the rows give each disk and NIC into the running VM's
+ * devices, through its API. 0, or -1 with the reason in err. */
+static int apply_rates(const char *vm, int64_t id, char *err, size_t len)
+{
 	int ret = 0;
 
-	for (int t = 0; t < 2 && !ret; t++) {
-		char sql[96];
-		sqlite3_stmt *st;
+	for (int nic = 0; nic < 2 && !ret; nic++) {
+		sqlite3_stmt *st = db_query(D->db, nic ? TARND_NICS_SQL : TARND_DISKS_SQL, "i", id);
 
-		snprintf(sql, sizeof(sql), "SELECT idx FROM %s WHERE vm_id = ? ORDER BY idx", tables[t]);
-		st = db_query(D->db, sql, "i", id);
 		while (!ret && st && sqlite3_step(st) == SQLITE_ROW) {
-			json_t *rl = json_pack("{s:o,s:o}", "bandwidth", bucket_json(rates[2 * t]), "ops",
-					       bucket_json(rates[2 * t + 1]));
 			char path[64], devid[16], *body;
 			json_t *b;
 
 			snprintf(devid, sizeof(devid), "cli%d", sqlite3_column_int(st, 0));
-			snprintf(path, sizeof(path), "/%s/%s", t ? "network-interfaces" : "drives", devid);
-			b = t ? json_pack("{s:s,s:O,s:O}", "iface_id", devid, "rx_rate_limiter", rl, "tx_rate_limiter", rl)
-			      : json_pack("{s:s,s:O}", "drive_id", devid, "rate_limiter", rl);
+			snprintf(path, sizeof(path), "/%s/%s", nic ? "network-interfaces" : "drives", devid);
+			/* NICs: rx_bw, tx_bw, rx_pps, tx_pps from column 3. */
+			b = nic ? json_pack("{s:s,s:o,s:o}", "iface_id", devid, "rx_rate_limiter",
+					    limiter_json(sqlite3_column_text(st, 3), sqlite3_column_text(st, 5)),
+					    "tx_rate_limiter",
+					    limiter_json(sqlite3_column_text(st, 4), sqlite3_column_text(st, 6)))
+				: json_pack("{s:s,s:o}", "drive_id", devid, "rate_limiter",
+					    limiter_json(sqlite3_column_text(st, 3), sqlite3_column_text(st, 4)));
 			body = json_dumps(b, JSON_COMPACT);
 			ret = body ? tarnd_vm_api(D, vm, "PATCH", path, body, NULL, err, len) : -1;
 			free(body);
 			json_decref(b);
-			json_decref(rl);
 		}
 		sqlite3_finalize(st);
 	}
 	return ret;
 }
 
-/* New quotas: recorded, and applied at once to a running VM. */
+/* Record the "disks" or "nics" of a PATCH: {"index": N, RATE: "..." or
+ * null (the VM's again), ...} each, for a device VM id has. NULL or why
+ * not. */
+static const char *patch_devices(int64_t id, json_t *in, bool nic, char *why, size_t len)
+{
+	const char *what = nic ? "nics" : "disks", *const *keys = nic ? tarnd_nic_rates : tarnd_disk_rates;
+	int n = nic ? 4 : 2;
+	json_t *e, *v;
+	size_t i;
+
+	json_array_foreach(json_object_get(in, what), i, e) {
+		json_t *index = json_object_get(e, "index");
+		sqlite3_stmt *st;
+		const char *k;
+		bool have;
+
+		if (!json_is_integer(index)) {
+			snprintf(why, len, "%s[%zu]: an object with the device's \"index\" (0: the first)", what, i);
+			return why;
+		}
+		json_object_foreach(e, k, v) {
+			int j = 0;
+
+			while (j < n && strcmp(k, keys[j]))
+				j++;
+			if (j == n && strcmp(k, "index")) {
+				snprintf(why, len, "%s[%zu]: unknown field '%s'", what, i, k);
+				return why;
+			}
+		}
+		if (check_rates(e, what, i, keys, n, true, why, len))
+			return why;
+		snprintf(why, len, "SELECT 1 FROM %s WHERE vm_id = ? AND idx = ?", what);
+		st = db_query(D->db, why, "ii", id, (int64_t)json_integer_value(index));
+		have = st && sqlite3_step(st) == SQLITE_ROW;
+		sqlite3_finalize(st);
+		if (!have) {
+			snprintf(why, len, "%s[%zu]: the VM has no %s %lld", what, i, nic ? "NIC" : "disk",
+				 (long long)json_integer_value(index));
+			return why;
+		}
+		for (int j = 0; j < n; j++) {
+			char sql[96];
+
+			if (!(v = json_object_get(e, keys[j])))
+				continue;
+			snprintf(sql, sizeof(sql), "UPDATE %s SET %s = ? WHERE vm_id = ? AND idx = ?", what, keys[j]);
+			db_exec(D->db, sql, "sii", json_string_value(v), id, (int64_t)json_integer_value(index));
+		}
+	}
+	return NULL;
+}
+
+/* New quotas: recorded, and applied at once to a running VM (or, where
+ * the VM refuses them, none of them). */
 static struct http_reply patch_vm(const struct caller *c, const char *name, json_t *in)
 {
 	sqlite3_stmt *st = vm_row(c, name);
-	struct cg_limits l;
-	char why[512], vm[256], rate_buf[4][64];
+	struct cg_limits l, was;
+	char why[512], vm[256], rate_buf[4][64], *devices;
 	const char *rates[4];
+	struct http_reply fail;
 	bool running;
 	int64_t id;
 
 	if (!st)
 		return http_fault(404, "no VM named %s", name);
 	l = (struct cg_limits){ sqlite3_column_double(st, 17), (unsigned)sqlite3_column_int(st, 18),
-				(uint64_t)sqlite3_column_int64(st, 19) << 20 };
+				(uint64_t)sqlite3_column_int(st, 19) << 20 };
+	was = l;
 	for (int i = 0; i < 4; i++) {
 		snprintf(rate_buf[i], sizeof(rate_buf[i]), "%s", sqlite3_column_text(st, 20 + i));
 		rates[i] = rate_buf[i];
@@ -581,16 +689,37 @@ static struct http_reply patch_vm(const struct caller *c, const char *name, json
 	if (quotas(in, &l, rates, why, sizeof(why)))
 		return http_fault(400, "%s", why);
 	qualified(c, name, vm, sizeof(vm));
-	if (running && cg_set(vm, &l, why, sizeof(why)))
-		return http_fault(500, "%s", why);
-	if (running && apply_rates(vm, id, rates, why, sizeof(why)))
-		return http_fault(502, "%s: %s", name, why);
+	db_exec(D->db, "SAVEPOINT patch", "");
 	db_exec(D->db, "UPDATE vms SET cpu_limit = ?, cpu_weight = ?, mem_limit_mib = ?, disk_bw = ?, disk_iops = ?, "
 		       "net_bw = ?, net_pps = ?, updated_at = ? WHERE id = ?", "diissssii", l.cpu, (int64_t)l.weight,
 		(int64_t)(l.mem >> 20), rates[0], rates[1], rates[2], rates[3], (int64_t)time(NULL), id);
-	tarnd_event(D, vm, "quota", "cpu %.2f, weight %u, memory %lluM, disk %s %s IOPS, net %s %s pps%s", l.cpu,
+	if (patch_devices(id, in, false, why, sizeof(why)) || patch_devices(id, in, true, why, sizeof(why)))
+		fail = http_fault(400, "%s", why);
+	else if (running && cg_set(vm, &l, why, sizeof(why)))
+		fail = http_fault(500, "%s", why);
+	else if (running && apply_rates(vm, id, why, sizeof(why))) {
+		fail = http_fault(502, "%s: %s", name, why);
+		if (cg_set(vm, &was, why, sizeof(why)))
+			pr_warn("%s: its old CPU and memory limits back: %s", vm, why);
+	} else {
+		fail.status = 0;
+	}
+	db_exec(D->db, fail.status ? "ROLLBACK TO patch" : "RELEASE patch", "");
+	if (fail.status) {
+		db_exec(D->db, "RELEASE patch", "");
+		return fail;
+	}
+	/* The event: the VM's quotas, and what changed of its devices'. */
+	json_t *dev = json_object();
+	for (int nic = 0; nic < 2; nic++)
+		if (json_array_size(json_object_get(in, nic ? "nics" : "disks")))
+			json_object_set(dev, nic ? "nics" : "disks", json_object_get(in, nic ? "nics" : "disks"));
+	devices = json_object_size(dev) ? json_dumps(dev, JSON_COMPACT) : NULL;
+	json_decref(dev);
+	tarnd_event(D, vm, "quota", "cpu %.2f, weight %u, memory %lluM, disk %s %s IOPS, net %s %s pps%s%s%s", l.cpu,
 		    l.weight, (unsigned long long)(l.mem >> 20), rates[0], rates[1], rates[2], rates[3],
-		    running ? " (applied now)" : "");
+		    devices ? ", devices " : "", devices ? devices : "", running ? " (applied now)" : "");
+	free(devices);
 	return vm_reply(c, 200, name);
 }
 

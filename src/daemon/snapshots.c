@@ -162,7 +162,7 @@ static struct http_reply clone_vm(const struct caller *c, const char *name, int6
 		    "? FROM vms WHERE id = ?", "siiii", new, (int64_t)time(NULL), (int64_t)time(NULL), sid, id))
 		return http_fault(500, "cannot record the clone: %s", sqlite3_errmsg(D->db));
 	nid = sqlite3_last_insert_rowid(D->db);
-	db_exec(D->db, "INSERT INTO disks (vm_id, idx, path, ro, volume_id) SELECT ?, idx, path, ro, volume_id FROM "
+	db_exec(D->db, "INSERT INTO disks (vm_id, idx, path, ro, volume_id, bw, iops) SELECT ?, idx, path, ro, volume_id, bw, iops FROM "
 		       "disks WHERE vm_id = ?", "ii", nid, id);
 	qualified(c, new, vm, sizeof(vm));
 	tarnd_event(D, vm, "created", "a clone of %s from its snapshot %s", name, snap);

@@ -55,7 +55,7 @@ void tarnd_event(struct tarnd *d, const char *vm, const char *kind, const char *
 	if (slash)
 		snprintf(tenant, sizeof(tenant), "%.*s", (int)(slash - vm), vm);
 	db_exec(d->db, "INSERT INTO events (at, tenant, vm, kind, detail) VALUES (?, ?, ?, ?, ?)",
-		slash ? "issss" : "innss", wall_s(), tenant, slash ? slash + 1 : NULL, kind, detail);
+		"issss", wall_s(), slash ? tenant : NULL, slash ? slash + 1 : NULL, kind, detail);
 	pthread_cond_broadcast(&d->events); /* the streams look once the lock is free */
 }
 
@@ -193,26 +193,24 @@ static int open_tap(const char *name, char *why, size_t len)
 	return net_backends[0]->open(&nb, name, why, len) ? -1 : nb.fd;
 }
 
-/* Disks and NICs, each with the VM's rates (API drive_id / iface_id
- * cliN: the N-th of its kind). A jailed VM gets its taps open: it has a
- * network namespace of its own. argv[n..]; the new n, or -1 with why. */
-static int device_args(struct tarnd *d, sqlite3_stmt *row, int64_t id, struct launch *l, int n, char *why,
-		       size_t len)
+/* Disks and NICs, each with its rates (API drive_id / iface_id cliN: the
+ * N-th of its kind). A jailed VM gets its taps open: it has a network
+ * namespace of its own. argv[n..]; the new n, or -1 with why. */
+static int device_args(struct tarnd *d, int64_t id, struct launch *l, int n, char *why, size_t len)
 {
-	const char *bw = (const char *)sqlite3_column_text(row, 18), *pps = (const char *)sqlite3_column_text(row, 19);
-	sqlite3_stmt *st = db_query(d->db, "SELECT path, ro FROM disks WHERE vm_id = ? ORDER BY idx", "i", id);
+	sqlite3_stmt *st = db_query(d->db, TARND_DISKS_SQL, "i", id);
 	int nd = 0;
 
 	while (st && sqlite3_step(st) == SQLITE_ROW && nd < VM_MAX_DISKS) {
-		snprintf(l->dev[nd], sizeof(l->dev[nd]), "%s%s,bw=%s,iops=%s", sqlite3_column_text(st, 0),
-			 sqlite3_column_int(st, 1) ? ",ro" : "", sqlite3_column_text(row, 16), sqlite3_column_text(row, 17));
+		snprintf(l->dev[nd], sizeof(l->dev[nd]), "%s%s,bw=%s,iops=%s", sqlite3_column_text(st, 1),
+			 sqlite3_column_int(st, 2) ? ",ro" : "", sqlite3_column_text(st, 3), sqlite3_column_text(st, 4));
 		l->argv[n++] = "--disk";
 		l->argv[n++] = l->dev[nd++];
 	}
 	sqlite3_finalize(st);
-	st = db_query(d->db, "SELECT tap, mac FROM nics WHERE vm_id = ? ORDER BY idx", "i", id);
+	st = db_query(d->db, TARND_NICS_SQL, "i", id);
 	while (st && sqlite3_step(st) == SQLITE_ROW && l->nr_taps < VM_MAX_NETS) {
-		const char *tap = (const char *)sqlite3_column_text(st, 0), *mac = (const char *)sqlite3_column_text(st, 1);
+		const char *tap = (const char *)sqlite3_column_text(st, 1), *mac = (const char *)sqlite3_column_text(st, 2);
 		char backend[32];
 
 		if (d->jail) {
@@ -229,7 +227,8 @@ static int device_args(struct tarnd *d, sqlite3_stmt *row, int64_t id, struct la
 		}
 		l->nr_taps++;
 		snprintf(l->dev[nd], sizeof(l->dev[nd]), "%s%s%s,rx_bw=%s,tx_bw=%s,rx_pps=%s,tx_pps=%s", backend,
-			 mac ? ",mac=" : "", mac ? mac : "", bw, bw, pps, pps);
+			 mac ? ",mac=" : "", mac ? mac : "", sqlite3_column_text(st, 3), sqlite3_column_text(st, 4),
+			 sqlite3_column_text(st, 5), sqlite3_column_text(st, 6));
 		l->argv[n++] = "--net";
 		l->argv[n++] = l->dev[nd++];
 	}
@@ -268,13 +267,13 @@ static int launch_args(struct tarnd *d, sqlite3_stmt *row, int64_t id, struct la
 	l->argv[n++] = l->cpus;
 	l->argv[n++] = "--mem";
 	l->argv[n++] = l->mem;
-	if (sqlite3_column_type(row, 20) != SQLITE_NULL) {
+	if (sqlite3_column_type(row, 17) != SQLITE_NULL) {
 		/* A restore (or a clone's first start): from the snapshot,
 		 * once; a later start boots. */
 		l->argv[n++] = "--restore";
-		l->argv[n++] = (const char *)sqlite3_column_text(row, 20);
+		l->argv[n++] = (const char *)sqlite3_column_text(row, 17);
 		l->argv[n++] = "--restore-mem";
-		l->argv[n++] = (const char *)sqlite3_column_text(row, 21);
+		l->argv[n++] = (const char *)sqlite3_column_text(row, 18);
 	} else {
 		l->argv[n++] = "--kernel";
 		l->argv[n++] = (const char *)sqlite3_column_text(row, 2);
@@ -304,7 +303,7 @@ static int launch_args(struct tarnd *d, sqlite3_stmt *row, int64_t id, struct la
 		l->argv[n++] = "--jail";
 		l->argv[n++] = l->jail;
 	}
-	n = device_args(d, row, id, l, n, why, len);
+	n = device_args(d, id, l, n, why, len);
 	if (n < 0)
 		return -1;
 	l->argv[n] = NULL;
@@ -386,7 +385,7 @@ static int spawn(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p)
 		       "restore_from = NULL, updated_at = ? WHERE id = ?", "iiii", (int64_t)pid, proc_start_time(pid),
 		wall_s(), p->id);
 	tarnd_event(d, name, "started", "tarn pid %d%s%s", pid, d->jail ? " (jailed)" : "",
-		    sqlite3_column_type(row, 20) != SQLITE_NULL ? ", restored from a snapshot" : "");
+		    sqlite3_column_type(row, 17) != SQLITE_NULL ? ", restored from a snapshot" : "");
 	return 0;
 }
 
@@ -535,10 +534,7 @@ static uint64_t io_waits(struct tarnd *d, const char *name)
 static void watch_quotas(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p)
 {
 	const char *name = (const char *)sqlite3_column_text(row, 1);
-	bool rates = strcmp((const char *)sqlite3_column_text(row, 16), "0") ||
-		     strcmp((const char *)sqlite3_column_text(row, 17), "0") ||
-		     strcmp((const char *)sqlite3_column_text(row, 18), "0") ||
-		     strcmp((const char *)sqlite3_column_text(row, 19), "0");
+	bool rates = sqlite3_column_int(row, 16);
 	int64_t now = tarnd_now_ms(), cpu_ns;
 	uint64_t io = 0;
 	struct cg_usage u = { 0 };
@@ -604,11 +600,18 @@ static void stop_step(struct tarnd *d, const char *name, struct vmproc *p)
 	}
 }
 
+/* Does VM v have a rate limit anywhere (a rate of its own or a disk's or
+ * NIC's)? */
+#define RATES_SQL                                                                                    \
+	"(disk_bw <> '0' OR disk_iops <> '0' OR net_bw <> '0' OR net_pps <> '0' OR EXISTS (SELECT 1 " \
+	"FROM disks WHERE vm_id = v.id AND (bw <> '0' OR iops <> '0')) OR EXISTS (SELECT 1 FROM nics " \
+	"WHERE vm_id = v.id AND (rx_bw <> '0' OR tx_bw <> '0' OR rx_pps <> '0' OR tx_pps <> '0')))"
+
 void tarnd_reconcile(struct tarnd *d)
 {
 	sqlite3_stmt *row = db_query(d->db, "SELECT v.id, t.name || '/' || v.name, kernel, initrd, cmdline, cpus, "
 					    "mem_mib, backend, restart, desired, observed, pid, pid_start, cpu_limit, cpu_weight, "
-					    "mem_limit_mib, disk_bw, disk_iops, net_bw, net_pps, s.state_path, s.mem_path "
+					    "mem_limit_mib, " RATES_SQL ", s.state_path, s.mem_path "
 					    "FROM vms v JOIN tenants t ON t.id = v.tenant_id LEFT JOIN snapshots s "
 					    "ON s.id = v.restore_from", "");
 

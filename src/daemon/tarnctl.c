@@ -27,16 +27,22 @@ static const char usage[] =
 	"\n"
 	"  vm create NAME --kernel PATH [--initrd PATH] [--cmdline TEXT] [--cpus N]\n"
 	"            [--mem SIZE] [--backend kvm|emu|auto] [--restart no|on-failure|always]\n"
-	"            [--start] [--disk PATH[,ro]]... [--volume NAME[,ro]]...\n"
-	"            [--net TAP[,mac=MAC]]... [QUOTAS]   (disks: vda, vdb, ... in order)\n"
-	"  vm set NAME QUOTAS          applied at once to a running VM\n"
+	"            [--start] [--disk PATH[,ro][,bw=RATE][,iops=RATE]]...\n"
+	"            [--volume NAME[,ro][,bw=RATE][,iops=RATE]]...\n"
+	"            [--net TAP[,mac=MAC][,rx_bw=|tx_bw=|rx_pps=|tx_pps=RATE]]...\n"
+	"            [QUOTAS]          (disks: vda, vdb, ... in order)\n"
+	"  vm set NAME [QUOTAS] [--disk N,bw=RATE,...]... [--net N,tx_bw=RATE,...]...\n"
+	"                              applied at once to a running VM; disk or NIC\n"
+	"                              N (from 0) gets its own rates (vm: the VM's)\n"
 	"  QUOTAS: --cpu-limit CORES   CPU time in cores (0.5: half of one; 0: none)\n"
 	"          --cpu-weight N      share under contention (100 the default)\n"
 	"          --mem-limit SIZE    guest RAM plus tarn's own (0: none)\n"
-	"          --disk-bw RATE      each disk: bytes/s (20MB/s; 0: none), and\n"
-	"          --disk-iops RATE    requests/s\n"
-	"          --net-bw RATE       each NIC, each way: bits or bytes/s (100Mbit/s)\n"
-	"          --net-pps RATE      and frames/s (RATE: README \"Devices\")\n"
+	"          --disk-bw RATE      each disk without its own: bytes/s (20MB/s;\n"
+	"          --disk-iops RATE    0: none), and requests/s\n"
+	"          --net-bw RATE       each NIC without its own, each way: bits or\n"
+	"          --net-pps RATE      bytes/s (100Mbit/s), and frames/s\n"
+	"          RATE: 20MB/s, 100Mbit/s, 500; +BURST once (20MB/s+100MB), or\n"
+	"                SIZE:REFILL_MS[:BURST] (README \"Devices\")\n"
 	"  vm list                     the VMs, one line each\n"
 	"  vm show NAME                one VM in full\n"
 	"  vm start NAME\n"
@@ -121,14 +127,37 @@ static const char *str(const json_t *o, const char *k)
 	return s ? s : "-";
 }
 
+/* ", KEY RATE" for a disk's or NIC's rates that limit; then the line ends. */
+static void print_rates(const json_t *dev, const char *const *keys, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(str(dev, keys[i]), "0"))
+			printf(", %s %s", keys[i], str(dev, keys[i]));
+	putchar('\n');
+}
+
+/* Its disks and NICs, a line each. */
+static void print_devices(const json_t *vm)
+{
+	json_t *e;
+	size_t k;
+
+	json_array_foreach(json_object_get(vm, "disks"), k, e) {
+		printf("disk%-8zu %s%s", k, str(e, "path"), json_is_true(json_object_get(e, "ro")) ? " (read-only)" : "");
+		print_rates(e, (const char *const[]){ "bw", "iops" }, 2);
+	}
+	json_array_foreach(json_object_get(vm, "nics"), k, e) {
+		printf("nic%-9zu tap %s, mac %s", k, str(e, "tap"), str(e, "mac"));
+		print_rates(e, (const char *const[]){ "rx_bw", "tx_bw", "rx_pps", "tx_pps" }, 4);
+	}
+}
+
 static void print_vm(const json_t *vm)
 {
 	const char *keys[] = { "name",	  "tenant",	"state",      "desired",      "cpus",	   "mem_mib",
 			       "backend", "restart",	"pid",	      "exit_status",  "kernel",	   "initrd",
 			       "cmdline", "cpu_limit",	"cpu_weight", "mem_limit_mib", "disk_bw",   "disk_iops",
 			       "net_bw",  "net_pps" };
-	json_t *e;
-	size_t k;
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		json_t *v = json_object_get(vm, keys[i]);
@@ -142,10 +171,7 @@ static void print_vm(const json_t *vm)
 		else
 			printf("%-12s %s\n", keys[i], json_is_string(v) ? json_string_value(v) : "-");
 	}
-	json_array_foreach(json_object_get(vm, "disks"), k, e)
-		printf("disk%-8zu %s%s\n", k, str(e, "path"), json_is_true(json_object_get(e, "ro")) ? " (read-only)" : "");
-	json_array_foreach(json_object_get(vm, "nics"), k, e)
-		printf("nic%-9zu tap %s, mac %s\n", k, str(e, "tap"), str(e, "mac"));
+	print_devices(vm);
 }
 
 static void print_table(const json_t *reply, const char *arg)
@@ -624,6 +650,7 @@ static void print_quotas(const json_t *r, const char *arg)
 	       (long long)json_integer_value(json_object_get(r, "cpu_weight")),
 	       (long long)json_integer_value(json_object_get(r, "mem_limit_mib")), str(r, "disk_bw"),
 	       str(r, "disk_iops"), str(r, "net_bw"), str(r, "net_pps"));
+	print_devices(r);
 }
 
 static void print_created(const json_t *r, const char *arg)
@@ -631,17 +658,65 @@ static void print_created(const json_t *r, const char *arg)
 	printf("%s: created (%s)\n", str(r, "name"), str(r, "state"));
 }
 
-/* vm set NAME --cpu-limit X ...: PATCH the quotas. */
+/* --disk, --volume, --net: "FIRST[,ro][,KEY=VALUE]..." appended to the
+ * body's array `list` as an object: FIRST under `first` (a path made
+ * absolute for "path"; an integer for "index", vm set's), ro as true, the
+ * rest as strings (tarnd checks keys and values; in vm set, "vm" is null:
+ * the VM's own rate again). 0, or 2 when it is not that (said). */
+static int device_opt(json_t *body, const char *list, const char *first, const char *arg)
+{
+	char buf[PATH_MAX], *copy = strdup(arg), *save = NULL, *tok, *end;
+	bool set = !strcmp(first, "index");
+	json_t *e = json_object(), *v;
+	int ret = 0;
+
+	if (!json_object_get(body, list))
+		json_object_set_new(body, list, json_array());
+	for (tok = strtok_r(copy, ",", &save); tok && !ret; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+
+		if (!json_object_size(e) && tok == copy) {
+			long long idx = strtoll(tok, &end, 10);
+
+			v = !set ? json_string(!strcmp(first, "path") ? (realpath(tok, buf) ? buf : tok) : tok)
+			    : *end || end == tok || idx < 0 ? NULL : json_integer(idx);
+			ret = v ? json_object_set_new(e, first, v), 0 : 2;
+		} else if (!strcmp(tok, "ro") && !set) {
+			json_object_set_new(e, "ro", json_true());
+		} else if (eq && eq > tok) {
+			*eq = 0;
+			json_object_set_new(e, tok, set && !strcmp(eq + 1, "vm") ? json_null() : json_string(eq + 1));
+		} else {
+			ret = 2;
+		}
+	}
+	if (ret || !json_object_get(e, first)) {
+		fprintf(stderr, "tarnctl: '%s': %s\n", arg,
+			set ? "N,KEY=RATE,... (N: the disk's or NIC's number, from 0)"
+			    : "NAME,KEY=VALUE,... (README \"Many VMs on one host\")");
+		json_decref(e);
+		ret = 2;
+	} else {
+		json_array_append_new(json_object_get(body, list), e);
+	}
+	free(copy);
+	return ret;
+}
+
+/* vm set NAME --cpu-limit X ... [--disk N,bw=R]...: PATCH the quotas. */
 static int vm_set(int argc, char **argv)
 {
-	static const struct option opts[] = { QUOTA_OPTS, { NULL, 0, NULL, 0 } };
+	static const struct option opts[] = { QUOTA_OPTS, { "disk", required_argument, NULL, 'd' },
+					       { "net", required_argument, NULL, 'n' }, { NULL, 0, NULL, 0 } };
 	json_t *body = json_object();
 	char path[256];
 	int opt;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (opt == '?' || quota_opt(opt, optarg, body)) {
+		if (opt == '?' ||
+		    (opt == 'd' || opt == 'n' ? device_opt(body, opt == 'd' ? "disks" : "nics", "index", optarg)
+					      : quota_opt(opt, optarg, body))) {
 			json_decref(body);
 			return 2;
 		}
@@ -666,8 +741,8 @@ static int vm_create(int argc, char **argv)
 		{ "volume", required_argument, NULL, 'V' },
 		QUOTA_OPTS, { NULL, 0, NULL, 0 },
 	};
-	char kbuf[PATH_MAX], ibuf[PATH_MAX], dbuf[PATH_MAX], *comma;
-	json_t *body = json_object(), *disks = json_array(), *nics = json_array(), *e;
+	char kbuf[PATH_MAX], ibuf[PATH_MAX];
+	json_t *body = json_object();
 	uint64_t v;
 	int opt;
 
@@ -681,29 +756,12 @@ static int vm_create(int argc, char **argv)
 		case 'b': json_object_set_new(body, "backend", json_string(optarg)); break;
 		case 'r': json_object_set_new(body, "restart", json_string(optarg)); break;
 		case 'S': json_object_set_new(body, "start", json_true()); break;
-		case 'd': /* PATH[,ro] */
-		case 'V': /* NAME[,ro] */
-			comma = strrchr(optarg, ',');
-			if (comma && strcmp(comma, ",ro"))
-				comma = NULL;
-			if (comma)
-				*comma = 0;
-			e = json_pack("{s:s,s:b}", opt == 'd' ? "path" : "volume", opt == 'd' ? absolute(optarg, dbuf) : optarg,
-				      "ro", comma != NULL);
-			json_array_append_new(disks, e);
-			break;
-		case 'n': /* TAP[,mac=MAC] */
-			comma = strchr(optarg, ',');
-			if (comma && strncmp(comma, ",mac=", 5)) {
-				fprintf(stderr, "tarnctl: --net %s: TAP[,mac=MAC]\n", optarg);
+		case 'd': /* PATH[,ro][,bw=R][,iops=R] */
+		case 'V': /* NAME[,...] */
+		case 'n': /* TAP[,mac=MAC][,rx_bw=R]... */
+			if (device_opt(body, opt == 'n' ? "nics" : "disks", opt == 'd' ? "path" : opt == 'V' ? "volume" : "tap",
+				       optarg))
 				goto fail;
-			}
-			if (comma)
-				*comma = 0;
-			e = json_pack("{s:s}", "tap", optarg);
-			if (comma)
-				json_object_set_new(e, "mac", json_string(comma + 5));
-			json_array_append_new(nics, e);
 			break;
 		case 'p':
 			if (parse_uint(optarg, 1, 255, &v))
@@ -727,20 +785,12 @@ static int vm_create(int argc, char **argv)
 		fprintf(stderr, "tarnctl: vm create NAME --kernel PATH [options]: see 'tarnctl --help'\n");
 		goto fail;
 	}
-	if (json_array_size(disks))
-		json_object_set(body, "disks", disks);
-	if (json_array_size(nics))
-		json_object_set(body, "nics", nics);
-	json_decref(disks);
-	json_decref(nics);
 	return send_print("POST", "/v1/vms", body, print_created, NULL);
 bad:
 	fprintf(stderr, "tarnctl: --%s %s: %s\n", opt == 'p' ? "cpus" : "mem", optarg,
 		opt == 'p' ? "a number from 1 to 255" : "a size in MiB (examples: 512M, 2G)");
 fail:
 	json_decref(body);
-	json_decref(disks);
-	json_decref(nics);
 	return 2;
 }
 

@@ -57,6 +57,19 @@ struct tarnd {
 	uint64_t mem_reserve_mib;
 };
 
+/* A VM's disks and NICs with the rates each gets (its own, else the
+ * VM's), in order: one parameter, the VM's row id. */
+#define TARND_DISKS_SQL                                                                            \
+	"SELECT d.idx, d.path, d.ro, COALESCE(d.bw, v.disk_bw), COALESCE(d.iops, v.disk_iops) "    \
+	"FROM disks d JOIN vms v ON v.id = d.vm_id WHERE d.vm_id = ? ORDER BY d.idx"
+#define TARND_NICS_SQL                                                                             \
+	"SELECT n.idx, n.tap, n.mac, COALESCE(n.rx_bw, v.net_bw), COALESCE(n.tx_bw, v.net_bw), "   \
+	"COALESCE(n.rx_pps, v.net_pps), COALESCE(n.tx_pps, v.net_pps) "                            \
+	"FROM nics n JOIN vms v ON v.id = n.vm_id WHERE n.vm_id = ? ORDER BY n.idx"
+/* Their rate columns, in the order of those SQL columns 3.. (the API's
+ * field names for one disk or NIC). */
+extern const char *const tarnd_disk_rates[2], *const tarnd_nic_rates[4];
+
 /* Monotonic milliseconds. */
 int64_t tarnd_now_ms(void);
 

@@ -118,7 +118,7 @@ static int64_t vol_insert(const struct caller *c, const char *name, const char *
 			  int64_t backing)
 {
 	if (db_exec(D->db, "INSERT INTO volumes (tenant_id, name, format, size, backing_id, created_at) VALUES "
-			   "(?, ?, ?, ?, ?, ?)", backing ? "issiii" : "issini", c->tenant_id, name, format,
+			   "(?, ?, ?, ?, NULLIF(?, 0), ?)", "issiii", c->tenant_id, name, format,
 		    (int64_t)size, backing, (int64_t)time(NULL)))
 		return -1;
 	return sqlite3_last_insert_rowid(D->db);

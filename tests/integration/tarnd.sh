@@ -189,16 +189,17 @@ fi
 ctl vm kill q1 >/dev/null
 until_ok 5 ctl vm delete q1
 
-# Disk and NIC rates: on tarn's command line at the start, into the running
-# VM's devices at once by vm set (read back from its own API). Their
-# accuracy is ratelimit.py's to measure.
-truncate -s 16M "$work/d1.img"
+# Disk and NIC rates: the VM's for each disk and NIC without its own, on
+# tarn's command line at the start; into the running VM's devices at once
+# by vm set (read back from its own API). Their accuracy is ratelimit.py's
+# to measure.
+truncate -s 16M "$work/d1.img" "$work/d2.img"
 tap=tarn-td$$ net=()
 if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ] && ip tuntap add "$tap" mode tap 2>/dev/null; then
-	net=(--net "$tap,mac=52:54:00:0a:0b:0c")
+	net=(--net "$tap,mac=52:54:00:0a:0b:0c,tx_bw=30Mbit/s")
 fi
 vmconfig() { curl -s --unix-socket "$work/state/vms/default/io1/api.sock" http://x/vm/config; }
-# limits KEY PATH...: the bucket sizes at those places of /vm/config
+# limits KEY PATH...: the values at those places of /vm/config
 limits() { vmconfig | python3 -c "
 import json, sys
 c = json.load(sys.stdin)
@@ -207,18 +208,40 @@ for p in sys.argv[1:]:
     for k in p.split('.'):
         v = v[int(k)] if k.isdigit() else v.get(k, {})
     print(v, end=' ')" "$@"; }
-if ctl vm create io1 --kernel "$GUEST" --mem 64M --backend emu --disk "$work/d1.img" --disk-bw 10MB/s \
-	--disk-iops 500 "${net[@]}" --net-bw 50Mbit/s --start >/dev/null && until_ok 10 state_is io1 running &&
-	tr '\0' ' ' <"/proc/$(field io1 pid)/cmdline" | grep -q -- "--disk $work/d1.img,bw=10MB/s,iops=500" &&
-	{ [ ${#net[@]} = 0 ] || tr '\0' ' ' <"/proc/$(field io1 pid)/cmdline" | grep -qE "(tap=$tap|fd=[0-9]+),mac=52:54:00:0a:0b:0c,rx_bw=50Mbit/s,tx_bw=50Mbit/s"; } &&
-	ctl vm set io1 --disk-bw 5MB/s --disk-iops 200 --net-bw 20Mbit/s >/dev/null &&
-	got=$(limits drives.0.rate_limiter.bandwidth.size drives.0.rate_limiter.ops.size) &&
-	[ "$got" = "500000 20 " ] &&
-	{ [ ${#net[@]} = 0 ] || [ "$(limits network-interfaces.0.tx_rate_limiter.bandwidth.size network-interfaces.0.rx_rate_limiter.bandwidth.size)" = "250000 250000 " ]; } &&
-	[ "$(field io1 disk_bw)" = 5MB/s ]; then
-	ok "$name: disk${net:+ and NIC} rates: on tarn's command line, and vm set changes them in the running VM ($got)"
+cmdline() { tr '\0' ' ' <"/proc/$(field io1 pid)/cmdline"; }
+if ctl vm create io1 --kernel "$GUEST" --mem 64M --backend emu --disk "$work/d1.img" \
+	--disk "$work/d2.img,bw=2MB/s+4MB" --disk-bw 10MB/s --disk-iops 500 "${net[@]}" --net-bw 50Mbit/s \
+	--start >/dev/null && until_ok 10 state_is io1 running &&
+	cmdline | grep -q -- "--disk $work/d1.img,bw=10MB/s,iops=500 --disk $work/d2.img,bw=2MB/s+4MB,iops=500" &&
+	{ [ ${#net[@]} = 0 ] || cmdline | grep -qE "(tap=$tap|fd=[0-9]+),mac=52:54:00:0a:0b:0c,rx_bw=50Mbit/s,tx_bw=30Mbit/s"; } &&
+	ctl vm set io1 --disk-bw 5MB/s --disk-iops 200 --net-bw 20Mbit/s --disk 1,iops=100 >/dev/null &&
+	got=$(limits drives.0.rate_limiter.bandwidth.size drives.0.rate_limiter.ops.size \
+		drives.1.rate_limiter.bandwidth.size drives.1.rate_limiter.bandwidth.one_time_burst \
+		drives.1.rate_limiter.ops.size) &&
+	[ "$got" = "500000 20 200000 4000000 10 " ] &&
+	{ [ ${#net[@]} = 0 ] || { [ "$(limits network-interfaces.0.tx_rate_limiter.bandwidth.size network-interfaces.0.rx_rate_limiter.bandwidth.size)" = "375000 250000 " ] &&
+		ctl vm set io1 --net 0,tx_bw=vm >/dev/null &&
+		[ "$(limits network-interfaces.0.tx_rate_limiter.bandwidth.size)" = "250000 " ]; }; } &&
+	[ "$(field io1 disk_bw)" = 5MB/s ] &&
+	ctl --json vm show io1 | python3 -c "
+import json, sys
+d = json.load(sys.stdin)['disks']
+assert [(x['bw'], x['iops']) for x in d] == [('5MB/s', '200'), ('2MB/s+4MB', '100')], d"; then
+	ok "$name: disk${net:+ and NIC} rates, the VM's and each device's own: on tarn's command line, and vm set changes them in the running VM ($got)"
 else
-	not_ok "$name: disk and NIC rates" "$(ctl vm show io1 2>&1 | tr '\n' ' ') config: $(vmconfig | head -c 400)"
+	not_ok "$name: disk and NIC rates" "$(ctl vm show io1 2>&1 | tr '\n' ' ') config: $(vmconfig | head -c 600)"
+fi
+# Wrong device changes are refused, and change nothing.
+bad=0
+expect 1 "the VM has no disk 7" ctl vm set io1 --disk 7,bw=1MB/s
+expect 1 "iops 'x': expected a rate" ctl vm set io1 --disk 0,iops=x
+expect 1 "unknown field 'speed'" ctl vm set io1 --disk 0,speed=1
+expect 2 "N,KEY=RATE" ctl vm set io1 --disk first,bw=1MB/s
+expect 1 "the VM has no NIC 9" ctl vm set io1 --disk-bw 1MB/s --net 9,tx_bw=1MB/s
+if [ $bad = 0 ] && [ "$(field io1 disk_bw)" = 5MB/s ] && [ "$(limits drives.0.rate_limiter.bandwidth.size)" = "500000 " ]; then
+	ok "$name: a wrong disk or NIC in vm set is refused with the reason, and changes nothing"
+else
+	not_ok "$name: wrong vm set" "$bad answered otherwise; disk_bw $(field io1 disk_bw)"
 fi
 [ ${#net[@]} = 0 ] && skip "$name: a NIC on a tap" "needs root and /dev/net/tun to make a tap"
 ctl vm kill io1 >/dev/null
@@ -244,6 +267,9 @@ grep -q "HTTP 401" <<<"$out" || iso=10
 ctl vm list | grep -qE '^a1 +t1 +running' || iso=11
 TARN_TOKEN=$tok1 ctl vm show a1 | grep -q "running" || iso=12
 ctl tenant delete t1 >/dev/null 2>&1 && iso=13
+# The host's own events (tenants, tokens): the admin's, not a tenant's.
+ctl events | grep -q "tenant *t1 created" || iso=19
+TARN_TOKEN=$tok1 ctl events | grep -q "tenant" && iso=20
 # Over TCP (--listen): tokens only, the same isolation.
 tcp=http://127.0.0.1:$port
 TARN_SOCKET=$tcp TARN_TOKEN=$tok1 ctl vm list | grep -qE '^a1 ' || iso=14

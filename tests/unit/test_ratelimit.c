@@ -50,11 +50,20 @@ static void test_parse(void **state)
 	assert_int_equal(c.one_time_burst, 65536);
 	c = parsed("100:1000");
 	assert_int_equal(c.one_time_burst, 0);
+	/* A one-time burst in the rate's units. */
+	c = parsed("10MB/s+50MB");
+	assert_int_equal(c.size, 1000000);
+	assert_int_equal(c.one_time_burst, 50000000);
+	c = parsed("100Mbit/s+8Mbit");
+	assert_int_equal(c.size, 1250000);
+	assert_int_equal(c.one_time_burst, 1000000);
+	assert_int_equal(parsed("500+2000").one_time_burst, 2000);
 	/* No limit. */
 	assert_int_equal(parsed("0").size, 0);
 	assert_int_equal(parsed("0:0").size, 0);
 	/* Junk. */
-	const char *bad[] = { "", "x", "10XB", "-5", "10MB/h", "1:", "1:0", ":5", "1:2:3:4", "1e400", "1:2x" };
+	const char *bad[] = { "", "x", "10XB", "-5", "10MB/h", "1:", "1:0", ":5", "1:2:3:4", "1e400", "1:2x",
+			      "10MB/s+", "10MB/s+5MB/s", "+5", "10MB/s+x", "1+2+3" };
 	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = 0;
 		assert_int_equal(rl_parse(bad[i], &c, err, sizeof(err)), -EINVAL);
