@@ -318,8 +318,7 @@ static const char *check_rates(json_t *e, const char *what, size_t i, const char
 	return NULL;
 }
 
-/* The disks and NICs of a new VM: NULL or why not. */
-static const char *check_devices(const struct caller *c, json_t *in, char *why, size_t len)
+const char *check_devices(const struct caller *c, json_t *in, char *why, size_t len)
 {
 	json_t *disks = json_object_get(in, "disks"), *nics = json_object_get(in, "nics"), *e;
 	char w[200];
@@ -386,8 +385,7 @@ static const char *check_devices(const struct caller *c, json_t *in, char *why, 
 	return NULL;
 }
 
-/* Record the checked disks and NICs of VM id. */
-static int insert_devices(int64_t id, json_t *in)
+int insert_devices(int64_t id, json_t *in)
 {
 	json_t *e;
 	size_t i;

@@ -50,6 +50,12 @@ struct http_reply snapshot_route(const struct caller *c, const char *name, const
 /* /v1/vms/NAME/console (vmconsole.c). */
 struct http_reply console_route(const struct caller *c, const char *name, const struct http_request *r);
 
+/* The disks and NICs of a new VM (its "disks" and "nics", either may be
+ * absent): NULL or why not. A volume's file becomes the disk's path. */
+const char *check_devices(const struct caller *c, json_t *in, char *why, size_t len);
+/* Record the checked disks and NICs of VM id: 0, or not (logged). */
+int insert_devices(int64_t id, json_t *in);
+
 /* /v1/volumes and below (path: the URL from /v1/volumes on). */
 struct http_reply volumes_route(const struct caller *c, const struct http_request *r, const char *path);
 /* A VM's disk {"volume": NAME, "ro": B}: the caller's volume's file into

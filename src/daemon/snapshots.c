@@ -18,12 +18,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/vm.h"
 #include "daemon/db.h"
 #include "daemon/routes.h"
 
 static const struct http_field snap_fields[] = { { "name", F_STR, true } };
 static const struct http_field restore_fields[] = { { "snapshot", F_STR, true } };
-static const struct http_field clone_fields[] = { { "name", F_STR, true }, { "snapshot", F_STR, true } };
+static const struct http_field clone_fields[] = { { "name", F_STR, true }, { "snapshot", F_STR, true },
+						 { "nics", F_ARR, false } };
 
 static struct http_reply list_snapshots(int64_t id)
 {
@@ -55,6 +57,43 @@ static int64_t snapshot_id(int64_t vm_id, const char *snap)
 	return id;
 }
 
+void tarnd_snap_disk(const char *state_path, int idx, char *buf, size_t len)
+{
+	const char *dot = strrchr(state_path, '.');
+
+	snprintf(buf, len, "%.*s.disk%d", (int)(dot ? dot - state_path : (int)strlen(state_path)), state_path, idx);
+}
+
+/* Copy VM id's writable disks beside the snapshot state_path (the VM
+ * paused: what they hold goes with its memory). 0, or -1 with why. */
+static int copy_disks(int64_t id, const char *state_path, char *why, size_t len)
+{
+	sqlite3_stmt *st = db_query(D->db, "SELECT idx, path FROM disks WHERE vm_id = ? AND NOT ro ORDER BY idx", "i", id);
+	int ret = 0;
+
+	while (!ret && st && sqlite3_step(st) == SQLITE_ROW) {
+		char copy[4200];
+
+		tarnd_snap_disk(state_path, sqlite3_column_int(st, 0), copy, sizeof(copy));
+		ret = tarnd_copy_file((const char *)sqlite3_column_text(st, 1), copy, why, len);
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* A snapshot's files, those of a failed one too. */
+static void remove_snapshot_files(const char *state_path, const char *mem_path)
+{
+	char copy[4200];
+
+	unlink(state_path);
+	unlink(mem_path);
+	for (int i = 0; i < VM_MAX_DISKS; i++) {
+		tarnd_snap_disk(state_path, i, copy, sizeof(copy));
+		unlink(copy);
+	}
+}
+
 static struct http_reply take_snapshot(const struct caller *c, const char *name, int64_t id, const char *observed,
 				       json_t *in)
 {
@@ -62,7 +101,7 @@ static struct http_reply take_snapshot(const struct caller *c, const char *name,
 	const char *seen[2];
 	const char *snap = json_string_value(json_object_get(in, "name"));
 	bool paused = !strcmp(observed, "paused");
-	int ret;
+	int ret, copied;
 
 	if (!name_ok(snap))
 		return http_fault(400, "name %s: 1 to 63 letters, digits, '-', '_' or '.'", snap);
@@ -83,13 +122,14 @@ static struct http_reply take_snapshot(const struct caller *c, const char *name,
 	if (!paused && tarnd_vm_api(D, vm, "PATCH", "/vm", "{\"state\":\"Paused\"}", NULL, err, sizeof(err)))
 		return http_fault(502, "%s: cannot pause: %s", name, err);
 	ret = tarnd_vm_api(D, vm, "PUT", "/snapshot/create", body, NULL, err, sizeof(err));
+	/* Its writable disks, while it is still paused. */
+	copied = ret || copy_disks(id, host[0], err, sizeof(err)) ? -1 : 0;
 	if (!paused && tarnd_vm_api(D, vm, "PATCH", "/vm", "{\"state\":\"Resumed\"}", NULL, err + strlen(err),
 				    sizeof(err) - strlen(err)))
 		tarnd_event(D, vm, "snapshot", "cannot resume after the snapshot: %s", err);
-	if (ret) {
-		unlink(host[0]);
-		unlink(host[1]);
-		return http_fault(502, "%s: snapshot: %s", name, err);
+	if (copied) {
+		remove_snapshot_files(host[0], host[1]);
+		return http_fault(ret ? 502 : 500, "%s: snapshot: %s", name, err);
 	}
 	db_exec(D->db, "INSERT INTO snapshots (vm_id, name, state_path, mem_path, created_at) VALUES (?, ?, ?, ?, ?)",
 		"isssi", id, snap, host[0], host[1], (int64_t)time(NULL));
@@ -118,17 +158,22 @@ static struct http_reply restore(const struct caller *c, const char *name, int64
 	return vm_reply(c, 200, name);
 }
 
-/* A new VM like the source (its kernel, sizes, quotas, read-only disks)
- * that starts from the source's snapshot. Writable disks and NICs are the
- * source's own: a VM that has them is not cloned (clone its volumes). */
+/* A new VM like the source (its kernel, sizes, quotas, disks) that
+ * starts from the source's snapshot. Its read-only disks are the
+ * source's; each writable one is its own file in its directory, which its
+ * first start fills from the snapshot's copy of that disk (a qcow2 overlay
+ * then rests on the volume the source's rests on: its row names that
+ * volume, which is not deleted under it). Its NICs are its own, from the
+ * request: as many as the source has. */
 static struct http_reply clone_vm(const struct caller *c, const char *name, int64_t id, json_t *in)
 {
 	const char *new = json_string_value(json_object_get(in, "name"));
 	const char *snap = json_string_value(json_object_get(in, "snapshot"));
 	int64_t sid = snapshot_id(id, snap), nid;
+	json_t *nics = json_object_get(in, "nics");
 	sqlite3_stmt *st;
-	char why[256], vm[256];
-	int mine = 0;
+	char why[256], vm[256], dir[4096];
+	int have = 0;
 
 	if (sid < 0)
 		return http_fault(404, "%s has no snapshot named %s", name, snap);
@@ -138,14 +183,15 @@ static struct http_reply clone_vm(const struct caller *c, const char *name, int6
 	sqlite3_finalize(st);
 	if (st)
 		return http_fault(409, "a VM named %s exists already", new);
-	st = db_query(D->db, "SELECT (SELECT count(*) FROM disks WHERE vm_id = ?1 AND NOT ro) + (SELECT count(*) FROM "
-			     "nics WHERE vm_id = ?1)", "i", id);
+	st = db_query(D->db, "SELECT count(*) FROM nics WHERE vm_id = ?", "i", id);
 	if (st && sqlite3_step(st) == SQLITE_ROW)
-		mine = sqlite3_column_int(st, 0);
+		have = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
-	if (mine)
-		return http_fault(409, "%s has writable disks or NICs, which a clone cannot share: clone its volumes "
-				  "and make the VM anew", name);
+	if ((int)json_array_size(nics) != have)
+		return http_fault(400, "%s has %d NIC(s): the clone needs as many of its own (nics: a tap each), %zu given",
+				  name, have, json_array_size(nics));
+	if (check_devices(c, in, why, sizeof(why)))
+		return http_fault(400, "%s", why);
 	st = vm_row(c, name);
 	if (!st)
 		return http_fault(404, "no VM named %s", name);
@@ -162,9 +208,14 @@ static struct http_reply clone_vm(const struct caller *c, const char *name, int6
 		    "? FROM vms WHERE id = ?", "siiii", new, (int64_t)time(NULL), (int64_t)time(NULL), sid, id))
 		return http_fault(500, "cannot record the clone: %s", sqlite3_errmsg(D->db));
 	nid = sqlite3_last_insert_rowid(D->db);
-	db_exec(D->db, "INSERT INTO disks (vm_id, idx, path, ro, volume_id, bw, iops) SELECT ?, idx, path, ro, volume_id, bw, iops FROM "
-		       "disks WHERE vm_id = ?", "ii", nid, id);
 	qualified(c, new, vm, sizeof(vm));
+	tarnd_vm_dir(D, vm, dir, sizeof(dir));
+	if (db_exec(D->db, "INSERT INTO disks (vm_id, idx, path, ro, volume_id, bw, iops) SELECT ?1, idx, CASE WHEN ro "
+			   "THEN path ELSE ?3 || '/disk' || idx END, ro, CASE WHEN ro THEN volume_id ELSE (SELECT "
+			   "backing_id FROM volumes WHERE id = d.volume_id) END, bw, iops FROM disks d WHERE vm_id = ?2",
+		    "iis", nid, id, dir) ||
+	    insert_devices(nid, in))
+		return http_fault(500, "cannot record the clone's devices: %s", sqlite3_errmsg(D->db));
 	tarnd_event(D, vm, "created", "a clone of %s from its snapshot %s", name, snap);
 	tarnd_reconcile(D);
 	return vm_reply(c, 201, new);

@@ -236,6 +236,26 @@ static int device_args(struct tarnd *d, int64_t id, struct launch *l, int n, cha
 	return n;
 }
 
+/* A start from a snapshot: each writable disk back to the copy the
+ * snapshot kept of it (a clone's made so at its first start). A snapshot
+ * without copies (of a VM without writable disks) leaves them be. 0, or
+ * -1 with why. */
+static int restore_disks(struct tarnd *d, int64_t id, const char *state_path, char *why, size_t len)
+{
+	sqlite3_stmt *st = db_query(d->db, "SELECT idx, path FROM disks WHERE vm_id = ? AND NOT ro ORDER BY idx", "i", id);
+	int ret = 0;
+
+	while (!ret && st && sqlite3_step(st) == SQLITE_ROW) {
+		char copy[4200];
+
+		tarnd_snap_disk(state_path, sqlite3_column_int(st, 0), copy, sizeof(copy));
+		if (!access(copy, F_OK))
+			ret = tarnd_copy_file(copy, (const char *)sqlite3_column_text(st, 1), why, len);
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
 /* The command line of the VM's tarn into l (its directory made). 0, or
  * -1 with why. */
 static int launch_args(struct tarnd *d, sqlite3_stmt *row, int64_t id, struct launch *l, char *why, size_t len)
@@ -327,7 +347,9 @@ static int spawn(struct tarnd *d, sqlite3_stmt *row, struct vmproc *p)
 	pid_t pid;
 
 	l.nr_taps = 0;
-	if (launch_args(d, row, p->id, &l, why, sizeof(why))) {
+	if (launch_args(d, row, p->id, &l, why, sizeof(why)) ||
+	    (sqlite3_column_type(row, 17) != SQLITE_NULL &&
+	     restore_disks(d, p->id, (const char *)sqlite3_column_text(row, 17), why, sizeof(why)))) {
 		for (int i = 0; i < l.nr_taps && d->jail; i++)
 			close(l.taps[i]);
 		tarnd_event(d, name, "failed", "cannot start tarn: %s", why);

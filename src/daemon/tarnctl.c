@@ -55,8 +55,10 @@ static const char usage[] =
 	"                              (paused for it) or is paused\n"
 	"  vm snapshots NAME           those taken\n"
 	"  vm restore NAME SNAP        back to it: a running VM starts again from it\n"
-	"  vm clone NAME NEW --snapshot SNAP   a new VM that starts from it (one\n"
-	"                              without writable disks or NICs of its own)\n"
+	"  vm clone NAME NEW --snapshot SNAP [--net TAP[,mac=MAC]]...   a new VM\n"
+	"                              that starts from it, with copies of its\n"
+	"                              writable disks, and NICs of its own (one\n"
+	"                              --net for each of NAME's)\n"
 	"  vm logs NAME [--tail BYTES] [-f]  its console output (-f: and what follows)\n"
 	"  vm console NAME             its serial console, as a terminal (Ctrl-] leaves)\n"
 	"  events [--vm NAME] [-f]     what happened, oldest first (-f: and what follows)\n"
@@ -482,6 +484,51 @@ static void print_state(const json_t *r, const char *arg)
 	printf("%s: %s (wanted %s)\n", str(r, "name"), str(r, "state"), str(r, "desired"));
 }
 
+/* --disk, --volume, --net: "FIRST[,ro][,KEY=VALUE]..." appended to the
+ * body's array `list` as an object: FIRST under `first` (a path made
+ * absolute for "path"; an integer for "index", vm set's), ro as true, the
+ * rest as strings (tarnd checks keys and values; in vm set, "vm" is null:
+ * the VM's own rate again). 0, or 2 when it is not that (said). */
+static int device_opt(json_t *body, const char *list, const char *first, const char *arg)
+{
+	char buf[PATH_MAX], *copy = strdup(arg), *save = NULL, *tok, *end;
+	bool set = !strcmp(first, "index");
+	json_t *e = json_object(), *v;
+	int ret = 0;
+
+	if (!json_object_get(body, list))
+		json_object_set_new(body, list, json_array());
+	for (tok = strtok_r(copy, ",", &save); tok && !ret; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+
+		if (!json_object_size(e) && tok == copy) {
+			long long idx = strtoll(tok, &end, 10);
+
+			v = !set ? json_string(!strcmp(first, "path") ? (realpath(tok, buf) ? buf : tok) : tok)
+			    : *end || end == tok || idx < 0 ? NULL : json_integer(idx);
+			ret = v ? json_object_set_new(e, first, v), 0 : 2;
+		} else if (!strcmp(tok, "ro") && !set) {
+			json_object_set_new(e, "ro", json_true());
+		} else if (eq && eq > tok) {
+			*eq = 0;
+			json_object_set_new(e, tok, set && !strcmp(eq + 1, "vm") ? json_null() : json_string(eq + 1));
+		} else {
+			ret = 2;
+		}
+	}
+	if (ret || !json_object_get(e, first)) {
+		fprintf(stderr, "tarnctl: '%s': %s\n", arg,
+			set ? "N,KEY=RATE,... (N: the disk's or NIC's number, from 0)"
+			    : "NAME,KEY=VALUE,... (README \"Many VMs on one host\")");
+		json_decref(e);
+		ret = 2;
+	} else {
+		json_array_append_new(json_object_get(body, list), e);
+	}
+	free(copy);
+	return ret;
+}
+
 /* vm snapshots NAME | snapshot NAME SNAP | restore NAME SNAP | clone NAME NEW --snapshot SNAP */
 static int snapshot_cmd(const char *verb, int argc, char **argv)
 {
@@ -495,9 +542,18 @@ static int snapshot_cmd(const char *verb, int argc, char **argv)
 		return send_print("POST", path, json_pack("{s:s}", "name", argv[1]), print_snapshot, argv[0]);
 	if (!strcmp(verb, "restore") && argc == 2)
 		return send_print("POST", path, json_pack("{s:s}", "snapshot", argv[1]), print_state, NULL);
-	if (!strcmp(verb, "clone") && argc == 4 && !strcmp(argv[2], "--snapshot")) {
-		body = json_pack("{s:s,s:s}", "name", argv[1], "snapshot", argv[3]);
-		return send_print("POST", path, body, print_state, NULL);
+	if (!strcmp(verb, "clone") && argc >= 4) {
+		/* NEW --snapshot SNAP [--net TAP[,mac=MAC]]... */
+		body = json_pack("{s:s}", "name", argv[1]);
+		for (int i = 2; i + 1 < argc && body; i += 2) {
+			if (!strcmp(argv[i], "--snapshot"))
+				json_object_set_new(body, "snapshot", json_string(argv[i + 1]));
+			else if (strcmp(argv[i], "--net") || device_opt(body, "nics", "tap", argv[i + 1]))
+				json_decref(body), body = NULL;
+		}
+		if (body && argc % 2 == 0 && json_object_get(body, "snapshot"))
+			return send_print("POST", path, body, print_state, NULL);
+		json_decref(body);
 	}
 	fprintf(stderr, "tarnctl: vm %s: see 'tarnctl --help'\n", verb);
 	return 2;
@@ -656,51 +712,6 @@ static void print_quotas(const json_t *r, const char *arg)
 static void print_created(const json_t *r, const char *arg)
 {
 	printf("%s: created (%s)\n", str(r, "name"), str(r, "state"));
-}
-
-/* --disk, --volume, --net: "FIRST[,ro][,KEY=VALUE]..." appended to the
- * body's array `list` as an object: FIRST under `first` (a path made
- * absolute for "path"; an integer for "index", vm set's), ro as true, the
- * rest as strings (tarnd checks keys and values; in vm set, "vm" is null:
- * the VM's own rate again). 0, or 2 when it is not that (said). */
-static int device_opt(json_t *body, const char *list, const char *first, const char *arg)
-{
-	char buf[PATH_MAX], *copy = strdup(arg), *save = NULL, *tok, *end;
-	bool set = !strcmp(first, "index");
-	json_t *e = json_object(), *v;
-	int ret = 0;
-
-	if (!json_object_get(body, list))
-		json_object_set_new(body, list, json_array());
-	for (tok = strtok_r(copy, ",", &save); tok && !ret; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '=');
-
-		if (!json_object_size(e) && tok == copy) {
-			long long idx = strtoll(tok, &end, 10);
-
-			v = !set ? json_string(!strcmp(first, "path") ? (realpath(tok, buf) ? buf : tok) : tok)
-			    : *end || end == tok || idx < 0 ? NULL : json_integer(idx);
-			ret = v ? json_object_set_new(e, first, v), 0 : 2;
-		} else if (!strcmp(tok, "ro") && !set) {
-			json_object_set_new(e, "ro", json_true());
-		} else if (eq && eq > tok) {
-			*eq = 0;
-			json_object_set_new(e, tok, set && !strcmp(eq + 1, "vm") ? json_null() : json_string(eq + 1));
-		} else {
-			ret = 2;
-		}
-	}
-	if (ret || !json_object_get(e, first)) {
-		fprintf(stderr, "tarnctl: '%s': %s\n", arg,
-			set ? "N,KEY=RATE,... (N: the disk's or NIC's number, from 0)"
-			    : "NAME,KEY=VALUE,... (README \"Many VMs on one host\")");
-		json_decref(e);
-		ret = 2;
-	} else {
-		json_array_append_new(json_object_get(body, list), e);
-	}
-	free(copy);
-	return ret;
 }
 
 /* vm set NAME --cpu-limit X ... [--disk N,bw=R]...: PATCH the quotas. */

@@ -70,6 +70,15 @@ struct tarnd {
  * field names for one disk or NIC). */
 extern const char *const tarnd_disk_rates[2], *const tarnd_nic_rates[4];
 
+/* Copy file src to dst (a new file, 0600, renamed over dst once whole):
+ * shared extents where the file system can (FICLONE), else the data with
+ * its holes kept; synced. 0, or -1 with why (dst as it was). */
+int tarnd_copy_file(const char *src, const char *dst, char *why, size_t len);
+
+/* Where a snapshot (its state file state_path, "DIR/SNAP.snap") keeps
+ * the copy of the VM's writable disk idx taken with it: "DIR/SNAP.diskIDX". */
+void tarnd_snap_disk(const char *state_path, int idx, char *buf, size_t len);
+
 /* Monotonic milliseconds. */
 int64_t tarnd_now_ms(void);
 

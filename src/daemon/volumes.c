@@ -14,7 +14,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +25,57 @@
 #include "core/config.h"
 #include "daemon/db.h"
 #include "daemon/routes.h"
+#include "daemon/tarnd.h"
+
+int tarnd_copy_file(const char *src, const char *dst, char *why, size_t len)
+{
+	int in = open(src, O_RDONLY | O_CLOEXEC), out = -1, ret = -1;
+	char part[4200];
+	struct stat sb;
+	off_t pos = 0, end;
+
+	/* Into DST.part, renamed over dst once whole: dst is as it was
+	 * until then. */
+	snprintf(part, sizeof(part), "%s.part", dst);
+	if (in < 0 || fstat(in, &sb) || (out = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		goto out;
+	if (!ioctl(out, FICLONE, in))
+		goto synced; /* the same extents, shared */
+	if (ftruncate(out, sb.st_size))
+		goto out;
+	/* The data, extent by extent; the holes stay holes. */
+	while (pos < sb.st_size && (pos = lseek(in, pos, SEEK_DATA)) >= 0) {
+		if ((end = lseek(in, pos, SEEK_HOLE)) < 0)
+			goto out;
+		while (pos < end) {
+			loff_t ip = pos, op = pos;
+			ssize_t n = copy_file_range(in, &ip, out, &op, (size_t)(end - pos), 0);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				errno = n ? errno : EIO; /* it shrank under us */
+				goto out;
+			}
+			pos += n;
+		}
+	}
+	if (pos < 0 && errno != ENXIO) /* ENXIO: no data past pos */
+		goto out;
+synced:
+	ret = fsync(out) || rename(part, dst) ? -1 : 0;
+out:
+	if (ret) {
+		snprintf(why, len, "cannot copy %s to %s: %s", src, dst, strerror(errno));
+		if (out >= 0)
+			unlink(part);
+	}
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	return ret;
+}
 
 static const char *const vol_cols = "v.id, v.name, t.name, format, size, (SELECT name FROM volumes b WHERE b.id = "
 				    "v.backing_id), v.created_at FROM volumes v JOIN tenants t ON t.id = v.tenant_id";

@@ -2,7 +2,8 @@
 # Snapshots through tarnd with a counting micro-guest: taken while it runs
 # (it counts on after), restored (the running VM goes back: its count
 # starts again from the snapshot's), cloned (a second VM counts on from
-# the same point), listed; bad requests refused with the reason.
+# the same point), listed; with a writable disk, which the snapshot keeps
+# a copy of; bad requests refused with the reason.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/lib.sh
 
@@ -53,26 +54,48 @@ else
 	not_ok "$name: clone" "$(ctl events --vm s2 | tail -3)"
 fi
 
+# A writable disk goes with the snapshot: a restore puts it back as it was,
+# a clone starts on a copy of its own. What the VM wrote after the
+# snapshot is written here from the host, into the disk's file.
+truncate -s 1M "$work/d.img"
+printf 'taken' | dd of="$work/d.img" conv=notrunc status=none
+head6() { head -c 5 "$1" 2>/dev/null; }
+pid_changed() { [ "$(field "$1" pid)" != "$2" ] && [ "$(field "$1" state)" = running ]; }
+ctl vm create withdisk --kernel "$GUEST" --mem 64M --backend emu --disk "$work/d.img" --start >/dev/null
+until_ok 10 counting withdisk 1
+if ctl vm snapshot withdisk w1 >/dev/null && printf 'later' | dd of="$work/d.img" conv=notrunc status=none &&
+	ctl vm clone withdisk w2 --snapshot w1 >/dev/null && until_ok 10 counting w2 1 &&
+	w2disk=$(ctl --json vm show w2 | python3 -c "import json,sys; print(json.load(sys.stdin)['disks'][0]['path'])") &&
+	[ "$(head6 "$w2disk")" = taken ] && [ "$(head6 "$work/d.img")" = later ] &&
+	[ "$w2disk" = "$work/state/vms/default/w2/disk0" ]; then
+	ok "$name: a clone of a VM with a writable disk starts on its own copy of it, as the snapshot found it; the source's is untouched"
+else
+	not_ok "$name: clone with a disk" "w2 disk ${w2disk:-?}: $(head6 "${w2disk:-/nonexistent}"); source: $(head6 "$work/d.img"); $(ctl events --vm w2 | tail -2)"
+fi
+pid=$(field withdisk pid)
+if ctl vm restore withdisk w1 >/dev/null && until_ok 10 pid_changed withdisk "$pid" && [ "$(head6 "$work/d.img")" = taken ]; then
+	ok "$name: vm restore of a VM with a writable disk: the disk goes back to what it held at the snapshot"
+else
+	not_ok "$name: restore with a disk" "disk: $(head6 "$work/d.img"); $(ctl events --vm withdisk | tail -2)"
+fi
+
 # Bad requests.
 bad=0
 ctl vm create idle --kernel "$GUEST" --mem 64M --backend emu >/dev/null
-truncate -s 1M "$work/d.img"
-ctl vm create withdisk --kernel "$GUEST" --mem 64M --backend emu --disk "$work/d.img" --start >/dev/null
-until_ok 10 counting withdisk 1
-ctl vm snapshot withdisk w1 >/dev/null
 expect 1 "only a running or paused VM" ctl vm snapshot idle x
 expect 1 "has a snapshot named snapA already" ctl vm snapshot s1 snapA
 expect 1 "has no snapshot named nope" ctl vm restore s1 nope
 expect 1 "exists already" ctl vm clone s1 s2 --snapshot snapA
-expect 1 "writable disks or NICs" ctl vm clone withdisk w2 --snapshot w1
+expect 1 "has 0 NIC(s): the clone needs as many" ctl vm clone withdisk w3 --snapshot w1 --net tap-x
+expect 2 "see 'tarnctl --help'" ctl vm clone withdisk w3 --snapshot w1 --net
 expect 1 "no VM named nope" ctl vm snapshot nope x
 expect 2 "see 'tarnctl --help'" ctl vm clone s1 s3
 ctl tenant create t1 >/dev/null
 TARN_TOKEN=$(ctl tenant token t1) expect 1 "no VM named s1" ctl vm snapshot s1 mine
-[ $bad = 0 ] && ok "$name: bad requests refused with their reason (a stopped VM, names taken or unknown, a VM with a writable disk, another tenant's VM)" ||
+[ $bad = 0 ] && ok "$name: bad requests refused with their reason (a stopped VM, names taken or unknown, a clone without as many NICs, another tenant's VM)" ||
 	not_ok "$name: bad requests" "$bad answered otherwise"
-for v in s1 s2 withdisk; do ctl vm kill $v >/dev/null; done
-for v in s1 s2 withdisk idle; do until_ok 5 ctl vm delete $v; done
+for v in s1 s2 withdisk w2; do ctl vm kill $v >/dev/null; done
+for v in s1 s2 withdisk w2 idle; do until_ok 5 ctl vm delete $v; done
 ctl vm list | grep -q . && [ "$(ctl vm list | wc -l)" = 1 ] && ! [ -e "$work/state/vms/default/s1" ] &&
 	ok "$name: the VMs deleted, their snapshots with them" || not_ok "$name: delete" "$(ctl vm list)"
 done_testing
