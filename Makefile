@@ -75,6 +75,7 @@ OBJS += src/hw/lapic.o
 OBJS += src/hw/ioapic.o
 OBJS += src/hw/pic.o
 OBJS += src/hw/pit.o
+OBJS += src/switch/frame.o src/switch/switch.o
 -include src/cpu/emu/emu.mk
 -include src/virtio/virtio.mk
 

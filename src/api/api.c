@@ -17,6 +17,7 @@
 
 #include "api/http.h"
 #include "core/log.h"
+#include "core/ratelimit.h"
 #include "core/version.h"
 #include "core/vm.h"
 #include "virtio/net_backend.h"
@@ -966,6 +967,36 @@ static const char *spec_value(const char *spec, const char *key, size_t *n)
 	return NULL;
 }
 
+/* The RateLimiter a command-line device spec sets with PREFIX"bw" and
+ * PREFIX ops (limiter_spec's inverse): set into e under name, when the
+ * spec limits either. */
+static void spec_limiter(json_t *e, const char *name, const char *spec, const char *prefix, const char *ops)
+{
+	static const char *const buckets[2] = { "bandwidth", "ops" };
+	json_t *rl = json_object();
+
+	for (int k = 0; k < 2; k++) {
+		char key[16], val[64], why[200];
+		struct tb_config tb;
+		const char *v;
+		size_t n;
+
+		snprintf(key, sizeof(key), "%s%s", prefix, k ? ops : "bw");
+		if (!(v = spec_value(spec, key, &n)) || n >= sizeof(val))
+			continue;
+		memcpy(val, v, n);
+		val[n] = 0;
+		if (!rl_parse(val, &tb, why, sizeof(why)) && tb.size)
+			json_object_set_new(rl, buckets[k], json_pack("{s:I,s:I,s:I}", "size", (json_int_t)tb.size,
+								      "refill_time", (json_int_t)tb.refill_ms,
+								      "one_time_burst", (json_int_t)tb.one_time_burst));
+	}
+	if (json_object_size(rl))
+		json_object_set_new(e, name, rl);
+	else
+		json_decref(rl);
+}
+
 void api_set_cli_config(struct api *a, const struct config *c)
 {
 	const char *disks[VM_MAX_DISKS], *nets[VM_MAX_NETS], *v;
@@ -993,10 +1024,13 @@ void api_set_cli_config(struct api *a, const struct config *c)
 	}
 	nd = config_get_indexed(c, "dev.disk", VM_MAX_DISKS, disks, err, sizeof(err));
 	for (int i = 0; i < nd; i++) {
+		json_t *e;
+
 		snprintf(id, sizeof(id), "cli%d", i);
-		json_array_append_new(json_object_get(a->model, "drives"),
-				      json_pack("{s:s,s:o,s:b,s:b}", "drive_id", id, "path_on_host", spec_path(disks[i]),
-						"is_root_device", 0, "is_read_only", spec_flag(disks[i], "ro")));
+		e = json_pack("{s:s,s:o,s:b,s:b}", "drive_id", id, "path_on_host", spec_path(disks[i]), "is_root_device", 0,
+			      "is_read_only", spec_flag(disks[i], "ro"));
+		spec_limiter(e, "rate_limiter", disks[i], "", "iops");
+		json_array_append_new(json_object_get(a->model, "drives"), e);
 		a->cli_drives++;
 	}
 	nn = config_get_indexed(c, "dev.net", VM_MAX_NETS, nets, err, sizeof(err));
@@ -1009,6 +1043,8 @@ void api_set_cli_config(struct api *a, const struct config *c)
 			json_object_set_new(e, "host_dev_name", json_stringn(v, len));
 		if ((v = spec_value(nets[i], "mac", &len)))
 			json_object_set_new(e, "guest_mac", json_stringn(v, len));
+		spec_limiter(e, "rx_rate_limiter", nets[i], "rx_", "pps");
+		spec_limiter(e, "tx_rate_limiter", nets[i], "tx_", "pps");
 		json_array_append_new(json_object_get(a->model, "network-interfaces"), e);
 		a->cli_nets++;
 	}

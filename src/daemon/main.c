@@ -48,7 +48,8 @@ static const char usage[] =
 	"                    root there is none anyway\n"
 	"  --jail-uid-base N  a VM's uid and gid in the jail: N + its id (default\n"
 	"                    " TARND_JAIL_UID_BASE_S ")\n"
-	"  -v, --verbose     log more\n"
+	"  -v, --verbose     log more (the default: the events, and every API call\n"
+	"                    with who made it and its result)\n"
 	"  -h, --help        this text\n";
 
 static volatile sig_atomic_t quit;
@@ -119,6 +120,9 @@ int main(int argc, char **argv)
 	d.mem_overcommit = 1;
 	d.mem_reserve_mib = 512;
 	d.jail_uid_base = TARND_JAIL_UID_BASE;
+	/* A daemon's log is its record: what happened to the VMs (events) and
+	 * who asked for what (the audit), at info. */
+	log_threshold = LOG_INFO;
 	while ((opt = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'd': d.state_dir = optarg; break;

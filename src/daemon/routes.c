@@ -1323,6 +1323,14 @@ static struct http_reply on_request(void *opaque, const struct http_request *r)
 		(int64_t)time(NULL), c.who, r->method, r->url, (int64_t)rep.status);
 	db_exec(D->db, "COMMIT", "");
 	pthread_mutex_unlock(&D->lock);
+	/* The audit in the log too; the path as the caller sent it, but for
+	 * what could start a line of its own. */
+	char path[256];
+	snprintf(path, sizeof(path), "%s", r->url);
+	for (char *p = path; *p; p++)
+		if (!isprint((unsigned char)*p))
+			*p = '?';
+	pr_info("audit: %s: %s %s: %u", c.who, r->method, path, rep.status);
 	return rep;
 }
 

@@ -132,6 +132,7 @@ if ctl vm create io1 --kernel "$GUEST" --mem 64M --backend emu --disk "$work/d1.
 	--start >/dev/null && until_ok 10 state_is io1 running &&
 	cmdline | grep -q -- "--disk $work/d1.img,bw=10MB/s,iops=500 --disk $work/d2.img,bw=2MB/s+4MB,iops=500" &&
 	{ [ ${#net[@]} = 0 ] || cmdline | grep -qE "(tap=$tap|fd=[0-9]+),mac=52:54:00:0a:0b:0c,rx_bw=50Mbit/s,tx_bw=30Mbit/s"; } &&
+	[ "$(limits drives.0.rate_limiter.bandwidth.size drives.1.rate_limiter.bandwidth.one_time_burst)" = "1000000 4000000 " ] &&
 	ctl vm set io1 --disk-bw 5MB/s --disk-iops 200 --net-bw 20Mbit/s --disk 1,iops=100 >/dev/null &&
 	got=$(limits drives.0.rate_limiter.bandwidth.size drives.0.rate_limiter.ops.size \
 		drives.1.rate_limiter.bandwidth.size drives.1.rate_limiter.bandwidth.one_time_burst \
@@ -185,6 +186,9 @@ grep -q "HTTP 401" <<<"$out" || iso=10
 ctl vm list | grep -qE '^a1 +t1 +running' || iso=11
 TARN_TOKEN=$tok1 ctl vm show a1 | grep -q "running" || iso=12
 ctl tenant delete t1 >/dev/null 2>&1 && iso=13
+# Every call audited, in the table and in the log: who, what, the result.
+[ "$(python3 -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT count(*) FROM audit WHERE who = 'tenant t2' AND method = 'GET' AND path = '/v1/vms/a1' AND status = 404\").fetchone()[0])" "$work/state/tarnd.db")" -ge 1 ] || iso=21
+grep -q "audit: tenant t2: GET /v1/vms/a1: 404" "$work/tarnd.log" || iso=22
 # The host's own events (tenants, tokens): the admin's, not a tenant's.
 ctl events | grep -q "tenant *t1 created" || iso=19
 TARN_TOKEN=$tok1 ctl events | grep -q "tenant" && iso=20
@@ -196,7 +200,7 @@ grep -q "no VM named a1" <<<"$out" || iso=16
 out=$(TARN_SOCKET=$tcp ctl vm list 2>&1) && iso=17
 grep -q "a token is needed here.*(HTTP 401)" <<<"$out" || iso=18
 if [ $iso = 0 ]; then
-	ok "$name: tenants: t2's token cannot see, stop, read or delete t1's VM (404), nor manage tenants (403); a forged token gets 401; the admin sees all; over TCP the same, and no token is 401"
+	ok "$name: tenants: t2's token cannot see, stop, read or delete t1's VM (404), nor manage tenants (403); a forged token gets 401; the admin sees all; over TCP the same, and no token is 401; each call in the audit table and the log"
 else
 	not_ok "$name: tenant isolation" "check $iso failed"
 fi
