@@ -75,14 +75,14 @@ OBJS += src/hw/lapic.o
 OBJS += src/hw/ioapic.o
 OBJS += src/hw/pic.o
 OBJS += src/hw/pit.o
-OBJS += src/switch/frame.o src/switch/switch.o
+OBJS += src/switch/frame.o src/switch/switch.o src/switch/vport.o
 -include src/cpu/emu/emu.mk
 -include src/virtio/virtio.mk
 
 LIB := $(O)/libtarn.a
 BIN := $(O)/tarn
 
-tarn: $(BIN) $(O)/tarnd $(O)/tarnctl
+tarn: $(BIN) $(O)/tarnd $(O)/tarnctl $(O)/tarn-switch
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -103,6 +103,11 @@ TARND_OBJS := src/daemon/main.o src/daemon/db.o src/daemon/supervise.o src/daemo
 $(O)/tarnd: $(addprefix $(O)/,$(TARND_OBJS)) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lsqlite3 -lnettle
+
+# ---- the virtual switch (src/switch/) ----
+$(O)/tarn-switch: $(O)/src/switch/main.o $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(O)/tarnctl: $(O)/src/daemon/tarnctl.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")

@@ -70,6 +70,23 @@ int gm_init_fake(struct guest_mem *gm, uint64_t gpa, void *buf, uint64_t size)
 	return 0;
 }
 
+int gm_init_regions(struct guest_mem *gm, const struct gm_region *r, int n)
+{
+	memset(gm, 0, sizeof(*gm));
+	if (n < 1 || n > GM_MAX_REGIONS)
+		return -EINVAL;
+	for (int i = 0; i < n; i++) {
+		if (!r[i].size || r[i].gpa + r[i].size < r[i].gpa)
+			return -EINVAL;
+		for (int j = 0; j < i; j++)
+			if (r[i].gpa < r[j].gpa + r[j].size && r[j].gpa < r[i].gpa + r[i].size)
+				return -EINVAL;
+		gm_add(gm, r[i].gpa, r[i].hva, r[i].size);
+		gm->ram_size += r[i].size;
+	}
+	return 0;
+}
+
 void gm_destroy(struct guest_mem *gm)
 {
 	if (gm->base)

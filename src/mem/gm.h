@@ -50,6 +50,10 @@ void gm_destroy(struct guest_mem *gm);
 /* Adopt caller-provided host buffers as regions (unit tests: fake memory). */
 int gm_init_fake(struct guest_mem *gm, uint64_t gpa, void *buf, uint64_t size)
 	__attribute__((warn_unused_result));
+/* The same with n regions (another process's guest memory mapped here: a
+ * vhost-user back end). -EINVAL: none, too many, empty or wrapping, or
+ * overlapping guest-physical ranges. gm_destroy unmaps nothing. */
+int gm_init_regions(struct guest_mem *gm, const struct gm_region *r, int n) __attribute__((warn_unused_result));
 
 /* Host pointer for [gpa, gpa+len) if the range lies wholly inside one RAM
  * region, else NULL. len 0 is treated as 1. */

@@ -15,6 +15,7 @@ const char *const sw_drop_names[SW_DROP_REASONS] = {
 	[SW_DROP_MAC_LIMIT] = "mac_limit",
 	[SW_DROP_QOS] = "qos",
 	[SW_DROP_NO_PORT] = "no_port",
+	[SW_DROP_NO_ROOM] = "no_room",
 };
 
 #define ETHERTYPE_IPV4 0x0800

@@ -30,6 +30,7 @@ enum sw_drop {
 	SW_DROP_MAC_LIMIT,    /* a new source beyond the port's cap of learned MACs */
 	SW_DROP_QOS,	      /* over the port's rate */
 	SW_DROP_NO_PORT,      /* the port went away */
+	SW_DROP_NO_ROOM,      /* going out: the port had no room (a VM without receive buffers) */
 	SW_DROP_REASONS	      /* one past the last */
 };
 

@@ -196,13 +196,7 @@ static inline uint64_t virtio_pci_queue_serve_limited(struct virtio_dev *vd, uns
 			r = 0;
 			break;
 		}
-		r = vq_pop(vq, c);
-		if (r == 0 && !vq->notify) {
-			vq_set_notify(vq, true);
-			r = vq_pop(vq, c); /* empty: it asks for a kick, then looks again */
-			if (r > 0)
-				vq_set_notify(vq, false);
-		}
+		r = vq_pop_serving(vq, c);
 		if (r <= 0 || (r = vq_push_chain(vq, c, handle(vd, c))) < 0)
 			break;
 	}

@@ -294,3 +294,16 @@ const char *vq_strerror(int err)
 		return "unknown error";
 	return msg[-err];
 }
+
+int vq_pop_serving(struct vq *vq, struct vq_chain *c)
+{
+	int r = vq_pop(vq, c);
+
+	if (r == 0 && !vq->notify) {
+		vq_set_notify(vq, true);
+		r = vq_pop(vq, c); /* empty: it asks for a kick, then looks again */
+		if (r > 0)
+			vq_set_notify(vq, false);
+	}
+	return r;
+}

@@ -136,6 +136,13 @@ bool vq_needs_notify(struct vq *vq);
  * or avail_event with VIRTIO_F_EVENT_IDX (vq_pop keeps it current). */
 void vq_set_notify(struct vq *vq, bool enable);
 
+/* vq_pop for a device serving a queue with kicks turned off
+ * (vq_set_notify(vq, false) before the first): when the ring is empty,
+ * kicks are wanted again and the ring is looked at once more, so no chain
+ * waits for a kick that never comes (a chain found then turns them off
+ * again). vq_pop's results. */
+int vq_pop_serving(struct vq *vq, struct vq_chain *c);
+
 const char *vq_strerror(int err);
 
 #endif
