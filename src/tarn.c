@@ -53,6 +53,8 @@ static const char run_usage[] =
 	"                    [,tx_bw=RATE][,tx_pps=RATE] (repeatable; dev.net.N)\n"
 	"                    RATE: 10MB/s, 50Mbit/s, 500 (a second), +BURST once\n"
 	"                    (10MB/s+50MB), or SIZE:REFILL_MS[:BURST] (Firecracker's)\n"
+	"                    or vhost-user=PATH[,mac=MAC]: a port of tarn-switch (or\n"
+	"                    any vhost-user back end); guest RAM is then shared\n"
 	"  --rng             add a virtio-rng device fed by getrandom(2) (dev.rng = on)\n"
 	"  --vconsole SPEC   add a virtio-console (hvc0): pty or file=PATH (dev.console)\n"
 	"  --ioeventfd on|off  KVM: virtio kicks through ioeventfds to per-device I/O\n"

@@ -73,6 +73,21 @@ static int vm_add_virtio(struct vm *vm, virtio_create_fn *create, const char *sp
 	return create(&vm->dev, spec, &d->virtio[d->nr_virtio++], err, len);
 }
 
+/* A NIC whose rings a vhost-user back end serves (net_vhost.c): guest
+ * memory must then be shared, and the VM cannot be snapshotted. */
+static bool net_is_vhost(const char *spec)
+{
+	return !strncmp(spec, "vhost-user=", 11);
+}
+
+static bool any_vhost(const struct vm_config *c)
+{
+	for (int i = 0; i < c->nr_nets; i++)
+		if (net_is_vhost(c->nets[i]))
+			return true;
+	return false;
+}
+
 /* The virtio devices, in a fixed order so that PCI slots are stable. */
 static int vm_add_virtio_devices(struct vm *vm, char *err, size_t len)
 {
@@ -86,7 +101,8 @@ static int vm_add_virtio_devices(struct vm *vm, char *err, size_t len)
 	if (c->vconsole && !ret)
 		ret = vm_add_virtio(vm, virtio_console_create, c->vconsole, err, len);
 	for (int i = 0; i < c->nr_nets && !ret; i++)
-		ret = vm_add_virtio(vm, virtio_net_create, c->nets[i], err, len);
+		ret = vm_add_virtio(vm, net_is_vhost(c->nets[i]) ? virtio_net_vhost_create : virtio_net_create, c->nets[i],
+				    err, len);
 	return ret;
 }
 
@@ -230,7 +246,12 @@ int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t le
 		ret = errorf(err, len, -ENODEV, "%s", why);
 		goto fail;
 	}
-	ret = gm_init(&vm->mem, cfg->mem_size);
+	if (any_vhost(cfg) && (cfg->restore || cfg->track_dirty)) {
+		ret = errorf(err, len, -EINVAL, "a vhost-user NIC: %s not yet (the back end writes guest memory tarn "
+						"cannot follow)", cfg->restore ? "restoring a snapshot is" : "dirty tracking is");
+		goto fail;
+	}
+	ret = any_vhost(cfg) ? gm_init_shared(&vm->mem, cfg->mem_size) : gm_init(&vm->mem, cfg->mem_size);
 	if (ret) {
 		errorf(err, len, ret, "--mem %lluM: cannot reserve guest memory: %s",
 			(unsigned long long)(cfg->mem_size >> 20), strerror(-ret));

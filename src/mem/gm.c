@@ -7,10 +7,12 @@
 #include "mem/gm.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 static void gm_add(struct guest_mem *gm, uint64_t gpa, uint8_t *hva, uint64_t size)
 {
@@ -23,12 +25,13 @@ static void gm_add(struct guest_mem *gm, uint64_t gpa, uint8_t *hva, uint64_t si
 
 #define GM_ALIGN (2ULL << 20) /* an x86 large page */
 
-int gm_init(struct guest_mem *gm, uint64_t ram_size)
+static int gm_layout(struct guest_mem *gm, uint64_t ram_size, bool shared)
 {
 	uint64_t low, high, head;
 	void *p;
 
 	memset(gm, 0, sizeof(*gm));
+	gm->fd = -1;
 	/* Backends map regions as they are (KVM slots are whole pages). */
 	if (ram_size < GM_MIN_RAM || (ram_size & 0xfff))
 		return -EINVAL;
@@ -49,8 +52,23 @@ int gm_init(struct guest_mem *gm, uint64_t ram_size)
 	if (GM_ALIGN - head)
 		munmap((uint8_t *)p + head + ram_size, GM_ALIGN - head);
 	p = (uint8_t *)p + head;
+	if (shared) {
+		/* The memfd over the aligned reservation. */
+		gm->fd = memfd_create("tarn-guest-ram", MFD_CLOEXEC);
+		if (gm->fd < 0 || ftruncate(gm->fd, (off_t)ram_size) ||
+		    mmap(p, ram_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_NORESERVE, gm->fd, 0) != p) {
+			int e = errno;
+
+			if (gm->fd >= 0)
+				close(gm->fd);
+			munmap(p, ram_size);
+			gm->fd = -1;
+			return -e;
+		}
+	}
 	madvise(p, ram_size, MADV_HUGEPAGE); /* a hint: EINVAL without THP */
-	madvise(p, ram_size, MADV_MERGEABLE);
+	if (!shared)
+		madvise(p, ram_size, MADV_MERGEABLE);
 	gm->base = p;
 	gm->base_len = ram_size;
 	gm->ram_size = ram_size;
@@ -60,9 +78,20 @@ int gm_init(struct guest_mem *gm, uint64_t ram_size)
 	return 0;
 }
 
+int gm_init(struct guest_mem *gm, uint64_t ram_size)
+{
+	return gm_layout(gm, ram_size, false);
+}
+
+int gm_init_shared(struct guest_mem *gm, uint64_t ram_size)
+{
+	return gm_layout(gm, ram_size, true);
+}
+
 int gm_init_fake(struct guest_mem *gm, uint64_t gpa, void *buf, uint64_t size)
 {
 	memset(gm, 0, sizeof(*gm));
+	gm->fd = -1;
 	if (!size || gpa + size < gpa)
 		return -EINVAL;
 	gm_add(gm, gpa, buf, size);
@@ -73,6 +102,7 @@ int gm_init_fake(struct guest_mem *gm, uint64_t gpa, void *buf, uint64_t size)
 int gm_init_regions(struct guest_mem *gm, const struct gm_region *r, int n)
 {
 	memset(gm, 0, sizeof(*gm));
+	gm->fd = -1;
 	if (n < 1 || n > GM_MAX_REGIONS)
 		return -EINVAL;
 	for (int i = 0; i < n; i++) {
@@ -89,6 +119,8 @@ int gm_init_regions(struct guest_mem *gm, const struct gm_region *r, int n)
 
 void gm_destroy(struct guest_mem *gm)
 {
+	if (gm->base && gm->fd >= 0) /* fd means something where there is memory */
+		close(gm->fd);
 	if (gm->base)
 		munmap(gm->base, gm->base_len);
 	free(gm->dirty);

@@ -32,6 +32,9 @@ struct guest_mem {
 	uint64_t ram_size;
 	uint8_t *base; /* one reservation backing all regions */
 	size_t base_len;
+	/* Shared memory (gm_init_shared): the memfd behind base, whose offset
+	 * o is base + o (a vhost-user back end maps it); -1: anonymous. */
+	int fd;
 	/* Dirty tracking (gm_dirty_start): a bit per 4 KiB page of base, set
 	 * by every write that does not come from a KVM vCPU; dirty_gen
 	 * counts the takes, so that a CPU that caches writable pages (the
@@ -45,6 +48,9 @@ struct guest_mem {
 /* Reserve and lay out ram_size bytes of guest RAM (anonymous, lazily
  * populated). Returns 0 or -errno (-ENOMEM when the host cannot give it). */
 int gm_init(struct guest_mem *gm, uint64_t ram_size) __attribute__((warn_unused_result));
+/* The same in a memfd mapped shared, so that another process may map it
+ * too (gm->fd): a vhost-user back end. Populated as touched, as well. */
+int gm_init_shared(struct guest_mem *gm, uint64_t ram_size) __attribute__((warn_unused_result));
 void gm_destroy(struct guest_mem *gm);
 
 /* Adopt caller-provided host buffers as regions (unit tests: fake memory). */

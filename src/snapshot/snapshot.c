@@ -400,6 +400,9 @@ int vm_snapshot_save(struct vm *vm, const char *path, const char *mem_path, bool
 
 	if (!vm_is_paused(vm))
 		return errorf(err, len, -EBUSY, "the VM is not paused: pause it first");
+	if (vm->mem.fd >= 0)
+		return errorf(err, len, -EOPNOTSUPP, "a VM with a vhost-user NIC is not snapshotted yet (its back end "
+			      "keeps the rings' positions)");
 	if (diff && !vm->mem.dirty)
 		return errorf(err, len, -EINVAL, "a diff snapshot needs dirty page tracking, which is off "
 			      "(vm.track_dirty_pages, from the start)");

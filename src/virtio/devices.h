@@ -27,5 +27,9 @@ virtio_create_fn virtio_blk_create;
 /* virtio-net (net.c): spec "tap=NAME|fd=N[,mac=52:54:00:XX:XX:XX][,offload=on|csum|off]",
  * backends in virtio/net_backend.h. */
 virtio_create_fn virtio_net_create;
+/* virtio-net whose rings a vhost-user back end serves (net_vhost.c): spec
+ * "vhost-user=PATH[,mac=52:54:00:XX:XX:XX]"; guest memory must be shared
+ * (gm_init_shared). */
+virtio_create_fn virtio_net_vhost_create;
 
 #endif

@@ -439,13 +439,19 @@ static int net_set_limits(struct virtio_dev *vd, const char *spec, char *err, si
 	return rl_options(spec, n->limits, 4, err, len);
 }
 
+void virtio_net_config(const uint8_t mac[6], unsigned off, void *data, unsigned len)
+{
+	struct virtio_net_config c = { .status = VIRTIO_NET_S_LINK_UP, .max_virtqueue_pairs = 1 };
+
+	memcpy(c.mac, mac, sizeof(c.mac));
+	memcpy(data, (uint8_t *)&c + off, len); /* off + len <= config_size: the transport checks */
+}
+
 static void net_config_read(struct virtio_dev *vd, unsigned off, void *data, unsigned len)
 {
 	struct virtio_net *n = vd->opaque;
-	struct virtio_net_config c = { .status = VIRTIO_NET_S_LINK_UP, .max_virtqueue_pairs = 1 };
 
-	memcpy(c.mac, n->mac, sizeof(c.mac));
-	memcpy(data, (uint8_t *)&c + off, len); /* off + len <= config_size: the transport checks */
+	virtio_net_config(n->mac, off, data, len);
 }
 
 static void net_reset(struct virtio_dev *vd)
@@ -574,7 +580,7 @@ static int hexval(char c)
 }
 
 /* Exactly six two-digit hex bytes separated by colons. */
-static int parse_mac(const char *s, uint8_t mac[6])
+int net_parse_mac(const char *s, uint8_t mac[6])
 {
 	if (strlen(s) != 17)
 		return -1;
@@ -592,7 +598,7 @@ bool net_mac_ok(const char *mac)
 {
 	uint8_t b[6];
 
-	return !parse_mac(mac, b);
+	return !net_parse_mac(mac, b);
 }
 
 /* A stable, locally administered unicast address from the backend's name:
@@ -654,7 +660,7 @@ static int parse_spec(struct virtio_net *n, const char *spec, char *buf, size_t 
 			*arg = val;
 		} else if (!strcmp(kv, "mac") && !have_mac) {
 			have_mac = true;
-			if (parse_mac(val, n->mac)) {
+			if (net_parse_mac(val, n->mac)) {
 				snprintf(err, len, "--net %s: mac=%s: expected six hex bytes like 52:54:00:12:34:56",
 					 spec, val);
 				return -EINVAL;

@@ -57,6 +57,12 @@ extern const struct net_backend_ops *const net_backends[]; /* NULL-terminated */
  * of ",=/ ", which options and paths use). */
 bool net_mac_ok(const char *mac);
 bool net_tap_name_ok(const char *name);
+/* The six bytes of such a MAC: 0, or -1 when it is not one. */
+int net_parse_mac(const char *s, uint8_t mac[6]);
+/* Bytes [off, off + len) of a virtio-net device's configuration (its MAC,
+ * link up, one queue pair). */
+void virtio_net_config(const uint8_t mac[6], unsigned off, void *data, unsigned len);
+#define VIRTIO_NET_CONFIG_SIZE 10
 
 /* What a virtio-net device (net.c) moved and dropped; a guest cannot make
  * tarn drop a frame without one of these counting it. */

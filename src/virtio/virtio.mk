@@ -1,7 +1,7 @@
 OBJS += src/virtio/virtqueue.o src/virtio/virtio_pci.o src/virtio/iov.o src/virtio/rng.o
 OBJS += src/virtio/console.o
 OBJS += src/virtio/blk.o
-OBJS += src/virtio/net.o src/virtio/tap.o src/virtio/vhost_user.o
+OBJS += src/virtio/net.o src/virtio/tap.o src/virtio/vhost_user.o src/virtio/net_vhost.o
 
 # libFuzzer harnesses of the virtio parsers. Each is tests/fuzz/fuzz_NAME.c,
 # built with the sources named on its line below into $(O)/fuzz/fuzz_NAME,

@@ -132,6 +132,11 @@ static void status_write(struct virtio_dev *vd, uint8_t s)
 		    !(vd->driver_features & 1ULL << VIRTIO_F_VERSION_1))
 			s &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
 	}
+	if ((s & VIRTIO_STATUS_DRIVER_OK) && !(vd->status & VIRTIO_STATUS_DRIVER_OK) && vd->ops->driver_ok) {
+		vd->status = (uint8_t)(s | (vd->status & VIRTIO_STATUS_NEEDS_RESET));
+		vd->ops->driver_ok(vd);
+		return;
+	}
 	vd->status = (uint8_t)(s | (vd->status & VIRTIO_STATUS_NEEDS_RESET));
 }
 

@@ -97,6 +97,9 @@ struct virtio_dev_ops {
 	 * driver made available (tests; a snapshot); without, take no more
 	 * until the next kick. vd->lock held; it may wait on that lock. */
 	void (*drain)(struct virtio_dev *vd, bool all);
+	/* Optional: the driver set DRIVER_OK, its queues set up: a device
+	 * whose rings another process serves (vhost-user) hands them over. */
+	void (*driver_ok)(struct virtio_dev *vd);
 	/* Optional: the driver reset the device (status 0). It runs before
 	 * the transport forgets the queues: a device finishes (drain) what it
 	 * has in flight here. */
