@@ -1,0 +1,84 @@
+#!/bin/bash
+# tarn's switch (tarn-switch) with three guests on their vhost-user ports
+# (--net vhost-user=PATH) and a tap uplink, in a network namespace:
+# a and b on network 1 with the uplink (the host side, 10.0.5.1), c on
+# network 2 with an address of the same subnet. a pings the host through the
+# uplink and b through the switch alone; c reaches neither, and the switch
+# forwarded nothing to c's port; a's frames from an address that is not its
+# own (port security) are dropped and counted.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/guest.sh
+
+name=switch
+NS=tarn-sw-$$
+SWITCH=$O/tarn-switch
+
+if [ "$(id -u)" != 0 ]; then
+	skip "$name" "needs root to make a network namespace and a tap device"
+	done_testing
+fi
+if [ ! -c /dev/net/tun ] || ! command -v ip >/dev/null || ! ip netns add "$NS" 2>/dev/null; then
+	skip "$name" "cannot make a network namespace with a tap device (/dev/net/tun, iproute2, CAP_SYS_ADMIN)"
+	done_testing
+fi
+work=$(mktemp -d)
+cleanup() {
+	ip netns pids "$NS" 2>/dev/null | xargs -r kill -9 2>/dev/null
+	ip netns del "$NS" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+in_ns() { ip netns exec "$NS" "$@"; }
+need_guest "$name"
+[ -x "$SWITCH" ] || { not_ok "$name" "$SWITCH missing (make)"; done_testing; }
+
+in_ns ip link set lo up
+if ! in_ns ip tuntap add tsw0 mode tap || ! in_ns ip addr add 10.0.5.1/24 dev tsw0 || ! in_ns ip link set tsw0 up; then
+	not_ok "$name" "cannot make tap tsw0 in namespace $NS"
+	done_testing
+fi
+in_ns "$SWITCH" --dir "$work" --tap tsw0,net=1 \
+	--port a,net=1,mac=52:54:00:00:05:0a,ip=10.0.5.10 --port b,net=1,mac=52:54:00:00:05:0b,ip=10.0.5.11 \
+	--port c,net=2,mac=52:54:00:00:05:0c,ip=10.0.5.12 >"$work/switch.out" 2>"$work/switch.err" &
+for _ in $(seq 50); do [ -S "$work/c.sock" ] && break; sleep 0.1; done
+
+up() { echo "ip addr add $1/24 dev eth0 && ip link set eth0 up"; }
+# b answers until the test ends; a and c try what they try, then stop.
+BOOT_PREFIX=(ip netns exec "$NS")
+vm() { # NAME SCRIPT
+	out=$work/$1.out
+	boot "$2" --mem 256M --net "vhost-user=$work/$1.sock,mac=52:54:00:00:05:0$1"
+}
+(vm b "$(up 10.0.5.11) && sleep 600") &
+bpid=$!
+(vm c "$(up 10.0.5.12) && sleep 4; ping -c 3 -W 2 10.0.5.1; ping -c 3 -W 2 10.0.5.11; echo C-DONE") &
+cpid=$!
+vm a "$(up 10.0.5.10) && for i in \$(seq 60); do ping -c 1 -W 1 10.0.5.11 >/dev/null && break; done
+ping -c 3 -W 5 10.0.5.1 | sed 's/^/host: /'
+ping -c 3 -W 5 10.0.5.11 | sed 's/^/b: /'
+ip addr add 10.0.5.99/24 dev eth0 && ping -c 3 -W 2 -I 10.0.5.99 10.0.5.1 | sed 's/^/spoofed: /'"
+wait $cpid
+in_ns pkill -f "vhost-user=$work/b.sock"
+wait $bpid 2>/dev/null
+in_ns pkill -TERM -f "$SWITCH --dir $work"
+for _ in $(seq 50); do grep -q "^port c:" "$work/switch.out" && break; sleep 0.1; done
+stats() { grep "^port $1:" "$work/switch.out"; }
+echo "# $(stats a)"
+echo "# $(stats c)"
+echo "# $(stats tsw0)"
+
+out=$work/a.out
+check "$name" "^host: 3 packets transmitted, 3 packets received" "a guest pings the host through the switch's tap uplink"
+check "$name" "^b: 3 packets transmitted, 3 packets received" "two guests (tarn, vhost-user) ping each other through the switch"
+if grep -qE "^spoofed: 3 packets transmitted, 0 packets received" "$out" && stats a | grep -qE "spoofed_ip=[1-9]"; then
+	ok "$name: port security: a guest's frames from an address not its own are dropped and counted ($(stats a | grep -oE 'spoofed_ip=[0-9]+'))"
+else
+	not_ok "$name: port security" "$(grep spoofed: "$out" | tail -2 | tr '\n' ' ') $(stats a)"
+fi
+if grep -q C-DONE "$work/c.out" && [ "$(grep -cE '3 packets transmitted, 0 packets received' "$work/c.out")" = 2 ] &&
+	stats c | grep -q "tx 0 frames"; then
+	ok "$name: networks apart: a guest on network 2 reaches neither the host nor network 1's guests, and nothing of network 1 reaches it"
+else
+	not_ok "$name: networks apart" "$(grep -E 'packets|C-DONE' "$work/c.out" | tr '\n' ' ') $(stats c)"
+fi
+done_testing
