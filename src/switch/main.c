@@ -2,8 +2,10 @@
  * vhost-user sockets (vport.h), uplinks are tap devices; the forwarding
  * core (switch.h) decides where each frame goes. One thread, one epoll
  * loop. */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/http.h"
 #include "core/log.h"
 #include "switch/switch.h"
 #include "switch/vport.h"
@@ -23,7 +26,7 @@
 #define AGE_EVERY_MS 10000
 
 static const char usage[] =
-	"usage: tarn-switch --dir DIR [--port NAME,net=N[,mac=MAC][,ip=ADDR]...]...\n"
+	"usage: tarn-switch --dir DIR [--api-sock PATH] [--port NAME,net=N[,mac=MAC][,ip=ADDR]...]...\n"
 	"                   [--tap NAME,net=N]... [-v]\n"
 	"\n"
 	"The virtual switch: VMs' ports as vhost-user sockets, taps as uplinks,\n"
@@ -34,6 +37,9 @@ static const char usage[] =
 	"                    security (the VM sends from that MAC only, and with\n"
 	"                    ip= from those addresses only, IPv4 or IPv6, up to 4)\n"
 	"  --tap SPEC        a tap device (made if missing) as an uplink of net N\n"
+	"  --api-sock PATH   ports added, listed and removed at run time: HTTP and\n"
+	"                    JSON on a Unix socket (GET /v1/ports, PUT and DELETE\n"
+	"                    /v1/ports/NAME {net, mac, ips, tap})\n"
 	"  -v, --verbose     log more\n"
 	"  -h, --help        this text\n"
 	"\n"
@@ -41,16 +47,21 @@ static const char usage[] =
 
 struct port {
 	char name[64];
-	int id;		   /* in the forwarding core */
-	struct vport *vp;  /* a VM's port, or */
+	int id;			/* in the forwarding core */
+	struct vport *vp;	/* a VM's port, or */
 	struct net_backend tap; /* an uplink */
+	struct sw_port_config c;
 	int fds[VPORT_MAX_FDS];
 	unsigned nfds, gen;
 };
 
+/* The ports, by their number in the core (sw_port_add reuses a removed
+ * one's); the epoll loop and the API take the lock. */
 static struct sw *sw;
 static struct port *ports[SW_MAX_PORTS];
-static int nr_ports, epfd;
+static int epfd;
+static const char *dir;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static uint64_t now_ns(void)
 {
@@ -60,14 +71,18 @@ static uint64_t now_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
 }
 
-/* Keep the epoll set in step with a port's descriptors: all out, then the
- * current ones in (a descriptor number may have been closed and reused). */
-static void watch(int i)
+static void unwatch(struct port *p)
 {
-	struct port *p = ports[i];
-
 	for (unsigned k = 0; k < p->nfds; k++)
 		epoll_ctl(epfd, EPOLL_CTL_DEL, p->fds[k], NULL);
+	p->nfds = 0;
+}
+
+/* Keep the epoll set in step with a port's descriptors: all out, then the
+ * current ones in (a descriptor number may have been closed and reused). */
+static void watch(struct port *p)
+{
+	unwatch(p);
 	if (p->vp) {
 		p->nfds = vport_fds(p->vp, p->fds);
 		p->gen = vport_gen(p->vp);
@@ -76,26 +91,23 @@ static void watch(int i)
 		p->nfds = 1;
 	}
 	for (unsigned k = 0; k < p->nfds; k++) {
-		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (uint64_t)i << 32 | (uint32_t)p->fds[k] };
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (uint64_t)p->id << 32 | (uint32_t)p->fds[k] };
 
 		if (epoll_ctl(epfd, EPOLL_CTL_ADD, p->fds[k], &ev))
 			pr_warn("switch: %s: cannot watch descriptor %d: %s", p->name, p->fds[k], strerror(errno));
 	}
 }
 
-/* A frame in by port i: out by where the core says. */
-static void switch_frame(int i, const uint8_t *frame, size_t len)
+/* A frame in by port id: out by where the core says. */
+static void switch_frame(int id, const uint8_t *frame, size_t len)
 {
 	int out[SW_MAX_PORTS];
-	int n = sw_input(sw, ports[i]->id, frame, len, 0, now_ns(), out, SW_MAX_PORTS);
+	int n = sw_input(sw, id, frame, len, 0, now_ns(), out, SW_MAX_PORTS);
 
 	for (int k = 0; k < n; k++) {
-		struct port *o = NULL;
+		struct port *o = ports[out[k]];
 		int ok;
 
-		for (int j = 0; j < nr_ports && !o; j++)
-			if (ports[j] && ports[j]->id == out[k])
-				o = ports[j];
 		if (!o)
 			continue;
 		if (o->vp) {
@@ -118,101 +130,260 @@ static void vm_frame(void *opaque, const uint8_t *frame, size_t len)
 	switch_frame((int)(intptr_t)opaque, frame, len);
 }
 
-static void tap_ready(int i)
+static void tap_ready(struct port *p)
 {
 	static uint8_t buf[NET_HDR_LEN + 65536];
 	struct iovec iov = { buf, sizeof(buf) };
 
 	for (int budget = 64; budget--;) {
-		ssize_t n = ports[i]->tap.ops->read(&ports[i]->tap, &iov, 1);
+		ssize_t n = p->tap.ops->read(&p->tap, &iov, 1);
 
 		if (n < 0)
 			return;
 		if (n > NET_HDR_LEN)
-			switch_frame(i, buf + NET_HDR_LEN, (size_t)n - NET_HDR_LEN);
+			switch_frame(p->id, buf + NET_HDR_LEN, (size_t)n - NET_HDR_LEN);
 	}
 }
 
-/* "NAME,key=value,...": the name into p, the options into c. */
-static void parse_spec(const char *opt, const char *spec, struct port *p, struct sw_port_config *c, bool vm)
-{
-	char *copy = strdup(spec), *save = NULL, *tok = strtok_r(copy, ",", &save);
-	bool have_net = false;
+/* ---- ports ---- */
 
-	if (!tok || strlen(tok) >= sizeof(p->name) || strchr(tok, '/'))
+static struct port *find(const char *name)
+{
+	for (int i = 0; i < SW_MAX_PORTS; i++)
+		if (ports[i] && !strcmp(ports[i]->name, name))
+			return ports[i];
+	return NULL;
+}
+
+static bool name_ok(const char *n)
+{
+	size_t len = strlen(n);
+
+	if (!len || len > 48)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)n[i]) && !strchr("-_.", n[i]))
+			return false;
+	return n[0] != '.';
+}
+
+/* The checks of a MAC and an address, for the command line and the API:
+ * NULL, or what is wrong. */
+static const char *set_mac(struct sw_port_config *c, const char *mac)
+{
+	if (net_parse_mac(mac, c->mac) || (c->mac[0] & 1))
+		return "mac: a unicast MAC like 52:54:00:12:34:56";
+	c->secure = true;
+	return NULL;
+}
+
+static const char *add_ip(struct sw_port_config *c, const char *ip)
+{
+	if (c->nr_ip4 < SW_MAX_ADDRS && inet_pton(AF_INET, ip, &c->ip4[c->nr_ip4]) == 1)
+		c->nr_ip4++;
+	else if (c->nr_ip6 < SW_MAX_ADDRS && inet_pton(AF_INET6, ip, c->ip6[c->nr_ip6]) == 1)
+		c->nr_ip6++;
+	else
+		return "ip: an IPv4 or IPv6 address, at most 4 of each";
+	return NULL;
+}
+
+/* A new port (lock held): a VM's (a vhost-user socket DIR/NAME.sock) or a
+ * tap uplink. 0, or -errno with why. */
+static int port_create(const char *name, bool tap, const struct sw_port_config *c, char *err, size_t len)
+{
+	struct port *p;
+	char path[4200];
+	int id;
+
+	if (!name_ok(name))
+		return errorf(err, len, -EINVAL, "%s: a name of 1 to 48 letters, digits, '-', '_' or '.'", name);
+	if (find(name))
+		return errorf(err, len, -EEXIST, "a port named %s exists already", name);
+	if ((c->nr_ip4 || c->nr_ip6) && !c->secure)
+		return errorf(err, len, -EINVAL, "%s: addresses without a MAC: port security needs mac", name);
+	if (tap && c->secure)
+		return errorf(err, len, -EINVAL, "%s: an uplink has no port security (mac, ip)", name);
+	if (!(p = calloc(1, sizeof(*p))))
+		return errorf(err, len, -ENOMEM, "out of memory");
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->c = *c;
+	if ((id = sw_port_add(sw, c)) < 0) {
+		free(p);
+		return errorf(err, len, id, "%s: %s", name, id == -ENOSPC ? "no room for more ports" : strerror(-id));
+	}
+	p->id = id;
+	if (tap) {
+		p->tap.ops = net_backends[0];
+		if (p->tap.ops->open(&p->tap, name, err, len))
+			goto fail;
+	} else {
+		snprintf(path, sizeof(path), "%s/%s.sock", dir, name);
+		if (!(p->vp = vport_create(path, vm_frame, (void *)(intptr_t)id, err, len)))
+			goto fail;
+	}
+	ports[id] = p;
+	watch(p);
+	pr_info("switch: port %s on network %u: %s", name, c->net, tap ? "a tap uplink" : path);
+	return 0;
+fail:
+	sw_port_del(sw, id);
+	free(p);
+	return -EINVAL;
+}
+
+static void port_remove(struct port *p)
+{
+	unwatch(p);
+	if (p->vp)
+		vport_destroy(p->vp);
+	else
+		p->tap.ops->close(&p->tap);
+	sw_port_del(sw, p->id);
+	ports[p->id] = NULL;
+	pr_info("switch: port %s removed", p->name);
+	free(p);
+}
+
+/* "NAME,net=N[,mac=M][,ip=A]...": a port from the command line. */
+static void port_from_spec(const char *opt, const char *spec)
+{
+	char *copy = strdup(spec), *save = NULL, *tok = strtok_r(copy, ",", &save), err[256];
+	struct sw_port_config c = { 0 };
+	bool have_net = false, tap = !strcmp(opt, "tap");
+	const char *name = tok, *why = NULL;
+
+	if (!tok)
 		die("--%s %s: NAME,net=N,...", opt, spec);
-	snprintf(p->name, sizeof(p->name), "%s", tok);
-	while ((tok = strtok_r(NULL, ",", &save))) {
+	while (!why && (tok = strtok_r(NULL, ",", &save))) {
 		char *end;
 
 		if (!strncmp(tok, "net=", 4)) {
 			unsigned long n = strtoul(tok + 4, &end, 0);
 
-			if (*end || end == tok + 4 || n > UINT32_MAX)
-				die("--%s %s: net=N, a number", opt, spec);
-			c->net = (uint32_t)n;
+			why = *end || end == tok + 4 || n > UINT32_MAX ? "net=N, a number" : NULL;
+			c.net = (uint32_t)n;
 			have_net = true;
-		} else if (vm && !strncmp(tok, "mac=", 4)) {
-			unsigned m[6];
-
-			if (!net_mac_ok(tok + 4) || sscanf(tok + 4, "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6)
-				die("--%s %s: mac=52:54:00:12:34:56", opt, spec);
-			for (int k = 0; k < 6; k++)
-				c->mac[k] = (uint8_t)m[k];
-			c->secure = true;
-		} else if (vm && !strncmp(tok, "ip=", 3)) {
-			if (c->nr_ip4 < SW_MAX_ADDRS && inet_pton(AF_INET, tok + 3, &c->ip4[c->nr_ip4]) == 1)
-				c->nr_ip4++;
-			else if (c->nr_ip6 < SW_MAX_ADDRS && inet_pton(AF_INET6, tok + 3, c->ip6[c->nr_ip6]) == 1)
-				c->nr_ip6++;
-			else
-				die("--%s %s: ip= an IPv4 or IPv6 address, at most %d of each", opt, spec, SW_MAX_ADDRS);
+		} else if (!tap && !strncmp(tok, "mac=", 4)) {
+			why = set_mac(&c, tok + 4);
+		} else if (!tap && !strncmp(tok, "ip=", 3)) {
+			why = add_ip(&c, tok + 3);
 		} else {
-			die("--%s %s: unknown option '%s'", opt, spec, tok);
+			why = "unknown option";
 		}
 	}
-	if (!have_net)
-		die("--%s %s: which network? net=N", opt, spec);
-	if ((c->nr_ip4 || c->nr_ip6) && !c->secure)
-		die("--%s %s: ip= needs mac= (port security)", opt, spec);
+	if (why || !have_net)
+		die("--%s %s: %s", opt, spec, why ? why : "which network? net=N");
+	if (port_create(name, tap, &c, err, sizeof(err)))
+		die("--%s %s: %s", opt, spec, err);
 	free(copy);
 }
 
-static void add_port(const char *opt, const char *spec, const char *dir)
+/* ---- the API (--api-sock): GET, PUT, DELETE /v1/ports[/NAME] ---- */
+
+static json_t *port_json(const struct port *p)
+{
+	const struct sw_port_stats *st = sw_port_stats(sw, p->id);
+	json_t *drops = json_object(), *ips = json_array();
+	char a[64];
+
+	for (int r = 1; r < SW_DROP_REASONS; r++)
+		if (st->drops[r])
+			json_object_set_new(drops, sw_drop_names[r], json_integer((json_int_t)st->drops[r]));
+	for (unsigned i = 0; i < p->c.nr_ip4; i++)
+		json_array_append_new(ips, json_string(inet_ntop(AF_INET, &p->c.ip4[i], a, sizeof(a))));
+	for (unsigned i = 0; i < p->c.nr_ip6; i++)
+		json_array_append_new(ips, json_string(inet_ntop(AF_INET6, p->c.ip6[i], a, sizeof(a))));
+	snprintf(a, sizeof(a), "%02x:%02x:%02x:%02x:%02x:%02x", p->c.mac[0], p->c.mac[1], p->c.mac[2], p->c.mac[3],
+		 p->c.mac[4], p->c.mac[5]);
+	return json_pack("{s:s,s:s,s:I,s:o,s:o,s:b,s:{s:I,s:I,s:I,s:I,s:o}}", "name", p->name, "kind",
+			 p->vp ? "vm" : "tap", "net", (json_int_t)p->c.net, "mac", p->c.secure ? json_string(a) : json_null(),
+			 "ips", ips, "connected", p->vp ? vport_running(p->vp) : 1, "stats", "rx_frames",
+			 (json_int_t)st->rx_packets, "rx_bytes", (json_int_t)st->rx_bytes, "tx_frames",
+			 (json_int_t)st->tx_packets, "tx_bytes", (json_int_t)st->tx_bytes, "drops", drops);
+}
+
+static const struct http_field port_fields[] = {
+	{ "net", F_INT, true }, { "tap", F_BOOL, false }, { "mac", F_STR, false }, { "ips", F_ARR, false },
+	{ "max_macs", F_INT, false },
+};
+
+static struct http_reply put_port(const char *name, json_t *in)
 {
 	struct sw_port_config c = { 0 };
-	struct port *p = calloc(1, sizeof(*p));
-	bool vm = !strcmp(opt, "port");
-	char err[256], path[4200];
-	int i = nr_ports;
+	json_t *v;
+	size_t i;
+	char err[256];
+	const char *why = NULL;
+	int ret;
 
-	if (!p || nr_ports == SW_MAX_PORTS)
-		die("too many ports");
-	parse_spec(opt, spec, p, &c, vm);
-	for (int j = 0; j < nr_ports; j++)
-		if (!strcmp(ports[j]->name, p->name))
-			die("--%s %s: a port named %s exists already", opt, spec, p->name);
-	if ((p->id = sw_port_add(sw, &c)) < 0)
-		die("--%s %s: %s", opt, spec, strerror(-p->id));
-	if (vm) {
-		snprintf(path, sizeof(path), "%s/%s.sock", dir, p->name);
-		if (!(p->vp = vport_create(path, vm_frame, (void *)(intptr_t)i, err, sizeof(err))))
-			die("--%s %s: %s", opt, spec, err);
+	if (!in)
+		return http_fault(400, "a JSON object is expected as the body");
+	HTTP_CHECK(in, port_fields, false);
+	if (json_integer_value(json_object_get(in, "net")) < 0 || json_integer_value(json_object_get(in, "net")) > UINT32_MAX)
+		return http_fault(400, "net: 0 to 4294967295");
+	c.net = (uint32_t)json_integer_value(json_object_get(in, "net"));
+	if ((v = json_object_get(in, "max_macs")) && (json_integer_value(v) < 1 || json_integer_value(v) > 4096))
+		return http_fault(400, "max_macs: 1 to 4096");
+	c.max_macs = (unsigned)json_integer_value(v);
+	if ((v = json_object_get(in, "mac")))
+		why = set_mac(&c, json_string_value(v));
+	json_array_foreach(json_object_get(in, "ips"), i, v)
+		if (!why)
+			why = json_is_string(v) ? add_ip(&c, json_string_value(v)) : "ips: strings";
+	if (why)
+		return http_fault(400, "%s", why);
+	ret = port_create(name, json_is_true(json_object_get(in, "tap")), &c, err, sizeof(err));
+	if (ret)
+		return http_fault(ret == -EEXIST ? 409 : 400, "%s", err);
+	return (struct http_reply){ 201, port_json(find(name)) };
+}
+
+static struct http_reply route(void *opaque, const struct http_request *r)
+{
+	bool get = !strcmp(r->method, "GET");
+	struct http_reply rep;
+	char name[64];
+	struct port *p;
+
+	if (r->bad)
+		return http_fault(400, "%s", r->bad);
+	pthread_mutex_lock(&lock);
+	if (!strcmp(r->url, "/v1/ports")) {
+		json_t *arr = json_array();
+
+		for (int i = 0; i < SW_MAX_PORTS; i++)
+			if (ports[i])
+				json_array_append_new(arr, port_json(ports[i]));
+		rep = get ? http_ok(json_pack("{s:o}", "ports", arr)) : (json_decref(arr), http_fault(405, "methods: GET"));
+	} else if (sscanf(r->url, "/v1/ports/%63[^/]", name) == 1 && strlen(r->url) == 10 + strlen(name)) {
+		p = find(name);
+		if (!strcmp(r->method, "PUT"))
+			rep = put_port(name, r->in);
+		else if (!p)
+			rep = http_fault(404, "no port named %s", name);
+		else if (get)
+			rep = http_ok(port_json(p));
+		else if (!strcmp(r->method, "DELETE"))
+			port_remove(p), rep = http_no_content();
+		else
+			rep = http_fault(405, "methods: GET, PUT, DELETE");
 	} else {
-		p->tap.ops = net_backends[0];
-		if (p->tap.ops->open(&p->tap, p->name, err, sizeof(err)))
-			die("--%s %s: %s", opt, spec, err);
+		rep = http_fault(404, "no such resource: %s", r->url);
 	}
-	ports[nr_ports++] = p;
-	watch(i);
+	pthread_mutex_unlock(&lock);
+	return rep;
 }
 
 static void print_stats(void)
 {
-	for (int i = 0; i < nr_ports; i++) {
-		const struct sw_port_stats *st = sw_port_stats(sw, ports[i]->id);
+	for (int i = 0; i < SW_MAX_PORTS; i++) {
+		const struct sw_port_stats *st;
 		char drops[512] = "";
 
+		if (!ports[i])
+			continue;
+		st = sw_port_stats(sw, i);
 		for (int r = 1; r < SW_DROP_REASONS; r++)
 			if (st->drops[r])
 				snprintf(drops + strlen(drops), sizeof(drops) - strlen(drops), " %s=%llu", sw_drop_names[r],
@@ -227,24 +398,28 @@ static void print_stats(void)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "dir", required_argument, NULL, 'd' },  { "port", required_argument, NULL, 'p' },
-		{ "tap", required_argument, NULL, 't' },  { "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },	  { NULL, 0, NULL, 0 },
+		{ "dir", required_argument, NULL, 'd' },      { "port", required_argument, NULL, 'p' },
+		{ "tap", required_argument, NULL, 't' },      { "api-sock", required_argument, NULL, 'a' },
+		{ "verbose", no_argument, NULL, 'v' },	      { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
-	const char *dir = NULL;
-	struct { char opt; const char *spec; } specs[SW_MAX_PORTS];
-	int nspecs = 0, opt, sfd;
+	struct { char opt; const char *spec; } specs[64];
+	const char *api = NULL;
+	struct http_server *srv = NULL;
+	int nspecs = 0, opt, sfd, nports = 0;
 	uint64_t aged = now_ns();
+	char err[256];
 	sigset_t set;
 
 	log_prog = "tarn-switch";
 	while ((opt = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'd': dir = optarg; break;
+		case 'a': api = optarg; break;
 		case 'p':
 		case 't':
-			if (nspecs == SW_MAX_PORTS)
-				die("too many ports");
+			if (nspecs == (int)(sizeof(specs) / sizeof(specs[0])))
+				die("too many ports on the command line (the API adds more)");
 			specs[nspecs].opt = (char)opt;
 			specs[nspecs++].spec = optarg;
 			break;
@@ -267,34 +442,50 @@ int main(int argc, char **argv)
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
 	epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &(struct epoll_event){ .events = EPOLLIN, .data.u64 = UINT64_MAX });
 	for (int k = 0; k < nspecs; k++)
-		add_port(specs[k].opt == 'p' ? "port" : "tap", specs[k].spec, dir);
-	fprintf(stderr, "tarn-switch: ready, %d port(s)\n", nr_ports);
+		port_from_spec(specs[k].opt == 'p' ? "port" : "tap", specs[k].spec);
+	if (api) {
+		int fd = http_listen_unix(api, "--api-sock", err, sizeof(err));
+
+		if (fd < 0 || http_start(&srv, fd, 64 * 1024, false, route, NULL, err, sizeof(err)))
+			die("%s", err);
+	}
+	for (int i = 0; i < SW_MAX_PORTS; i++)
+		nports += ports[i] != NULL;
+	fprintf(stderr, "tarn-switch: ready, %d port(s)%s%s\n", nports, api ? ", API on " : "", api ? api : "");
 	for (;;) {
 		struct epoll_event ev[64];
 		int n = epoll_wait(epfd, ev, 64, AGE_EVERY_MS);
 
 		if (n < 0 && errno != EINTR)
 			die("epoll_wait: %s", strerror(errno));
+		pthread_mutex_lock(&lock);
 		for (int k = 0; k < n; k++) {
 			int i = (int)(ev[k].data.u64 >> 32), fd = (int)(uint32_t)ev[k].data.u64;
+			struct port *p;
 
 			if (ev[k].data.u64 == UINT64_MAX) {
 				print_stats();
+				pthread_mutex_unlock(&lock);
+				if (srv)
+					http_stop(srv);
 				return 0;
 			}
-			if (i >= nr_ports || !ports[i])
+			/* A port the API removed after epoll_wait: its event
+			 * names a descriptor the new one at i does not have. */
+			if (i >= SW_MAX_PORTS || !(p = ports[i]))
 				continue;
-			if (ports[i]->vp) {
-				vport_ready(ports[i]->vp, fd);
-				if (vport_gen(ports[i]->vp) != ports[i]->gen)
-					watch(i);
-			} else {
-				tap_ready(i);
+			if (p->vp) {
+				vport_ready(p->vp, fd);
+				if (vport_gen(p->vp) != p->gen)
+					watch(p);
+			} else if (fd == p->fds[0]) {
+				tap_ready(p);
 			}
 		}
 		if (now_ns() - aged > AGE_EVERY_MS * 1000000ULL) {
 			aged = now_ns();
 			sw_age(sw, aged);
 		}
+		pthread_mutex_unlock(&lock);
 	}
 }

@@ -1,6 +1,7 @@
 #!/bin/bash
 # tarn's switch (tarn-switch) with three guests on their vhost-user ports
-# (--net vhost-user=PATH) and a tap uplink, in a network namespace:
+# (--net vhost-user=PATH; c's port added through the switch's API) and a
+# tap uplink, in a network namespace:
 # a and b on network 1 with the uplink (the host side, 10.0.5.1), c on
 # network 2 with an address of the same subnet. a pings the host through the
 # uplink and b through the switch alone; c reaches neither, and the switch
@@ -37,10 +38,19 @@ if ! in_ns ip tuntap add tsw0 mode tap || ! in_ns ip addr add 10.0.5.1/24 dev ts
 	not_ok "$name" "cannot make tap tsw0 in namespace $NS"
 	done_testing
 fi
-in_ns "$SWITCH" --dir "$work" --tap tsw0,net=1 \
+in_ns "$SWITCH" --dir "$work" --api-sock "$work/api.sock" --tap tsw0,net=1 \
 	--port a,net=1,mac=52:54:00:00:05:0a,ip=10.0.5.10 --port b,net=1,mac=52:54:00:00:05:0b,ip=10.0.5.11 \
-	--port c,net=2,mac=52:54:00:00:05:0c,ip=10.0.5.12 >"$work/switch.out" 2>"$work/switch.err" &
-for _ in $(seq 50); do [ -S "$work/c.sock" ] && break; sleep 0.1; done
+	>"$work/switch.out" 2>"$work/switch.err" &
+for _ in $(seq 50); do [ -S "$work/api.sock" ] && break; sleep 0.1; done
+# c comes through the API, as tarnd adds ports.
+api() { curl -s --unix-socket "$work/api.sock" -X "$1" "http://x/v1/ports$2" ${3:+-d "$3"}; }
+c='{"net": 2, "mac": "52:54:00:00:05:0c", "ips": ["10.0.5.12"]}'
+if api PUT /c "$c" | grep -q '"name":"c"' && api PUT /c "$c" | grep -q "exists already" &&
+	api PUT /d '{"net": 2, "ips": ["10.0.5.13"]}' | grep -q "port security needs mac" && [ -S "$work/c.sock" ]; then
+	ok "$name: the API adds a port (its socket appears), and refuses a name taken and addresses without a MAC"
+else
+	not_ok "$name: the API" "$(api GET "")"
+fi
 
 up() { echo "ip addr add $1/24 dev eth0 && ip link set eth0 up"; }
 # b answers until the test ends; a and c try what they try, then stop.
@@ -60,6 +70,7 @@ ip addr add 10.0.5.99/24 dev eth0 && ping -c 3 -W 2 -I 10.0.5.99 10.0.5.1 | sed 
 wait $cpid
 in_ns pkill -f "vhost-user=$work/b.sock"
 wait $bpid 2>/dev/null
+cstats=$(api GET /c)
 in_ns pkill -TERM -f "$SWITCH --dir $work"
 for _ in $(seq 50); do grep -q "^port c:" "$work/switch.out" && break; sleep 0.1; done
 stats() { grep "^port $1:" "$work/switch.out"; }
@@ -76,7 +87,7 @@ else
 	not_ok "$name: port security" "$(grep spoofed: "$out" | tail -2 | tr '\n' ' ') $(stats a)"
 fi
 if grep -q C-DONE "$work/c.out" && [ "$(grep -cE '3 packets transmitted, 0 packets received' "$work/c.out")" = 2 ] &&
-	stats c | grep -q "tx 0 frames"; then
+	stats c | grep -q "tx 0 frames" && [ "$(python3 -c "import json,sys; print(json.load(sys.stdin)['stats']['tx_frames'])" <<<"$cstats")" = 0 ]; then
 	ok "$name: networks apart: a guest on network 2 reaches neither the host nor network 1's guests, and nothing of network 1 reaches it"
 else
 	not_ok "$name: networks apart" "$(grep -E 'packets|C-DONE' "$work/c.out" | tr '\n' ' ') $(stats c)"
