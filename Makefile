@@ -98,7 +98,7 @@ $(BIN): $(O)/src/tarn.o $(LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # ---- the host daemon and its command line (src/daemon/) ----
-TARND_OBJS := src/daemon/main.o src/daemon/db.o src/daemon/supervise.o src/daemon/routes.o src/daemon/volumes.o src/daemon/snapshots.o src/daemon/vmconsole.o src/daemon/cgroup.o
+TARND_OBJS := src/daemon/main.o src/daemon/db.o src/daemon/supervise.o src/daemon/routes.o src/daemon/volumes.o src/daemon/snapshots.o src/daemon/vmconsole.o src/daemon/cgroup.o src/daemon/networks.o
 
 $(O)/tarnd: $(addprefix $(O)/,$(TARND_OBJS)) $(LIB)
 	@$(if $(Q),echo "  LD      $@")

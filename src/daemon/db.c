@@ -109,6 +109,20 @@ static const char *const migrations[] = {
 	"ALTER TABLE nics ADD COLUMN tx_bw TEXT;"
 	"ALTER TABLE nics ADD COLUMN rx_pps TEXT;"
 	"ALTER TABLE nics ADD COLUMN tx_pps TEXT;",
+	/* 6: a tenant's networks on tarn's switch (VNI: the switch's
+	 * network number, one per network across tenants); a NIC on one has
+	 * network_id (and tap ''), and the addresses port security lets it
+	 * send from (comma-separated, NULL: any). */
+	"CREATE TABLE networks ("
+	"  id INTEGER PRIMARY KEY,"
+	"  tenant_id INTEGER NOT NULL REFERENCES tenants(id),"
+	"  name TEXT NOT NULL,"
+	"  vni INTEGER NOT NULL UNIQUE CHECK (vni BETWEEN 1 AND 16777215),"
+	"  uplink TEXT,"
+	"  created_at INTEGER NOT NULL,"
+	"  UNIQUE (tenant_id, name));"
+	"ALTER TABLE nics ADD COLUMN network_id INTEGER REFERENCES networks(id);"
+	"ALTER TABLE nics ADD COLUMN ips TEXT;",
 };
 #define DB_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -171,6 +171,12 @@ int main(int argc, char **argv)
 	}
 	if (!d.tarn)
 		d.tarn = find_tarn(tarn_buf, sizeof(tarn_buf));
+	/* tarn's switch: beside the tarn VMs run under. */
+	snprintf(d.switch_bin, sizeof(d.switch_bin), "%s", d.tarn);
+	if (strrchr(d.switch_bin, '/'))
+		strcpy(strrchr(d.switch_bin, '/') + 1, "tarn-switch");
+	else
+		snprintf(d.switch_bin, sizeof(d.switch_bin), "tarn-switch");
 	if (d.jail && geteuid()) {
 		pr_warn("not root: VMs run without the jail (namespaces, pivot_root and another uid need root)");
 		d.jail = false;
@@ -199,6 +205,8 @@ int main(int argc, char **argv)
 
 	pthread_mutex_lock(&d.lock);
 	tarnd_adopt(&d);
+	if (tarnd_has_networks(&d))
+		tarnd_switch_check(&d); /* the switch, before VMs on networks start */
 	tarnd_reconcile(&d);
 	pthread_mutex_unlock(&d.lock);
 

@@ -9,6 +9,7 @@
  * since only who may open the socket gets here; over TCP (tarnd --listen)
  * a token is a must. The admin names a VM's tenant with ?tenant= (default:
  * "default"). */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -111,9 +112,12 @@ static json_t *vm_json(sqlite3_stmt *st)
 	sqlite3_finalize(d);
 	d = db_query(D->db, TARND_NICS_SQL, "i", sqlite3_column_int64(st, 0));
 	while (d && sqlite3_step(d) == SQLITE_ROW) {
-		json_t *e = json_pack("{s:s,s:o}", "tap", sqlite3_column_text(d, 1), "mac", text_or_null(d, 2));
+		json_t *e = sqlite3_column_type(d, 7) != SQLITE_NULL
+				    ? json_pack("{s:s,s:o,s:o}", "network", sqlite3_column_text(d, 8), "mac", text_or_null(d, 2),
+						"ips", text_or_null(d, 9))
+				    : json_pack("{s:s,s:o}", "tap", sqlite3_column_text(d, 1), "mac", text_or_null(d, 2));
 
-		for (int i = 0; i < 4; i++)
+		for (int i = 0; i < 4 && sqlite3_column_type(d, 7) == SQLITE_NULL; i++)
 			json_object_set_new(e, tarnd_nic_rates[i], text_or_null(d, 3 + i));
 		json_array_append_new(json_object_get(j, "nics"), e);
 	}
@@ -217,18 +221,19 @@ const char *admit(int64_t id, int64_t cpus, int64_t mem, char *why, size_t len)
 }
 
 /* The admin sees every tenant's VMs, a tenant its own. */
-static struct http_reply list_vms(const struct caller *c)
+struct http_reply list_rows(const struct caller *c, const char *cols, json_t *(*to_json)(sqlite3_stmt *st),
+			   const char *key)
 {
 	char sql[512];
 	sqlite3_stmt *st;
 	json_t *arr = json_array();
 
-	snprintf(sql, sizeof(sql), "SELECT %s WHERE ? OR v.tenant_id = ? ORDER BY t.name, v.name", vm_cols);
+	snprintf(sql, sizeof(sql), "SELECT %s WHERE ? OR v.tenant_id = ? ORDER BY t.name, v.name", cols);
 	st = db_query(D->db, sql, "ii", (int64_t)c->admin, c->tenant_id);
 	while (st && sqlite3_step(st) == SQLITE_ROW)
-		json_array_append_new(arr, vm_json(st));
+		json_array_append_new(arr, to_json(st));
 	sqlite3_finalize(st);
-	return http_ok(json_pack("{s:o}", "vms", arr));
+	return http_ok(json_pack("{s:o}", key, arr));
 }
 
 static const struct http_field create_fields[] = {
@@ -289,9 +294,47 @@ static const struct http_field disk_fields[] = {
 	{ "bw", F_STR, false },	  { "iops", F_STR, false },
 };
 static const struct http_field nic_fields[] = {
-	{ "tap", F_STR, true },	   { "mac", F_STR, false },    { "rx_bw", F_STR, false },
-	{ "tx_bw", F_STR, false }, { "rx_pps", F_STR, false }, { "tx_pps", F_STR, false },
+	{ "tap", F_STR, false },   { "network", F_STR, false }, { "mac", F_STR, false }, { "ips", F_ARR, false },
+	{ "rx_bw", F_STR, false }, { "tx_bw", F_STR, false },	 { "rx_pps", F_STR, false }, { "tx_pps", F_STR, false },
 };
+
+/* A NIC on one of the caller's networks: its id into e ("network_id")
+ * and its addresses joined ("ips_joined"). NULL, or why not. */
+static const char *nic_network(const struct caller *c, json_t *e, size_t i, char *why, size_t len)
+{
+	const char *net = json_string_value(json_object_get(e, "network"));
+	sqlite3_stmt *st = tenant_row(c, "v.id FROM networks v", net);
+	char joined[512] = "";
+	unsigned n4 = 0, n6 = 0;
+	size_t k;
+	json_t *a;
+
+	if (!st) {
+		snprintf(why, len, "nics[%zu]: no network named %s", i, net);
+		return why;
+	}
+	json_object_set_new(e, "network_id", json_integer((json_int_t)sqlite3_column_int64(st, 0)));
+	sqlite3_finalize(st);
+	for (int r = 0; r < 4; r++)
+		if (json_object_get(e, tarnd_nic_rates[r])) {
+			snprintf(why, len, "nics[%zu]: rates of a NIC on a network are not yet (the switch's QoS)", i);
+			return why;
+		}
+	json_array_foreach(json_object_get(e, "ips"), k, a) {
+		uint8_t buf[16];
+		const char *ip = json_string_value(a);
+		bool v4 = ip && inet_pton(AF_INET, ip, buf) == 1, v6 = ip && !v4 && inet_pton(AF_INET6, ip, buf) == 1;
+
+		if ((!v4 && !v6) || (v4 ? ++n4 : ++n6) > 4 || strlen(joined) + strlen(ip) + 2 > sizeof(joined)) {
+			snprintf(why, len, "nics[%zu] ips: IPv4 or IPv6 addresses, at most 4 of each", i);
+			return why;
+		}
+		snprintf(joined + strlen(joined), sizeof(joined) - strlen(joined), "%s%s", *joined ? "," : "", ip);
+	}
+	if (*joined)
+		json_object_set_new(e, "ips_joined", json_string(joined));
+	return NULL;
+}
 
 /* The rates among keys[0..n) that device e (what[i]) sets: each a rate
  * tarn takes (null too, where nullable: the VM's again). NULL or why not. */
@@ -373,10 +416,25 @@ const char *check_devices(const struct caller *c, json_t *in, char *why, size_t 
 			return why;
 		tap = json_string_value(json_object_get(e, "tap"));
 		mac = json_string_value(json_object_get(e, "mac"));
-		if (!net_tap_name_ok(tap)) {
+		if (!tap == !json_object_get(e, "network")) {
+			snprintf(why, len, "nics[%zu]: a network or a tap, one of them", i);
+			return why;
+		}
+		if (tap && !c->admin) {
+			/* A host tap may carry anybody's traffic: the admin's to give. */
+			snprintf(why, len, "nics[%zu]: a tap is the admin's to give; a tenant's NICs are on its networks", i);
+			return why;
+		}
+		if (tap && json_object_get(e, "ips")) {
+			snprintf(why, len, "nics[%zu]: ips is for a NIC on a network (the switch checks them)", i);
+			return why;
+		}
+		if (tap && !net_tap_name_ok(tap)) {
 			snprintf(why, len, "nics[%zu] tap %s: not a tap device name", i, tap);
 			return why;
 		}
+		if (!tap && nic_network(c, e, i, why, len))
+			return why;
 		if (mac && !net_mac_ok(mac)) {
 			snprintf(why, len, "nics[%zu] mac %s: six hex bytes, like 52:54:00:12:34:56", i, mac);
 			return why;
@@ -409,11 +467,13 @@ int insert_devices(int64_t id, json_t *in)
 			snprintf(own, sizeof(own), "52:54:00:%02x:%02x:%02x", b[0], b[1], b[2]);
 			mac = own;
 		}
-		ret |= db_exec(D->db, "INSERT INTO nics (vm_id, idx, tap, mac, rx_bw, tx_bw, rx_pps, tx_pps) VALUES "
-				      "(?, ?, ?, ?, ?, ?, ?, ?)", "iissssss", id, (int64_t)i,
-			       json_string_value(json_object_get(e, "tap")), mac, json_string_value(json_object_get(e, "rx_bw")),
-			       json_string_value(json_object_get(e, "tx_bw")), json_string_value(json_object_get(e, "rx_pps")),
-			       json_string_value(json_object_get(e, "tx_pps")));
+		ret |= db_exec(D->db, "INSERT INTO nics (vm_id, idx, tap, mac, rx_bw, tx_bw, rx_pps, tx_pps, network_id, ips) "
+				      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, 0), ?)", "iissssssis", id, (int64_t)i,
+			       json_object_get(e, "tap") ? json_string_value(json_object_get(e, "tap")) : "", mac,
+			       json_string_value(json_object_get(e, "rx_bw")), json_string_value(json_object_get(e, "tx_bw")),
+			       json_string_value(json_object_get(e, "rx_pps")), json_string_value(json_object_get(e, "tx_pps")),
+			       (int64_t)json_integer_value(json_object_get(e, "network_id")),
+			       json_string_value(json_object_get(e, "ips_joined")));
 	}
 	return ret;
 }
@@ -585,6 +645,9 @@ static int apply_rates(const char *vm, int64_t id, char *err, size_t len)
 			char path[64], devid[16], *body;
 			json_t *b;
 
+			if (nic && sqlite3_column_type(st, 7) != SQLITE_NULL)
+				continue; /* on a network: the switch's to limit */
+
 			snprintf(devid, sizeof(devid), "cli%d", sqlite3_column_int(st, 0));
 			snprintf(path, sizeof(path), "/%s/%s", nic ? "network-interfaces" : "drives", devid);
 			/* NICs: rx_bw, tx_bw, rx_pps, tx_pps from column 3. */
@@ -741,10 +804,18 @@ static struct http_reply delete_vm(const struct caller *c, const char *name)
 
 	if (!st)
 		return http_fault(404, "no VM named %s", name);
-	p = tarnd_proc(D, sqlite3_column_int64(st, 0));
+	int64_t id = sqlite3_column_int64(st, 0);
+	sqlite3_stmt *q;
+
+	p = tarnd_proc(D, id);
 	sqlite3_finalize(st);
 	if (p && p->pid)
 		return http_fault(400, "%s runs: stop it first (or kill it)", name);
+	/* Its NICs' ports on the switch go with it. */
+	q = db_query(D->db, "SELECT idx FROM nics WHERE vm_id = ? AND network_id IS NOT NULL", "i", id);
+	while (q && sqlite3_step(q) == SQLITE_ROW)
+		tarnd_switch_port_del(D, id, sqlite3_column_int(q, 0));
+	sqlite3_finalize(q);
 	db_exec(D->db, "DELETE FROM vms WHERE tenant_id = ? AND name = ?", "is", c->tenant_id, name);
 	qualified(c, name, vm, sizeof(vm));
 	tarnd_vm_dir(D, vm, dir, sizeof(dir));
@@ -1159,13 +1230,17 @@ static struct http_reply delete_tenant(const char *name)
 		return http_fault(404, "no tenant named %s", name);
 	if (id == 1)
 		return http_fault(400, "the default tenant stays");
-	for (int t = 0; t < 2; t++) {
-		st = db_query(D->db, t ? "SELECT count(*) FROM volumes WHERE tenant_id = ?"
-				       : "SELECT count(*) FROM vms WHERE tenant_id = ?", "i", id);
+	static const char *const owned[3] = { "vms", "volumes", "networks" };
+
+	for (int t = 0; t < 3; t++) {
+		char sql[96];
+
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE tenant_id = ?", owned[t]);
+		st = db_query(D->db, sql, "i", id);
 		n = st && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
 		sqlite3_finalize(st);
 		if (n)
-			return http_fault(400, "tenant %s has %d %s: delete them first", name, n, t ? "volume(s)" : "VM(s)");
+			return http_fault(400, "tenant %s has %d of its %s: delete them first", name, n, owned[t]);
 	}
 	db_exec(D->db, "DELETE FROM tenants WHERE id = ?", "i", id); /* its tokens with it */
 	tarnd_event(D, NULL, "tenant", "%s deleted", name);
@@ -1271,7 +1346,7 @@ static struct http_reply route(const struct http_request *r, struct caller *c)
 	}
 	if (!strcmp(path, "/v1/vms")) {
 		if (get)
-			return list_vms(c);
+			return list_rows(c, vm_cols, vm_json, "vms");
 		if (!post)
 			return METHODS("GET, POST");
 		if (!r->in)
@@ -1282,6 +1357,8 @@ static struct http_reply route(const struct http_request *r, struct caller *c)
 		return get ? metrics(c) : METHODS("GET");
 	if (!strncmp(path, "/v1/volumes", 11) && (!path[11] || path[11] == '/'))
 		return volumes_route(c, r, path);
+	if (!strncmp(path, "/v1/networks", 12) && (!path[12] || path[12] == '/'))
+		return networks_route(c, r, path);
 	if (!strcmp(path, "/v1/events"))
 		return get ? list_events(c, query_get(query, "since", q1, sizeof(q1)), query_get(query, "vm", q2, sizeof(q2)),
 					 query_get(query, "follow", q3, sizeof(q3)) && strcmp(q3, "0"))

@@ -33,6 +33,11 @@ sqlite3_stmt *tenant_row(const struct caller *c, const char *cols, const char *n
 struct http_reply row_reply(const struct caller *c, unsigned status, const char *cols, const char *name,
 			    json_t *(*to_json)(sqlite3_stmt *st), const char *what);
 
+/* {key: [the rows of "SELECT cols" (aliased v and t, as above) that the
+ * caller may see (all: the admin), as to_json makes them]}. */
+struct http_reply list_rows(const struct caller *c, const char *cols, json_t *(*to_json)(sqlite3_stmt *st),
+			   const char *key);
+
 /* "TENANT/NAME", what supervise.c names VMs by. */
 void qualified(const struct caller *c, const char *name, char *buf, size_t len);
 /* The caller's tenant's VM's row (columns: routes.c's vm_cols: 0 id, 1
@@ -55,6 +60,9 @@ struct http_reply console_route(const struct caller *c, const char *name, const 
 const char *check_devices(const struct caller *c, json_t *in, char *why, size_t len);
 /* Record the checked disks and NICs of VM id: 0, or not (logged). */
 int insert_devices(int64_t id, json_t *in);
+
+/* /v1/networks and below (networks.c). */
+struct http_reply networks_route(const struct caller *c, const struct http_request *r, const char *path);
 
 /* /v1/volumes and below (path: the URL from /v1/volumes on). */
 struct http_reply volumes_route(const struct caller *c, const struct http_request *r, const char *path);

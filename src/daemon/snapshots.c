@@ -183,13 +183,13 @@ static struct http_reply clone_vm(const struct caller *c, const char *name, int6
 	sqlite3_finalize(st);
 	if (st)
 		return http_fault(409, "a VM named %s exists already", new);
-	st = db_query(D->db, "SELECT count(*) FROM nics WHERE vm_id = ?", "i", id);
+	st = db_query(D->db, "SELECT count(*) FROM nics WHERE vm_id = ? AND network_id IS NULL", "i", id);
 	if (st && sqlite3_step(st) == SQLITE_ROW)
 		have = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	if ((int)json_array_size(nics) != have)
-		return http_fault(400, "%s has %d NIC(s): the clone needs as many of its own (nics: a tap each), %zu given",
-				  name, have, json_array_size(nics));
+		return http_fault(400, "%s has %d NIC(s) on taps: the clone needs as many of its own (nics: a tap each), "
+				  "%zu given", name, have, json_array_size(nics));
 	if (check_devices(c, in, why, sizeof(why)))
 		return http_fault(400, "%s", why);
 	st = vm_row(c, name);
@@ -214,7 +214,13 @@ static struct http_reply clone_vm(const struct caller *c, const char *name, int6
 			   "THEN path ELSE ?3 || '/disk' || idx END, ro, CASE WHEN ro THEN volume_id ELSE (SELECT "
 			   "backing_id FROM volumes WHERE id = d.volume_id) END, bw, iops FROM disks d WHERE vm_id = ?2",
 		    "iis", nid, id, dir) ||
-	    insert_devices(nid, in))
+	    insert_devices(nid, in) ||
+	    /* NICs on networks: ports of its own there, with MACs of its own
+	     * (after the taps the request gave). */
+	    db_exec(D->db, "INSERT INTO nics (vm_id, idx, tap, mac, network_id, ips) SELECT ?1, ?3 + row_number() OVER "
+			   "(ORDER BY idx) - 1, '', printf('52:54:00:%02x:%02x:%02x', abs(random()) % 256, abs(random()) % "
+			   "256, abs(random()) % 256), network_id, ips FROM nics WHERE vm_id = ?2 AND network_id IS NOT NULL",
+		    "iii", nid, id, (int64_t)json_array_size(nics)))
 		return http_fault(500, "cannot record the clone's devices: %s", sqlite3_errmsg(D->db));
 	tarnd_event(D, vm, "created", "a clone of %s from its snapshot %s", name, snap);
 	tarnd_reconcile(D);

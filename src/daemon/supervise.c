@@ -211,8 +211,19 @@ static int device_args(struct tarnd *d, int64_t id, struct launch *l, int n, cha
 	st = db_query(d->db, TARND_NICS_SQL, "i", id);
 	while (st && sqlite3_step(st) == SQLITE_ROW && l->nr_taps < VM_MAX_NETS) {
 		const char *tap = (const char *)sqlite3_column_text(st, 1), *mac = (const char *)sqlite3_column_text(st, 2);
-		char backend[32];
+		char backend[32], sock[4300];
 
+		if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
+			/* On a network: a port of tarn's switch, made afresh. */
+			if (tarnd_switch_port(d, id, sqlite3_column_int(st, 0), sock, sizeof(sock), why, len)) {
+				sqlite3_finalize(st);
+				return -1;
+			}
+			snprintf(l->dev[nd], sizeof(l->dev[nd]), "vhost-user=%s,mac=%s", sock, mac);
+			l->argv[n++] = "--net";
+			l->argv[n++] = l->dev[nd++];
+			continue;
+		}
 		if (d->jail) {
 			int fd = open_tap(tap, why, len);
 
@@ -631,6 +642,8 @@ static void stop_step(struct tarnd *d, const char *name, struct vmproc *p)
 
 void tarnd_reconcile(struct tarnd *d)
 {
+	if (d->switch_pid)
+		tarnd_switch_check(d); /* started again if it died */
 	sqlite3_stmt *row = db_query(d->db, "SELECT v.id, t.name || '/' || v.name, kernel, initrd, cmdline, cpus, "
 					    "mem_mib, backend, restart, desired, observed, pid, pid_start, cpu_limit, cpu_weight, "
 					    "mem_limit_mib, " RATES_SQL ", s.state_path, s.mem_path "

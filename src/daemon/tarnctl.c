@@ -29,7 +29,9 @@ static const char usage[] =
 	"            [--mem SIZE] [--backend kvm|emu|auto] [--restart no|on-failure|always]\n"
 	"            [--start] [--disk PATH[,ro][,bw=RATE][,iops=RATE]]...\n"
 	"            [--volume NAME[,ro][,bw=RATE][,iops=RATE]]...\n"
-	"            [--net TAP[,mac=MAC][,rx_bw=|tx_bw=|rx_pps=|tx_pps=RATE]]...\n"
+	"            [--net NETWORK[,mac=MAC][,ip=ADDR]...]...   (NICs: eth0, eth1, ...\n"
+	"            in order; ip=: the only addresses it may send from)\n"
+	"            [--tap TAP[,mac=MAC][,rx_bw=|tx_bw=|rx_pps=|tx_pps=RATE]]...  (admin)\n"
 	"            [QUOTAS]          (disks: vda, vdb, ... in order)\n"
 	"  vm set NAME [QUOTAS] [--disk N,bw=RATE,...]... [--net N,tx_bw=RATE,...]...\n"
 	"                              applied at once to a running VM; disk or NIC\n"
@@ -55,14 +57,17 @@ static const char usage[] =
 	"                              (paused for it) or is paused\n"
 	"  vm snapshots NAME           those taken\n"
 	"  vm restore NAME SNAP        back to it: a running VM starts again from it\n"
-	"  vm clone NAME NEW --snapshot SNAP [--net TAP[,mac=MAC]]...   a new VM\n"
+	"  vm clone NAME NEW --snapshot SNAP [--tap TAP[,mac=MAC]]...   a new VM\n"
 	"                              that starts from it, with copies of its\n"
-	"                              writable disks, and NICs of its own (one\n"
-	"                              --net for each of NAME's)\n"
+	"                              writable disks, NICs of its own on the same\n"
+	"                              networks, and one --tap for each of NAME's taps\n"
 	"  vm logs NAME [--tail BYTES] [-f]  its console output (-f: and what follows)\n"
 	"  vm console NAME             its serial console, as a terminal (Ctrl-] leaves)\n"
 	"  events [--vm NAME] [-f]     what happened, oldest first (-f: and what follows)\n"
 	"  host                        the host's CPUs and memory, and what VMs use\n"
+	"  net create NAME [--vni N] [--uplink tap:TAP]   a network on tarn's switch\n"
+	"                              (an uplink: the admin's; joins the host to it)\n"
+	"  net list | show NAME | delete NAME\n"
 	"  volume create NAME --size SIZE [--format qcow2|raw]   in tarnd's pool\n"
 	"  volume list | show NAME | delete NAME\n"
 	"  volume clone NAME NEW       NEW: a qcow2 overlay over NAME, which stays\n"
@@ -74,7 +79,8 @@ static const char usage[] =
 	"  -s, --socket PATH   tarnd's socket (or TARN_SOCKET; default " TARND_DEFAULT_SOCKET "),\n"
 	"                      or http://HOST:PORT for tarnd --listen (a token needed)\n"
 	"  -t, --token TOKEN   act as the token's tenant (or TARN_TOKEN); without, as admin\n"
-	"  --tenant NAME       the admin: whose VMs (default: the tenant \"default\")\n"
+	"  --tenant NAME       the admin: whose VMs, volumes and networks (default:\n"
+	"                      the tenant \"default\")\n"
 	"  --json              print tarnd's replies as JSON\n"
 	"  -h, --help          this text\n";
 
@@ -90,8 +96,9 @@ static json_t *call(const char *method, const char *path, json_t *body, bool *fa
 	long status = 0;
 	int ret;
 
-	/* The admin's --tenant: whose VMs and events. */
-	if (tenant && (!strncmp(path, "/v1/vms", 7) || !strncmp(path, "/v1/events", 10)))
+	/* The admin's --tenant: whose VMs, volumes, networks and events. */
+	if (tenant && (!strncmp(path, "/v1/vms", 7) || !strncmp(path, "/v1/events", 10) ||
+		       !strncmp(path, "/v1/volumes", 11) || !strncmp(path, "/v1/networks", 12)))
 		snprintf(full, sizeof(full), "%s%stenant=%s", path, strchr(path, '?') ? "&" : "?", tenant);
 	else
 		snprintf(full, sizeof(full), "%s", path);
@@ -149,7 +156,11 @@ static void print_devices(const json_t *vm)
 		print_rates(e, (const char *const[]){ "bw", "iops" }, 2);
 	}
 	json_array_foreach(json_object_get(vm, "nics"), k, e) {
-		printf("nic%-9zu tap %s, mac %s", k, str(e, "tap"), str(e, "mac"));
+		if (json_object_get(e, "network"))
+			printf("nic%-9zu network %s, mac %s%s%s", k, str(e, "network"), str(e, "mac"),
+			       json_is_string(json_object_get(e, "ips")) ? ", ips " : "", json_is_string(json_object_get(e, "ips")) ? str(e, "ips") : "");
+		else
+			printf("nic%-9zu tap %s, mac %s", k, str(e, "tap"), str(e, "mac"));
 		print_rates(e, (const char *const[]){ "rx_bw", "tx_bw", "rx_pps", "tx_pps" }, 4);
 	}
 }
@@ -408,6 +419,75 @@ static void print_deleted(const json_t *r, const char *arg)
 	printf("%s: deleted\n", arg);
 }
 
+static void print_network(const json_t *n)
+{
+	json_t *vms = json_object_get(n, "vms"), *v;
+	size_t i;
+
+	printf("%-20s %-12s %8lld  %-16s ", str(n, "name"), str(n, "tenant"),
+	       (long long)json_integer_value(json_object_get(n, "vni")), str(n, "uplink"));
+	json_array_foreach(vms, i, v)
+		printf("%s%s", i ? "," : "", json_string_value(v));
+	printf("%s\n", json_array_size(vms) ? "" : "-");
+}
+
+static void print_networks(const json_t *r, const char *arg)
+{
+	size_t i;
+	json_t *n;
+
+	printf("%-20s %-12s %8s  %-16s %s\n", "NAME", "TENANT", "VNI", "UPLINK", "VMS");
+	json_array_foreach(json_object_get(r, "networks"), i, n)
+		print_network(n);
+}
+
+static void print_one_network(const json_t *r, const char *arg)
+{
+	print_network(r);
+}
+
+/* net create NAME [--vni N] [--uplink tap:NAME] | list | show NAME | delete NAME */
+static int net_cmd(int argc, char **argv)
+{
+	const char *verb = argc > 0 ? argv[0] : "", *name = argc > 1 ? argv[1] : NULL;
+	char path[256];
+	json_t *body;
+	int i;
+
+	if (!strcmp(verb, "list") && argc == 1)
+		return get_and_print("/v1/networks", print_networks);
+	if (!name) {
+		fprintf(stderr, "tarnctl: net %s: see 'tarnctl --help'\n", verb);
+		return 2;
+	}
+	snprintf(path, sizeof(path), "/v1/networks/%s", name);
+	if (!strcmp(verb, "show") && argc == 2)
+		return get_and_print(path, print_one_network);
+	if (!strcmp(verb, "delete") && argc == 2)
+		return send_print("DELETE", path, NULL, print_deleted, name);
+	if (strcmp(verb, "create")) {
+		fprintf(stderr, "tarnctl: net %s: see 'tarnctl --help'\n", verb);
+		return 2;
+	}
+	body = json_pack("{s:s}", "name", name);
+	for (i = 2; i + 1 < argc; i += 2) {
+		uint64_t v;
+
+		if (!strcmp(argv[i], "--vni") && !parse_uint(argv[i + 1], 1, 16777215, &v))
+			json_object_set_new(body, "vni", json_integer((json_int_t)v));
+		else if (!strcmp(argv[i], "--uplink"))
+			json_object_set_new(body, "uplink", json_string(argv[i + 1]));
+		else
+			break;
+	}
+	if (i != argc) {
+		fprintf(stderr, "tarnctl: net create NAME [--vni 1-16777215] [--uplink tap:NAME]\n");
+		json_decref(body);
+		return 2;
+	}
+	return send_print("POST", "/v1/networks", body, print_one_network, "");
+}
+
 /* volume VERB NAME [NEW] [--size SIZE] [--format F]. */
 static int volume_cmd(int argc, char **argv)
 {
@@ -509,6 +589,11 @@ static int device_opt(json_t *body, const char *list, const char *first, const c
 			ret = v ? json_object_set_new(e, first, v), 0 : 2;
 		} else if (!strcmp(tok, "ro") && !set) {
 			json_object_set_new(e, "ro", json_true());
+		} else if (eq && eq > tok && !set && !strncmp(tok, "ip=", 3)) {
+			/* ip=A, again for each address */
+			if (!json_object_get(e, "ips"))
+				json_object_set_new(e, "ips", json_array());
+			json_array_append_new(json_object_get(e, "ips"), json_string(eq + 1));
 		} else if (eq && eq > tok) {
 			*eq = 0;
 			json_object_set_new(e, tok, set && !strcmp(eq + 1, "vm") ? json_null() : json_string(eq + 1));
@@ -543,12 +628,12 @@ static int snapshot_cmd(const char *verb, int argc, char **argv)
 	if (!strcmp(verb, "restore") && argc == 2)
 		return send_print("POST", path, json_pack("{s:s}", "snapshot", argv[1]), print_state, NULL);
 	if (!strcmp(verb, "clone") && argc >= 4) {
-		/* NEW --snapshot SNAP [--net TAP[,mac=MAC]]... */
+		/* NEW --snapshot SNAP [--tap TAP[,mac=MAC]]... */
 		body = json_pack("{s:s}", "name", argv[1]);
 		for (int i = 2; i + 1 < argc && body; i += 2) {
 			if (!strcmp(argv[i], "--snapshot"))
 				json_object_set_new(body, "snapshot", json_string(argv[i + 1]));
-			else if (strcmp(argv[i], "--net") || device_opt(body, "nics", "tap", argv[i + 1]))
+			else if (strcmp(argv[i], "--tap") || device_opt(body, "nics", "tap", argv[i + 1]))
 				json_decref(body), body = NULL;
 		}
 		if (body && argc % 2 == 0 && json_object_get(body, "snapshot"))
@@ -749,7 +834,7 @@ static int vm_create(int argc, char **argv)
 		{ "mem", required_argument, NULL, 'm' },    { "backend", required_argument, NULL, 'b' },
 		{ "restart", required_argument, NULL, 'r' }, { "start", no_argument, NULL, 'S' },
 		{ "disk", required_argument, NULL, 'd' },   { "net", required_argument, NULL, 'n' },
-		{ "volume", required_argument, NULL, 'V' },
+		{ "volume", required_argument, NULL, 'V' }, { "tap", required_argument, NULL, 'a' },
 		QUOTA_OPTS, { NULL, 0, NULL, 0 },
 	};
 	char kbuf[PATH_MAX], ibuf[PATH_MAX];
@@ -769,9 +854,10 @@ static int vm_create(int argc, char **argv)
 		case 'S': json_object_set_new(body, "start", json_true()); break;
 		case 'd': /* PATH[,ro][,bw=R][,iops=R] */
 		case 'V': /* NAME[,...] */
-		case 'n': /* TAP[,mac=MAC][,rx_bw=R]... */
-			if (device_opt(body, opt == 'n' ? "nics" : "disks", opt == 'd' ? "path" : opt == 'V' ? "volume" : "tap",
-				       optarg))
+		case 'n': /* NETWORK[,mac=MAC][,ip=ADDR]... */
+		case 'a': /* TAP[,mac=MAC][,rx_bw=R]... */
+			if (device_opt(body, opt == 'n' || opt == 'a' ? "nics" : "disks",
+				       opt == 'd' ? "path" : opt == 'V' ? "volume" : opt == 'n' ? "network" : "tap", optarg))
 				goto fail;
 			break;
 		case 'p':
@@ -905,6 +991,8 @@ int main(int argc, char **argv)
 		return get_and_print("/v1/host", print_host);
 	if (!strcmp(noun, "volume"))
 		return volume_cmd(argc - optind - 1, argv + optind + 1);
+	if (!strcmp(noun, "net"))
+		return net_cmd(argc - optind - 1, argv + optind + 1);
 	if (!strcmp(noun, "tenant"))
 		return tenant_cmd(verb, optind + 2 < argc ? argv[optind + 2] : NULL, argc - optind - 2);
 	if (!strcmp(noun, "events")) {

@@ -55,17 +55,24 @@ struct tarnd {
 	 * of the host's (less the reserve). */
 	double cpu_overcommit, mem_overcommit;
 	uint64_t mem_reserve_mib;
+	/* tarn's switch (networks.c): its program, and its process (0: none
+	 * yet); ours (a child) or adopted from an earlier tarnd. */
+	char switch_bin[4096];
+	pid_t switch_pid;
+	bool switch_child;
 };
 
 /* A VM's disks and NICs with the rates each gets (its own, else the
- * VM's), in order: one parameter, the VM's row id. */
+ * VM's), in order: one parameter, the VM's row id. A NIC on a network
+ * has columns 7-9: its network's id and name, its addresses. */
 #define TARND_DISKS_SQL                                                                            \
 	"SELECT d.idx, d.path, d.ro, COALESCE(d.bw, v.disk_bw), COALESCE(d.iops, v.disk_iops) "    \
 	"FROM disks d JOIN vms v ON v.id = d.vm_id WHERE d.vm_id = ? ORDER BY d.idx"
 #define TARND_NICS_SQL                                                                             \
 	"SELECT n.idx, n.tap, n.mac, COALESCE(n.rx_bw, v.net_bw), COALESCE(n.tx_bw, v.net_bw), "   \
-	"COALESCE(n.rx_pps, v.net_pps), COALESCE(n.tx_pps, v.net_pps) "                            \
-	"FROM nics n JOIN vms v ON v.id = n.vm_id WHERE n.vm_id = ? ORDER BY n.idx"
+	"COALESCE(n.rx_pps, v.net_pps), COALESCE(n.tx_pps, v.net_pps), n.network_id, w.name, n.ips " \
+	"FROM nics n JOIN vms v ON v.id = n.vm_id LEFT JOIN networks w ON w.id = n.network_id "      \
+	"WHERE n.vm_id = ? ORDER BY n.idx"
 /* Their rate columns, in the order of those SQL columns 3.. (the API's
  * field names for one disk or NIC). */
 extern const char *const tarnd_disk_rates[2], *const tarnd_nic_rates[4];
@@ -78,6 +85,18 @@ int tarnd_copy_file(const char *src, const char *dst, char *why, size_t len);
 /* Where a snapshot (its state file state_path, "DIR/SNAP.snap") keeps
  * the copy of the VM's writable disk idx taken with it: "DIR/SNAP.diskIDX". */
 void tarnd_snap_disk(const char *state_path, int idx, char *buf, size_t len);
+
+/* tarn's switch (networks.c): started, or adopted from an earlier tarnd,
+ * with every network's uplink on it (tarnd_switch_check: started again
+ * if it died). d->lock held. */
+void tarnd_switch_check(struct tarnd *d);
+/* Does any tenant have a network? */
+bool tarnd_has_networks(struct tarnd *d);
+/* A VM's NIC's port: put on the switch (afresh: the row's network, MAC
+ * and addresses) with its socket's path into sock; or taken off. 0, or
+ * -1 with why. d->lock held. */
+int tarnd_switch_port(struct tarnd *d, int64_t vm_id, int idx, char *sock, size_t slen, char *err, size_t len);
+void tarnd_switch_port_del(struct tarnd *d, int64_t vm_id, int idx);
 
 /* Monotonic milliseconds. */
 int64_t tarnd_now_ms(void);

@@ -124,20 +124,6 @@ static struct http_reply vol_reply(const struct caller *c, unsigned status, cons
 	return row_reply(c, status, vol_cols, name, vol_json, "volume");
 }
 
-static struct http_reply list_volumes(const struct caller *c)
-{
-	char sql[512];
-	sqlite3_stmt *st;
-	json_t *arr = json_array();
-
-	snprintf(sql, sizeof(sql), "SELECT %s WHERE ? OR v.tenant_id = ? ORDER BY t.name, v.name", vol_cols);
-	st = db_query(D->db, sql, "ii", (int64_t)c->admin, c->tenant_id);
-	while (st && sqlite3_step(st) == SQLITE_ROW)
-		json_array_append_new(arr, vol_json(st));
-	sqlite3_finalize(st);
-	return http_ok(json_pack("{s:o}", "volumes", arr));
-}
-
 /* "size": bytes, or a size with a unit ("10G"). 0 or why not. */
 static const char *size_of(json_t *in, uint64_t *size, char *why, size_t len)
 {
@@ -350,7 +336,7 @@ struct http_reply volumes_route(const struct caller *c, const struct http_reques
 
 	if (!strcmp(path, "/v1/volumes")) {
 		if (get)
-			return list_volumes(c);
+			return list_rows(c, vol_cols, vol_json, "volumes");
 		if (!post)
 			return METHODS("GET, POST");
 		return r->in ? create_volume(c, r->in) : http_fault(400, "a JSON object is expected as the body");

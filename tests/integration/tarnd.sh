@@ -114,7 +114,7 @@ fi
 truncate -s 16M "$work/d1.img" "$work/d2.img"
 tap=tarn-td$$ net=()
 if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ] && ip tuntap add "$tap" mode tap 2>/dev/null; then
-	net=(--net "$tap,mac=52:54:00:0a:0b:0c,tx_bw=30Mbit/s")
+	net=(--tap "$tap,mac=52:54:00:0a:0b:0c,tx_bw=30Mbit/s")
 fi
 vmconfig() { curl -s --unix-socket "$work/state/vms/default/io1/api.sock" http://x/vm/config; }
 # limits KEY PATH...: the values at those places of /vm/config

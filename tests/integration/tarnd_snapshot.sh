@@ -86,8 +86,8 @@ expect 1 "only a running or paused VM" ctl vm snapshot idle x
 expect 1 "has a snapshot named snapA already" ctl vm snapshot s1 snapA
 expect 1 "has no snapshot named nope" ctl vm restore s1 nope
 expect 1 "exists already" ctl vm clone s1 s2 --snapshot snapA
-expect 1 "has 0 NIC(s): the clone needs as many" ctl vm clone withdisk w3 --snapshot w1 --net tap-x
-expect 2 "see 'tarnctl --help'" ctl vm clone withdisk w3 --snapshot w1 --net
+expect 1 "has 0 NIC(s) on taps: the clone needs as many" ctl vm clone withdisk w3 --snapshot w1 --tap tap-x
+expect 2 "see 'tarnctl --help'" ctl vm clone withdisk w3 --snapshot w1 --tap
 expect 1 "no VM named nope" ctl vm snapshot nope x
 expect 2 "see 'tarnctl --help'" ctl vm clone s1 s3
 ctl tenant create t1 >/dev/null
