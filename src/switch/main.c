@@ -7,6 +7,8 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +29,7 @@
 
 static const char usage[] =
 	"usage: tarn-switch --dir DIR [--api-sock PATH] [--port NAME,net=N[,mac=MAC][,ip=ADDR]...]...\n"
-	"                   [--tap NAME,net=N]... [-v]\n"
+	"                   [--tap NAME,net=N]... [--vxlan NAME,net=N,remote=IP]... [-v]\n"
 	"\n"
 	"The virtual switch: VMs' ports as vhost-user sockets, taps as uplinks,\n"
 	"frames kept within their network (README \"The virtual switch\").\n"
@@ -37,19 +39,26 @@ static const char usage[] =
 	"                    security (the VM sends from that MAC only, and with\n"
 	"                    ip= from those addresses only, IPv4 or IPv6, up to 4)\n"
 	"  --tap SPEC        a tap device (made if missing) as an uplink of net N\n"
+	"  --vxlan NAME,net=N,remote=IP[:PORT]  a VXLAN tunnel (RFC 7348) to another\n"
+	"                    host's switch (or Linux vxlan device) for net N, the VNI\n"
+	"  --vxlan-port P    the UDP port tunnels use here (default 4789)\n"
 	"  --api-sock PATH   ports added, listed and removed at run time: HTTP and\n"
 	"                    JSON on a Unix socket (GET /v1/ports, PUT and DELETE\n"
-	"                    /v1/ports/NAME {net, mac, ips, tap})\n"
+	"                    /v1/ports/NAME {net, mac, ips, tap, vxlan})\n"
 	"  -v, --verbose     log more\n"
 	"  -h, --help        this text\n"
 	"\n"
 	"On SIGTERM or SIGINT it prints each port's counters and exits 0.\n";
 
+enum port_kind { PORT_VM, PORT_TAP, PORT_VXLAN };
+
 struct port {
 	char name[64];
 	int id;			/* in the forwarding core */
-	struct vport *vp;	/* a VM's port, or */
-	struct net_backend tap; /* an uplink */
+	enum port_kind kind;
+	struct vport *vp;	/* a VM's port (vhost-user), */
+	struct net_backend tap; /* a tap uplink, */
+	struct sockaddr_in remote; /* or a VXLAN tunnel to another host's switch (VNI: c.net) */
 	struct sw_port_config c;
 	int fds[VPORT_MAX_FDS];
 	unsigned nfds, gen;
@@ -61,6 +70,12 @@ static struct sw *sw;
 static struct port *ports[SW_MAX_PORTS];
 static int epfd;
 static const char *dir;
+/* VXLAN (RFC 7348): one UDP socket for every tunnel, made with the
+ * first; what comes in is taken only from a tunnel's remote, for its VNI. */
+static int vx_fd = -1;
+static uint16_t vx_port = 4789;
+#define VXLAN_HLEN 8
+#define VX_EVENT (UINT64_MAX - 1)
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static uint64_t now_ns(void)
@@ -83,13 +98,13 @@ static void unwatch(struct port *p)
 static void watch(struct port *p)
 {
 	unwatch(p);
-	if (p->vp) {
+	if (p->kind == PORT_VM) {
 		p->nfds = vport_fds(p->vp, p->fds);
 		p->gen = vport_gen(p->vp);
-	} else {
+	} else if (p->kind == PORT_TAP) {
 		p->fds[0] = p->tap.ops->fd(&p->tap);
 		p->nfds = 1;
-	}
+	} /* a tunnel: the shared socket */
 	for (unsigned k = 0; k < p->nfds; k++) {
 		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (uint64_t)p->id << 32 | (uint32_t)p->fds[k] };
 
@@ -110,13 +125,22 @@ static void switch_frame(int id, const uint8_t *frame, size_t len)
 
 		if (!o)
 			continue;
-		if (o->vp) {
+		if (o->kind == PORT_VM) {
 			ok = !vport_rx(o->vp, frame, len);
-		} else {
+		} else if (o->kind == PORT_TAP) {
 			static const uint8_t hdr[NET_HDR_LEN];
 			struct iovec iov[2] = { { (void *)hdr, NET_HDR_LEN }, { (void *)frame, len } };
 
 			ok = o->tap.ops->write(&o->tap, iov, 2) >= 0;
+		} else {
+			/* flags: a VNI follows (I); the VNI in bytes 4-6 */
+			uint8_t hdr[VXLAN_HLEN] = { 0x08, 0, 0, 0, (uint8_t)(o->c.net >> 16), (uint8_t)(o->c.net >> 8),
+						    (uint8_t)o->c.net, 0 };
+			struct iovec iov[2] = { { hdr, VXLAN_HLEN }, { (void *)frame, len } };
+			struct msghdr mh = { .msg_name = &o->remote, .msg_namelen = sizeof(o->remote), .msg_iov = iov,
+					     .msg_iovlen = 2 };
+
+			ok = sendmsg(vx_fd, &mh, MSG_DONTWAIT) >= 0;
 		}
 		if (ok)
 			sw_sent(sw, out[k], len);
@@ -143,6 +167,72 @@ static void tap_ready(struct port *p)
 		if (n > NET_HDR_LEN)
 			switch_frame(p->id, buf + NET_HDR_LEN, (size_t)n - NET_HDR_LEN);
 	}
+}
+
+/* Datagrams on the VXLAN socket: each from a tunnel's remote with its
+ * VNI goes into the switch by that tunnel; anything else is dropped. */
+static void vx_ready(void)
+{
+	static uint8_t buf[VXLAN_HLEN + 65536];
+
+	for (int budget = 64; budget--;) {
+		struct sockaddr_in from;
+		socklen_t flen = sizeof(from);
+		ssize_t n = recvfrom(vx_fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
+		uint32_t vni;
+		struct port *p = NULL;
+
+		if (n < 0)
+			return;
+		if (n < VXLAN_HLEN + SW_ETH_HLEN || !(buf[0] & 0x08) || flen != sizeof(from))
+			continue;
+		vni = (uint32_t)buf[4] << 16 | (uint32_t)buf[5] << 8 | buf[6];
+		for (int i = 0; i < SW_MAX_PORTS && !p; i++)
+			if (ports[i] && ports[i]->kind == PORT_VXLAN && ports[i]->c.net == vni &&
+			    ports[i]->remote.sin_addr.s_addr == from.sin_addr.s_addr)
+				p = ports[i];
+		if (p)
+			switch_frame(p->id, buf + VXLAN_HLEN, (size_t)n - VXLAN_HLEN);
+		else
+			pr_debug("switch: VXLAN from %s, VNI %u: no such tunnel", inet_ntoa(from.sin_addr), vni);
+	}
+}
+
+/* The VXLAN socket, the first time a tunnel needs it. 0 or -errno. */
+static int vx_open(char *err, size_t len)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(vx_port), .sin_addr.s_addr = htonl(INADDR_ANY) };
+
+	if (vx_fd >= 0)
+		return 0;
+	vx_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (vx_fd < 0 || bind(vx_fd, (struct sockaddr *)&a, sizeof(a)) ||
+	    epoll_ctl(epfd, EPOLL_CTL_ADD, vx_fd, &(struct epoll_event){ .events = EPOLLIN, .data.u64 = VX_EVENT })) {
+		int e = errno;
+
+		if (vx_fd >= 0)
+			close(vx_fd);
+		vx_fd = -1;
+		return errorf(err, len, -e, "VXLAN: UDP port %u: %s", vx_port, strerror(e));
+	}
+	return 0;
+}
+
+/* "IP[:PORT]" into a. 0 or -1. */
+static int parse_remote(const char *s, struct sockaddr_in *a)
+{
+	char host[64];
+	const char *colon = strchr(s, ':');
+	unsigned long port = vx_port;
+	char *end;
+
+	if (strlen(s) >= sizeof(host))
+		return -1;
+	snprintf(host, sizeof(host), "%.*s", colon ? (int)(colon - s) : (int)strlen(s), s);
+	if (colon && ((port = strtoul(colon + 1, &end, 10)) < 1 || port > 65535 || *end))
+		return -1;
+	*a = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -1;
 }
 
 /* ---- ports ---- */
@@ -190,8 +280,10 @@ static const char *add_ip(struct sw_port_config *c, const char *ip)
 
 /* A new port (lock held): a VM's (a vhost-user socket DIR/NAME.sock) or a
  * tap uplink. 0, or -errno with why. */
-static int port_create(const char *name, bool tap, const struct sw_port_config *c, char *err, size_t len)
+static int port_create(const char *name, enum port_kind kind, const char *remote, const struct sw_port_config *c,
+		       char *err, size_t len)
 {
+	bool tap = kind != PORT_VM;
 	struct port *p;
 	char path[4200];
 	int id;
@@ -204,6 +296,10 @@ static int port_create(const char *name, bool tap, const struct sw_port_config *
 		return errorf(err, len, -EINVAL, "%s: addresses without a MAC: port security needs mac", name);
 	if (tap && c->secure)
 		return errorf(err, len, -EINVAL, "%s: an uplink has no port security (mac, ip)", name);
+	if (kind == PORT_VXLAN && c->net > 0xffffff)
+		return errorf(err, len, -EINVAL, "%s: a VXLAN network's number (its VNI) is 24 bits", name);
+	if (kind == PORT_VXLAN && vx_open(err, len))
+		return -EINVAL;
 	if (!(p = calloc(1, sizeof(*p))))
 		return errorf(err, len, -ENOMEM, "out of memory");
 	snprintf(p->name, sizeof(p->name), "%s", name);
@@ -213,10 +309,18 @@ static int port_create(const char *name, bool tap, const struct sw_port_config *
 		return errorf(err, len, id, "%s: %s", name, id == -ENOSPC ? "no room for more ports" : strerror(-id));
 	}
 	p->id = id;
-	if (tap) {
+	p->kind = kind;
+	if (kind == PORT_VXLAN) {
+		if (!remote || parse_remote(remote, &p->remote)) {
+			errorf(err, len, -EINVAL, "%s: vxlan: a remote IPv4 address [:port]", name);
+			goto fail;
+		}
+		snprintf(path, sizeof(path), "VXLAN to %s", remote);
+	} else if (kind == PORT_TAP) {
 		p->tap.ops = net_backends[0];
 		if (p->tap.ops->open(&p->tap, name, err, len))
 			goto fail;
+		snprintf(path, sizeof(path), "a tap uplink");
 	} else {
 		snprintf(path, sizeof(path), "%s/%s.sock", dir, name);
 		if (!(p->vp = vport_create(path, vm_frame, (void *)(intptr_t)id, err, len)))
@@ -224,7 +328,7 @@ static int port_create(const char *name, bool tap, const struct sw_port_config *
 	}
 	ports[id] = p;
 	watch(p);
-	pr_info("switch: port %s on network %u: %s", name, c->net, tap ? "a tap uplink" : path);
+	pr_info("switch: port %s on network %u: %s", name, c->net, path);
 	return 0;
 fail:
 	sw_port_del(sw, id);
@@ -235,9 +339,9 @@ fail:
 static void port_remove(struct port *p)
 {
 	unwatch(p);
-	if (p->vp)
+	if (p->kind == PORT_VM)
 		vport_destroy(p->vp);
-	else
+	else if (p->kind == PORT_TAP)
 		p->tap.ops->close(&p->tap);
 	sw_port_del(sw, p->id);
 	ports[p->id] = NULL;
@@ -250,8 +354,9 @@ static void port_from_spec(const char *opt, const char *spec)
 {
 	char *copy = strdup(spec), *save = NULL, *tok = strtok_r(copy, ",", &save), err[256];
 	struct sw_port_config c = { 0 };
-	bool have_net = false, tap = !strcmp(opt, "tap");
-	const char *name = tok, *why = NULL;
+	enum port_kind kind = !strcmp(opt, "tap") ? PORT_TAP : !strcmp(opt, "vxlan") ? PORT_VXLAN : PORT_VM;
+	bool have_net = false, tap = kind != PORT_VM;
+	const char *name = tok, *why = NULL, *remote = NULL;
 
 	if (!tok)
 		die("--%s %s: NAME,net=N,...", opt, spec);
@@ -268,13 +373,15 @@ static void port_from_spec(const char *opt, const char *spec)
 			why = set_mac(&c, tok + 4);
 		} else if (!tap && !strncmp(tok, "ip=", 3)) {
 			why = add_ip(&c, tok + 3);
+		} else if (kind == PORT_VXLAN && !strncmp(tok, "remote=", 7)) {
+			remote = tok + 7;
 		} else {
 			why = "unknown option";
 		}
 	}
 	if (why || !have_net)
 		die("--%s %s: %s", opt, spec, why ? why : "which network? net=N");
-	if (port_create(name, tap, &c, err, sizeof(err)))
+	if (port_create(name, kind, remote, &c, err, sizeof(err)))
 		die("--%s %s: %s", opt, spec, err);
 	free(copy);
 }
@@ -296,16 +403,18 @@ static json_t *port_json(const struct port *p)
 		json_array_append_new(ips, json_string(inet_ntop(AF_INET6, p->c.ip6[i], a, sizeof(a))));
 	snprintf(a, sizeof(a), "%02x:%02x:%02x:%02x:%02x:%02x", p->c.mac[0], p->c.mac[1], p->c.mac[2], p->c.mac[3],
 		 p->c.mac[4], p->c.mac[5]);
+	static const char *const kinds[] = { "vm", "tap", "vxlan" };
+
 	return json_pack("{s:s,s:s,s:I,s:o,s:o,s:b,s:{s:I,s:I,s:I,s:I,s:o}}", "name", p->name, "kind",
-			 p->vp ? "vm" : "tap", "net", (json_int_t)p->c.net, "mac", p->c.secure ? json_string(a) : json_null(),
-			 "ips", ips, "connected", p->vp ? vport_running(p->vp) : 1, "stats", "rx_frames",
+			 kinds[p->kind], "net", (json_int_t)p->c.net, "mac", p->c.secure ? json_string(a) : json_null(),
+			 "ips", ips, "connected", p->kind == PORT_VM ? vport_running(p->vp) : 1, "stats", "rx_frames",
 			 (json_int_t)st->rx_packets, "rx_bytes", (json_int_t)st->rx_bytes, "tx_frames",
 			 (json_int_t)st->tx_packets, "tx_bytes", (json_int_t)st->tx_bytes, "drops", drops);
 }
 
 static const struct http_field port_fields[] = {
-	{ "net", F_INT, true }, { "tap", F_BOOL, false }, { "mac", F_STR, false }, { "ips", F_ARR, false },
-	{ "max_macs", F_INT, false },
+	{ "net", F_INT, true },	     { "tap", F_BOOL, false },	   { "vxlan", F_STR, false },
+	{ "mac", F_STR, false },     { "ips", F_ARR, false },	   { "max_macs", F_INT, false },
 };
 
 static struct http_reply put_port(const char *name, json_t *in)
@@ -333,7 +442,9 @@ static struct http_reply put_port(const char *name, json_t *in)
 			why = json_is_string(v) ? add_ip(&c, json_string_value(v)) : "ips: strings";
 	if (why)
 		return http_fault(400, "%s", why);
-	ret = port_create(name, json_is_true(json_object_get(in, "tap")), &c, err, sizeof(err));
+	ret = port_create(name,
+			  json_object_get(in, "vxlan") ? PORT_VXLAN : json_is_true(json_object_get(in, "tap")) ? PORT_TAP : PORT_VM,
+			  json_string_value(json_object_get(in, "vxlan")), &c, err, sizeof(err));
 	if (ret)
 		return http_fault(ret == -EEXIST ? 409 : 400, "%s", err);
 	return (struct http_reply){ 201, port_json(find(name)) };
@@ -400,6 +511,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "dir", required_argument, NULL, 'd' },      { "port", required_argument, NULL, 'p' },
 		{ "tap", required_argument, NULL, 't' },      { "api-sock", required_argument, NULL, 'a' },
+		{ "vxlan", required_argument, NULL, 'x' },    { "vxlan-port", required_argument, NULL, 'P' },
 		{ "verbose", no_argument, NULL, 'v' },	      { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -416,8 +528,18 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 'd': dir = optarg; break;
 		case 'a': api = optarg; break;
+		case 'P': {
+			char *end;
+			unsigned long port = strtoul(optarg, &end, 10);
+
+			if (*end || port < 1 || port > 65535)
+				die("--vxlan-port %s: a UDP port", optarg);
+			vx_port = (uint16_t)port;
+			break;
+		}
 		case 'p':
 		case 't':
+		case 'x':
 			if (nspecs == (int)(sizeof(specs) / sizeof(specs[0])))
 				die("too many ports on the command line (the API adds more)");
 			specs[nspecs].opt = (char)opt;
@@ -442,7 +564,7 @@ int main(int argc, char **argv)
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
 	epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &(struct epoll_event){ .events = EPOLLIN, .data.u64 = UINT64_MAX });
 	for (int k = 0; k < nspecs; k++)
-		port_from_spec(specs[k].opt == 'p' ? "port" : "tap", specs[k].spec);
+		port_from_spec(specs[k].opt == 'p' ? "port" : specs[k].opt == 'x' ? "vxlan" : "tap", specs[k].spec);
 	if (api) {
 		int fd = http_listen_unix(api, "--api-sock", err, sizeof(err));
 
@@ -463,6 +585,10 @@ int main(int argc, char **argv)
 			int i = (int)(ev[k].data.u64 >> 32), fd = (int)(uint32_t)ev[k].data.u64;
 			struct port *p;
 
+			if (ev[k].data.u64 == VX_EVENT) {
+				vx_ready();
+				continue;
+			}
 			if (ev[k].data.u64 == UINT64_MAX) {
 				print_stats();
 				pthread_mutex_unlock(&lock);
@@ -474,7 +600,7 @@ int main(int argc, char **argv)
 			 * names a descriptor the new one at i does not have. */
 			if (i >= SW_MAX_PORTS || !(p = ports[i]))
 				continue;
-			if (p->vp) {
+			if (p->kind == PORT_VM) {
 				vport_ready(p->vp, fd);
 				if (vport_gen(p->vp) != p->gen)
 					watch(p);
