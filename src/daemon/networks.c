@@ -4,14 +4,15 @@
  * on that switch (its VNI), a tenant's; a VM's NIC on one is a port of the
  * switch (vm<ID>-<N>.sock), which tarn connects to as a vhost-user front
  * end, with port security: the NIC's MAC, and its addresses when given.
- * An uplink (an existing tap device, the admin's to give) makes the host a
- * station on the network. Routes (docs/tarnd.json), under the caller's
+ * An uplink, the admin's to give, is an existing tap device (the host a
+ * station on the network) or a VXLAN tunnel to another host's switch. Routes (docs/tarnd.json), under the caller's
  * tenant as VMs are:
  *   GET, POST /v1/networks               {name, vni, uplink}
  *   GET, DELETE /v1/networks/NAME
  * The switch outlives tarnd (a new one adopts it through its pid file); if
  * it dies tarnd starts it again with the uplinks, and every running VM's
  * NICs on networks come back with the VM's next start. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -55,17 +56,51 @@ static int switch_api(struct tarnd *d, const char *method, const char *path, jso
 	return ret;
 }
 
-/* A network's uplink on the switch (a tap named in "tap:NAME"). */
+/* The switch's port of a network's uplink: "tap:NAME" is the tap's own
+ * name, "vxlan:REMOTE" the tunnel vx<VNI>. */
+static void uplink_path(const char *uplink, int64_t vni, char *buf, size_t len)
+{
+	if (!strncmp(uplink, "tap:", 4))
+		snprintf(buf, len, "/v1/ports/%s", uplink + 4);
+	else
+		snprintf(buf, len, "/v1/ports/vx%lld", (long long)vni);
+}
+
+/* A network's uplink on the switch. */
 static void put_uplink(struct tarnd *d, const char *uplink, int64_t vni)
 {
-	char path[96], err[256];
+	char path[128], err[256];
 	long status;
+	bool tap;
 
-	if (!uplink || strncmp(uplink, "tap:", 4))
+	if (!uplink)
 		return;
-	snprintf(path, sizeof(path), "/v1/ports/%s", uplink + 4);
-	if (switch_api(d, "PUT", path, json_pack("{s:I,s:b}", "net", (json_int_t)vni, "tap", 1), &status, err, sizeof(err)))
-		tarnd_event(d, NULL, "network", "uplink %s not on the switch: %s", uplink + 4, err);
+	tap = !strncmp(uplink, "tap:", 4);
+	uplink_path(uplink, vni, path, sizeof(path));
+	if (switch_api(d, "PUT", path,
+		       tap ? json_pack("{s:I,s:b}", "net", (json_int_t)vni, "tap", 1)
+			   : json_pack("{s:I,s:s}", "net", (json_int_t)vni, "vxlan", uplink + 6),
+		       &status, err, sizeof(err)))
+		tarnd_event(d, NULL, "network", "uplink %s not on the switch: %s", uplink, err);
+}
+
+/* "tap:NAME" or "vxlan:IPV4[:PORT]". */
+static bool uplink_ok(const char *u)
+{
+	char host[64];
+	unsigned port = 4789;
+	struct in_addr a;
+
+	if (!strncmp(u, "tap:", 4))
+		return net_tap_name_ok(u + 4);
+	if (strncmp(u, "vxlan:", 6) || strlen(u + 6) >= sizeof(host))
+		return false;
+	snprintf(host, sizeof(host), "%s", u + 6);
+	if (strchr(host, ':') && (sscanf(strchr(host, ':') + 1, "%u", &port) != 1 || !port || port > 65535))
+		return false;
+	if (strchr(host, ':'))
+		*strchr(host, ':') = 0;
+	return inet_pton(AF_INET, host, &a) == 1;
 }
 
 static bool switch_alive(struct tarnd *d)
@@ -245,8 +280,9 @@ static struct http_reply create_network(const struct caller *c, json_t *in)
 	uplink = json_string_value(json_object_get(in, "uplink"));
 	if (!name_ok(name))
 		return http_fault(400, "name %s: 1 to 63 letters, digits, '-', '_' or '.'", name);
-	if (uplink && (strncmp(uplink, "tap:", 4) || !net_tap_name_ok(uplink + 4)))
-		return http_fault(400, "uplink %s: tap:NAME, an existing tap device", uplink);
+	if (uplink && !uplink_ok(uplink))
+		return http_fault(400, "uplink %s: tap:NAME (an existing tap device) or vxlan:IPV4[:PORT] (another "
+				  "host's switch)", uplink);
 	if (uplink && !c->admin)
 		return http_fault(403, "an uplink is the admin's to give: it joins the host to the network");
 	if (v && (json_integer_value(v) < 1 || json_integer_value(v) > VNI_MAX))
@@ -282,8 +318,9 @@ static struct http_reply create_network(const struct caller *c, json_t *in)
 
 static struct http_reply delete_network(const struct caller *c, const char *name)
 {
-	sqlite3_stmt *st = tenant_row(c, "v.id, v.uplink FROM networks v", name), *q;
-	char uplink[64] = "", path[96], err[256], qn[64];
+	sqlite3_stmt *st = tenant_row(c, "v.id, v.uplink, v.vni FROM networks v", name), *q;
+	char uplink[96] = "", path[128], err[256], qn[64];
+	int64_t vni;
 	int64_t id;
 	long status;
 	int used = 0;
@@ -291,6 +328,7 @@ static struct http_reply delete_network(const struct caller *c, const char *name
 	if (!st)
 		return http_fault(404, "no network named %s", name);
 	id = sqlite3_column_int64(st, 0);
+	vni = sqlite3_column_int64(st, 2);
 	if (sqlite3_column_type(st, 1) != SQLITE_NULL)
 		snprintf(uplink, sizeof(uplink), "%s", sqlite3_column_text(st, 1));
 	sqlite3_finalize(st);
@@ -300,10 +338,9 @@ static struct http_reply delete_network(const struct caller *c, const char *name
 	if (used)
 		return http_fault(409, "%s: %d NIC(s) of VMs are on it: delete them first", name, used);
 	db_exec(D->db, "DELETE FROM networks WHERE id = ?", "i", id);
-	if (!strncmp(uplink, "tap:", 4)) {
-		snprintf(path, sizeof(path), "/v1/ports/%s", uplink + 4);
-		if (switch_alive(D))
-			(void)switch_api(D, "DELETE", path, NULL, &status, err, sizeof(err));
+	if (*uplink && switch_alive(D)) {
+		uplink_path(uplink, vni, path, sizeof(path));
+		(void)switch_api(D, "DELETE", path, NULL, &status, err, sizeof(err));
 	}
 	qualified(c, name, qn, sizeof(qn));
 	tarnd_event(D, NULL, "network", "%s deleted", qn);

@@ -65,8 +65,9 @@ static const char usage[] =
 	"  vm console NAME             its serial console, as a terminal (Ctrl-] leaves)\n"
 	"  events [--vm NAME] [-f]     what happened, oldest first (-f: and what follows)\n"
 	"  host                        the host's CPUs and memory, and what VMs use\n"
-	"  net create NAME [--vni N] [--uplink tap:TAP]   a network on tarn's switch\n"
-	"                              (an uplink: the admin's; joins the host to it)\n"
+	"  net create NAME [--vni N] [--uplink tap:TAP|vxlan:IP]   a network on tarn's\n"
+	"                              switch (an uplink, the admin's: the host through a\n"
+	"                              tap, or another host's switch through VXLAN)\n"
 	"  net list | show NAME | delete NAME\n"
 	"  volume create NAME --size SIZE [--format qcow2|raw]   in tarnd's pool\n"
 	"  volume list | show NAME | delete NAME\n"
@@ -481,7 +482,7 @@ static int net_cmd(int argc, char **argv)
 			break;
 	}
 	if (i != argc) {
-		fprintf(stderr, "tarnctl: net create NAME [--vni 1-16777215] [--uplink tap:NAME]\n");
+		fprintf(stderr, "tarnctl: net create NAME [--vni 1-16777215] [--uplink tap:NAME|vxlan:IP[:PORT]]\n");
 		json_decref(body);
 		return 2;
 	}

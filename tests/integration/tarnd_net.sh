@@ -58,6 +58,18 @@ else
 	not_ok "$name: networks" "$bad: $(ctl net list 2>&1 | tr '\n' ' ')"
 fi
 
+# A VXLAN uplink: a tunnel on the switch for the network's VNI, gone with it.
+ports() { curl -s --unix-socket "$work/state/switch/api.sock" "http://x/v1/ports$1"; }
+if ctl --tenant t2 net create n3 --uplink vxlan:192.168.99.9 >/dev/null &&
+	vni3=$(ctl --json --tenant t2 net show n3 | python3 -c "import json,sys; print(json.load(sys.stdin)['vni'])") &&
+	ports "/vx$vni3" | grep -q '"kind":"vxlan"' && ctl --tenant t2 net delete n3 >/dev/null &&
+	ports "/vx$vni3" | grep -q "no port named"; then
+	ok "$name: a VXLAN uplink is a tunnel on the switch for the network's VNI ($vni3), gone with the network"
+else
+	not_ok "$name: VXLAN uplink" "$(ports | head -c 300)"
+fi
+expect 1 "vxlan:IPV4" ctl net create n4 --uplink vxlan:nowhere
+
 # The guests: t1's a and b on n1, t2's c on n2 (an address of n1's subnet).
 script() { echo "$GUEST_CMDLINE tarn.cmd64=$(printf '%s' "ip addr add $1/24 dev eth0 && ip link set eth0 up && $2" | base64 -w0)"; }
 vm() { # WHO NAME NET IP SCRIPT
@@ -88,7 +100,6 @@ t1 --json vm show a | python3 -c "import json,sys; n=json.load(sys.stdin)['nics'
 spid=$(cat "$work/state/switch/switch.pid")
 kill -9 "$dpid"
 tarnd_in_ns
-ports() { curl -s --unix-socket "$work/state/switch/api.sock" http://x/v1/ports; }
 if [ "$(cat "$work/state/switch/switch.pid")" = "$spid" ] && kill -0 "$spid" && ports | grep -q '"name":"vm'; then
 	ok "$name: a restarted tarnd keeps the running switch (pid $spid) and its ports"
 else
