@@ -26,7 +26,7 @@ include tests/integration/integration.mk
 include tests/difftest/difftest.mk
 include tests/fuzz/fuzz.mk
 
-tests: $(TEST_BINS) $(BIN) $(O)/tarnd $(O)/tarnctl $(O)/bench/guest_count.elf $(O)/bench/guest_touch.elf
+tests: $(TEST_BINS) $(BIN) $(O)/tarnd $(O)/tarnctl $(O)/tarn-switch $(O)/bench/guest_count.elf $(O)/bench/guest_touch.elf
 
 check: setup
 	$(Q)$(MAKE) --no-print-directory tests guest

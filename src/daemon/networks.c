@@ -192,9 +192,42 @@ bool tarnd_has_networks(struct tarnd *d)
 	return any;
 }
 
+
 static void port_name(int64_t vm_id, int idx, char *buf, size_t len)
 {
 	snprintf(buf, len, "vm%lld-%d", (long long)vm_id, idx);
+}
+
+/* The NIC's rates (its own, else the VM's: TARND_NICS_SQL's) into body,
+ * as the switch's port takes them; "0" for none. */
+static void add_rates(struct tarnd *d, int64_t vm_id, int idx, json_t *body)
+{
+	sqlite3_stmt *st = db_query(d->db, TARND_NICS_SQL, "i", vm_id);
+
+	while (st && sqlite3_step(st) == SQLITE_ROW)
+		if (sqlite3_column_int(st, 0) == idx)
+			for (int r = 0; r < 4; r++)
+				json_object_set_new(body, tarnd_nic_rates[r],
+						    json_string((const char *)sqlite3_column_text(st, 3 + r)));
+	sqlite3_finalize(st);
+}
+
+int tarnd_switch_limits(struct tarnd *d, int64_t vm_id, int idx, char *err, size_t len)
+{
+	char name[64], path[96];
+	json_t *body = json_object();
+	long status;
+
+	port_name(vm_id, idx, name, sizeof(name));
+	snprintf(path, sizeof(path), "/v1/ports/%s", name);
+	add_rates(d, vm_id, idx, body);
+	if (switch_api(d, "PATCH", path, body, &status, err, len))
+		return -1;
+	if (status != 200) {
+		snprintf(err, len, "the switch has no port %s (HTTP %ld)", name, status);
+		return -1;
+	}
+	return 0;
 }
 
 int tarnd_switch_port(struct tarnd *d, int64_t vm_id, int idx, char *sock, size_t slen, char *err, size_t len)
@@ -219,6 +252,7 @@ int tarnd_switch_port(struct tarnd *d, int64_t vm_id, int idx, char *sock, size_
 	body = json_pack("{s:I,s:s,s:o}", "net", (json_int_t)sqlite3_column_int64(st, 0), "mac", sqlite3_column_text(st, 1),
 			 "ips", arr);
 	sqlite3_finalize(st);
+	add_rates(d, vm_id, idx, body);
 	tarnd_switch_check(d);
 	port_name(vm_id, idx, name, sizeof(name));
 	snprintf(path, sizeof(path), "/v1/ports/%s", name);

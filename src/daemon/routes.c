@@ -315,11 +315,6 @@ static const char *nic_network(const struct caller *c, json_t *e, size_t i, char
 	}
 	json_object_set_new(e, "network_id", json_integer((json_int_t)sqlite3_column_int64(st, 0)));
 	sqlite3_finalize(st);
-	for (int r = 0; r < 4; r++)
-		if (json_object_get(e, tarnd_nic_rates[r])) {
-			snprintf(why, len, "nics[%zu]: rates of a NIC on a network are not yet (the switch's QoS)", i);
-			return why;
-		}
 	json_array_foreach(json_object_get(e, "ips"), k, a) {
 		uint8_t buf[16];
 		const char *ip = json_string_value(a);
@@ -645,8 +640,11 @@ static int apply_rates(const char *vm, int64_t id, char *err, size_t len)
 			char path[64], devid[16], *body;
 			json_t *b;
 
-			if (nic && sqlite3_column_type(st, 7) != SQLITE_NULL)
-				continue; /* on a network: the switch's to limit */
+			if (nic && sqlite3_column_type(st, 7) != SQLITE_NULL) {
+				/* On a network: its port's QoS on the switch. */
+				ret = tarnd_switch_limits(D, id, sqlite3_column_int(st, 0), err, len);
+				continue;
+			}
 
 			snprintf(devid, sizeof(devid), "cli%d", sqlite3_column_int(st, 0));
 			snprintf(path, sizeof(path), "/%s/%s", nic ? "network-interfaces" : "drives", devid);
@@ -729,7 +727,7 @@ static struct http_reply patch_vm(const struct caller *c, const char *name, json
 	char why[512], vm[256], rate_buf[4][64], *devices;
 	const char *rates[4];
 	struct http_reply fail;
-	bool running;
+	bool running, cg_asked;
 	int64_t id;
 
 	if (!st)
@@ -749,6 +747,9 @@ static struct http_reply patch_vm(const struct caller *c, const char *name, json
 	HTTP_CHECK(in, patch_fields, true);
 	if (quotas(in, &l, rates, why, sizeof(why)))
 		return http_fault(400, "%s", why);
+	/* The cgroup only when its limits are asked for. */
+	cg_asked = json_object_get(in, "cpu_limit") || json_object_get(in, "cpu_weight") ||
+		   json_object_get(in, "mem_limit_mib");
 	qualified(c, name, vm, sizeof(vm));
 	db_exec(D->db, "SAVEPOINT patch", "");
 	db_exec(D->db, "UPDATE vms SET cpu_limit = ?, cpu_weight = ?, mem_limit_mib = ?, disk_bw = ?, disk_iops = ?, "
@@ -756,11 +757,11 @@ static struct http_reply patch_vm(const struct caller *c, const char *name, json
 		(int64_t)(l.mem >> 20), rates[0], rates[1], rates[2], rates[3], (int64_t)time(NULL), id);
 	if (patch_devices(id, in, false, why, sizeof(why)) || patch_devices(id, in, true, why, sizeof(why)))
 		fail = http_fault(400, "%s", why);
-	else if (running && cg_set(vm, &l, why, sizeof(why)))
+	else if (running && cg_asked && cg_set(vm, &l, why, sizeof(why)))
 		fail = http_fault(500, "%s", why);
 	else if (running && apply_rates(vm, id, why, sizeof(why))) {
 		fail = http_fault(502, "%s: %s", name, why);
-		if (cg_set(vm, &was, why, sizeof(why)))
+		if (cg_asked && cg_set(vm, &was, why, sizeof(why)))
 			pr_warn("%s: its old CPU and memory limits back: %s", vm, why);
 	} else {
 		fail.status = 0;

@@ -97,6 +97,9 @@ bool tarnd_has_networks(struct tarnd *d);
  * -1 with why. d->lock held. */
 int tarnd_switch_port(struct tarnd *d, int64_t vm_id, int idx, char *sock, size_t slen, char *err, size_t len);
 void tarnd_switch_port_del(struct tarnd *d, int64_t vm_id, int idx);
+/* The NIC's rates (its own, else the VM's) onto its running port. 0, or -1
+ * with why. */
+int tarnd_switch_limits(struct tarnd *d, int64_t vm_id, int idx, char *err, size_t len);
 
 /* Monotonic milliseconds. */
 int64_t tarnd_now_ms(void);

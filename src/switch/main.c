@@ -20,6 +20,7 @@
 
 #include "api/http.h"
 #include "core/log.h"
+#include "core/ratelimit.h"
 #include "switch/switch.h"
 #include "switch/vport.h"
 #include "virtio/net_backend.h"
@@ -37,14 +38,18 @@ static const char usage[] =
 	"  --dir DIR         where the ports' sockets go (DIR/NAME.sock)\n"
 	"  --port SPEC       a VM's port on network N (a number): with mac=, port\n"
 	"                    security (the VM sends from that MAC only, and with\n"
-	"                    ip= from those addresses only, IPv4 or IPv6, up to 4)\n"
+	"                    ip= from those addresses only, IPv4 or IPv6, up to 4);\n"
+	"                    QoS from the VM's side: rx_bw=, rx_pps= (to it: over\n"
+	"                    the rate, dropped), tx_bw=, tx_pps= (from it: held\n"
+	"                    back in its ring) = RATE (tarn run --help), any port rx_\n"
 	"  --tap SPEC        a tap device (made if missing) as an uplink of net N\n"
 	"  --vxlan NAME,net=N,remote=IP[:PORT]  a VXLAN tunnel (RFC 7348) to another\n"
 	"                    host's switch (or Linux vxlan device) for net N, the VNI\n"
 	"  --vxlan-port P    the UDP port tunnels use here (default 4789)\n"
 	"  --api-sock PATH   ports added, listed and removed at run time: HTTP and\n"
 	"                    JSON on a Unix socket (GET /v1/ports, PUT and DELETE\n"
-	"                    /v1/ports/NAME {net, mac, ips, tap, vxlan})\n"
+	"                    /v1/ports/NAME {net, mac, ips, tap, vxlan, rx_bw, ...};\n"
+	"                    PATCH /v1/ports/NAME {rx_bw, ...}: rates at once)\n"
 	"  -v, --verbose     log more\n"
 	"  -h, --help        this text\n"
 	"\n"
@@ -60,6 +65,10 @@ struct port {
 	struct net_backend tap; /* a tap uplink, */
 	struct sockaddr_in remote; /* or a VXLAN tunnel to another host's switch (VNI: c.net) */
 	struct sw_port_config c;
+	/* QoS, as tarn's NICs name it, from the guest's side: rl[RX] what
+	 * goes out of the switch by the port (policed: over it, dropped),
+	 * rl[TX] what a VM sends (held back in its ring) */
+	struct rate_limiter rl[2];
 	int fds[VPORT_MAX_FDS];
 	unsigned nfds, gen;
 };
@@ -75,6 +84,7 @@ static const char *dir;
 static int vx_fd = -1;
 static uint16_t vx_port = 4789;
 #define VXLAN_HLEN 8
+enum { RX, TX };
 #define VX_EVENT (UINT64_MAX - 1)
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -125,6 +135,10 @@ static void switch_frame(int id, const uint8_t *frame, size_t len)
 
 		if (!o)
 			continue;
+		if (rl_active(&o->rl[RX]) && rl_wait_ns(&o->rl[RX])) {
+			sw_dropped(sw, out[k], SW_DROP_QOS);
+			continue;
+		}
 		if (o->kind == PORT_VM) {
 			ok = !vport_rx(o->vp, frame, len);
 		} else if (o->kind == PORT_TAP) {
@@ -142,9 +156,10 @@ static void switch_frame(int id, const uint8_t *frame, size_t len)
 
 			ok = sendmsg(vx_fd, &mh, MSG_DONTWAIT) >= 0;
 		}
-		if (ok)
+		if (ok) {
 			sw_sent(sw, out[k], len);
-		else
+			rl_charge(&o->rl[RX], len, 1);
+		} else
 			sw_dropped(sw, out[k], SW_DROP_NO_ROOM);
 	}
 }
@@ -280,8 +295,22 @@ static const char *add_ip(struct sw_port_config *c, const char *ip)
 
 /* A new port (lock held): a VM's (a vhost-user socket DIR/NAME.sock) or a
  * tap uplink. 0, or -errno with why. */
-static int port_create(const char *name, enum port_kind kind, const char *remote, const struct sw_port_config *c,
-		       char *err, size_t len)
+/* A port's QoS options ("rx_bw=RATE,..."; core/ratelimit.h) into p, all
+ * or none. 0, or -EINVAL with why. */
+static int set_limits(struct port *p, const char *spec, char *err, size_t len)
+{
+	const struct rl_key keys[4] = {
+		{ "rx_bw", &p->rl[RX], RL_BYTES }, { "rx_pps", &p->rl[RX], RL_OPS },
+		{ "tx_bw", &p->rl[TX], RL_BYTES }, { "tx_pps", &p->rl[TX], RL_OPS },
+	};
+
+	if (p->kind != PORT_VM && strstr(spec, "tx_"))
+		return errorf(err, len, -EINVAL, "%s: tx_ limits (what a VM sends) are for a VM's port", p->name);
+	return rl_options(spec, keys, 4, err, len);
+}
+
+static int port_create(const char *name, enum port_kind kind, const char *remote, const char *limits,
+		       const struct sw_port_config *c, char *err, size_t len)
 {
 	bool tap = kind != PORT_VM;
 	struct port *p;
@@ -304,6 +333,13 @@ static int port_create(const char *name, enum port_kind kind, const char *remote
 		return errorf(err, len, -ENOMEM, "out of memory");
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	p->c = *c;
+	p->kind = kind;
+	rl_init(&p->rl[RX]);
+	rl_init(&p->rl[TX]);
+	if (limits && *limits && set_limits(p, limits, err, len)) {
+		free(p);
+		return -EINVAL;
+	}
 	if ((id = sw_port_add(sw, c)) < 0) {
 		free(p);
 		return errorf(err, len, id, "%s: %s", name, id == -ENOSPC ? "no room for more ports" : strerror(-id));
@@ -325,6 +361,7 @@ static int port_create(const char *name, enum port_kind kind, const char *remote
 		snprintf(path, sizeof(path), "%s/%s.sock", dir, name);
 		if (!(p->vp = vport_create(path, vm_frame, (void *)(intptr_t)id, err, len)))
 			goto fail;
+		vport_set_tx_limit(p->vp, &p->rl[TX]);
 	}
 	ports[id] = p;
 	watch(p);
@@ -346,6 +383,8 @@ static void port_remove(struct port *p)
 	sw_port_del(sw, p->id);
 	ports[p->id] = NULL;
 	pr_info("switch: port %s removed", p->name);
+	rl_destroy(&p->rl[RX]);
+	rl_destroy(&p->rl[TX]);
 	free(p);
 }
 
@@ -357,6 +396,7 @@ static void port_from_spec(const char *opt, const char *spec)
 	enum port_kind kind = !strcmp(opt, "tap") ? PORT_TAP : !strcmp(opt, "vxlan") ? PORT_VXLAN : PORT_VM;
 	bool have_net = false, tap = kind != PORT_VM;
 	const char *name = tok, *why = NULL, *remote = NULL;
+	char limits[256] = "";
 
 	if (!tok)
 		die("--%s %s: NAME,net=N,...", opt, spec);
@@ -375,13 +415,15 @@ static void port_from_spec(const char *opt, const char *spec)
 			why = add_ip(&c, tok + 3);
 		} else if (kind == PORT_VXLAN && !strncmp(tok, "remote=", 7)) {
 			remote = tok + 7;
+		} else if (!strncmp(tok, "rx_", 3) || !strncmp(tok, "tx_", 3)) {
+			snprintf(limits + strlen(limits), sizeof(limits) - strlen(limits), "%s%s", *limits ? "," : "", tok);
 		} else {
 			why = "unknown option";
 		}
 	}
 	if (why || !have_net)
 		die("--%s %s: %s", opt, spec, why ? why : "which network? net=N");
-	if (port_create(name, kind, remote, &c, err, sizeof(err)))
+	if (port_create(name, kind, remote, limits, &c, err, sizeof(err)))
 		die("--%s %s: %s", opt, spec, err);
 	free(copy);
 }
@@ -404,10 +446,24 @@ static json_t *port_json(const struct port *p)
 	snprintf(a, sizeof(a), "%02x:%02x:%02x:%02x:%02x:%02x", p->c.mac[0], p->c.mac[1], p->c.mac[2], p->c.mac[3],
 		 p->c.mac[4], p->c.mac[5]);
 	static const char *const kinds[] = { "vm", "tap", "vxlan" };
+	json_t *limits = json_object();
 
-	return json_pack("{s:s,s:s,s:I,s:o,s:o,s:b,s:{s:I,s:I,s:I,s:I,s:o}}", "name", p->name, "kind",
+	for (int d = RX; d <= TX; d++)
+		for (int k = 0; k < RL_KINDS; k++) {
+			char key[16], val[96];
+
+			pthread_mutex_lock(&((struct port *)p)->rl[d].lock);
+			if (p->rl[d].b[k].c.size) {
+				rl_format(&p->rl[d].b[k].c, val, sizeof(val));
+				snprintf(key, sizeof(key), "%s_%s", d == RX ? "rx" : "tx", k == RL_BYTES ? "bw" : "pps");
+				json_object_set_new(limits, key, json_string(val));
+			}
+			pthread_mutex_unlock(&((struct port *)p)->rl[d].lock);
+		}
+
+	return json_pack("{s:s,s:s,s:I,s:o,s:o,s:b,s:o,s:{s:I,s:I,s:I,s:I,s:o}}", "name", p->name, "kind",
 			 kinds[p->kind], "net", (json_int_t)p->c.net, "mac", p->c.secure ? json_string(a) : json_null(),
-			 "ips", ips, "connected", p->kind == PORT_VM ? vport_running(p->vp) : 1, "stats", "rx_frames",
+			 "ips", ips, "connected", p->kind == PORT_VM ? vport_running(p->vp) : 1, "limits", limits, "stats", "rx_frames",
 			 (json_int_t)st->rx_packets, "rx_bytes", (json_int_t)st->rx_bytes, "tx_frames",
 			 (json_int_t)st->tx_packets, "tx_bytes", (json_int_t)st->tx_bytes, "drops", drops);
 }
@@ -415,14 +471,45 @@ static json_t *port_json(const struct port *p)
 static const struct http_field port_fields[] = {
 	{ "net", F_INT, true },	     { "tap", F_BOOL, false },	   { "vxlan", F_STR, false },
 	{ "mac", F_STR, false },     { "ips", F_ARR, false },	   { "max_macs", F_INT, false },
+	{ "rx_bw", F_STR, false },   { "rx_pps", F_STR, false },   { "tx_bw", F_STR, false },
+	{ "tx_pps", F_STR, false },
 };
+static const struct http_field limit_fields[] = {
+	{ "rx_bw", F_STR, false }, { "rx_pps", F_STR, false }, { "tx_bw", F_STR, false }, { "tx_pps", F_STR, false },
+};
+
+/* The rate fields of in as "rx_bw=RATE,...". */
+static void limits_spec(json_t *in, char *buf, size_t len)
+{
+	buf[0] = 0;
+	for (size_t i = 0; i < sizeof(limit_fields) / sizeof(limit_fields[0]); i++) {
+		const char *v = json_string_value(json_object_get(in, limit_fields[i].name));
+
+		if (v)
+			snprintf(buf + strlen(buf), len - strlen(buf), "%s%s=%s", *buf ? "," : "", limit_fields[i].name, v);
+	}
+}
+
+/* New rates for port p, all or none, at once. */
+static struct http_reply patch_port(struct port *p, json_t *in)
+{
+	char spec[512], err[256];
+
+	if (!in)
+		return http_fault(400, "a JSON object is expected as the body");
+	HTTP_CHECK(in, limit_fields, true);
+	limits_spec(in, spec, sizeof(spec));
+	if (*spec && set_limits(p, spec, err, sizeof(err)))
+		return http_fault(400, "%s", err);
+	return http_ok(port_json(p));
+}
 
 static struct http_reply put_port(const char *name, json_t *in)
 {
 	struct sw_port_config c = { 0 };
 	json_t *v;
 	size_t i;
-	char err[256];
+	char err[256], spec[512];
 	const char *why = NULL;
 	int ret;
 
@@ -442,9 +529,10 @@ static struct http_reply put_port(const char *name, json_t *in)
 			why = json_is_string(v) ? add_ip(&c, json_string_value(v)) : "ips: strings";
 	if (why)
 		return http_fault(400, "%s", why);
+	limits_spec(in, spec, sizeof(spec));
 	ret = port_create(name,
 			  json_object_get(in, "vxlan") ? PORT_VXLAN : json_is_true(json_object_get(in, "tap")) ? PORT_TAP : PORT_VM,
-			  json_string_value(json_object_get(in, "vxlan")), &c, err, sizeof(err));
+			  json_string_value(json_object_get(in, "vxlan")), spec, &c, err, sizeof(err));
 	if (ret)
 		return http_fault(ret == -EEXIST ? 409 : 400, "%s", err);
 	return (struct http_reply){ 201, port_json(find(name)) };
@@ -477,8 +565,10 @@ static struct http_reply route(void *opaque, const struct http_request *r)
 			rep = http_ok(port_json(p));
 		else if (!strcmp(r->method, "DELETE"))
 			port_remove(p), rep = http_no_content();
+		else if (!strcmp(r->method, "PATCH"))
+			rep = patch_port(p, r->in);
 		else
-			rep = http_fault(405, "methods: GET, PUT, DELETE");
+			rep = http_fault(405, "methods: GET, PUT, PATCH, DELETE");
 	} else {
 		rep = http_fault(404, "no such resource: %s", r->url);
 	}

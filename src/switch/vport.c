@@ -6,10 +6,12 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/ratelimit.h"
 #include "mem/gm.h"
 #include "switch/vport.h"
 #include "virtio/iov.h"
@@ -54,6 +56,11 @@ struct vport {
 	struct guest_mem gm;
 	struct ring ring[2];
 	unsigned gen; /* bumped whenever vport_fds would say otherwise */
+	/* The guest's transmit rate (the owner's limiter; NULL: none): over
+	 * it the ring is left alone, the guest asked not to kick, until the
+	 * timer says the bucket has tokens again. */
+	struct rate_limiter *tx_rl;
+	int timer_fd;
 	struct vq_chain chain;
 	uint8_t frame[NET_HDR_LEN + FRAME_MAX];
 };
@@ -110,12 +117,16 @@ struct vport *vport_create(const char *path, vport_frame_fn *on_frame, void *opa
 	vp->conn_fd = -1;
 	for (int q = 0; q < 2; q++)
 		vp->ring[q] = (struct ring){ .kick = -1, .call = -1 };
+	vp->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	vp->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	unlink(path);
-	if (vp->listen_fd < 0 || bind(vp->listen_fd, (struct sockaddr *)&a, sizeof(a)) || listen(vp->listen_fd, 4)) {
+	if (vp->timer_fd < 0 || vp->listen_fd < 0 || bind(vp->listen_fd, (struct sockaddr *)&a, sizeof(a)) ||
+	    listen(vp->listen_fd, 4)) {
 		snprintf(err, len, "%s: %s", path, strerror(errno));
 		if (vp->listen_fd >= 0)
 			close(vp->listen_fd);
+		if (vp->timer_fd >= 0)
+			close(vp->timer_fd);
 		free(vp);
 		return NULL;
 	}
@@ -128,6 +139,7 @@ void vport_destroy(struct vport *vp)
 		return;
 	disconnect(vp, "the port was removed");
 	close(vp->listen_fd);
+	close(vp->timer_fd);
 	unlink(vp->path);
 	free(vp);
 }
@@ -142,12 +154,18 @@ unsigned vport_fds(const struct vport *vp, int *fds)
 	unsigned n = 0;
 
 	fds[n++] = vp->listen_fd;
+	fds[n++] = vp->timer_fd;
 	if (vp->conn_fd >= 0)
 		fds[n++] = vp->conn_fd;
 	for (int q = 0; q < 2; q++)
 		if (vp->ring[q].running && vp->ring[q].kick >= 0)
 			fds[n++] = vp->ring[q].kick;
 	return n;
+}
+
+void vport_set_tx_limit(struct vport *vp, struct rate_limiter *rl)
+{
+	vp->tx_rl = rl;
 }
 
 bool vport_running(const struct vport *vp)
@@ -183,13 +201,27 @@ static void serve_tx(struct vport *vp)
 	if (!ring_live(r))
 		return;
 	vq_set_notify(&r->vq, false);
-	while ((ret = vq_pop_serving(&r->vq, c)) > 0) {
+	for (;;) {
+		uint64_t wait = vp->tx_rl ? rl_wait_ns(vp->tx_rl) : 0;
+
+		if (wait) {
+			/* Over the rate: the guest's frames wait in its ring. */
+			struct itimerspec t = { .it_value = { (time_t)(wait / 1000000000), (long)(wait % 1000000000) } };
+
+			timerfd_settime(vp->timer_fd, 0, &t, NULL);
+			ret = 0;
+			break;
+		}
+		if ((ret = vq_pop_serving(&r->vq, c)) <= 0)
+			break;
 		size_t n = c->out_len <= sizeof(vp->frame) ? iov_copy(c->iov, c->nr_out, 0, vp->frame, c->out_len, false) : 0;
 
 		/* A frame too long or too short for a header is the guest's
 		 * loss; the chain goes back all the same. */
 		if (n > NET_HDR_LEN)
 			vp->on_frame(vp->opaque, vp->frame + NET_HDR_LEN, n - NET_HDR_LEN);
+		if (vp->tx_rl)
+			rl_charge(vp->tx_rl, n > NET_HDR_LEN ? n - NET_HDR_LEN : 0, 1);
 		if ((ret = vq_push_chain(&r->vq, c, 0)) < 0)
 			break;
 	}
@@ -489,6 +521,13 @@ void vport_ready(struct vport *vp, int fd)
 	}
 	if (fd == vp->conn_fd) {
 		on_message(vp);
+		return;
+	}
+	if (fd == vp->timer_fd) {
+		uint64_t n;
+
+		if (read(fd, &n, sizeof(n)) == sizeof(n))
+			serve_tx(vp); /* the bucket has tokens again */
 		return;
 	}
 	for (int q = 0; q < 2; q++) {

@@ -33,7 +33,7 @@ void vport_destroy(struct vport *vp);
 /* The descriptors the owner polls for readability, and what to call when
  * one is readable: up to VPORT_MAX_FDS of them; they may change in a
  * vport_ready call (a connection came or went, a ring started). */
-#define VPORT_MAX_FDS 4
+#define VPORT_MAX_FDS 5
 unsigned vport_fds(const struct vport *vp, int *fds);
 /* Changes whenever vport_fds would give another set. */
 unsigned vport_gen(const struct vport *vp);
@@ -42,6 +42,12 @@ void vport_ready(struct vport *vp, int fd);
 /* Put a frame into the guest's receive ring: 0, or -1 when it has no
  * buffer for it (not connected, ring not running, none posted, too small). */
 int vport_rx(struct vport *vp, const uint8_t *frame, size_t len);
+
+/* The guest's transmit rate: rl (the owner's; NULL none). Over it the
+ * frames wait in the guest's ring, which backs up: nothing the guest
+ * handed over is dropped. */
+struct rate_limiter;
+void vport_set_tx_limit(struct vport *vp, struct rate_limiter *rl);
 
 /* Is a front end connected with its rings running? */
 bool vport_running(const struct vport *vp);

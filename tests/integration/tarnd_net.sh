@@ -72,11 +72,11 @@ expect 1 "vxlan:IPV4" ctl net create n4 --uplink vxlan:nowhere
 
 # The guests: t1's a and b on n1, t2's c on n2 (an address of n1's subnet).
 script() { echo "$GUEST_CMDLINE tarn.cmd64=$(printf '%s' "ip addr add $1/24 dev eth0 && ip link set eth0 up && $2" | base64 -w0)"; }
-vm() { # WHO NAME NET IP SCRIPT
+vm() { # WHO NAME NET IP SCRIPT [OPTIONS...]
 	"$1" vm create "$2" --kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" --mem 256M --backend emu \
-		--cmdline "$(script "$4" "$5")" --net "$3,ip=$4" --start >/dev/null
+		--cmdline "$(script "$4" "$5")" --net "$3,ip=$4" "${@:6}" --start >/dev/null
 }
-vm t1 b n1 10.0.6.11 "sleep 600"
+vm t1 b n1 10.0.6.11 "sleep 600" --net-pps 1000
 vm t2 c n2 10.0.6.12 "sleep 4; ping -c 3 -W 2 10.0.6.1; ping -c 3 -W 2 10.0.6.11; echo C-DONE"
 vm t1 a n1 10.0.6.10 "for i in \$(seq 90); do ping -c 1 -W 1 10.0.6.11 >/dev/null && break; done
 ping -c 3 -W 5 10.0.6.1 | sed 's/^/host: /'; ping -c 3 -W 5 10.0.6.11 | sed 's/^/b: /'; echo A-DONE"
@@ -95,6 +95,13 @@ else
 fi
 t1 --json vm show a | python3 -c "import json,sys; n=json.load(sys.stdin)['nics'][0]; assert n['network']=='n1' and n['ips']=='10.0.6.10', n" ||
 	bad=6
+# The VM's rates are its port's QoS on the switch, changed at run time.
+if ports | grep -q '"limits":{"rx_pps":"100:100:0","tx_pps":"100:100:0"}' && t1 vm set b --net 0,tx_pps=2000 >/dev/null &&
+	ports | grep -q '"limits":{"rx_pps":"100:100:0","tx_pps":"200:100:0"}'; then
+	ok "$name: a VM's NIC rates are its switch port's QoS, set at its start and changed while it runs"
+else
+	not_ok "$name: NIC rates on the switch" "$(ports | grep -o '"limits":{[^}]*}' | tr '\n' ' ')"
+fi
 
 # tarnd killed and started again: the switch runs on (the same process).
 spid=$(cat "$work/state/switch/switch.pid")

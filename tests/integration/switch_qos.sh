@@ -1,0 +1,102 @@
+#!/bin/bash
+# Per-port QoS on tarn's switch: a guest sends a TCP stream to the host
+# (through a tap uplink, in a network namespace) as fast as it can, its
+# port held to tx_bw=50Mbit/s; then, while it sends, the API changes that
+# to 20Mbit/s, then to tx_pps=500 frames a second. Under the emulator a
+# guest without offloads sends about 14 Mbit/s at most: there the rates
+# are 8 and 4 Mbit/s; the nested KVM suite runs the 50 and 20. The rates are the
+# switch's own counts of what came in by the port (GET /v1/ports/a every
+# 0.2 s: the median of the rates between samples over 3 s), each within
+# 10 % of its limit, the new one in force within a second of the change.
+# Over its rate the guest's frames wait in its ring (nothing is dropped:
+# the stream's bytes all arrive).
+cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/guest.sh
+
+name=switch_qos
+NS=tarn-swq-$$
+SWITCH=$O/tarn-switch
+if [ "$(id -u)" != 0 ] || [ ! -c /dev/net/tun ] || ! ip netns add "$NS" 2>/dev/null; then
+	skip "$name" "needs root, /dev/net/tun and a network namespace"
+	done_testing
+fi
+work=$(mktemp -d)
+trap 'ip netns pids "$NS" | xargs -r kill -9; ip netns del "$NS"; rm -rf "$work"' EXIT
+# Mbit/s before and after the change, and 64 KiB blocks to send: enough
+# for the three measures at these rates.
+if [ "$BACKEND" = emu ]; then BW1=8 BW2=4 BLOCKS=320; else BW1=50 BW2=20 BLOCKS=960; fi
+need_guest "$name"
+in_ns() { ip netns exec "$NS" "$@"; }
+in_ns ip link set lo up
+in_ns ip tuntap add tsw0 mode tap && in_ns ip addr add 10.0.5.1/24 dev tsw0 && in_ns ip link set tsw0 up
+in_ns "$SWITCH" --dir "$work" --api-sock "$work/api.sock" --tap tsw0,net=1 \
+	--port a,net=1,mac=52:54:00:00:05:0a,tx_bw=${BW1}Mbit/s >/dev/null 2>"$work/switch.err" &
+# The host's receiver: counts what arrives, until the guest closes.
+in_ns python3 -c "
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('10.0.5.1', 5001)); s.listen(1)
+c, _ = s.accept(); n = 0
+while True:
+    b = c.recv(1 << 16)
+    if not b: break
+    n += len(b)
+open('$work/received', 'w').write(str(n))
+" &
+rcv=$!
+for _ in $(seq 50); do [ -S "$work/a.sock" ] && break; sleep 0.1; done
+out=$work/a.out
+BOOT_PREFIX=(ip netns exec "$NS")
+boot "ip addr add 10.0.5.10/24 dev eth0 && ip link set eth0 up && sleep 1 &&
+dd if=/dev/zero bs=64k count=$BLOCKS 2>/dev/null | nc 10.0.5.1 5001; echo SENT-DONE" \
+	--mem 256M --net "vhost-user=$work/a.sock,mac=52:54:00:00:05:0a" &
+guest=$!
+
+# rate KEY: the median rate of the port's counter KEY over 3 s.
+rate() {
+	python3 - "$work/api.sock" "$1" <<'PY'
+import http.client, json, socket, statistics, sys, time
+class U(http.client.HTTPConnection):
+    def __init__(s): super().__init__("x")
+    def connect(s):
+        s.sock = socket.socket(socket.AF_UNIX); s.sock.connect(sys.argv[1])
+def sample():
+    c = U(); c.request("GET", "/v1/ports/a"); v = json.loads(c.getresponse().read())["stats"][sys.argv[2]]
+    return time.monotonic(), v
+pts = []
+for _ in range(16):
+    pts.append(sample()); time.sleep(0.2)
+r = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(pts, pts[1:])]
+print("%.0f" % statistics.median(r))
+PY
+}
+api() { curl -s --unix-socket "$work/api.sock" -X PATCH http://x/v1/ports/a -d "$1" >/dev/null; }
+within() { python3 -c "import sys; v, want = float(sys.argv[1]), float(sys.argv[2]); sys.exit(not abs(v - want) <= want / 10)" "$@"; }
+# Wait for the stream to run.
+for _ in $(seq 600); do
+	[ "$(curl -s --unix-socket "$work/api.sock" http://x/v1/ports/a | grep -o '"rx_bytes":[0-9]*' | cut -d: -f2)" -gt 2000000 ] 2>/dev/null && break
+	sleep 0.1
+done
+r1=$(rate rx_bytes)
+api "{\"tx_bw\": \"${BW2}Mbit/s\"}"
+sleep 1
+r2=$(rate rx_bytes)
+api '{"tx_bw": "0", "tx_pps": "500"}'
+sleep 1
+r3=$(rate rx_frames)
+api '{"tx_pps": "0"}'
+echo "# tx_bw ${BW1}Mbit/s: $r1 bytes/s; ${BW2}Mbit/s set at run time: $r2 bytes/s; tx_pps 500: $r3 frames/s"
+if within "$r1" $((BW1 * 125000)) && within "$r2" $((BW2 * 125000)); then
+	ok "$name: a VM's port held to $BW1 Mbit/s sends $((r1 * 8 / 1000)) kbit/s; $BW2 Mbit/s set while it runs: $((r2 * 8 / 1000)) kbit/s (within 10 %)"
+else
+	not_ok "$name: bandwidth" "$BW1 Mbit/s -> $r1 bytes/s, $BW2 Mbit/s -> $r2 bytes/s"
+fi
+within "$r3" 500 && ok "$name: held to 500 frames a second: $r3" || not_ok "$name: frames a second" "500 -> $r3"
+wait $guest
+wait $rcv
+if grep -q SENT-DONE "$out" && [ "$(cat "$work/received" 2>/dev/null)" = $((BLOCKS * 65536)) ]; then
+	ok "$name: over its rate the guest's frames wait: all $((BLOCKS * 64)) KiB of the stream arrived"
+else
+	not_ok "$name: back-pressure" "received $(cat "$work/received" 2>/dev/null) of $((BLOCKS * 65536)) bytes"
+fi
+done_testing
