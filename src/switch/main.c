@@ -169,6 +169,23 @@ static void vm_frame(void *opaque, const uint8_t *frame, size_t len)
 	switch_frame((int)(intptr_t)opaque, frame, len);
 }
 
+/* A VM's port whose front end has just started its rings (a VM that
+ * booted, restarted or moved here): a RARP from its MAC, as QEMU sends
+ * after a migration, so that every switch on the network (here and at
+ * the far ends of its tunnels) learns where it is now. */
+static void announce(struct port *p)
+{
+	uint8_t f[60] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+
+	if (!p->c.secure)
+		return; /* its MAC is the guest's to choose: unknown here */
+	memcpy(f + 6, p->c.mac, 6);
+	memcpy(f + 12, (uint8_t[]){ 0x80, 0x35, 0, 1, 8, 0, 6, 4, 0, 3 }, 10); /* RARP: Ethernet, IPv4, request reverse */
+	memcpy(f + 22, p->c.mac, 6);
+	memcpy(f + 32, p->c.mac, 6);
+	switch_frame(p->id, f, sizeof(f));
+}
+
 static void tap_ready(struct port *p)
 {
 	static uint8_t buf[NET_HDR_LEN + 65536];
@@ -691,7 +708,11 @@ int main(int argc, char **argv)
 			if (i >= SW_MAX_PORTS || !(p = ports[i]))
 				continue;
 			if (p->kind == PORT_VM) {
+				bool was = vport_running(p->vp);
+
 				vport_ready(p->vp, fd);
+				if (!was && vport_running(p->vp))
+					announce(p);
 				if (vport_gen(p->vp) != p->gen)
 					watch(p);
 			} else if (fd == p->fds[0]) {

@@ -52,6 +52,18 @@ else
 	not_ok "$name: the API" "$(api GET "")"
 fi
 
+# What reaches the host side of the uplink: RARPs (EtherType 0x8035), by source.
+in_ns python3 -c "
+import socket, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8035))
+s.bind(('tsw0', 0)); s.settimeout(1)
+seen, end = set(), time.time() + 120
+while time.time() < end and len(seen) < 2:
+    try: f = s.recv(2048)
+    except socket.timeout: continue
+    seen.add(f[6:12].hex(':'))
+    open('$work/rarp', 'w').write(' '.join(sorted(seen)))
+" &
 up() { echo "ip addr add $1/24 dev eth0 && ip link set eth0 up"; }
 # b answers until the test ends; a and c try what they try, then stop.
 BOOT_PREFIX=(ip netns exec "$NS")
@@ -85,6 +97,11 @@ if grep -qE "^spoofed: 3 packets transmitted, 0 packets received" "$out" && stat
 	ok "$name: port security: a guest's frames from an address not its own are dropped and counted ($(stats a | grep -oE 'spoofed_ip=[0-9]+'))"
 else
 	not_ok "$name: port security" "$(grep spoofed: "$out" | tail -2 | tr '\n' ' ') $(stats a)"
+fi
+if grep -q "52:54:00:00:05:0a 52:54:00:00:05:0b" "$work/rarp" 2>/dev/null; then
+	ok "$name: a guest's port announces its MAC (RARP) when its VM starts its rings, so the network learns where it is"
+else
+	not_ok "$name: announce" "RARPs seen from: $(cat "$work/rarp" 2>/dev/null)"
 fi
 if grep -q C-DONE "$work/c.out" && [ "$(grep -cE '3 packets transmitted, 0 packets received' "$work/c.out")" = 2 ] &&
 	stats c | grep -q "tx 0 frames" && [ "$(python3 -c "import json,sys; print(json.load(sys.stdin)['stats']['tx_frames'])" <<<"$cstats")" = 0 ]; then
