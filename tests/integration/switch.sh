@@ -6,7 +6,10 @@
 # network 2 with an address of the same subnet. a pings the host through the
 # uplink and b through the switch alone; c reaches neither, and the switch
 # forwarded nothing to c's port; a's frames from an address that is not its
-# own (port security) are dropped and counted.
+# own (port security) are dropped and counted; each guest's MAC is
+# announced at the uplink when it starts; of 10^6 frames the host sends into
+# network 1 (spoofed, broadcast, multicast, unknown, c's MAC), none goes to
+# c's port.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/guest.sh
 
@@ -83,6 +86,36 @@ wait $cpid
 in_ns pkill -f "vhost-user=$work/b.sock"
 wait $bpid 2>/dev/null
 cstats=$(api GET /c)
+# 10^6 frames into network 1 by its uplink, as hostile as a host can make
+# them: sources spoofed (a's, b's, c's own MAC, random), to broadcast,
+# multicast, unknown unicast and c's MAC; the switch must hand none of
+# them to c's port on network 2 (neither delivered nor tried: no drop).
+in_ns python3 - "$work/api.sock" <<'PY' >"$work/inject"
+import http.client, json, os, random, socket, sys
+class U(http.client.HTTPConnection):
+    def __init__(s): super().__init__("x")
+    def connect(s):
+        s.sock = socket.socket(socket.AF_UNIX); s.sock.connect(sys.argv[1])
+def rx():
+    c = U(); c.request("GET", "/v1/ports/tsw0"); return json.loads(c.getresponse().read())["stats"]["rx_frames"]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(("tsw0", 0))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+macs = [bytes.fromhex(m) for m in ("5254000005" "0a", "5254000005" "0b", "5254000005" "0c")]
+dsts = [b"\xff" * 6, bytes.fromhex("01005e000001"), bytes.fromhex("333300000001"), bytes.fromhex("02deadbeef01"), macs[2]]
+rnd = random.Random(int(os.environ.get("SEED", "1")))
+frames = []
+for i in range(4096):
+    src = macs[i % 3] if i % 4 else bytes([2]) + rnd.randbytes(5)
+    frames.append(dsts[i % len(dsts)] + src + b"\x88\xb5" + rnd.randbytes(46))
+start, sent = rx(), 0
+while rx() - start < 1000000:
+    for f in frames:
+        try: s.send(f); sent += 1
+        except BlockingIOError: pass
+print(sent, rx() - start)
+PY
+read -r sent taken <"$work/inject"
+c2=$(api GET /c)
 in_ns pkill -TERM -f "$SWITCH --dir $work"
 for _ in $(seq 50); do grep -q "^port c:" "$work/switch.out" && break; sleep 0.1; done
 stats() { grep "^port $1:" "$work/switch.out"; }
@@ -102,6 +135,11 @@ if grep -q "52:54:00:00:05:0a 52:54:00:00:05:0b" "$work/rarp" 2>/dev/null; then
 	ok "$name: a guest's port announces its MAC (RARP) when its VM starts its rings, so the network learns where it is"
 else
 	not_ok "$name: announce" "RARPs seen from: $(cat "$work/rarp" 2>/dev/null)"
+fi
+if [ "${taken:-0}" -ge 1000000 ] && [ "$(python3 -c "import json,sys; s=json.loads(sys.argv[1])['stats']; print(s['tx_frames'] + sum(s['drops'].values()) - sum(json.loads(sys.argv[2])['stats']['drops'].values()))" "$c2" "$cstats")" = 0 ]; then
+	ok "$name: of $taken frames into network 1 (spoofed sources, broadcast, multicast, unknown and network 2's MAC as destinations), 0 reached or were tried on network 2's port"
+else
+	not_ok "$name: 10^6 frames" "sent $sent, taken $taken; c: $c2"
 fi
 if grep -q C-DONE "$work/c.out" && [ "$(grep -cE '3 packets transmitted, 0 packets received' "$work/c.out")" = 2 ] &&
 	stats c | grep -q "tx 0 frames" && [ "$(python3 -c "import json,sys; print(json.load(sys.stdin)['stats']['tx_frames'])" <<<"$cstats")" = 0 ]; then
