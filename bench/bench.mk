@@ -12,6 +12,8 @@
 #                      lists BENCH_IO_MIB, _READS, _NET_MIB, _IMAGE_MIB)
 #   BENCH_SNAP_RUNS=N  snapshot cycles per VMM and memory size (default 3)
 #   BENCH_TARND_VMS=N  VMs asked of tarnd and of libvirt at once (default 20)
+#   BENCH_SWITCH_RUNS=N, _MIB, _FRAMES, _BACKEND  tarn's switch against the
+#                      Linux bridge (bench/switch.sh)
 
 BENCH_PYTHON ?= python3
 BENCH_GUEST_CC ?= $(or $(GUEST_CC),gcc)
@@ -75,6 +77,7 @@ bench: $(BENCH_GUESTS) $(GUEST_KERNEL) $(GUEST_INITRD)
 		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
 	$(Q)$(BENCH_PYTHON) bench/tarnd.py --tarn $(BIN) --tarnd $(O)/tarnd --guest $(BENCH_COUNT_GUEST) \
 		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
+	$(Q)test -e $(BENCH_UNBUILT) || O=$(O) bench/switch.sh
 	$(Q)test -e $(BENCH_UNBUILT) || bench/kvm.sh $(abspath $(BIN)) $(abspath $(GUEST_KERNEL)) \
 		$(abspath $(GUEST_INITRD)) "$(GUEST_CMDLINE)" $(abspath $(BENCH_GUEST))
 
