@@ -116,7 +116,7 @@ static bool switch_alive(struct tarnd *d)
 
 static void switch_start(struct tarnd *d)
 {
-	char dir[4200], sock[4200], pidfile[4200], err[256];
+	char dir[4200], sock[4200], pidfile[4200], log[4200], err[256];
 	FILE *f;
 	long status;
 	pid_t pid;
@@ -138,14 +138,12 @@ static void switch_start(struct tarnd *d)
 		}
 		fclose(f);
 	}
+	switch_path(d, "switch.log", log, sizeof(log));
 	pid = fork();
 	if (pid == 0) {
-		int null = open("/dev/null", O_RDWR);
-		char log[4200];
-		int out;
+		/* Only async-signal-safe calls until exec: tarnd has threads. */
+		int null = open("/dev/null", O_RDWR), out = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 
-		switch_path(d, "switch.log", log, sizeof(log));
-		out = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 		setsid();
 		if (null < 0 || out < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
 			_exit(127);
