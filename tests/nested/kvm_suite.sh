@@ -116,7 +116,7 @@ direct() {
 		step runner-san "$O/tests/guests/runner-san" -b kvm
 	fi
 	for t in linux.sh virtio_rng.sh virtio_console.sh virtio_blk.sh virtio_net.sh stop.sh api.py snapshot.sh snapshot_diff.sh \
-		switch_qemu.sh switch_qos.sh; do
+		switch_qemu.sh; do
 		step "kvm/${t%.*}" env TARN_BACKEND=kvm "tests/integration/$t"
 	done
 	# tarnd's quotas on cgroup v2, which hosts like ours (v1) lack: the
