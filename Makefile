@@ -75,7 +75,7 @@ OBJS += src/hw/lapic.o
 OBJS += src/hw/ioapic.o
 OBJS += src/hw/pic.o
 OBJS += src/hw/pit.o
-OBJS += src/switch/frame.o src/switch/switch.o src/switch/vport.o
+OBJS += src/switch/frame.o src/switch/switch.o src/switch/vport.o src/switch/offload.o
 -include src/cpu/emu/emu.mk
 -include src/virtio/virtio.mk
 
@@ -120,7 +120,7 @@ include bench/bench.mk
 # Install missing Debian packages (needs root; does nothing when all present).
 DEBS := build-essential clang llvm lld libclang-rt-14-dev qemu-system-x86 acpica-tools busybox-static \
 	cpio lz4 zstd e2fsprogs qemu-utils zlib1g-dev libcapstone-dev libcmocka-dev liblz4-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 nettle-dev libseccomp-dev \
-	iproute2 python3 curl kmod time
+	iproute2 ethtool python3 curl kmod time
 setup:
 	$(Q)./tools/setup.sh $(DEBS)
 

@@ -36,6 +36,13 @@ BENCH_LONG_FIGURE_syscall := 2
 BENCH_LONG_FIGURE_fault := 3
 BENCH_LONG_GUESTS := $(foreach f,chase syscall fault,$(BENCH_LONG)_$(f).elf $(BENCH_LONG)_$(f)_setup.elf)
 BENCH_GUESTS := $(BENCH_GUEST) $(BENCH_INT_GUEST) $(BENCH_COUNT_GUEST) $(BENCH_LONG_GUESTS)
+# The frame injector of bench/switch.sh, a host program.
+BENCH_INJECT := $(O)/bench/inject
+
+$(BENCH_INJECT): bench/inject.c src/virtio/vhost_user.c src/virtio/vhost_user.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) -O2 -Wall -Wextra -Werror -pthread -Isrc bench/inject.c src/virtio/vhost_user.c -o $@
 
 define bench_guest_build
 	@mkdir -p $(dir $@)
@@ -59,7 +66,7 @@ BENCH_CPU = $(BENCH_PYTHON) bench/cpu.py --tarn $(BIN) --guest $(BENCH_INT_GUEST
 # Two recipe lines, so that `make -n bench` only shows the second.
 BENCH_UNBUILT := $(O)/bench/tarn-unbuilt
 
-bench: $(BENCH_GUESTS) $(GUEST_KERNEL) $(GUEST_INITRD)
+bench: $(BENCH_GUESTS) $(BENCH_INJECT) $(GUEST_KERNEL) $(GUEST_INITRD)
 	$(Q)rm -f $(BENCH_UNBUILT); $(MAKE) --no-print-directory $(if $(Q),-s) tarn || { \
 		echo "bench: 'make tarn' failed; tarn's figures will read SKIP" >&2; \
 		touch $(BENCH_UNBUILT); }

@@ -16,18 +16,9 @@ const char *const sw_drop_names[SW_DROP_REASONS] = {
 	[SW_DROP_QOS] = "qos",
 	[SW_DROP_NO_PORT] = "no_port",
 	[SW_DROP_NO_ROOM] = "no_room",
+	[SW_DROP_BAD_OFFLOAD] = "bad_offload",
 };
 
-#define ETHERTYPE_IPV4 0x0800
-#define ETHERTYPE_ARP 0x0806
-#define ETHERTYPE_IPV6 0x86dd
-#define ETHERTYPE_VLAN 0x8100
-#define ETHERTYPE_QINQ 0x88a8
-
-static uint16_t be16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
 
 static uint32_t ne32(const uint8_t *p) /* as it is in the frame */
 {
@@ -40,10 +31,10 @@ static uint32_t ne32(const uint8_t *p) /* as it is in the frame */
 static int parse_arp(const uint8_t *p, size_t n, struct sw_frame *f)
 {
 	/* Ethernet and IPv4, the only ARP a VM's network carries. */
-	if (n < 28 || be16(p) != 1 || be16(p + 2) != ETHERTYPE_IPV4 || p[4] != SW_ETH_ALEN || p[5] != 4)
+	if (n < 28 || sw_be16(p) != 1 || sw_be16(p + 2) != SW_ETHERTYPE_IPV4 || p[4] != SW_ETH_ALEN || p[5] != 4)
 		return -SW_DROP_BAD_HEADER;
 	f->l3 = SW_L3_ARP;
-	f->arp_op = be16(p + 6);
+	f->arp_op = sw_be16(p + 6);
 	f->arp_sha = p + 8;
 	f->arp_spa = ne32(p + 14);
 	f->arp_tpa = ne32(p + 24);
@@ -57,7 +48,7 @@ static int parse_ipv4(const uint8_t *p, size_t n, struct sw_frame *f)
 	if (n < 20 || p[0] >> 4 != 4)
 		return -SW_DROP_BAD_HEADER;
 	ihl = (size_t)(p[0] & 15) * 4;
-	total = be16(p + 2);
+	total = sw_be16(p + 2);
 	if (ihl < 20 || total < ihl || total > n)
 		return -SW_DROP_BAD_HEADER;
 	f->l3 = SW_L3_IPV4;
@@ -65,8 +56,8 @@ static int parse_ipv4(const uint8_t *p, size_t n, struct sw_frame *f)
 	f->ip4_src = ne32(p + 12);
 	f->ip4_dst = ne32(p + 16);
 	/* UDP of a first fragment (DHCP's ports for port security). */
-	if (f->ip4_proto == 17 && !(be16(p + 6) & 0x1fff) && total - ihl >= 8)
-		f->udp_dport = be16(p + ihl + 2);
+	if (f->ip4_proto == 17 && !(sw_be16(p + 6) & 0x1fff) && total - ihl >= 8)
+		f->udp_dport = sw_be16(p + ihl + 2);
 	return 0;
 }
 
@@ -111,9 +102,9 @@ static int parse_ipv6(const uint8_t *p, size_t n, struct sw_frame *f)
 	size_t off = 40, end;
 	uint8_t next;
 
-	if (n < 40 || p[0] >> 4 != 6 || (size_t)be16(p + 4) > n - 40)
+	if (n < 40 || p[0] >> 4 != 6 || (size_t)sw_be16(p + 4) > n - 40)
 		return -SW_DROP_BAD_HEADER;
-	end = 40 + be16(p + 4);
+	end = 40 + sw_be16(p + 4);
 	f->l3 = SW_L3_IPV6;
 	f->ip6_src = p + 8;
 	f->ip6_dst = p + 24;
@@ -133,7 +124,7 @@ static int parse_ipv6(const uint8_t *p, size_t n, struct sw_frame *f)
 		case 44: /* fragment: only the first carries the upper header */
 			if (end - off < 8)
 				return -SW_DROP_BAD_HEADER;
-			if (be16(p + off + 2) & 0xfff8)
+			if (sw_be16(p + off + 2) & 0xfff8)
 				return 0;
 			next = p[off];
 			off += 8;
@@ -142,7 +133,7 @@ static int parse_ipv6(const uint8_t *p, size_t n, struct sw_frame *f)
 			return parse_nd(p + off, end - off, f);
 		case 17: /* UDP */
 			if (end - off >= 8)
-				f->udp_dport = be16(p + off + 2);
+				f->udp_dport = sw_be16(p + off + 2);
 			return 0;
 		default:
 			return 0;
@@ -163,14 +154,14 @@ int sw_parse(const uint8_t *buf, size_t len, size_t mtu, struct sw_frame *f)
 	f->src = buf + SW_ETH_ALEN;
 	if (sw_mac_is_group(f->src))
 		return -SW_DROP_SRC_MULTICAST;
-	type = be16(buf + off);
-	while (type == ETHERTYPE_VLAN || type == ETHERTYPE_QINQ) {
+	type = sw_be16(buf + off);
+	while (type == SW_ETHERTYPE_VLAN || type == SW_ETHERTYPE_QINQ) {
 		if (++f->tags > SW_MAX_VLAN_TAGS)
 			return -SW_DROP_TOO_MANY_TAGS;
 		off += SW_VLAN_HLEN;
 		if (len < off + 2)
 			return -SW_DROP_SHORT;
-		type = be16(buf + off);
+		type = sw_be16(buf + off);
 	}
 	off += 2;
 	if (len - off > mtu)
@@ -178,9 +169,9 @@ int sw_parse(const uint8_t *buf, size_t len, size_t mtu, struct sw_frame *f)
 	f->ethertype = type;
 	f->l3_off = off;
 	switch (type) {
-	case ETHERTYPE_ARP: return parse_arp(buf + off, len - off, f);
-	case ETHERTYPE_IPV4: return parse_ipv4(buf + off, len - off, f);
-	case ETHERTYPE_IPV6: return parse_ipv6(buf + off, len - off, f);
+	case SW_ETHERTYPE_ARP: return parse_arp(buf + off, len - off, f);
+	case SW_ETHERTYPE_IPV4: return parse_ipv4(buf + off, len - off, f);
+	case SW_ETHERTYPE_IPV6: return parse_ipv6(buf + off, len - off, f);
 	}
 	return 0;
 }

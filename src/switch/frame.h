@@ -16,6 +16,11 @@
 #define SW_ETH_HLEN 14
 #define SW_VLAN_HLEN 4
 #define SW_MAX_VLAN_TAGS 2
+#define SW_ETHERTYPE_IPV4 0x0800
+#define SW_ETHERTYPE_ARP 0x0806
+#define SW_ETHERTYPE_IPV6 0x86dd
+#define SW_ETHERTYPE_VLAN 0x8100
+#define SW_ETHERTYPE_QINQ 0x88a8
 
 /* Why a frame is dropped (from 1: functions return them negated, 0 is
  * success). */
@@ -31,6 +36,7 @@ enum sw_drop {
 	SW_DROP_QOS,	      /* over the port's rate */
 	SW_DROP_NO_PORT,      /* the port went away */
 	SW_DROP_NO_ROOM,      /* going out: the port had no room (a VM without receive buffers) */
+	SW_DROP_BAD_OFFLOAD,  /* an offload header the VM did not negotiate or that does not fit its frame */
 	SW_DROP_REASONS	      /* one past the last */
 };
 
@@ -65,6 +71,12 @@ struct sw_frame {
 /* Parse frame buf[0..len) that may be mtu bytes of payload (plus the
  * Ethernet header and its tags) into f. 0, or -(enum sw_drop) why not. */
 int sw_parse(const uint8_t *buf, size_t len, size_t mtu, struct sw_frame *f);
+
+/* A big-endian 16-bit field of a frame. */
+static inline uint16_t sw_be16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
 
 static inline bool sw_mac_is_group(const uint8_t *mac)
 {

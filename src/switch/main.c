@@ -21,11 +21,12 @@
 #include "api/http.h"
 #include "core/log.h"
 #include "core/ratelimit.h"
+#include "switch/offload.h"
 #include "switch/switch.h"
 #include "switch/vport.h"
 #include "virtio/net_backend.h"
 
-#define NET_HDR_LEN 12
+#define NET_HDR_LEN ((ssize_t)sizeof(struct virtio_net_hdr))
 #define AGE_EVERY_MS 10000
 
 static const char usage[] =
@@ -71,6 +72,7 @@ struct port {
 	struct rate_limiter rl[2];
 	int fds[VPORT_MAX_FDS];
 	unsigned nfds, gen;
+	bool rx_pending; /* frames put in its receive ring, the guest not told yet */
 };
 
 /* The ports, by their number in the core (sw_port_add reuses a removed
@@ -82,6 +84,9 @@ static const char *dir;
 /* VXLAN (RFC 7348): one UDP socket for every tunnel, made with the
  * first; what comes in is taken only from a tunnel's remote, for its VNI. */
 static int vx_fd = -1;
+/* VM ports with frames in their receive rings since the last flush: one
+ * interrupt each for everything an epoll round brought (flush_rx). */
+static int rx_pending[SW_MAX_PORTS], n_rx_pending;
 static uint16_t vx_port = 4789;
 #define VXLAN_HLEN 8
 enum { RX, TX };
@@ -123,50 +128,161 @@ static void watch(struct port *p)
 	}
 }
 
-/* A frame in by port id: out by where the core says. */
-static void switch_frame(int id, const uint8_t *frame, size_t len)
+/* The offloads (NET_OFFLOAD_*) a header asks of whoever finishes the frame. */
+static unsigned offloads_of(const struct virtio_net_hdr *h)
 {
-	int out[SW_MAX_PORTS];
-	int n = sw_input(sw, id, frame, len, 0, now_ns(), out, SW_MAX_PORTS);
+	return (h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM ? NET_OFFLOAD_CSUM : 0) |
+	       (h->gso_type == VIRTIO_NET_HDR_GSO_TCPV4 ? NET_OFFLOAD_TSO4 : 0) |
+	       (h->gso_type == VIRTIO_NET_HDR_GSO_TCPV6 ? NET_OFFLOAD_TSO6 : 0);
+}
 
-	for (int k = 0; k < n; k++) {
-		struct port *o = ports[out[k]];
-		int ok;
+/* Can port o take a frame with header h as it is? A VM that negotiated
+ * what h asks; a tap (the host's kernel finishes the work); not a tunnel. */
+static bool takes(const struct port *o, const struct virtio_net_hdr *h)
+{
+	unsigned tx, rx;
 
-		if (!o)
-			continue;
-		if (rl_active(&o->rl[RX]) && rl_wait_ns(&o->rl[RX])) {
-			sw_dropped(sw, out[k], SW_DROP_QOS);
-			continue;
-		}
-		if (o->kind == PORT_VM) {
-			ok = !vport_rx(o->vp, frame, len);
-		} else if (o->kind == PORT_TAP) {
-			static const uint8_t hdr[NET_HDR_LEN];
-			struct iovec iov[2] = { { (void *)hdr, NET_HDR_LEN }, { (void *)frame, len } };
+	if (o->kind == PORT_TAP)
+		return true;
+	if (o->kind != PORT_VM)
+		return false;
+	vport_offloads(o->vp, &tx, &rx);
+	return !(offloads_of(h) & ~rx);
+}
 
-			ok = o->tap.ops->write(&o->tap, iov, 2) >= 0;
-		} else {
-			/* flags: a VNI follows (I); the VNI in bytes 4-6 */
-			uint8_t hdr[VXLAN_HLEN] = { 0x08, 0, 0, 0, (uint8_t)(o->c.net >> 16), (uint8_t)(o->c.net >> 8),
-						    (uint8_t)o->c.net, 0 };
-			struct iovec iov[2] = { { hdr, VXLAN_HLEN }, { (void *)frame, len } };
-			struct msghdr mh = { .msg_name = &o->remote, .msg_namelen = sizeof(o->remote), .msg_iov = iov,
-					     .msg_iovlen = 2 };
+/* VM ports given frames since the last flush learn of them then: one
+ * interrupt each for everything an epoll round brought. */
+static void flush_rx(void)
+{
+	while (n_rx_pending) {
+		struct port *o = ports[rx_pending[--n_rx_pending]];
 
-			ok = sendmsg(vx_fd, &mh, MSG_DONTWAIT) >= 0;
-		}
-		if (ok) {
-			sw_sent(sw, out[k], len);
-			rl_charge(&o->rl[RX], len, 1);
-		} else
-			sw_dropped(sw, out[k], SW_DROP_NO_ROOM);
+		o->rx_pending = false;
+		vport_rx_flush(o->vp);
 	}
 }
 
-static void vm_frame(void *opaque, const uint8_t *frame, size_t len)
+/* Frame out by port o, with header h (NULL: a whole frame), policed by
+ * the port's rate towards it. */
+static void deliver(struct port *o, const struct virtio_net_hdr *h, const uint8_t *frame, size_t len)
 {
-	switch_frame((int)(intptr_t)opaque, frame, len);
+	static const struct virtio_net_hdr none;
+	int ok;
+
+	if (rl_active(&o->rl[RX]) && rl_wait_ns(&o->rl[RX])) {
+		sw_dropped(sw, o->id, SW_DROP_QOS);
+		return;
+	}
+	if (o->kind == PORT_VM) {
+		ok = !vport_rx(o->vp, h, frame, len);
+		if (ok && !o->rx_pending) {
+			o->rx_pending = true;
+			rx_pending[n_rx_pending++] = o->id;
+		}
+	} else if (o->kind == PORT_TAP) {
+		struct iovec iov[2] = { { (void *)(h ? h : &none), NET_HDR_LEN }, { (void *)frame, len } };
+
+		ok = o->tap.ops->write(&o->tap, iov, 2) >= 0;
+	} else {
+		/* flags: a VNI follows (I); the VNI in bytes 4-6 */
+		uint8_t vx[VXLAN_HLEN] = { 0x08, 0, 0, 0, (uint8_t)(o->c.net >> 16), (uint8_t)(o->c.net >> 8),
+					   (uint8_t)o->c.net, 0 };
+		struct iovec iov[2] = { { vx, VXLAN_HLEN }, { (void *)frame, len } };
+		struct msghdr mh = { .msg_name = &o->remote, .msg_namelen = sizeof(o->remote), .msg_iov = iov,
+				     .msg_iovlen = 2 };
+
+		ok = sendmsg(vx_fd, &mh, MSG_DONTWAIT) >= 0;
+	}
+	if (ok) {
+		sw_sent(sw, o->id, len);
+		rl_charge(&o->rl[RX], len, 1);
+	} else
+		sw_dropped(sw, o->id, SW_DROP_NO_ROOM);
+}
+
+/* The ports a frame still has to go out by, once finished here. */
+struct finish {
+	const int *to;
+	int n;
+};
+
+static void deliver_whole(void *opaque, const uint8_t *frame, size_t len)
+{
+	const struct finish *f = opaque;
+
+	for (int k = 0; k < f->n; k++)
+		deliver(ports[f->to[k]], NULL, frame, len);
+}
+
+/* A frame in by port id, with its offload header h (NULL: a whole frame)
+ * and what sw_offload_check found in it: out by where the core says. A
+ * port that can take it as it is gets it so; for the others the switch
+ * finishes it first (switch/offload.h): the checksum filled in, or the
+ * segments made. */
+static void switch_frame(int id, const struct virtio_net_hdr *h, const struct sw_offload *o, const uint8_t *frame,
+			 size_t len)
+{
+	static uint8_t scratch[SW_GSO_MAX_FRAME];
+	int out[SW_MAX_PORTS], rest[SW_MAX_PORTS];
+	struct finish f = { rest, 0 };
+	bool gso = h && h->gso_type != VIRTIO_NET_HDR_GSO_NONE;
+	int n = sw_input(sw, id, frame, len, gso ? SW_IN_GSO : 0, now_ns(), out, SW_MAX_PORTS);
+
+	for (int k = 0; k < n; k++) {
+		struct port *p = ports[out[k]];
+
+		if (!p)
+			continue;
+		if (!h || takes(p, h))
+			deliver(p, h, frame, len);
+		else
+			rest[f.n++] = out[k];
+	}
+	if (!f.n)
+		return;
+	if (gso) {
+		sw_segment(frame, len, h, o, scratch, sizeof(scratch), deliver_whole, &f);
+	} else {
+		memcpy(scratch, frame, len);
+		sw_offload_csum(scratch, len, h);
+		deliver_whole(&f, scratch, len);
+	}
+}
+
+/* A frame in by port p with header h (from a VM, or a tap's kernel): the
+ * header checked against the offloads p may send (allowed) and against
+ * the frame, then switched. */
+static void frame_in(struct port *p, const struct virtio_net_hdr *h, unsigned allowed, const uint8_t *frame,
+		     size_t len)
+{
+	struct virtio_net_hdr hh = *h;
+	struct sw_offload o;
+
+	/* DATA_VALID from a driver means nothing: not passed on to a
+	 * receiver as a promise that the checksum was checked. */
+	hh.flags &= VIRTIO_NET_HDR_F_NEEDS_CSUM;
+	hh.num_buffers = 0;
+	if (!offloads_of(&hh)) {
+		switch_frame(p->id, NULL, NULL, frame, len);
+		return;
+	}
+	if ((offloads_of(&hh) & ~allowed) || sw_offload_check(frame, len, &hh, &o)) {
+		sw_dropped(sw, p->id, SW_DROP_BAD_OFFLOAD);
+		return;
+	}
+	switch_frame(p->id, &hh, &o, frame, len);
+}
+
+/* What a VM sends counts against its rate, a segmentation-offload frame
+ * as one frame (as Firecracker counts it). */
+static void vm_frame(void *opaque, const struct virtio_net_hdr *h, const uint8_t *frame, size_t len)
+{
+	struct port *p = ports[(int)(intptr_t)opaque];
+	unsigned tx, rx;
+
+	rl_charge(&p->rl[TX], len, 1);
+	vport_offloads(p->vp, &tx, &rx);
+	frame_in(p, h, tx, frame, len);
 }
 
 /* A VM's port whose front end has just started its rings (a VM that
@@ -183,12 +299,12 @@ static void announce(struct port *p)
 	memcpy(f + 12, (uint8_t[]){ 0x80, 0x35, 0, 1, 8, 0, 6, 4, 0, 3 }, 10); /* RARP: Ethernet, IPv4, request reverse */
 	memcpy(f + 22, p->c.mac, 6);
 	memcpy(f + 32, p->c.mac, 6);
-	switch_frame(p->id, f, sizeof(f));
+	switch_frame(p->id, NULL, NULL, f, sizeof(f));
 }
 
 static void tap_ready(struct port *p)
 {
-	static uint8_t buf[NET_HDR_LEN + 65536];
+	static uint8_t buf[NET_HDR_LEN + SW_GSO_MAX_FRAME];
 	struct iovec iov = { buf, sizeof(buf) };
 
 	for (int budget = 64; budget--;) {
@@ -196,8 +312,12 @@ static void tap_ready(struct port *p)
 
 		if (n < 0)
 			return;
-		if (n > NET_HDR_LEN)
-			switch_frame(p->id, buf + NET_HDR_LEN, (size_t)n - NET_HDR_LEN);
+		if (n > NET_HDR_LEN) {
+			struct virtio_net_hdr h;
+
+			memcpy(&h, buf, sizeof(h));
+			frame_in(p, &h, p->tap.offloads, buf + NET_HDR_LEN, (size_t)n - NET_HDR_LEN);
+		}
 	}
 }
 
@@ -224,7 +344,7 @@ static void vx_ready(void)
 			    ports[i]->remote.sin_addr.s_addr == from.sin_addr.s_addr)
 				p = ports[i];
 		if (p)
-			switch_frame(p->id, buf + VXLAN_HLEN, (size_t)n - VXLAN_HLEN);
+			switch_frame(p->id, NULL, NULL, buf + VXLAN_HLEN, (size_t)n - VXLAN_HLEN);
 		else
 			pr_debug("switch: VXLAN from %s, VNI %u: no such tunnel", inet_ntoa(from.sin_addr), vni);
 	}
@@ -373,6 +493,9 @@ static int port_create(const char *name, enum port_kind kind, const char *remote
 		p->tap.ops = net_backends[0];
 		if (p->tap.ops->open(&p->tap, name, err, len))
 			goto fail;
+		/* The host's kernel may hand over what the switch can finish. */
+		if (p->tap.ops->set_offload(&p->tap, p->tap.offloads))
+			p->tap.offloads = 0;
 		snprintf(path, sizeof(path), "a tap uplink");
 	} else {
 		snprintf(path, sizeof(path), "%s/%s.sock", dir, name);
@@ -719,6 +842,7 @@ int main(int argc, char **argv)
 				tap_ready(p);
 			}
 		}
+		flush_rx();
 		if (now_ns() - aged > AGE_EVERY_MS * 1000000ULL) {
 			aged = now_ns();
 			sw_age(sw, aged);

@@ -13,22 +13,24 @@
 #include "core/log.h"
 #include "core/ratelimit.h"
 #include "mem/gm.h"
+#include "switch/offload.h"
 #include "switch/vport.h"
 #include "virtio/iov.h"
+#include "virtio/net_backend.h"
 #include "virtio/vhost_user.h"
 #include "virtio/virtqueue.h"
 
 #define RXQ 0
 #define TXQ 1
-#define NET_HDR_LEN 12 /* virtio_net_hdr_v1: the 1.x interface always has num_buffers */
-#define FRAME_MAX (14 + 4 * 2 + 9000)
+#define NET_HDR_LEN sizeof(struct virtio_net_hdr) /* the 1.x interface always has num_buffers */
 
-#define VIRTIO_NET_F_MAC 5
-#define VIRTIO_NET_F_STATUS 16
 #define VIRTIO_F_VERSION_1 32
-#define OFFERED                                                                                       \
-	(1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC | 1ULL << VIRTIO_F_EVENT_IDX |   \
-	 1ULL << VIRTIO_NET_F_MAC | 1ULL << VIRTIO_NET_F_STATUS | 1ULL << VU_F_PROTOCOL_FEATURES)
+#define F(bit) (1ULL << (bit))
+#define OFFERED                                                                                              \
+	(F(VIRTIO_F_VERSION_1) | F(VIRTIO_F_INDIRECT_DESC) | F(VIRTIO_F_EVENT_IDX) | F(VIRTIO_NET_F_MAC) |   \
+	 F(VIRTIO_NET_F_STATUS) | F(VIRTIO_NET_F_MRG_RXBUF) | F(VIRTIO_NET_F_CSUM) | F(VIRTIO_NET_F_GUEST_CSUM) | \
+	 F(VIRTIO_NET_F_HOST_TSO4) | F(VIRTIO_NET_F_HOST_TSO6) | F(VIRTIO_NET_F_GUEST_TSO4) |                    \
+	 F(VIRTIO_NET_F_GUEST_TSO6) | F(VU_F_PROTOCOL_FEATURES))
 /* REPLY_ACK: a front end may ask whether a message was taken. */
 #define PROTOCOL_OFFERED (1ULL << VU_PROTOCOL_F_REPLY_ACK)
 
@@ -61,8 +63,10 @@ struct vport {
 	 * timer says the bucket has tokens again. */
 	struct rate_limiter *tx_rl;
 	int timer_fd;
-	struct vq_chain chain;
-	uint8_t frame[NET_HDR_LEN + FRAME_MAX];
+	struct vq_chain chain, rx_first; /* rx_first: a received frame's first buffer */
+	uint16_t rx_heads[256];		  /* the buffers a received frame took (MRG_RXBUF) */
+	uint32_t rx_lens[256];
+	uint8_t frame[NET_HDR_LEN + SW_GSO_MAX_FRAME];
 };
 
 static void unmap_memory(struct vport *vp)
@@ -217,11 +221,14 @@ static void serve_tx(struct vport *vp)
 		size_t n = c->out_len <= sizeof(vp->frame) ? iov_copy(c->iov, c->nr_out, 0, vp->frame, c->out_len, false) : 0;
 
 		/* A frame too long or too short for a header is the guest's
-		 * loss; the chain goes back all the same. */
-		if (n > NET_HDR_LEN)
-			vp->on_frame(vp->opaque, vp->frame + NET_HDR_LEN, n - NET_HDR_LEN);
-		if (vp->tx_rl)
-			rl_charge(vp->tx_rl, n > NET_HDR_LEN ? n - NET_HDR_LEN : 0, 1);
+		 * loss; the chain goes back all the same. The owner charges
+		 * the rate (it knows how many frames a GSO one makes). */
+		if (n > NET_HDR_LEN) {
+			struct virtio_net_hdr h;
+
+			memcpy(&h, vp->frame, NET_HDR_LEN);
+			vp->on_frame(vp->opaque, &h, vp->frame + NET_HDR_LEN, n - NET_HDR_LEN);
+		}
 		if ((ret = vq_push_chain(&r->vq, c, 0)) < 0)
 			break;
 	}
@@ -231,37 +238,82 @@ static void serve_tx(struct vport *vp)
 		interrupt(r);
 }
 
-int vport_rx(struct vport *vp, const uint8_t *frame, size_t len)
+void vport_offloads(const struct vport *vp, unsigned *tx, unsigned *rx)
+{
+	uint64_t f = vp->features;
+
+	*tx = (f & F(VIRTIO_NET_F_CSUM) ? NET_OFFLOAD_CSUM : 0) | (f & F(VIRTIO_NET_F_HOST_TSO4) ? NET_OFFLOAD_TSO4 : 0) |
+	      (f & F(VIRTIO_NET_F_HOST_TSO6) ? NET_OFFLOAD_TSO6 : 0);
+	*rx = (f & F(VIRTIO_NET_F_GUEST_CSUM) ? NET_OFFLOAD_CSUM : 0) |
+	      (f & F(VIRTIO_NET_F_GUEST_TSO4) ? NET_OFFLOAD_TSO4 : 0) |
+	      (f & F(VIRTIO_NET_F_GUEST_TSO6) ? NET_OFFLOAD_TSO6 : 0);
+}
+
+/* Bytes [off, off + n) of the header followed by the frame, into the
+ * buffer's iovecs from its start. */
+static void rx_fill(const struct vq_chain *c, const struct virtio_net_hdr *h, const uint8_t *frame, size_t off,
+		    size_t n)
+{
+	const struct iovec *in = c->iov + c->nr_out;
+	size_t from_hdr = off < NET_HDR_LEN ? NET_HDR_LEN - off : 0;
+
+	if (from_hdr > n)
+		from_hdr = n;
+	if (from_hdr)
+		iov_copy(in, c->nr_in, 0, (uint8_t *)h + off, from_hdr, true);
+	if (n > from_hdr)
+		iov_copy(in, c->nr_in, from_hdr, (void *)(frame + off + from_hdr - NET_HDR_LEN), n - from_hdr, true);
+}
+
+int vport_rx(struct vport *vp, const struct virtio_net_hdr *h, const uint8_t *frame, size_t len)
 {
 	struct ring *r = &vp->ring[RXQ];
-	struct vq_chain *c = &vp->chain;
-	uint8_t hdr[NET_HDR_LEN] = { [10] = 1 }; /* num_buffers 1, no offloads */
-	const struct iovec *in;
-	int ret;
+	struct virtio_net_hdr hdr = h ? *h : (struct virtio_net_hdr){ 0 };
+	bool mrg = vp->features & F(VIRTIO_NET_F_MRG_RXBUF);
+	uint16_t start = r->vq.last_avail, nbuf = 0;
+	size_t total = NET_HDR_LEN + len, done = 0;
+	int ret = 0;
 
 	if (vp->conn_fd < 0 || !ring_live(r))
 		return -1;
-	ret = vq_pop(&r->vq, c);
-	if (ret <= 0) {
-		if (ret < 0)
-			ring_broken(vp, RXQ, ret);
-		return -1;
+	/* Buffers until the frame fits: one without MRG_RXBUF (and one too
+	 * small goes back empty, the frame dropped), as many as it takes
+	 * with it; too few posted, and those taken are left for the next. */
+	while (done < total) {
+		struct vq_chain *c = nbuf ? &vp->chain : &vp->rx_first;
+		size_t w;
+
+		if (nbuf == sizeof(vp->rx_heads) / sizeof(vp->rx_heads[0]) || (ret = vq_pop(&r->vq, c)) <= 0)
+			goto none;
+		w = c->in_len < total - done ? c->in_len : total - done;
+		if ((!mrg && w < total) || (!nbuf && w < NET_HDR_LEN)) {
+			ret = vq_push_chain(&r->vq, c, 0);
+			goto out;
+		}
+		rx_fill(c, &hdr, frame, done, w);
+		vq_mark_written(&r->vq, c->iov + c->nr_out, c->nr_in);
+		vp->rx_heads[nbuf] = c->head;
+		vp->rx_lens[nbuf++] = (uint32_t)w;
+		done += w;
 	}
-	in = c->iov + c->nr_out;
-	if (c->in_len < NET_HDR_LEN + len) {
-		/* Buffers too small: given back empty, the frame dropped. */
-		ret = vq_push_chain(&r->vq, c, 0);
-	} else {
-		iov_copy(in, c->nr_in, 0, hdr, NET_HDR_LEN, true);
-		iov_copy(in, c->nr_in, NET_HDR_LEN, (void *)frame, len, true);
-		ret = vq_push_chain(&r->vq, c, (uint32_t)(NET_HDR_LEN + len));
-		len = 0;
-	}
+	hdr.num_buffers = nbuf;
+	iov_copy(vp->rx_first.iov + vp->rx_first.nr_out, vp->rx_first.nr_in, 0, &hdr, NET_HDR_LEN, true);
+	for (unsigned i = 0; i < nbuf && ret >= 0; i++)
+		ret = vq_push(&r->vq, vp->rx_heads[i], vp->rx_lens[i]);
+	len = 0;
+	goto out;
+none:
+	r->vq.last_avail = start; /* the buffers taken stay the guest's, for the next frame */
+out:
 	if (ret < 0)
 		ring_broken(vp, RXQ, ret);
-	else
-		interrupt(r);
 	return len ? -1 : 0;
+}
+
+void vport_rx_flush(struct vport *vp)
+{
+	if (vp->conn_fd >= 0 && ring_live(&vp->ring[RXQ]))
+		interrupt(&vp->ring[RXQ]);
 }
 
 /* The guest-physical address of front-end address uaddr (n bytes from
@@ -288,7 +340,7 @@ static int ring_start(struct vport *vp, int q)
 		.avail_gpa = to_gpa(vp, r->avail, 6 + 2ULL * r->num),
 		.used_gpa = to_gpa(vp, r->used, 6 + 8ULL * r->num),
 		.features = vp->features,
-		.max_bytes = NET_HDR_LEN + 65536,
+		.max_bytes = NET_HDR_LEN + SW_GSO_MAX_FRAME,
 	};
 
 	if (!vp->nregions || vq_init(&r->vq, &vp->gm, &c))

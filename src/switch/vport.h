@@ -10,8 +10,11 @@
  * address and length against the memory the front end gave); so is every
  * message. A front end that breaks the protocol is disconnected; the port
  * then waits for the next. One connection at a time. Offered: the 1.x
- * interface, indirect descriptors, event index; no offloads yet (every
- * frame is whole, at most the MTU). */
+ * interface, indirect descriptors, event index, mergeable receive
+ * buffers, and checksum and TCP segmentation offloads both ways (the
+ * owner checks each frame's header against what the guest negotiated,
+ * vport_offloads, and does the work itself for ports without them:
+ * switch/offload.h). */
 #ifndef TARN_SWITCH_VPORT_H
 #define TARN_SWITCH_VPORT_H
 
@@ -19,11 +22,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "virtio/net_hdr.h"
+
 struct vport;
 
-/* A frame the guest sent (without its virtio-net header), for the owner
- * to switch. */
-typedef void vport_frame_fn(void *opaque, const uint8_t *frame, size_t len);
+/* A frame the guest sent and its virtio-net header (as the guest wrote
+ * it: unchecked), for the owner to switch. */
+typedef void vport_frame_fn(void *opaque, const struct virtio_net_hdr *h, const uint8_t *frame, size_t len);
 
 /* A port listening on path (an existing file there is replaced). NULL,
  * with the reason in err. */
@@ -39,9 +44,19 @@ unsigned vport_fds(const struct vport *vp, int *fds);
 unsigned vport_gen(const struct vport *vp);
 void vport_ready(struct vport *vp, int fd);
 
-/* Put a frame into the guest's receive ring: 0, or -1 when it has no
- * buffer for it (not connected, ring not running, none posted, too small). */
-int vport_rx(struct vport *vp, const uint8_t *frame, size_t len);
+/* The offloads the guest negotiated (NET_OFFLOAD_* of
+ * virtio/net_backend.h): those it may send (tx: CSUM, HOST_TSO4/6) and
+ * those it takes (rx: GUEST_CSUM, GUEST_TSO4/6). */
+void vport_offloads(const struct vport *vp, unsigned *tx, unsigned *rx);
+
+/* Put a frame into the guest's receive ring with header h (NULL: none,
+ * a whole frame; only offloads vport_offloads says it takes): 0, or -1
+ * when it has no buffer for it (not connected, ring not running, too few
+ * posted, too small). The guest hears of it at vport_rx_flush: the owner
+ * calls that once for a batch of frames, so that one interrupt covers
+ * the batch. */
+int vport_rx(struct vport *vp, const struct virtio_net_hdr *h, const uint8_t *frame, size_t len);
+void vport_rx_flush(struct vport *vp);
 
 /* The guest's transmit rate: rl (the owner's; NULL none). Over it the
  * frames wait in the guest's ring, which backs up: nothing the guest

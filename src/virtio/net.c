@@ -36,38 +36,12 @@
 #include "virtio/devices.h"
 #include "virtio/iov.h"
 #include "virtio/net_backend.h"
+#include "virtio/net_hdr.h"
 #include "virtio/virtio_pci.h"
 
-/* Feature bits (spec 5.1.3). */
-#define VIRTIO_NET_F_CSUM 0
-#define VIRTIO_NET_F_GUEST_CSUM 1
-#define VIRTIO_NET_F_MAC 5
-#define VIRTIO_NET_F_GUEST_TSO4 7
-#define VIRTIO_NET_F_GUEST_TSO6 8
-#define VIRTIO_NET_F_HOST_TSO4 11
-#define VIRTIO_NET_F_HOST_TSO6 12
-#define VIRTIO_NET_F_MRG_RXBUF 15
-#define VIRTIO_NET_F_STATUS 16
 #define BIT(n) (1ULL << (n))
 
 #define VIRTIO_NET_S_LINK_UP 1
-
-/* struct virtio_net_hdr (spec 5.1.6), the 1.x layout with num_buffers. */
-#define VIRTIO_NET_HDR_F_NEEDS_CSUM 1
-#define VIRTIO_NET_HDR_F_DATA_VALID 2
-#define VIRTIO_NET_HDR_GSO_NONE 0
-#define VIRTIO_NET_HDR_GSO_TCPV4 1
-#define VIRTIO_NET_HDR_GSO_TCPV6 4
-struct virtio_net_hdr {
-	uint8_t flags;
-	uint8_t gso_type;
-	uint16_t hdr_len;
-	uint16_t gso_size;
-	uint16_t csum_start;
-	uint16_t csum_offset;
-	uint16_t num_buffers;
-};
-_Static_assert(sizeof(struct virtio_net_hdr) == 12, "virtio_net_hdr is 12 bytes");
 
 /* struct virtio_net_config (spec 5.1.4), up to max_virtqueue_pairs. */
 struct virtio_net_config {

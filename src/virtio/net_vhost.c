@@ -27,17 +27,21 @@
 #include "mem/gm.h"
 #include "virtio/devices.h"
 #include "virtio/net_backend.h"
+#include "virtio/net_hdr.h"
 #include "virtio/vhost_user.h"
 #include "virtio/virtio_pci.h"
 #include <sys/epoll.h>
 
 #define NQ 2
 #define QUEUE_SIZE 256
-#define VIRTIO_NET_F_MAC 5
-#define VIRTIO_NET_F_STATUS 16
-/* What tarn lets through of the back end's features (the rest of the
- * device, MAC and link status, is tarn's own). */
-#define PASSED (1ULL << VIRTIO_F_INDIRECT_DESC | 1ULL << VIRTIO_F_EVENT_IDX | 1ULL << VIRTIO_F_VERSION_1)
+/* What tarn lets through of the back end's features: the rings' and the
+ * frames' (offloads, mergeable buffers), which the back end serves; the
+ * rest of the device, MAC and link status, is tarn's own. */
+#define F(bit) (1ULL << (bit))
+#define PASSED                                                                                                  \
+	(F(VIRTIO_F_INDIRECT_DESC) | F(VIRTIO_F_EVENT_IDX) | F(VIRTIO_F_VERSION_1) | F(VIRTIO_NET_F_MRG_RXBUF) | \
+	 F(VIRTIO_NET_F_CSUM) | F(VIRTIO_NET_F_GUEST_CSUM) | F(VIRTIO_NET_F_HOST_TSO4) | F(VIRTIO_NET_F_HOST_TSO6) | \
+	 F(VIRTIO_NET_F_GUEST_TSO4) | F(VIRTIO_NET_F_GUEST_TSO6))
 
 struct vnet {
 	struct virtio_dev vd;

@@ -32,7 +32,8 @@ $(O)/fuzz/fuzz_qcow2: src/block/qcow2.c src/virtio/iov.c src/core/log.c src/bloc
 FUZZ_LIBS_qcow2 := -lz
 TEST_BINS += tests/fuzz/fuzz_qcow2.sh
 FUZZERS += switch
-$(O)/fuzz/fuzz_switch: src/switch/switch.c src/switch/frame.c src/switch/switch.h src/switch/frame.h
+$(O)/fuzz/fuzz_switch: src/switch/switch.c src/switch/frame.c src/switch/offload.c src/switch/switch.h src/switch/frame.h \
+	src/switch/offload.h
 TEST_BINS += tests/fuzz/fuzz_switch.sh
 
 FUZZ_FLAGS := -O1 -g -std=gnu17 $(WARN) -Isrc -D_GNU_SOURCE -fno-omit-frame-pointer \

@@ -9,7 +9,10 @@
 # own (port security) are dropped and counted; each guest's MAC is
 # announced at the uplink when it starts; of 10^6 frames the host sends into
 # network 1 (spoofed, broadcast, multicast, unknown, c's MAC), none goes to
-# c's port.
+# c's port. a sends 2 MiB of random bytes by TCP to b and to the host: with
+# the checksum and segmentation offloads both guests negotiate, the switch
+# passes a's 64 KiB segments to b as they are and writes them into the tap
+# with their header for the host's kernel to cut; both get every byte.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/guest.sh
 
@@ -74,15 +77,27 @@ vm() { # NAME SCRIPT
 	out=$work/$1.out
 	boot "$2" --mem 256M --net "vhost-user=$work/$1.sock,mac=52:54:00:00:05:0$1"
 }
-(vm b "$(up 10.0.5.11) && sleep 600") &
+# The host's receiver of a's stream: the MD5 of what came.
+in_ns python3 -c "
+import hashlib, socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('10.0.5.1', 5002)); s.listen(1); s.settimeout(300)
+c, _ = s.accept(); c.settimeout(60); h = hashlib.md5()
+while (b := c.recv(1 << 16)): h.update(b)
+open('$work/host-got', 'w').write(h.hexdigest())
+" &
+(vm b "$(up 10.0.5.11) && nc -l -p 5001 | md5sum | sed 's/^/b-got: /'; sleep 600") &
 bpid=$!
 (vm c "$(up 10.0.5.12) && sleep 4; ping -c 3 -W 2 10.0.5.1; ping -c 3 -W 2 10.0.5.11; echo C-DONE") &
 cpid=$!
 vm a "$(up 10.0.5.10) && for i in \$(seq 60); do ping -c 1 -W 1 10.0.5.11 >/dev/null && break; done
 ping -c 3 -W 5 10.0.5.1 | sed 's/^/host: /'
 ping -c 3 -W 5 10.0.5.11 | sed 's/^/b: /'
+dd if=/dev/urandom of=/tmp/d bs=64k count=32 2>/dev/null; md5sum /tmp/d | sed 's/^/a-sent: /'
+nc 10.0.5.11 5001 </tmp/d; nc 10.0.5.1 5002 </tmp/d
 ip addr add 10.0.5.99/24 dev eth0 && ping -c 3 -W 2 -I 10.0.5.99 10.0.5.1 | sed 's/^/spoofed: /'"
 wait $cpid
+for _ in $(seq 100); do grep -q "^b-got:" "$work/b.out" && break; sleep 0.1; done
 in_ns pkill -f "vhost-user=$work/b.sock"
 wait $bpid 2>/dev/null
 cstats=$(api GET /c)
@@ -126,6 +141,14 @@ echo "# $(stats tsw0)"
 out=$work/a.out
 check "$name" "^host: 3 packets transmitted, 3 packets received" "a guest pings the host through the switch's tap uplink"
 check "$name" "^b: 3 packets transmitted, 3 packets received" "two guests (tarn, vhost-user) ping each other through the switch"
+sent=$(sed -n 's/^a-sent: \([0-9a-f]*\).*/\1/p' "$out") got_b=$(sed -n 's/^b-got: \([0-9a-f]*\).*/\1/p' "$work/b.out")
+# a's port: the largest frames it took show whether TSO was on.
+a_avg=$(stats a | sed -n 's/.*rx \([0-9]*\) frames \([0-9]*\) bytes.*/\2 \1/p' | awk '{ print $2 ? int($1 / $2) : 0 }')
+if [ -n "$sent" ] && [ "$sent" = "$got_b" ] && [ "$sent" = "$(cat "$work/host-got" 2>/dev/null)" ] && [ "${a_avg:-0}" -gt 1514 ]; then
+	ok "$name: 2 MiB by TCP from a guest to a guest and to the host, every byte there (offloads on: a's frames $a_avg bytes on average)"
+else
+	not_ok "$name: TCP with offloads" "sent $sent, b got $got_b, the host got $(cat "$work/host-got" 2>/dev/null), a's frames $a_avg bytes on average"
+fi
 if grep -qE "^spoofed: 3 packets transmitted, 0 packets received" "$out" && stats a | grep -qE "spoofed_ip=[1-9]"; then
 	ok "$name: port security: a guest's frames from an address not its own are dropped and counted ($(stats a | grep -oE 'spoofed_ip=[0-9]+'))"
 else
