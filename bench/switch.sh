@@ -18,7 +18,8 @@
 #               uplinks   a host interface into the switch (a tap uplink)
 #                         and out by another (AF_PACKET, sendmmsg); the
 #                         bridge: the same between two veths
-# Each figure is BENCH_SWITCH_RUNS runs (default 3), the median printed.
+# Each figure is BENCH_SWITCH_RUNS runs (default 3), the median printed;
+# BENCH_SWITCH_PARTS=vm or fwd runs only that half (default vm,fwd).
 # Needs root (namespaces, taps, a bridge). Lines: "switch TITLE tarn: X
 # bridge: Y tarn/bridge: R" (higher is better for throughput and rate,
 # lower for the round trip).
@@ -26,7 +27,7 @@ cd "$(dirname "$0")/.." || exit 1
 O=${O:-build}
 TARN=$O/tarn SWITCH=$O/tarn-switch INJECT=$O/bench/inject
 RUNS=${BENCH_SWITCH_RUNS:-3} MIB=${BENCH_SWITCH_MIB:-16} FRAMES=${BENCH_SWITCH_FRAMES:-2000000}
-BACKEND=${BENCH_SWITCH_BACKEND:-emu}
+BACKEND=${BENCH_SWITCH_BACKEND:-emu} PARTS=,${BENCH_SWITCH_PARTS:-vm,fwd},
 if [ "$(id -u)" != 0 ] || [ ! -x "$SWITCH" ] || [ ! -x "$INJECT" ]; then
 	echo "switch: SKIP (needs root, $SWITCH and $INJECT)"
 	exit 0
@@ -67,16 +68,18 @@ row() { # TITLE TARN BRIDGE UNIT BETTER(hi|lo)
 	python3 -c "
 import sys
 t, b = float(sys.argv[2]), float(sys.argv[3])
-print('switch %-34s tarn: %-14s bridge: %-14s tarn/bridge: %s' % (sys.argv[1], '%g %s' % (t, sys.argv[4]), '%g %s' % (b, sys.argv[4]), '%.3f' % (t / b) if b else 'n/a'))" "$@"
+f = lambda v: ('%.0f' if v >= 1000 else '%g') % v + ' ' + sys.argv[4]
+print('switch %-38s tarn: %-14s bridge: %-14s tarn/bridge: %s' % (sys.argv[1], f(t), f(b), '%.3f' % (t / b) if b else 'n/a'))" "$@"
 }
 
 # ---- VM to VM ----
 declare -A tp rtt
-for side in switch bridge bridge_off; do
+[[ $PARTS == *,vm,* ]] && for side in switch bridge bridge_off; do
 	tps=() rtts=()
 	for _ in $(seq "$RUNS"); do
 		case $side in
 		switch)
+			rm -f "$work/a.sock" "$work/b.sock"
 			in_ns "$SWITCH" --dir "$work" --port a,net=1 --port b,net=1 >/dev/null 2>&1 &
 			for _ in $(seq 50); do [ -S "$work/b.sock" ] && break; sleep 0.1; done
 			read -r m r < <(vm_pair "vhost-user=$work/a.sock" "vhost-user=$work/b.sock")
@@ -92,16 +95,20 @@ for side in switch bridge bridge_off; do
 	done
 	tp[$side]=$(median "${tps[@]}") rtt[$side]=$(median "${rtts[@]}")
 done
+[[ $PARTS == *,vm,* ]] && {
 echo "# switch: VM to VM, $BACKEND guests, $MIB MiB, $RUNS runs; bridge with offloads on, and off: ${tp[bridge_off]} Mbit/s, ${rtt[bridge_off]} ms"
 row "VM to VM TCP (Mbit/s)" "${tp[switch]}" "${tp[bridge]}" Mbit/s
 row "VM to VM TCP, no offloads" "${tp[switch]}" "${tp[bridge_off]}" Mbit/s
 row "VM to VM round trip (ms)" "${rtt[switch]}" "${rtt[bridge]}" ms
+}
 
 # ---- 64-byte forwarding ----
 # fwd ARGS...: bench/inject's frames a second.
 fwd() { in_ns "$INJECT" "$@" "$FRAMES"; }
 rv=() rt=() rs=() rb=()
+[[ $PARTS == *,fwd,* ]] || exit 0
 for _ in $(seq "$RUNS"); do
+	rm -f "$work/a.sock" "$work/b.sock"
 	in_ns "$SWITCH" --dir "$work" --port a,net=1 --port b,net=1 >/dev/null 2>&1 &
 	for _ in $(seq 50); do [ -S "$work/b.sock" ] && break; sleep 0.1; done
 	rv+=("$(fwd --vhost-user "$work/a.sock" "$work/b.sock")")

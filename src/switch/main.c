@@ -358,7 +358,13 @@ static int vx_open(char *err, size_t len)
 	if (vx_fd >= 0)
 		return 0;
 	vx_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (vx_fd < 0 || bind(vx_fd, (struct sockaddr *)&a, sizeof(a)) ||
+	/* A whole 1500-byte frame and the 50 bytes around it exceed an
+	 * underlay's 1500, so datagrams go without DF, as Linux's vxlan device
+	 * sends them by default: a router on the way with a smaller MTU
+	 * fragments them instead of dropping them (and its ICMP may be
+	 * filtered: no black hole). */
+	if (vx_fd < 0 || setsockopt(vx_fd, IPPROTO_IP, IP_MTU_DISCOVER, &(int){ IP_PMTUDISC_DONT }, sizeof(int)) ||
+	    bind(vx_fd, (struct sockaddr *)&a, sizeof(a)) ||
 	    epoll_ctl(epfd, EPOLL_CTL_ADD, vx_fd, &(struct epoll_event){ .events = EPOLLIN, .data.u64 = VX_EVENT })) {
 		int e = errno;
 
