@@ -36,11 +36,14 @@
 #include <capstone/capstone.h>
 #include <cpuid.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "difftest.h"
@@ -536,6 +539,15 @@ static bool loads_selector(const cs_insn *in)
 	}
 }
 
+/* int n through a gate the host kernel keeps for itself (dt_int_quirks). */
+static bool in_quirk_gate(const cs_insn *in)
+{
+	const cs_x86 *x = &in->detail->x86;
+
+	return in->id == X86_INS_INT && x->op_count == 1 && x->operands[0].type == X86_OP_IMM &&
+	       dt_int_quirk((unsigned)x->operands[0].imm & 0xff);
+}
+
 /* Instructions that raise #UD where CPUID does not claim their feature
  * (for XSAVE: OSXSAVE, CR4 as the OS set it). Where the emulator's CPUID
  * does not, #UD is its right answer, whatever the host (which may have
@@ -670,7 +682,7 @@ struct faulting {
 	bool ud_ok[BATCH];    /* feature_missing(): #UD is right */
 	size_t n;
 	struct tally t;
-	uint64_t ud_feature, selector; /* not compared with the host, and why */
+	uint64_t ud_feature, selector, int_quirk; /* not compared with the host, and why */
 };
 
 static int faulting_flush(struct faulting *f, struct dt_emu *e, uint64_t seed, const char **why)
@@ -733,6 +745,10 @@ static int run_lengths(uint64_t want, uint64_t seed, int *tapno)
 				f.selector++;
 				continue;
 			}
+			if (in_quirk_gate(insn)) {
+				f.int_quirk++;
+				continue;
+			}
 			f.ud_ok[f.n] = feature_missing(e, insn);
 			dt_gen_insn(&f.c[f.n], b, insn->size, s);
 			f.c[f.n].undef = f.c[f.n].iundef[1] = cs_undef(insn);
@@ -778,8 +794,9 @@ static int run_lengths(uint64_t want, uint64_t seed, int *tapno)
 	       "host\n", errata);
 	tally_print(&f.t, "instructions the emulator did not complete, run again on both sides");
 	printf("# ... not compared with the host: %" PRIu64 " raising #UD in the emulator, whose CPUID does not claim "
-	       "their feature; %" PRIu64 " loading a segment register from a random selector\n",
-	       f.ud_feature, f.selector);
+	       "their feature; %" PRIu64 " loading a segment register from a random selector; %" PRIu64
+	       " int n through a gate of the host's own\n",
+	       f.ud_feature, f.selector, f.int_quirk);
 	if (broke)
 		printf("# the host sandbox failed: %s\n", why);
 	printf("%s %d - instruction lengths: emulator agrees with capstone on %" PRIu64 " random instructions (%" PRIu64
@@ -800,6 +817,74 @@ out:
 }
 
 /* Can the host sandbox run a case at all? The only reason to skip. */
+/* ---- the host's own int n gates (dt_int_quirks) ---- */
+
+static int probe_pipe;
+
+static void probe_signal(int sig, siginfo_t *si, void *uc)
+{
+	const ucontext_t *u = uc;
+	long long v[3] = { u->uc_mcontext.gregs[REG_TRAPNO], u->uc_mcontext.gregs[REG_ERR],
+			   u->uc_mcontext.gregs[REG_RIP] };
+
+	(void)sig, (void)si;
+	if (write(probe_pipe, v, sizeof(v)) != sizeof(v))
+		_exit(2);
+	_exit(1);
+}
+
+/* Run "int n" for every n but 0x80, each in a child of its own (a gate of
+ * the host's may return with registers changed): anything but #GP with
+ * the gate's error code (n * 8 + 2) at the instruction marks n as the
+ * host's own, but for the gates Linux opens to user code (int3, into). */
+static void probe_int_quirks(void)
+{
+	for (unsigned n = 0; n < 256; n++) {
+		/* int n; then exit(0) by a system call, should it return */
+		const uint8_t stub[] = { 0xcd, (uint8_t)n, 0xb8, 60, 0, 0, 0, 0x31, 0xff, 0x0f, 0x05 };
+		long long v[3] = { -1, 0, 0 };
+		int fds[2], status = 0;
+		uint8_t *page;
+		pid_t pid;
+
+		if (n == 0x80 || n == 3 || n == 4 || pipe(fds))
+			continue;
+		page = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (page == MAP_FAILED) {
+			close(fds[0]), close(fds[1]);
+			return;
+		}
+		memcpy(page, stub, sizeof(stub));
+		fflush(stdout);
+		if ((pid = fork()) == 0) {
+			struct sigaction sa = { .sa_sigaction = probe_signal, .sa_flags = SA_SIGINFO };
+
+			probe_pipe = fds[1];
+			sigaction(SIGSEGV, &sa, NULL), sigaction(SIGTRAP, &sa, NULL), sigaction(SIGILL, &sa, NULL);
+			((void (*)(void))page)();
+			_exit(3);
+		}
+		close(fds[1]);
+		if (pid > 0 && read(fds[0], v, sizeof(v)) != sizeof(v))
+			v[0] = -1; /* no signal: the gate returned */
+		if (pid > 0)
+			waitpid(pid, &status, 0);
+		close(fds[0]);
+		munmap(page, 4096);
+		if (pid > 0 && (v[0] != 13 || v[1] != (long long)n * 8 + 2 || v[2] != (long long)(uintptr_t)page)) {
+			dt_int_quirks[n / 8] |= (uint8_t)(1u << n % 8);
+			if (v[0] < 0)
+				printf("# host quirk: int 0x%x at CPL 3 returns here (exit status %d), not #GP(0x%x)", n,
+				       WIFEXITED(status) ? WEXITSTATUS(status) : -1, n * 8 + 2);
+			else
+				printf("# host quirk: int 0x%x at CPL 3 raises vector %lld, error code 0x%llx, %s here, "
+				       "not #GP(0x%x) at it", n, v[0], v[1],
+				       v[2] == (long long)(uintptr_t)page ? "at the instruction" : "past it", n * 8 + 2);
+			printf(" (a gate of the host kernel's own): not generated, not compared\n");
+		}
+	}
+}
+
 static bool sandbox_starts(const char **why)
 {
 	static struct dt_case c;
@@ -861,6 +946,7 @@ int main(int argc, char **argv)
 		cs_close(&cs);
 		return 0;
 	}
+	probe_int_quirks();
 	rc |= run_cases(n, seed, &tapno);
 	if (lens)
 		rc |= run_lengths(lens, seed, &tapno);

@@ -121,6 +121,17 @@ struct dt_result {
 #define DT_F_GAPS 8u
 extern unsigned dt_features;
 
+/* Vectors n for which the host's "int n" at CPL 3 does not do what the
+ * architecture and Linux's IDT say (#GP, error code n * 8 + 2, at the
+ * instruction): a host kernel may own a gate of its own (seen: vector
+ * 0x17 on a PVM host, #GP(0) after the instruction). difftest.c probes
+ * them at start; gen.c does not generate them. */
+extern uint8_t dt_int_quirks[32];
+static inline bool dt_int_quirk(unsigned n)
+{
+	return dt_int_quirks[n / 8] >> (n % 8) & 1;
+}
+
 /* gen.c: fill *c with the case generated from seed. */
 void dt_gen(struct dt_case *c, uint64_t seed);
 /* gen.c: fill *c with one given instruction, then the final jmp, with

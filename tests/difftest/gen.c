@@ -56,6 +56,8 @@ struct rm {
 	uint64_t addr; /* the linear address it must produce */
 };
 
+uint8_t dt_int_quirks[32];
+
 uint64_t dt_rand(uint64_t *s)
 {
 	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
@@ -1314,7 +1316,7 @@ static void i_fault(struct gen *g)
 			out8(g, pct(g, 50) ? 0xcc : 0xf1);
 		} else {
 			out8(g, 0xcd);
-			out8(g, n == 0x80 ? 3 : n);
+			out8(g, n == 0x80 || dt_int_quirk(n) ? 3 : n);
 		}
 		break;
 	}
