@@ -12,6 +12,8 @@
 # which a shorter window would quantize, and it counts as one frame),
 # each within 10 % of its limit, the new one in force within a second of
 # the change.
+# QOS_VMM=qemu runs the guest under QEMU and KVM instead of tarn (the
+# same port: a diagnosis of failures seen only on KVM).
 # Over its rate the guest's frames wait in its ring: the switch drops
 # none of them. The guest sends until the measures are done, when the
 # host's receiver closes.
