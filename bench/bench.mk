@@ -12,7 +12,7 @@
 #                      lists BENCH_IO_MIB, _READS, _NET_MIB, _IMAGE_MIB)
 #   BENCH_SNAP_RUNS=N  snapshot cycles per VMM and memory size (default 3)
 #   BENCH_TARND_VMS=N  VMs asked of tarnd and of libvirt at once (default 20)
-#   BENCH_SWITCH_RUNS=N, _MIB, _FRAMES, _BACKEND  tarn's switch against the
+#   BENCH_SWITCH_RUNS=N, _MIB, _FRAMES, _BACKEND, _PARTS  tarn's switch against the
 #                      Linux bridge (bench/switch.sh)
 
 BENCH_PYTHON ?= python3

@@ -61,3 +61,16 @@ for _ in range(n):
     b.append(x // 8388608 % 256)
 print(hashlib.sha256(b).hexdigest())' "$1" "$2"
 }
+
+# md5_receiver NS ADDR PORT FILE: in network namespace NS, accept one TCP
+# connection on ADDR:PORT (within 300 s), read it to its end and write the
+# MD5 of what came to FILE. Run it in the background.
+md5_receiver() {
+	ip netns exec "$1" python3 -c '
+import hashlib, socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.settimeout(300)
+c, _ = s.accept(); c.settimeout(60); h = hashlib.md5()
+while (b := c.recv(1 << 16)): h.update(b)
+open(sys.argv[3], "w").write(h.hexdigest())' "${@:2}"
+}

@@ -78,14 +78,7 @@ vm() { # NAME SCRIPT
 	boot "$2" --mem 256M --net "vhost-user=$work/$1.sock,mac=52:54:00:00:05:0$1"
 }
 # The host's receiver of a's stream: the MD5 of what came.
-in_ns python3 -c "
-import hashlib, socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('10.0.5.1', 5002)); s.listen(1); s.settimeout(300)
-c, _ = s.accept(); c.settimeout(60); h = hashlib.md5()
-while (b := c.recv(1 << 16)): h.update(b)
-open('$work/host-got', 'w').write(h.hexdigest())
-" &
+md5_receiver "$NS" 10.0.5.1 5002 "$work/host-got" &
 (vm b "$(up 10.0.5.11) && nc -l -p 5001 | md5sum | sed 's/^/b-got: /'; sleep 600") &
 bpid=$!
 (vm c "$(up 10.0.5.12) && sleep 4; ping -c 3 -W 2 10.0.5.1; ping -c 3 -W 2 10.0.5.11; echo C-DONE") &

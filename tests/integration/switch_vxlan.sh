@@ -74,14 +74,7 @@ vm() { # NS DIR NAME MAC SCRIPT
 b1=$!
 (vm "$B" b b2 52:54:00:00:09:03 "$(up 10.0.9.3) && sleep 6; ping -c 3 -W 2 10.0.9.1; echo B2-DONE") &
 b2=$!
-ip netns exec "$C" python3 -c "
-import hashlib, socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('10.0.9.100', 5003)); s.listen(1); s.settimeout(300)
-c, _ = s.accept(); c.settimeout(60); h = hashlib.md5()
-while (b := c.recv(1 << 16)): h.update(b)
-open('$work/c-got', 'w').write(h.hexdigest())
-" &
+md5_receiver "$C" 10.0.9.100 5003 "$work/c-got" &
 vm "$A" a a1 52:54:00:00:09:01 "$(up 10.0.9.1) && for i in \$(seq 60); do ping -c 1 -W 1 10.0.9.2 >/dev/null && break; done
 ping -c 3 -W 5 10.0.9.2 | sed 's/^/b1: /'; ping -c 3 -W 5 10.0.9.100 | sed 's/^/linux: /'
 dd if=/dev/urandom of=/tmp/d bs=64k count=16 2>/dev/null; md5sum /tmp/d | sed 's/^/sent: /'; nc 10.0.9.100 5003 </tmp/d
