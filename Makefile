@@ -52,6 +52,7 @@ OBJS += src/api/ctl.o
 OBJS += src/snapshot/snapfile.o
 OBJS += src/snapshot/vcpu_state.o
 OBJS += src/snapshot/snapshot.o
+OBJS += src/migrate/migrate.o
 OBJS += src/block/qcow2.o
 OBJS += src/core/vcpu.o
 OBJS += src/core/console.o

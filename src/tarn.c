@@ -23,12 +23,14 @@
 #include "core/vm.h"
 #include "core/vm_config.h"
 #include "cpu/cpu.h"
+#include "migrate/migrate.h"
 
 
 static const char run_usage[] =
 	"usage: tarn run --kernel PATH [options]\n"
 	"       tarn run --restore PATH [options]\n"
 	"       tarn run --api-sock PATH [options]\n"
+	"       tarn run --incoming HOST:PORT [options]\n"
 	"\n"
 	"Boot a guest with its serial console (COM1) on this terminal.\n"
 	"\n"
@@ -69,6 +71,11 @@ static const char run_usage[] =
 	"                    copy-on-write (restore.eager = on)\n"
 	"  --paused          leave a restored VM paused (restore.paused = on), to be\n"
 	"                    resumed through the API\n"
+	"  --incoming ADDR   take a VM that another tarn migrates here instead of a\n"
+	"                    kernel: listen on HOST:PORT or unix:PATH for one source\n"
+	"                    (migrate.incoming; the source: PUT /migrate, README\n"
+	"                    \"Live migration\"); --backend, --disk and --net given\n"
+	"                    here replace the source's, as with --restore\n"
 	"  --track-dirty-pages  keep track of the pages the guest writes, so that a\n"
 	"                    diff snapshot saves only those (vm.track_dirty_pages = on)\n"
 	"  --api-sock PATH   serve the VM's API (Firecracker's dialect) on a Unix socket\n"
@@ -131,6 +138,7 @@ static const struct option run_opts[] = {
 	{ "restore-eager", no_argument, NULL, 'G' },
 	{ "paused", no_argument, NULL, 'P' },
 	{ "track-dirty-pages", no_argument, NULL, 'Y' },
+	{ "incoming", required_argument, NULL, 'I' },
 	{ "config", required_argument, NULL, 'f' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -145,7 +153,7 @@ static const struct {
 	{ 'm', "vm.mem" },	{ 'p', "vm.cpus" },	{ 'b', "vm.backend" },
 	{ 'u', "boot.unpack" },	{ 'C', "dev.console" }, { 'E', "vm.ioeventfd" },
 	{ 'A', "api.sock" },	{ 'S', "restore.state" }, { 'T', "vm.cpu_template" }, { 'M', "restore.mem" },
-	{ 'J', "jail.spec" },	{ 'O', "console.sock" },
+	{ 'J', "jail.spec" },	{ 'O', "console.sock" }, { 'I', "migrate.incoming" },
 };
 
 static void set_or_die(struct config *c, const char *key, const char *val)
@@ -207,23 +215,80 @@ static int override_devices(const struct config *c, const char *prefix, const ch
 	return 0;
 }
 
-/* The VM c describes: booted from its kernel, or restored from the
+/* A migration's destination: the one VM that comes to
+ * migrate.incoming (its configuration's strings point into it). */
+static struct mig_incoming *incoming;
+
+/* A restored or migrated VM's configuration as c changes it: the
+ * backend, the disks and NICs (paths on this host), the console. */
+static int adjust_config(const struct config *c, struct vm_config *vc, char *err, size_t len)
+{
+	const char *eager = config_get(c, "restore.eager"), *backend = config_get(c, "vm.backend");
+	int ret;
+
+	if (backend)
+		vc->backend = backend;
+	vc->restore_eager = eager && !strcmp(eager, "on");
+	if ((ret = vm_config_track_dirty(c, vc, err, len)))
+		return ret;
+	vc->console_in = STDIN_FILENO;
+	vc->console_out = STDOUT_FILENO;
+	ret = override_devices(c, "dev.disk", vc->disks, vc->nr_disks, VM_MAX_DISKS, err, len);
+	return ret ? ret : override_devices(c, "dev.net", vc->nets, vc->nr_nets, VM_MAX_NETS, err, len);
+}
+
+/* Wait for the VM another tarn migrates to migrate.incoming, build it
+ * and take it over (paused or running, as it was there). */
+static int receive_vm(const struct config *c, const char *addr, struct vm_config *vc, struct vm **vm, char *err,
+		      size_t len)
+{
+	char why[512];
+	int fd, ret;
+
+	if ((fd = mig_listen(addr, err, len)) < 0)
+		return fd;
+	pr_info("incoming: waiting for a migration on %s", addr);
+	ret = mig_accept(&incoming, fd, vc, err, len);
+	close(fd);
+	if (!strncmp(addr, "unix:", 5))
+		unlink(addr + 5);
+	if (ret)
+		return ret;
+	if ((ret = adjust_config(c, vc, why, sizeof(why))) || (ret = vm_create(vm, vc, why, sizeof(why)))) {
+		errorf(err, len, ret, "the VM cannot be built here: %s", why);
+		mig_refuse(incoming, err);
+		return ret;
+	}
+	if ((ret = mig_receive(incoming, *vm, why, sizeof(why)))) {
+		vm_destroy(*vm);
+		*vm = NULL;
+		return errorf(err, len, ret, "incoming migration: %s", why);
+	}
+	return 0;
+}
+
+/* The VM c describes: booted from its kernel, restored from the
  * snapshot restore.state names (vc's strings then point into img, which
- * must outlive the VM). */
+ * must outlive the VM), or migrated here. */
 static int build_vm(const struct config *c, struct vm_config *vc, struct snap_image *img, struct vm **vm,
 		    char *err, size_t len)
 {
 	const char *state = config_get(c, "restore.state"), *mem = config_get(c, "restore.mem");
-	const char *eager = config_get(c, "restore.eager"), *backend = config_get(c, "vm.backend");
+	const char *in = config_get(c, "migrate.incoming");
 	char mem_buf[4096];
 	int ret;
 
+	if ((state || in) && config_get(c, "boot.kernel"))
+		return errorf(err, len, -EINVAL, "--%s and --kernel: a %s VM does not boot a kernel",
+			      state ? "restore" : "incoming", state ? "restored" : "migrated");
+	if (state && in)
+		return errorf(err, len, -EINVAL, "--restore and --incoming: one or the other");
+	if (in)
+		return receive_vm(c, in, vc, vm, err, len);
 	if (!state) {
 		ret = vm_config_from(c, vc, err, len);
 		return ret ? ret : vm_create(vm, vc, err, len);
 	}
-	if (config_get(c, "boot.kernel"))
-		return errorf(err, len, -EINVAL, "--restore and --kernel: a restored VM does not boot a kernel");
 	if (!mem) {
 		snprintf(mem_buf, sizeof(mem_buf), "%s.mem", state);
 		mem = mem_buf;
@@ -231,18 +296,7 @@ static int build_vm(const struct config *c, struct vm_config *vc, struct snap_im
 	ret = snap_open(img, state, mem, vc, err, len);
 	if (ret)
 		return ret;
-	if (backend)
-		vc->backend = backend;
-	vc->restore_eager = eager && !strcmp(eager, "on");
-	if ((ret = vm_config_track_dirty(c, vc, err, len))) {
-		snap_close(img);
-		return ret;
-	}
-	vc->console_in = STDIN_FILENO;
-	vc->console_out = STDOUT_FILENO;
-	ret = override_devices(c, "dev.disk", vc->disks, vc->nr_disks, VM_MAX_DISKS, err, len);
-	if (!ret)
-		ret = override_devices(c, "dev.net", vc->nets, vc->nr_nets, VM_MAX_NETS, err, len);
+	ret = adjust_config(c, vc, err, len);
 	if (!ret)
 		ret = vm_create(vm, vc, err, len);
 	if (ret) {
@@ -257,7 +311,7 @@ static void restore_start(const struct config *c, struct vm *vm)
 {
 	const char *paused = config_get(c, "restore.paused");
 
-	if (!vm->cfg.restore)
+	if (!vm->cfg.restore || vm->cfg.incoming) /* a migration's: as it was at the source */
 		return;
 	if (paused && !strcmp(paused, "on")) {
 		pr_info("restore: the VM stays paused (resume it through the API)");
@@ -390,7 +444,8 @@ static int cmd_run(int argc, char **argv)
 			die("%s", err);
 		api_set_cli_config(api, &cfg);
 	}
-	if (!api || config_get(&cfg, "boot.kernel") || config_get(&cfg, "restore.state")) {
+	if (!api || config_get(&cfg, "boot.kernel") || config_get(&cfg, "restore.state") ||
+	    config_get(&cfg, "migrate.incoming")) {
 		if (build_vm(&cfg, &vc, &img, &vm, err, sizeof(err))) {
 			api_stop(api);
 			die("%s", err);
@@ -419,7 +474,10 @@ static int cmd_run(int argc, char **argv)
 		api_vm_stopped(api);
 	console_detach();
 	switch (status) {
-	case VM_EXIT_POWEROFF: break;
+	case VM_EXIT_POWEROFF:
+		if (vm->migrated)
+			fprintf(stderr, "tarn: the VM migrated; it runs at the destination now\n");
+		break;
 	case VM_EXIT_RESET: pr_info("guest requested a reboot"); break;
 	case VM_EXIT_CRASH: fprintf(stderr, "tarn: the guest crashed\n"); break;
 	case VM_EXIT_VMM_ERROR: fprintf(stderr, "tarn: stopped on a VMM error\n"); break;
@@ -427,6 +485,7 @@ static int cmd_run(int argc, char **argv)
 	}
 	vm_destroy(vm);
 	snap_close(&img);
+	mig_incoming_free(incoming);
 	api_stop(api);
 	config_free(&api_cfg);
 	config_free(&cfg);

@@ -20,7 +20,8 @@
 # "# skip", "#SKIP", a skip with no reason. A program that exits non-zero
 # without a "not ok", prints no test line, or has no plan or a wrong one
 # counts as one failure, with the reason. A test number, where given, must
-# be the next one. Prints "N passed, N failed, N skipped" last (with ", N
+# be the next one. A program that took 10 s or more gets a line "# S s:
+# name". Prints "N passed, N failed, N skipped" last (with ", N
 # expected failures" when there are any); exits 0 only when nothing failed.
 pass=0 fail=0 skip=0 xfail=0
 export CMOCKA_MESSAGE_OUTPUT=TAP
@@ -43,8 +44,11 @@ run_one() {
 	local t=$1 name out err rc line n=0 bad=0 plans=0 plan=-1 plan_at=0 reason= numbering= why=()
 	name=$(basename "$t")
 	out=$(mktemp) err=$(mktemp)
+	local t0=$SECONDS
 	"$t" >"$out" 2>"$err"
 	rc=$?
+	# Where the time goes (make check is held to about 25 minutes).
+	[ $((SECONDS - t0)) -ge 10 ] && echo "# $((SECONDS - t0)) s: $name"
 	while IFS= read -r line; do
 		if [[ $line =~ $re_plan ]]; then
 			plans=$((plans + 1)) plan=${BASH_REMATCH[1]} plan_at=$n

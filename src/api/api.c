@@ -22,6 +22,7 @@
 #include "core/vm.h"
 #include "virtio/net_backend.h"
 #include "core/vm_config.h"
+#include "migrate/migrate.h"
 
 #define API_BODY_MAX (64u << 10) /* larger request bodies get 413 */
 #define API_ID "anonymous-instance" /* Firecracker's id when none is given */
@@ -56,6 +57,8 @@ struct api {
 	bool metrics_thread_started, stopping;
 	pthread_cond_t metrics_cond;
 	uint64_t create_snapshot_us, load_snapshot_us; /* latencies_us */
+	struct migration *mig; /* PUT /migrate: the last one (migrate.h) */
+	int mig_waiters;       /* PUT /migrate with wait, waiting for its end */
 };
 
 static const char *state_name(enum api_state s, struct vm *vm)
@@ -504,6 +507,38 @@ static void metrics_add(void *opaque, const char *group, int index, const char *
 	}
 }
 
+/* A migration's figures (GET /migrate, the metrics' "migration" group). */
+static json_t *stats_json(const struct mig_stats *s)
+{
+	const struct mig_stats st = *s;
+	json_t *o, *rounds;
+
+	rounds = json_array();
+	for (unsigned i = 0; i < st.rounds && i < MIG_ROUNDS_KEPT; i++)
+		json_array_append_new(rounds, json_integer((json_int_t)st.pages_round[i]));
+	o = json_pack("{s:s,s:s,s:i,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i}", "state", mig_state_name(st.state),
+		      "destination", st.to, "rounds", (int)st.rounds, "pages_per_round", rounds, "pages_sent",
+		      (json_int_t)st.pages_total, "pages_filled", (json_int_t)st.pages_filled, "bytes_sent",
+		      (json_int_t)st.bytes_wire, "pages_remaining", (json_int_t)st.remaining, "setup_ms",
+		      (json_int_t)st.setup_ms, "total_ms", (json_int_t)st.total_ms, "downtime_ms",
+		      (json_int_t)st.downtime_ms, "throttle_pct", st.throttle_pct);
+	if (o && st.error[0])
+		json_object_set_new(o, "error", json_string(st.error));
+	if (o && st.source_paused)
+		json_object_set_new(o, "source_paused", json_true());
+	return o;
+}
+
+static json_t *migration_json(struct api *a)
+{
+	struct mig_stats st;
+
+	if (!a->mig)
+		return json_pack("{s:s}", "state", mig_state_name(MIG_NONE));
+	mig_get_stats(a->mig, &st);
+	return stats_json(&st);
+}
+
 /* Write one line of JSON: what the counters counted since the last flush
  * (Firecracker's way), the latencies as they are. a->lock held. */
 static int metrics_flush(struct api *a)
@@ -519,9 +554,11 @@ static int metrics_flush(struct api *a)
 		vm_metrics(a->vm, metrics_add, &w);
 	metrics_put(w.cur, "latencies_us", "full_create_snapshot", a->create_snapshot_us, false);
 	metrics_put(w.cur, "latencies_us", "load_snapshot", a->load_snapshot_us, false);
+	if (a->mig)
+		json_object_set_new(w.cur, "migration", migration_json(a));
 	out = json_deep_copy(w.cur);
 	json_object_foreach(out, group, g) {
-		if (!strcmp(group, "latencies_us"))
+		if (!strcmp(group, "latencies_us") || !strcmp(group, "migration"))
 			continue;
 		json_object_foreach(g, name, v) {
 			json_t *last = json_object_get(json_object_get(a->metrics_last, group), name);
@@ -550,6 +587,8 @@ static struct http_reply get_metrics(struct api *a)
 
 	if (a->state == API_RUNNING)
 		vm_metrics(a->vm, metrics_add, &w);
+	if (a->mig)
+		json_object_set_new(w.cur, "migration", migration_json(a));
 	return http_ok(w.cur);
 }
 
@@ -733,6 +772,81 @@ static struct http_reply put_snapshot_load(struct api *a, json_t *in)
 	return http_no_content();
 }
 
+/* ---- migration (tarn's) ---- */
+
+static const struct http_field migrate_fields[] = {
+	{ "destination", F_STR, true },	  { "downtime_ms", F_INT, false }, { "max_time_s", F_INT, false },
+	{ "compress", F_BOOL, false },	  { "auto_converge", F_BOOL, false }, { "wait", F_BOOL, false },
+	{ "max_bandwidth_mib", F_INT, false },
+};
+
+static struct http_reply put_migrate(struct api *a, json_t *in)
+{
+	struct mig_params p = { .downtime_ns = MIG_DEFAULT_DOWNTIME_MS * 1000000ULL,
+				.max_time_ns = MIG_DEFAULT_MAX_TIME_S * 1000000000ULL,
+				.auto_converge = true };
+	const char *to;
+	json_t *v;
+	char why[512];
+
+	HTTP_CHECK(in, migrate_fields, false);
+	to = json_string_value(json_object_get(in, "destination"));
+	if (!*to || strlen(to) >= sizeof(p.to))
+		return http_fault(MHD_HTTP_BAD_REQUEST, "destination: HOST:PORT or unix:PATH (under %zu bytes)",
+				  sizeof(p.to));
+	snprintf(p.to, sizeof(p.to), "%s", to);
+	if ((v = json_object_get(in, "downtime_ms"))) {
+		if (json_integer_value(v) < 1 || json_integer_value(v) > 60000)
+			return http_fault(MHD_HTTP_BAD_REQUEST, "downtime_ms: 1 to 60000");
+		p.downtime_ns = (uint64_t)json_integer_value(v) * 1000000ULL;
+	}
+	if ((v = json_object_get(in, "max_time_s"))) {
+		if (json_integer_value(v) < 1 || json_integer_value(v) > 86400)
+			return http_fault(MHD_HTTP_BAD_REQUEST, "max_time_s: 1 to 86400");
+		p.max_time_ns = (uint64_t)json_integer_value(v) * 1000000000ULL;
+	}
+	if ((v = json_object_get(in, "max_bandwidth_mib"))) {
+		if (json_integer_value(v) < 1 || json_integer_value(v) > 1000000)
+			return http_fault(MHD_HTTP_BAD_REQUEST, "max_bandwidth_mib: 1 to 1000000 (MiB a second)");
+		p.max_bandwidth = (uint64_t)json_integer_value(v) << 20;
+	}
+	p.compress = json_is_true(json_object_get(in, "compress"));
+	if ((v = json_object_get(in, "auto_converge")))
+		p.auto_converge = json_is_true(v);
+	if (a->state != API_RUNNING)
+		return http_fault(MHD_HTTP_BAD_REQUEST, "the VM is not running: there is nothing to migrate");
+	if (a->mig_waiters)
+		return http_fault(MHD_HTTP_CONFLICT, "a client still waits on the last migration");
+	switch (mig_start(&a->mig, a->vm, &p, why, sizeof(why))) {
+	case 0: break;
+	case -EBUSY: return http_fault(MHD_HTTP_CONFLICT, "%s", why);
+	default: return http_fault(MHD_HTTP_BAD_REQUEST, "%s", why);
+	}
+	if (!json_is_true(json_object_get(in, "wait")))
+		return (struct http_reply){ MHD_HTTP_ACCEPTED, migration_json(a) };
+	/* Wait for the end without the API's lock (GET /migrate and a
+	 * cancel are served meanwhile); a->mig stays while anyone waits. */
+	struct migration *m = a->mig;
+	struct mig_stats st;
+
+	a->mig_waiters++;
+	pthread_mutex_unlock(&a->lock);
+	mig_wait(m, &st);
+	pthread_mutex_lock(&a->lock);
+	a->mig_waiters--;
+	return http_ok(stats_json(&st));
+}
+
+static struct http_reply put_migrate_cancel(struct api *a)
+{
+	switch (mig_cancel(a->mig)) {
+	case 0: return http_no_content();
+	case -EBUSY:
+		return http_fault(MHD_HTTP_CONFLICT, "too late: the destination was told to run the VM");
+	default: return http_fault(MHD_HTTP_BAD_REQUEST, "no migration is under way");
+	}
+}
+
 /* ---- routing ---- */
 
 /* Firecracker's requests tarn does not serve yet: 400, saying so. */
@@ -808,6 +922,17 @@ static struct http_reply route(struct api *a, const char *method, const char *ur
 		ALLOW(put, "PUT");
 		NEED_BODY();
 		return !strcmp(url, "/snapshot/load") ? put_snapshot_load(a, in) : put_snapshot_create(a, in);
+	}
+	if (!strcmp(url, "/migrate")) {
+		ALLOW(get || put, "GET, PUT");
+		if (get)
+			return http_ok(migration_json(a));
+		NEED_BODY();
+		return put_migrate(a, in);
+	}
+	if (!strcmp(url, "/migrate/cancel")) {
+		ALLOW(put, "PUT");
+		return put_migrate_cancel(a);
 	}
 	if (!strcmp(url, "/logger")) {
 		ALLOW(put, "PUT");
@@ -886,7 +1011,9 @@ int api_start(struct api **out, const char *path, char *err, size_t err_len)
 		ret = fd;
 		goto fail_sync;
 	}
-	ret = http_start(&a->srv, fd, API_BODY_MAX, false, api_route, a, why, sizeof(why));
+	/* A thread per connection: a PUT /migrate that waits for its end
+	 * leaves the API to the others. */
+	ret = http_start(&a->srv, fd, API_BODY_MAX, true, api_route, a, why, sizeof(why));
 	if (ret) {
 		snprintf(err, err_len, "--api-sock %s: %s", path, why);
 		unlink(path);
@@ -913,6 +1040,7 @@ void api_stop(struct api *a)
 {
 	if (!a)
 		return;
+	http_drain(a->srv, 2000); /* a migration's last answer, say */
 	http_stop(a->srv);
 	unlink(a->path);
 	if (a->metrics_thread_started) {
@@ -929,6 +1057,7 @@ void api_stop(struct api *a)
 	free(a->load_state);
 	free(a->load_mem);
 	free(a->load_backend);
+	mig_free(a->mig);
 	pthread_mutex_destroy(&a->lock);
 	pthread_cond_destroy(&a->cond);
 	pthread_cond_destroy(&a->metrics_cond);
@@ -1156,8 +1285,15 @@ void api_started(struct api *a, struct vm *vm, const char *why)
 
 void api_vm_stopped(struct api *a)
 {
+	struct migration *m;
+
 	pthread_mutex_lock(&a->lock);
 	a->vm = NULL;
 	a->state = API_STOPPED;
+	m = a->mig;
 	pthread_mutex_unlock(&a->lock);
+	/* A migration under way ends (cancelled) before the VM goes; its
+	 * figures stay for GET /migrate. */
+	if (m)
+		mig_join(m);
 }

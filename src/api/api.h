@@ -1,7 +1,9 @@
 /* The per-VM API (tarn run --api-sock PATH): HTTP/1.1 on a Unix socket, in
  * Firecracker's dialect for what tarn supports (README "The API",
- * docs/api.json). libmicrohttpd parses HTTP and runs the handlers, one
- * request at a time, in a thread of its own; jansson reads and writes JSON.
+ * docs/api.json). libmicrohttpd parses HTTP and runs the handlers, a
+ * thread per connection, one request at a time under the API's lock (a PUT
+ * /migrate that waits lets go of it meanwhile); jansson reads and writes
+ * JSON.
  *
  * Before the guest starts, PUT requests describe the machine (the same
  * model GET /vm/config returns); InstanceStart hands it to the thread that

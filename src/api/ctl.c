@@ -30,6 +30,10 @@ static const char ctl_usage[] =
 	"                       written since the last snapshot (--track-dirty-pages)\n"
 	"  load STATE MEM       build the VM of a new tarn from a snapshot and run it\n"
 	"                       (PUT /snapshot/load)\n"
+	"  migrate ADDR         migrate the VM live to a tarn run --incoming ADDR\n"
+	"                       (HOST:PORT or unix:PATH) and wait for the end: print\n"
+	"                       its figures, exit 0 when the VM runs there (PUT\n"
+	"                       /migrate; put /migrate JSON for its other options)\n"
 	"  get PATH             any request: GET PATH and print the reply\n"
 	"  put PATH JSON        PUT JSON to PATH\n"
 	"  patch PATH JSON      PATCH JSON to PATH\n"
@@ -129,6 +133,16 @@ int cmd_ctl(int argc, char **argv)
 			fprintf(stderr, "tarn ctl: out of memory\n");
 			return 1;
 		}
+	} else if (!strcmp(verb, "migrate") && nargs == 1) {
+		json_t *j = json_pack("{s:s,s:b}", "destination", argv[optind + 1], "wait", 1);
+
+		method = "PUT", path = "/migrate";
+		body = owned_body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		json_decref(j);
+		if (!body) {
+			fprintf(stderr, "tarn ctl: out of memory\n");
+			return 1;
+		}
 	} else if (!strcmp(verb, "get") && nargs == 1) {
 		method = "GET", path = argv[optind + 1];
 	} else if ((!strcmp(verb, "put") || !strcmp(verb, "patch")) && nargs == 2) {
@@ -147,6 +161,15 @@ int cmd_ctl(int argc, char **argv)
 		const char *why = json_string_value(json_object_get(reply, "fault_message"));
 
 		fprintf(stderr, "tarn ctl: %s: %s (HTTP %ld)\n", verb, why ? why : "refused", status);
+		json_decref(reply);
+		return 1;
+	}
+	if (reply && !strcmp(verb, "migrate") &&
+	    strcmp(json_string_value(json_object_get(reply, "state")) ?: "", "completed")) {
+		fprintf(stderr, "tarn ctl: migrate: %s: %s\n", json_string_value(json_object_get(reply, "state")),
+			json_string_value(json_object_get(reply, "error")) ?: "?");
+		if (as_json)
+			print_json(reply);
 		json_decref(reply);
 		return 1;
 	}

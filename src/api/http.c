@@ -21,6 +21,7 @@ struct http_server {
 	size_t body_max;
 	http_route_fn *route;
 	void *opaque;
+	int busy; /* requests begun and not yet answered in full (atomic) */
 };
 
 /* One request's body as it arrives. */
@@ -214,6 +215,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		if (!q)
 			return MHD_NO;
 		*con_cls = q;
+		__atomic_fetch_add(&s->busy, 1, __ATOMIC_RELAXED);
 		return MHD_YES;
 	}
 	if (*data_size) {
@@ -268,12 +270,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
+	struct http_server *s = cls;
 	struct req *q = *con_cls;
 
 	if (q) {
 		free(q->body);
 		free(q);
 		*con_cls = NULL;
+		__atomic_fetch_sub(&s->busy, 1, __ATOMIC_RELEASE);
 	}
 }
 
@@ -388,6 +392,12 @@ int http_start(struct http_server **out, int fd, size_t body_max, bool threads, 
 	}
 	*out = s;
 	return 0;
+}
+
+void http_drain(struct http_server *s, unsigned ms)
+{
+	for (unsigned i = 0; s && i < ms && __atomic_load_n(&s->busy, __ATOMIC_ACQUIRE) > 0; i++)
+		usleep(1000);
 }
 
 void http_stop(struct http_server *s)

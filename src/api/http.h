@@ -66,6 +66,9 @@ int http_listen_tcp(const char *hostport, const char *what, char *err, size_t le
  * -errno. */
 int http_start(struct http_server **out, int fd, size_t body_max, bool threads, http_route_fn *route, void *opaque,
 	       char *err, size_t len) __attribute__((warn_unused_result));
+/* Wait, at most ms, until every request begun has been answered in full
+ * (before http_stop, for a reply the process's end would cut off). */
+void http_drain(struct http_server *s, unsigned ms);
 /* Stop serving and close the socket (the file is the caller's). */
 void http_stop(struct http_server *s);
 

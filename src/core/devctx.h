@@ -66,6 +66,7 @@ struct devctx {
 	struct pci_root *pci;	     /* for PCI devices to register on */
 	struct snap_registry *state; /* NULL: nothing is saved */
 	bool irqfd;		     /* irqfd_send can work: worth keeping vm_irqfds */
+	bool defer_locks; /* a migration's destination: disks lock at the handover */
 	const struct devctx_ops *ops;
 };
 

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/jail.h"
 #include "core/log.h"
@@ -82,6 +83,25 @@ static void vcpu_park(struct vcpu *vcpu)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+/* Auto-converge's sleep (vm_throttle): pct/(100-pct) of a slice, so
+ * that of each slice run and its sleep the vCPU sleeps pct percent. A
+ * pause or stop ends it early. */
+static void vcpu_throttle(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+	int pct = atomic_load(&vm->throttle_pct);
+	uint64_t end = monotonic_ns() + VM_THROTTLE_SLICE_NS * (uint64_t)pct / (uint64_t)(100 - pct);
+
+	while (pct && monotonic_ns() < end && !atomic_load(&vm->pause_flag) && !atomic_load(&vm->stop_flag)) {
+		uint64_t left = end - monotonic_ns();
+
+		if ((int64_t)left <= 0)
+			break;
+		left = left > 1000000 ? 1000000 : left; /* look at the flags each ms */
+		nanosleep(&(struct timespec){ 0, (long)left }, NULL);
+	}
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
@@ -99,6 +119,10 @@ static void *vcpu_thread(void *arg)
 		 * that is where we stop. */
 		if (boundary && atomic_load(&vm->pause_flag)) {
 			vcpu_park(vcpu);
+			continue;
+		}
+		if (boundary && atomic_exchange(&vcpu->throttle_due, false)) {
+			vcpu_throttle(vcpu);
 			continue;
 		}
 		int ret = vm->cpu->vcpu_run(vcpu, e);

@@ -123,6 +123,7 @@ static int vm_add_devices(struct vm *vm, char *err, size_t len)
 		.pci = &d->pci,
 		.state = &vm->state,
 		.irqfd = vm->cpu->msi_irqfd != NULL,
+		.defer_locks = vm->cfg.incoming,
 		.ops = &vm_devctx_ops,
 	};
 	ret = uart8250_init(&d->com1, &vm->dev, UART_COM1_BASE, UART_COM1_IRQ, vm->cfg.console_out);
@@ -208,6 +209,8 @@ static int vm_restore_paused(struct vm *vm, char *err, size_t len)
 	uint64_t t0 = monotonic_ns();
 	int ret;
 
+	if (vm->paused)
+		return errorf(err, len, -EBUSY, "the state was applied already");
 	guest_clock_stop(&vm->clock);
 	ret = snap_apply(vm, vm->cfg.restore, err, len);
 	if (ret)
@@ -264,7 +267,8 @@ int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t le
 		ret = errorf(err, len, -ENOMEM, "cannot create the event loop");
 		goto fail;
 	}
-	if (cfg->restore && (ret = snap_map_memory(vm, cfg->restore, cfg->restore_eager, err, len)))
+	if (cfg->restore && cfg->restore->mem_fd >= 0 &&
+	    (ret = snap_map_memory(vm, cfg->restore, cfg->restore_eager, err, len)))
 		goto fail;
 	if (cfg->track_dirty && (ret = gm_dirty_start(&vm->mem))) {
 		errorf(err, len, ret, "cannot track dirty pages: %s", strerror(-ret));
@@ -284,7 +288,7 @@ int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t le
 	ret = vm_add_vcpus(vm, err, len);
 	if (ret)
 		goto fail;
-	if (cfg->restore && (ret = vm_restore_paused(vm, err, len)))
+	if (cfg->restore && !cfg->incoming && (ret = vm_restore_paused(vm, err, len)))
 		goto fail;
 	*out = vm;
 	return 0;
@@ -316,6 +320,29 @@ static void vm_pause_devices(struct vm *vm, bool pause)
 		virtio_device_pause(vm->devs->virtio[i], pause);
 }
 
+/* Stop every vCPU at an instruction boundary (pause_flag set, each
+ * parked), under pause_lock. 0, or -ESHUTDOWN when the VM is stopping (then
+ * pause_flag is cleared again). */
+static int park_vcpus(struct vm *vm)
+{
+	atomic_store(&vm->pause_flag, true);
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		vm->cpu->kick(&vm->vcpus[i]);
+	pthread_mutex_lock(&vm->lock);
+	while (vm->parked < vm->nr_vcpus && !vm->stopping)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+	return vm->stopping ? -ESHUTDOWN : 0;
+}
+
+static void unpark_vcpus(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	atomic_store(&vm->pause_flag, false);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
 int vm_pause(struct vm *vm)
 {
 	uint64_t t0 = monotonic_ns(), t1;
@@ -328,18 +355,9 @@ int vm_pause(struct vm *vm)
 		pthread_mutex_unlock(&vm->lock);
 		goto out;
 	}
-	atomic_store(&vm->pause_flag, true);
 	pthread_mutex_unlock(&vm->lock);
-	for (int i = 0; i < vm->nr_vcpus; i++)
-		vm->cpu->kick(&vm->vcpus[i]);
-	pthread_mutex_lock(&vm->lock);
-	while (vm->parked < vm->nr_vcpus && !vm->stopping)
-		pthread_cond_wait(&vm->cond, &vm->lock);
-	pthread_mutex_unlock(&vm->lock);
-	if (vm->stopping) {
-		ret = -ESHUTDOWN;
+	if ((ret = park_vcpus(vm)))
 		goto out;
-	}
 	t1 = monotonic_ns();
 	vm_pause_devices(vm, true);
 	guest_clock_stop(&vm->clock);
@@ -347,10 +365,7 @@ int vm_pause(struct vm *vm)
 		pr_err("pause: %s", strerror(-ret));
 		guest_clock_start(&vm->clock);
 		vm_pause_devices(vm, false);
-		atomic_store(&vm->pause_flag, false);
-		pthread_mutex_lock(&vm->lock);
-		pthread_cond_broadcast(&vm->cond);
-		pthread_mutex_unlock(&vm->lock);
+		unpark_vcpus(vm);
 		goto out;
 	}
 	pthread_mutex_lock(&vm->lock);
@@ -379,9 +394,8 @@ int vm_resume(struct vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	vm->paused = false;
 	vm->resume_ns = monotonic_ns() - t0;
-	atomic_store(&vm->pause_flag, false);
-	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
+	unpark_vcpus(vm);
 	pr_info("resumed in %.3f ms", (double)(monotonic_ns() - t0) / 1e6);
 	ret = 0;
 out:
@@ -397,6 +411,93 @@ bool vm_is_paused(struct vm *vm)
 	p = vm->paused;
 	pthread_mutex_unlock(&vm->lock);
 	return p;
+}
+
+/* ---- migrations ---- */
+
+int vm_restore_state(struct vm *vm, const struct snap_image *img, char *err, size_t len)
+{
+	if (!vm->cfg.incoming)
+		return errorf(err, len, -EINVAL, "the VM was not built for a migration");
+	vm->cfg.restore = img;
+	return vm_restore_paused(vm, err, len);
+}
+
+int vm_handover(struct vm *vm, bool give, char *err, size_t len)
+{
+	char why[256];
+
+	for (int i = 0; vm->devs && i < vm->devs->nr_virtio; i++) {
+		int ret = virtio_device_handover(vm->devs->virtio[i], give, why, sizeof(why));
+
+		if (ret)
+			return errorf(err, len, ret, "virtio device %d: %s", i, why);
+	}
+	return 0;
+}
+
+/* ---- dirty pages and throttling ---- */
+
+int vm_dirty_start(struct vm *vm)
+{
+	int ret;
+
+	if (vm->mem.fd >= 0)
+		return -EOPNOTSUPP; /* a vhost-user back end writes unseen */
+	if (vm->mem.dirty)
+		return 0;
+	if (vm->cpu->dirty_log && !vm->cpu->dirty_log_start)
+		return -EOPNOTSUPP;
+	if ((ret = gm_dirty_start(&vm->mem)))
+		return ret;
+	return vm->cpu->dirty_log_start ? vm->cpu->dirty_log_start(vm) : 0;
+}
+
+static int take_dirty(struct vm *vm, uint64_t *bits)
+{
+	int ret = vm->cpu->dirty_log ? vm->cpu->dirty_log(vm, bits) : 0;
+
+	if (!ret)
+		gm_dirty_take(&vm->mem, bits);
+	return ret;
+}
+
+int vm_dirty_take(struct vm *vm, uint64_t *bits)
+{
+	int ret;
+
+	if (!vm->mem.dirty)
+		return 0;
+	/* KVM write-protects as it reads its log. A CPU that caches
+	 * writable pages (the emulator's TLB) must not write through them
+	 * between the take and its flush: the vCPUs stand still meanwhile,
+	 * and flush as they go on. */
+	if (vm->cpu->dirty_log)
+		return take_dirty(vm, bits);
+	pthread_mutex_lock(&vm->pause_lock);
+	if (vm_is_paused(vm) || !vm->vcpus[0].thread_started) {
+		ret = take_dirty(vm, bits);
+	} else if (!(ret = park_vcpus(vm))) {
+		ret = take_dirty(vm, bits);
+		unpark_vcpus(vm);
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
+	return ret;
+}
+
+void vm_throttle(struct vm *vm, int pct)
+{
+	atomic_store(&vm->throttle_pct, pct < 0 ? 0 : pct > VM_THROTTLE_MAX ? VM_THROTTLE_MAX : pct);
+}
+
+void vm_throttle_tick(struct vm *vm)
+{
+	if (!atomic_load(&vm->throttle_pct))
+		return;
+	for (int i = 0; i < vm->nr_vcpus; i++) {
+		atomic_store(&vm->vcpus[i].throttle_due, true);
+		vm->cpu->kick(&vm->vcpus[i]);
+	}
 }
 
 int vm_power_button(struct vm *vm)

@@ -49,6 +49,11 @@ struct vm_config {
 	 * restore_eager), every component's state applied, left paused. */
 	const struct snap_image *restore;
 	bool restore_eager;
+	/* A migration's destination (migrate/migrate.h): restore holds only
+	 * what the VM is (snap_open_state, no memory file); guest memory and
+	 * the state arrive later (vm_restore_state), and the disks are locked
+	 * at the handover (vm_handover). */
+	bool incoming;
 	/* The CPU the guest sees: NULL the backend's own (KVM: the host's);
 	 * "portable" the emulator's model on either backend, so that its
 	 * snapshots restore under the other (vm.cpu_template). A restore
@@ -71,6 +76,7 @@ struct vcpu {
 	void *priv; /* backend state */
 	struct vcpu_exit exit;
 	uint64_t exits[VCPU_EXITS_NR]; /* relaxed atomics: its thread writes them */
+	atomic_bool throttle_due; /* vm_throttle_tick: sleep at the next boundary */
 };
 
 struct uart8250;
@@ -117,6 +123,12 @@ struct vm {
 	int parked;
 	bool paused;
 	uint64_t pause_ns, resume_ns; /* how long the last pause and resume took (lock) */
+	/* Auto-converge (vm_throttle): the share of time, in percent, each
+	 * vCPU sleeps; 0 runs it free. */
+	atomic_int throttle_pct;
+	/* The VM went on at a migration's destination: it stopped here
+	 * without powering off (tarn run says so). */
+	bool migrated;
 	/* A diff snapshot has a base: the VM was restored, or a snapshot of
 	 * it was taken, since which the dirty bits count (snapshot.c). */
 	bool dirty_base;
@@ -148,6 +160,35 @@ void vm_destroy(struct vm *vm);
 int vm_pause(struct vm *vm);
 int vm_resume(struct vm *vm);
 bool vm_is_paused(struct vm *vm);
+
+/* A migration's destination: apply img's state (every section, as a
+ * restore does) to a VM built with cfg.incoming whose memory has arrived,
+ * and leave it paused. 0, or -errno with the reason in err. */
+int vm_restore_state(struct vm *vm, const struct snap_image *img, char *err, size_t err_len)
+	__attribute__((warn_unused_result));
+/* The devices' part of a migration's handover (virtio_dev_ops.handover),
+ * the VM paused: give (the source: disks written back and unlocked) or
+ * take (the destination; the source again after a failure). 0, or -errno
+ * with the device and the reason in err. */
+int vm_handover(struct vm *vm, bool give, char *err, size_t err_len) __attribute__((warn_unused_result));
+
+/* Migrations (migrate/migrate.h). vm_dirty_start: track the pages
+ * written from now on, on a running VM too (guest_mem's bitmap and the
+ * backend's log); tracking stays on. 0, -EOPNOTSUPP (a vhost-user NIC), or
+ * -errno. vm_dirty_take: OR the pages written since the last take into
+ * bits (gm_dirty_words long) and clear them; on the emulator the vCPUs
+ * stand still for the moment of the take. Any thread but a vCPU's. */
+int vm_dirty_start(struct vm *vm) __attribute__((warn_unused_result));
+int vm_dirty_take(struct vm *vm, uint64_t *bits) __attribute__((warn_unused_result));
+
+/* Auto-converge: each vCPU sleeps pct percent of the time (0 to
+ * VM_THROTTLE_MAX), a slice of VM_THROTTLE_SLICE_NS running then its sleep,
+ * as long as vm_throttle_tick is called about once a slice (it kicks each
+ * vCPU to take its sleep at its next instruction boundary). */
+#define VM_THROTTLE_MAX 95
+#define VM_THROTTLE_SLICE_NS 10000000ULL
+void vm_throttle(struct vm *vm, int pct);
+void vm_throttle_tick(struct vm *vm);
 
 /* Press the ACPI power button (PM1 PWRBTN_STS, an SCI where the guest
  * enabled it): a guest with an ACPI daemon (systemd-logind, acpid) shuts

@@ -120,12 +120,15 @@ struct cpu_ops {
 	 * that follows; call it after every vCPU's set_state. */
 	int (*platform_get)(struct vm *vm, struct platform_state *st);
 	int (*platform_set)(struct vm *vm, const struct platform_state *st);
-	/* Optional, with vm_config.track_dirty: OR into bits (a bit per page
+	/* Optional, with vm_config.track_dirty or after dirty_log_start: OR into bits (a bit per page
 	 * of vm->mem's reservation, as guest_mem's) the pages the guest's
 	 * vCPUs wrote since the last call, and clear them. Backends whose
 	 * vCPUs write through guest_mem (the emulator) mark them there and
 	 * leave this NULL. 0 or -errno. */
 	int (*dirty_log)(struct vm *vm, uint64_t *bits);
+	/* Optional, with dirty_log: start logging on a VM built without
+	 * vm_config.track_dirty (a migration), from any thread. 0 or -errno. */
+	int (*dirty_log_start)(struct vm *vm);
 };
 
 extern const struct cpu_ops kvm_cpu_ops;

@@ -173,10 +173,20 @@ size_t gm_dirty_words(const struct guest_mem *gm)
 
 int gm_dirty_start(struct guest_mem *gm)
 {
+	uint64_t *bits;
+
 	if (!gm->base)
 		return -EINVAL;
-	if (!gm->dirty && !(gm->dirty = calloc(gm_dirty_words(gm), sizeof(uint64_t))))
+	if (gm->dirty)
+		return 0;
+	bits = calloc(gm_dirty_words(gm), sizeof(uint64_t));
+	if (!bits)
 		return -ENOMEM;
+	/* Started on a running VM (a migration): writers see the bitmap from
+	 * now on, and a CPU that caches writable pages forgets them at its
+	 * next dirty_gen check. */
+	__atomic_store_n(&gm->dirty, bits, __ATOMIC_RELEASE);
+	__atomic_fetch_add(&gm->dirty_gen, 1, __ATOMIC_RELEASE);
 	return 0;
 }
 

@@ -70,9 +70,11 @@ int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len)
 int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len)
 	__attribute__((warn_unused_result));
 
-/* Dirty tracking, for diff snapshots. Memory is laid out as the memory
+/* Dirty tracking, for diff snapshots and migration. Memory is laid out as the memory
  * file is: page i of the bitmap is bytes [i * GM_PAGE, +GM_PAGE) from
- * base. gm_dirty_start: 0, -ENOMEM, -EINVAL (no reservation: fake memory).
+ * base. gm_dirty_start: 0, -ENOMEM, -EINVAL (no reservation: fake memory);
+ * on a running VM too (the bitmap is published atomically), and tracking
+ * then stays on until gm_destroy.
  * gm_mark_dirty: what a writer through a host pointer calls (gm_write
  * calls it itself); does nothing when not tracking or outside RAM (the
  * range must lie in one region, as gm_ptr's do). */

@@ -11,11 +11,10 @@
 
 /* ---- CRC32C (Castagnoli, reflected 0x82F63B78), as iSCSI and ext4 use ---- */
 
-uint32_t crc32c(uint32_t crc, const void *data, size_t len)
+static uint32_t crc32c_table(uint32_t crc, const uint8_t *p, size_t len)
 {
 	static uint32_t table[256];
 	static bool ready;
-	const uint8_t *p = data;
 
 	if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
 		for (uint32_t i = 0; i < 256; i++) {
@@ -27,10 +26,39 @@ uint32_t crc32c(uint32_t crc, const void *data, size_t len)
 		}
 		__atomic_store_n(&ready, true, __ATOMIC_RELEASE);
 	}
-	crc = ~crc;
 	while (len--)
 		crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
+	return crc;
+}
+
+/* SSE4.2's crc32 instruction computes the same polynomial, 8 bytes at a
+ * time: about 20 times the table's speed, which matters for a migration
+ * that checksums all of guest RAM. */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const uint8_t *p, size_t len)
+{
+	uint64_t c = crc;
+
+	for (; len >= 8; p += 8, len -= 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8);
+		c = __builtin_ia32_crc32di(c, v);
+	}
+	crc = (uint32_t)c;
+	for (; len; p++, len--)
+		crc = __builtin_ia32_crc32qi(crc, *p);
+	return crc;
+}
+
+uint32_t crc32c(uint32_t crc, const void *data, size_t len)
+{
+	static int sse42 = -1;
+
+	if (sse42 < 0) {
+		__builtin_cpu_init();
+		sse42 = __builtin_cpu_supports("sse4.2");
+	}
+	return ~(sse42 ? crc32c_sse42(~crc, data, len) : crc32c_table(~crc, data, len));
 }
 
 /* ---- little-endian fields ---- */

@@ -316,11 +316,10 @@ static int take_dirty(struct vm *vm, uint64_t **out)
 	bits = calloc(gm_dirty_words(&vm->mem), sizeof(uint64_t));
 	if (!bits)
 		return -ENOMEM;
-	if (vm->cpu->dirty_log && (ret = vm->cpu->dirty_log(vm, bits))) {
+	if ((ret = vm_dirty_take(vm, bits))) {
 		free(bits);
 		return ret;
 	}
-	gm_dirty_take(&vm->mem, bits);
 	*out = bits;
 	return 0;
 }
@@ -337,6 +336,29 @@ static int open_tmp(const char *path, char *tmp, size_t tmp_len)
 
 /* ---- save ---- */
 
+/* The sections that say what the VM is: its configuration and its CPU.
+ * 0, or -errno with the reason in err. */
+static int write_identity(struct vm *vm, struct snap_writer *w, struct snap_buf *b, char *err, size_t len)
+{
+	struct cpuid_model *m;
+	int ret;
+
+	put_config(b, vm);
+	ret = snap_write_section(w, SNAP_CONF_ID, 0, SNAP_CONF_VERSION, b);
+	if (ret)
+		return errorf(err, len, ret, "writing the state: %s", strerror(-ret));
+	m = malloc(sizeof(*m));
+	if (!m || vm->cpu->get_cpuid(&vm->vcpus[0], m)) {
+		free(m);
+		return errorf(err, len, -EIO, "cannot read vCPU 0's CPUID table");
+	}
+	b->len = 0;
+	put_cpuid(b, m);
+	free(m);
+	ret = snap_write_section(w, SNAP_CPID_ID, 0, SNAP_CPID_VERSION, b);
+	return ret ? errorf(err, len, ret, "writing the state: %s", strerror(-ret)) : 0;
+}
+
 static int write_sections(struct vm *vm, struct snap_writer *w, char *err, size_t len)
 {
 	struct snap_buf b;
@@ -344,20 +366,10 @@ static int write_sections(struct vm *vm, struct snap_writer *w, char *err, size_
 	int ret;
 
 	snap_buf_init(&b);
-	put_config(&b, vm);
-	ret = snap_write_section(w, SNAP_CONF_ID, 0, SNAP_CONF_VERSION, &b);
-	if (!ret) {
-		struct cpuid_model *m = malloc(sizeof(*m));
-
-		if (!m || vm->cpu->get_cpuid(&vm->vcpus[0], m)) {
-			free(m);
-			snap_buf_free(&b);
-			return errorf(err, len, -EIO, "cannot read vCPU 0's CPUID table");
-		}
-		b.len = 0;
-		put_cpuid(&b, m);
-		free(m);
-		ret = snap_write_section(w, SNAP_CPID_ID, 0, SNAP_CPID_VERSION, &b);
+	ret = write_identity(vm, w, &b, err, len);
+	if (ret) {
+		snap_buf_free(&b);
+		return ret;
 	}
 	for (int i = 0; i < vm->nr_vcpus && !ret; i++) {
 		struct x86_state st;
@@ -389,6 +401,26 @@ static int write_sections(struct vm *vm, struct snap_writer *w, char *err, size_
 	}
 	snap_buf_free(&b);
 	return ret ? errorf(err, len, ret, "writing the state: %s", strerror(-ret)) : 0;
+}
+
+int snap_state_write(struct vm *vm, int fd, bool identity_only, char *err, size_t len)
+{
+	struct snap_writer w;
+	struct snap_buf b;
+	int ret = snap_write_begin(&w, fd);
+
+	if (ret)
+		return errorf(err, len, ret, "%s", strerror(-ret));
+	if (identity_only) {
+		snap_buf_init(&b);
+		ret = write_identity(vm, &w, &b, err, len);
+		snap_buf_free(&b);
+	} else {
+		ret = write_sections(vm, &w, err, len);
+	}
+	if (!ret && (ret = snap_write_end(&w)))
+		errorf(err, len, ret, "%s", strerror(-ret));
+	return ret;
 }
 
 int vm_snapshot_save(struct vm *vm, const char *path, const char *mem_path, bool diff, char *err, size_t len)
@@ -517,32 +549,50 @@ out:
 
 /* ---- restore ---- */
 
-int snap_open(struct snap_image *img, const char *path, const char *mem_path, struct vm_config *vc, char *err,
-	      size_t len)
+int snap_open_state(struct snap_image *img, int fd, struct vm_config *vc, char *err, size_t len)
 {
 	const struct snap_section *conf, *cpid;
-	struct stat sb;
-	int fd, ret;
+	int ret;
 
 	memset(img, 0, sizeof(*img));
 	img->mem_fd = -1;
 	img->open_ns = monotonic_ns();
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errorf(err, len, -errno, "%s: %s", path, strerror(errno));
+	memset(vc, 0, sizeof(*vc));
 	ret = snap_read(&img->r, fd, err, len);
-	close(fd);
 	if (ret)
 		return ret;
 	conf = snap_find(&img->r, SNAP_CONF_ID, 0);
 	cpid = snap_find(&img->r, SNAP_CPID_ID, 0);
-	memset(vc, 0, sizeof(*vc));
 	if (!conf || !cpid)
-		ret = errorf(err, len, -EINVAL, "%s: no %s section", path, conf ? "CPUID" : "configuration");
+		ret = errorf(err, len, -EINVAL, "no %s section", conf ? "CPUID" : "configuration");
 	else if (!(ret = get_config(conf, vc, err, len)))
 		ret = get_cpuid(cpid, &img->cpuid, err, len);
+	if (ret) {
+		snap_close(img);
+		return ret;
+	}
+	img->mem_size = vc->mem_size;
+	vc->restore = img;
+	return 0;
+}
+
+int snap_open(struct snap_image *img, const char *path, const char *mem_path, struct vm_config *vc, char *err,
+	      size_t len)
+{
+	struct stat sb;
+	char why[512];
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		memset(img, 0, sizeof(*img));
+		img->mem_fd = -1;
+		return errorf(err, len, -errno, "%s: %s", path, strerror(errno));
+	}
+	ret = snap_open_state(img, fd, vc, why, sizeof(why));
+	close(fd);
 	if (ret)
-		goto fail;
+		return errorf(err, len, ret, "%s", why);
 	img->mem_fd = open(mem_path, O_RDONLY | O_CLOEXEC);
 	if (img->mem_fd < 0 || fstat(img->mem_fd, &sb)) {
 		ret = errorf(err, len, -errno, "%s: %s", mem_path, strerror(errno));
@@ -553,8 +603,6 @@ int snap_open(struct snap_image *img, const char *path, const char *mem_path, st
 			     (unsigned long long)sb.st_size, (unsigned long long)vc->mem_size);
 		goto fail;
 	}
-	img->mem_size = vc->mem_size;
-	vc->restore = img;
 	return 0;
 fail:
 	snap_close(img);

@@ -60,6 +60,13 @@ void snap_registry_free(struct snap_registry *r);
 int vm_snapshot_save(struct vm *vm, const char *path, const char *mem_path, bool diff, char *err, size_t err_len)
 	__attribute__((warn_unused_result));
 
+/* A paused VM's state file alone (no memory) into fd (empty, seekable:
+ * a memfd), as a migration sends it; identity_only: only the sections that
+ * say what the VM is (configuration, CPUID), which a VM running or not
+ * has. 0, or -errno with the reason in err. */
+int snap_state_write(struct vm *vm, int fd, bool identity_only, char *err, size_t err_len)
+	__attribute__((warn_unused_result));
+
 /* Write the pages a diff snapshot's memory file holds (its data, not its
  * holes) over the base's memory file, which then is the diff's memory:
  * diffs go onto their base in the order they were taken. *merged: bytes
@@ -84,6 +91,10 @@ struct snap_image {
  * or -errno with the reason in err. */
 int snap_open(struct snap_image *img, const char *path, const char *mem_path, struct vm_config *vc,
 	      char *err, size_t err_len) __attribute__((warn_unused_result));
+/* The same from a state file alone (read from fd, checked whole), without
+ * a memory file (mem_fd -1): the memory arrives otherwise (a migration). */
+int snap_open_state(struct snap_image *img, int fd, struct vm_config *vc, char *err, size_t err_len)
+	__attribute__((warn_unused_result));
 void snap_close(struct snap_image *img);
 
 /* vm_create's part of a restore. snap_map_memory: the memory file over

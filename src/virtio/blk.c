@@ -566,6 +566,32 @@ static int blk_set_limits(struct virtio_dev *vd, const char *spec, char *err, si
 	return rl_options(spec, b->limits, 2, err, len);
 }
 
+/* The image's lock: exclusive for a writer, shared among readers.
+ * 0, -EBUSY (another holds it), or -errno. */
+static int blk_lock(struct virtio_blk *b)
+{
+	if (!flock(b->fd, (b->ro ? LOCK_SH : LOCK_EX) | LOCK_NB))
+		return 0;
+	return errno == EWOULDBLOCK ? -EBUSY : -errno;
+}
+
+/* A migration (virtio_dev_ops.handover): the source, paused, writes
+ * back what the host holds and lets go of the image, for the destination
+ * to take. */
+static int blk_handover(struct virtio_dev *vd, bool give, char *err, size_t len)
+{
+	struct virtio_blk *b = vd->opaque;
+	int ret = 0;
+
+	if (give && !b->ro && (ret = b->qcow2 ? qcow2_flush(b->qcow2) : blk_sync(b->fd)))
+		return errorf(err, len, ret, "writing the disk back: %s", strerror(-ret));
+	if (give)
+		return flock(b->fd, LOCK_UN) ? errorf(err, len, -errno, "unlocking: %s", strerror(errno)) : 0;
+	if ((ret = blk_lock(b)))
+		return errorf(err, len, ret, "%s", ret == -EBUSY ? "still locked by another process" : strerror(-ret));
+	return 0;
+}
+
 static const struct virtio_dev_ops blk_ops_template = {
 	.device_type = 2,
 	.num_queues = 1,
@@ -576,6 +602,7 @@ static const struct virtio_dev_ops blk_ops_template = {
 	.drain = blk_drain,
 	.reset = blk_reset,
 	.destroy = blk_destroy,
+	.handover = blk_handover,
 	.metrics_group = "block",
 	.metrics = blk_metrics,
 	.set_limits = blk_set_limits,
@@ -636,8 +663,9 @@ static int blk_parse(struct virtio_blk *b, const char *spec, char *buf, const ch
 }
 
 /* Open, lock and measure the image; probe what the file system offers. */
-static int blk_open(struct virtio_blk *b, const char *spec, const char *path, char *err, size_t len)
+static int blk_open(struct virtio_blk *b, const char *spec, const char *path, bool defer_lock, char *err, size_t len)
 {
+	int ret;
 	int flags = (b->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | (b->direct ? O_DIRECT : 0);
 	struct stat st;
 	uint64_t size;
@@ -660,16 +688,14 @@ static int blk_open(struct virtio_blk *b, const char *spec, const char *path, ch
 		return blk_fail(err, len, spec, -EINVAL, "not a regular file or block device");
 	}
 	/* Two tarn processes must not write one image: exclusive for a
-	 * writer, shared among read-only users. */
-	if (flock(b->fd, (b->ro ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
-		if (errno == EWOULDBLOCK)
-			return blk_fail(err, len, spec, -EBUSY, "in use by another process (locked)%s",
-					b->ro ? "" : "; several read-only users can share it with ,ro");
-		return blk_fail(err, len, spec, -errno, "cannot lock: %s", strerror(errno));
-	}
+	 * writer, shared among read-only users. A migration's destination
+	 * takes the lock when the source has let go (blk_handover). */
+	if (!defer_lock && (ret = blk_lock(b)))
+		return blk_fail(err, len, spec, ret, "%s", ret == -EBUSY ? b->ro ? "in use by another process (locked)" :
+			"in use by another process (locked); several read-only users can share it with ,ro" :
+			strerror(-ret));
 	if (qcow2_probe(b->fd)) {
 		char why[512];
-		int ret;
 
 		if (b->direct)
 			return blk_fail(err, len, spec, -EINVAL, "direct I/O is for raw images, not qcow2");
@@ -764,7 +790,7 @@ int virtio_blk_create(const struct devctx *ctx, const char *spec, struct virtio_
 	pthread_cond_init(&b->idle, NULL);
 	ret = blk_parse(b, spec, buf, &path, err, len);
 	if (!ret)
-		ret = blk_open(b, spec, path, err, len);
+		ret = blk_open(b, spec, path, ctx->defer_locks, err, len);
 	if (!ret) {
 		blk_setup_features(b);
 		ret = virtio_pci_init(&b->vd, ctx->pci, ctx->mem, &b->ops, b);

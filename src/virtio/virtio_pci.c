@@ -568,6 +568,11 @@ void virtio_device_pause(struct virtio_dev *vd, bool pause)
 	pthread_mutex_unlock(&vd->lock);
 }
 
+int virtio_device_handover(struct virtio_dev *vd, bool give, char *err, size_t len)
+{
+	return vd->ops->handover ? vd->ops->handover(vd, give, err, len) : 0;
+}
+
 void virtio_device_destroy(struct virtio_dev *vd)
 {
 	if (!vd)

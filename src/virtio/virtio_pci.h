@@ -120,6 +120,13 @@ struct virtio_dev_ops {
 	 * (core/ratelimit.h), all or none. 0, or -EINVAL with the reason in
 	 * err. Any thread. */
 	int (*set_limits)(struct virtio_dev *vd, const char *spec, char *err, size_t len);
+	/* Optional, for a migration, the VM paused: give, at the source
+	 * before its state goes: write back what the host holds for the
+	 * guest and let go of what the destination's tarn takes (a disk's
+	 * lock); !give: take it (the destination before the guest runs, or
+	 * the source again when the migration failed). 0, or -errno with the
+	 * reason in err. */
+	int (*handover)(struct virtio_dev *vd, bool give, char *err, size_t len);
 };
 
 struct virtio_queue {
@@ -226,6 +233,9 @@ void virtio_device_drain(struct virtio_dev *vd);
  * memory until resumed, when every queue is served once (the kicks that
  * waited). vd->lock not held. */
 void virtio_device_pause(struct virtio_dev *vd, bool pause);
+
+/* ops->handover, where the device has one (else 0). */
+int virtio_device_handover(struct virtio_dev *vd, bool give, char *err, size_t len);
 
 /* Tear down a device made by one of the create functions in
  * virtio/devices.h: the transport, then the device's own destroy. */

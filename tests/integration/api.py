@@ -261,6 +261,12 @@ bad = [
      {"snapshot_path": "/nonexistent.snap", "mem_file_path": "/nonexistent.mem"}, None, 400),
     ("a snapshot load under an unknown backend", "PUT", "/snapshot/load",
      {"snapshot_path": "/tmp/s", "mem_file_path": "/tmp/m", "backend": "xen"}, None, 400),
+    ("a migration before the start", "PUT", "/migrate", {"destination": "127.0.0.1:1"}, None, 400),
+    ("a migration without a destination", "PUT", "/migrate", {"downtime_ms": 10}, None, 400),
+    ("a migration with a downtime of 0 ms", "PUT", "/migrate", {"destination": "127.0.0.1:1", "downtime_ms": 0},
+     None, 400),
+    ("a migration with an unknown field", "PUT", "/migrate", {"destination": "127.0.0.1:1", "speed": 9}, None, 400),
+    ("a cancel with no migration under way", "PUT", "/migrate/cancel", None, None, 400),
     ("FlushMetrics before PUT /metrics", "PUT", "/actions", {"action_type": "FlushMetrics"}, None, 400),
     ("a metrics file in a directory that is not there", "PUT", "/metrics",
      {"metrics_path": "/nonexistent/dir/metrics"}, None, 400),
@@ -417,7 +423,7 @@ seed = int(os.environ.get("SEED", "0")) or random.randrange(1, 1 << 31)
 print(f"# seed: {seed} (SEED={seed} replays the malformed requests)")
 rnd = random.Random(seed)
 paths = ["/", "/vm", "/actions", "/machine-config", "/boot-source", "/drives/x", "/network-interfaces/y",
-         "/logger", "/metrics", "/entropy", "/snapshot/create", "/snapshot/load", "/vm/config", "/nope"]
+         "/logger", "/metrics", "/entropy", "/snapshot/create", "/snapshot/load", "/vm/config", "/migrate", "/nope"]
 junk = ['{', '[]', '"str"', '{"state": 1}', '{"action_type": null}', '{"state": "Paused", "x": 1}',
         '{"vcpu_count": -1, "mem_size_mib": 1e99}', '\x00\xff', '{"drive_id": {}}', 'null', '{"a":' * 50]
 bad_answers = []
@@ -432,6 +438,22 @@ n0 = len(ticks())
 time.sleep(1.5)
 ok(len(ticks()) > n0 and call(sock, "GET", "/")[1].get("state") == "Running",
    "the guest kept running through them", f"{n0} ticks before, {len(ticks())} after")
+
+# A migration to where nobody listens: accepted, then failed with the
+# reason, the guest running on (tests/integration/migrate.sh migrates).
+st0, b0, _ = call(sock, "GET", "/migrate")
+st, b, t = call(sock, "PUT", "/migrate", {"destination": "127.0.0.1:1", "downtime_ms": 20})
+deadline = time.time() + 30
+while time.time() < deadline and call(sock, "GET", "/migrate")[1].get("state") == "active":
+    time.sleep(0.1)
+st2, b2, t2 = call(sock, "GET", "/migrate")
+n0 = len(ticks())
+time.sleep(1.0)
+ok(st0 == 200 and b0 == {"state": "none"} and st == 202 and b2.get("state") == "failed"
+   and "connecting to 127.0.0.1:1" in b2.get("error", "") and "runs on here" in b2.get("error", "")
+   and len(ticks()) > n0 and call(sock, "GET", "/")[1].get("state") == "Running",
+   "PUT /migrate to a port nobody listens on: 202, then failed with the reason, the guest running on",
+   f"{st0} {b0} / {st} {t} / {t2}")
 
 # tarn ctl, the command line over the same API.
 def ctl(*args):
@@ -530,7 +552,9 @@ ok(not spec_errors, f"every reply (and every request accepted) is as docs/api.js
 for line in err.splitlines():
     if "paused: vCPUs stopped" in line:
         print("# " + line)
-warns = [l for l in err.splitlines() if l.startswith(("tarn: warning", "tarn: error"))]
-ok(not warns, "tarn warned about nothing", "; ".join(warns[:3]))
+# The one warning asked for: the migration to nowhere.
+warns = [l for l in err.splitlines() if l.startswith(("tarn: warning", "tarn: error"))
+         and "migration to 127.0.0.1:1 failed" not in l]
+ok(not warns, "tarn warned about nothing else than the failed migration", "; ".join(warns[:3]))
 subprocess.run(["rm", "-rf", work])
 done()

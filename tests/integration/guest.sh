@@ -74,3 +74,82 @@ c, _ = s.accept(); c.settimeout(60); h = hashlib.md5()
 while (b := c.recv(1 << 16)): h.update(b)
 open(sys.argv[3], "w").write(h.hexdigest())' "${@:2}"
 }
+
+# A test that moves a counting Linux guest along a chain of CPU backends
+# (snapshot.sh, migrate.sh). chain_start KIND CHAIN LENGTH: sets the array
+# $chain (CHAIN's words if given; else "kvm emu kvm" under TARN_BACKEND=kvm,
+# which the nested KVM suite sets; else $BACKEND LENGTH times) and $name
+# ("KIND a->b->c"); skips the test without e2fsprogs or python3, or with
+# "kvm" in the chain and no usable KVM; needs the guest.
+chain_start() {
+	local b t
+	if [ -n "$2" ]; then
+		read -ra chain <<<"$2"
+	elif [ "$BACKEND" = kvm ]; then
+		chain=(kvm emu kvm)
+	else
+		chain=()
+		for ((t = 0; t < $3; t++)); do chain+=("$BACKEND"); done
+	fi
+	name="$1 $(printf '%s->' "${chain[@]}")"
+	name=${name%->}
+	for t in mkfs.ext4 debugfs e2fsck python3; do
+		command -v $t >/dev/null || { skip "$name" "$t missing (e2fsprogs, python3)"; done_testing; }
+	done
+	for b in "${chain[@]}"; do
+		if [ "$b" = kvm ] && ! kvm_usable; then
+			skip "$name" "no usable KVM here ($("$TARN" probe kvm 2>&1 | head -1))"
+			done_testing
+		fi
+	done
+	need_guest "$name"
+}
+
+# wait_for FILE PATTERN SECONDS: until FILE has a line matching PATTERN,
+# while tarn ($pid) runs.
+wait_for() {
+	local t=$(($3 * 5))
+	while [ $t -gt 0 ] && ! grep -qE "$2" "$1" 2>/dev/null; do
+		kill -0 "$pid" 2>/dev/null || { grep -qE "$2" "$1"; return; }
+		sleep 0.2
+		t=$((t - 1))
+	done
+	[ $t -gt 0 ]
+}
+
+# seq_ok WHAT FILE: FILE's "count K" lines are 1..$N, each once, in order
+# (reported under $name).
+seq_ok() {
+	local got
+	got=$(grep -ohE '^count [0-9]+' "$2" | awk '{print $2}' | tr '\n' ' ')
+	if [ "$got" = "$(seq -s ' ' 1 "$N") " ]; then
+		ok "$name: $1: 1..$N, no gap, no repeat"
+	else
+		not_ok "$name: $1" "got: $(cut -c1-200 <<<"$got")"
+	fi
+}
+
+# chain_end IMG: the end of a chain test: the last tarn ($pid, console
+# $out) counts to $N and powers off; the consoles $work/console.0, .1, ...
+# together count 1..$N once each, and so does the file /log on the ext4
+# disk IMG, which e2fsck finds clean.
+chain_end() {
+	local rc fsck_out
+	if ! wait_for "$out" "^counted to $N" 300; then
+		not_ok "$name: the last tarn (${chain[-1]}) counts to $N" "$(tail -3 "$out" | tr '\r\n' '  ')"
+		done_testing
+	fi
+	wait $pid
+	rc=$?
+	[ $rc = 0 ] && ok "$name: the guest counted to $N and powered off under ${chain[-1]}" ||
+		not_ok "$name: the last tarn" "exit status $rc: $(tail -3 "$out" | tr '\r\n' '  ')"
+	cat "$work"/console.[0-9]* >"$work/console"
+	seq_ok "the console" "$work/console"
+	if fsck_out=$(e2fsck -fn "$1" 2>&1); then
+		ok "$name: e2fsck finds the disk clean"
+	else
+		not_ok "$name: e2fsck" "$(tail -3 <<<"$fsck_out" | tr '\n' ' ')"
+	fi
+	debugfs -R "cat /log" "$1" >"$work/log" 2>/dev/null
+	seq_ok "the file on the disk" "$work/log"
+}

@@ -120,7 +120,7 @@ direct() {
 	# Not switch_qos.sh: in the nested bed its guest, streaming TCP under
 	# a rate limit, dies or hangs in most runs, under QEMU too and with no
 	# switch (README "KVM, and how it is tested"); it runs on the emulator.
-	for t in linux.sh virtio_rng.sh virtio_console.sh virtio_blk.sh virtio_net.sh stop.sh api.py snapshot.sh snapshot_diff.sh \
+	for t in linux.sh virtio_rng.sh virtio_console.sh virtio_blk.sh virtio_net.sh stop.sh api.py snapshot.sh snapshot_diff.sh migrate.sh \
 		switch_qemu.sh; do
 		step "kvm/${t%.*}" env TARN_BACKEND=kvm "tests/integration/$t"
 	done

@@ -209,6 +209,32 @@ static void test_crc32c_known_value(void **state)
 	assert_int_equal(crc32c(crc32c(0, "1234", 4), "56789", 5), 0xe3069283);
 }
 
+/* Bit by bit, the polynomial's definition: the reference the fast paths
+ * (SSE4.2's crc32, 8 bytes at a time, and the table) are held to, at
+ * every length and alignment around the 8-byte steps. */
+static uint32_t crc32c_bitwise(uint32_t crc, const uint8_t *p, size_t len)
+{
+	crc = ~crc;
+	while (len--) {
+		crc ^= *p++;
+		for (int k = 0; k < 8; k++)
+			crc = crc & 1 ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+	}
+	return ~crc;
+}
+
+static void test_crc32c_every_length(void **state)
+{
+	uint8_t buf[80];
+	uint32_t x = 12345;
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)((x = x * 1103515245 + 12345) >> 16);
+	for (size_t off = 0; off < 8; off++)
+		for (size_t len = 0; off + len <= sizeof(buf); len++)
+			assert_int_equal(crc32c(7, buf + off, len), crc32c_bitwise(7, buf + off, len));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -217,6 +243,7 @@ int main(void)
 		cmocka_unit_test(test_every_truncation_refused),
 		cmocka_unit_test(test_valid_checksums_invalid_contents),
 		cmocka_unit_test(test_crc32c_known_value),
+		cmocka_unit_test(test_crc32c_every_length),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -359,6 +359,31 @@ static void kvm_intx_destroy(struct kvm_vm *k)
 	pthread_mutex_destroy(&k->intx_lock);
 }
 
+/* Guest RAM as KVM's memory slots, one per region of vm->mem (slot i is
+ * region i), logging dirty pages or not: again on a running VM changes
+ * only the flag (a migration starts the log). 0 or -errno. */
+static int kvm_set_slots(struct vm *vm, int vm_fd, bool log)
+{
+	for (int i = 0; i < vm->mem.nr_regions; i++) {
+		const struct gm_region *r = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region mr = {
+			.slot = (uint32_t)i,
+			.guest_phys_addr = r->gpa,
+			.memory_size = r->size,
+			.userspace_addr = (uint64_t)(uintptr_t)r->hva,
+			.flags = log ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+		};
+
+		if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0) {
+			int e = errno;
+
+			pr_err("KVM_SET_USER_MEMORY_REGION: %s", strerror(e));
+			return -e;
+		}
+	}
+	return 0;
+}
+
 static int kvm_vm_init(struct vm *vm)
 {
 	struct kvm_vm *k = calloc(1, sizeof(*k));
@@ -405,22 +430,9 @@ static int kvm_vm_init(struct vm *vm)
 		goto err;
 	}
 	kvm_intx_init(vm, k);
-	for (int i = 0; i < vm->mem.nr_regions; i++) {
-		const struct gm_region *r = &vm->mem.regions[i];
-		struct kvm_userspace_memory_region mr = {
-			.slot = (uint32_t)i,
-			.guest_phys_addr = r->gpa,
-			.memory_size = r->size,
-			.userspace_addr = (uint64_t)(uintptr_t)r->hva,
-			.flags = vm->cfg.track_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0,
-		};
-
-		if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0) {
-			ret = -errno;
-			pr_err("KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
-			goto err;
-		}
-	}
+	ret = kvm_set_slots(vm, k->vm_fd, vm->cfg.track_dirty);
+	if (ret)
+		goto err;
 	k->supported = calloc(1, sizeof(*k->supported) + KVM_MAX_CPUID * sizeof(struct kvm_cpuid_entry2));
 	if (!k->supported) {
 		ret = -ENOMEM;
@@ -1336,6 +1348,13 @@ static int kvm_dirty_log(struct vm *vm, uint64_t *bits)
 	return 0;
 }
 
+static int kvm_dirty_log_start(struct vm *vm)
+{
+	struct kvm_vm *k = vm->cpu_priv;
+
+	return kvm_set_slots(vm, k->vm_fd, true);
+}
+
 const struct cpu_ops kvm_cpu_ops = {
 	.name = "kvm",
 	.probe = kvm_probe,
@@ -1358,4 +1377,5 @@ const struct cpu_ops kvm_cpu_ops = {
 	.platform_get = kvm_platform_get,
 	.platform_set = kvm_platform_set,
 	.dirty_log = kvm_dirty_log,
+	.dirty_log_start = kvm_dirty_log_start,
 };

@@ -1,0 +1,213 @@
+#!/bin/bash
+# Live migration of a Linux guest at work from one tarn to another, along a
+# chain of CPU backends (MIG_CHAIN, default "emu emu emu"; "kvm emu kvm"
+# under TARN_BACKEND=kvm, which the nested KVM suite sets). The guest
+# mounts an ext4 disk (the same file on both sides: shared storage) and
+# counts: each number, with the guest's uptime, goes to the console and
+# onto the disk; meanwhile it writes memory, 10 MB/s from the start and
+# 50 MB/s from the second hop on. Along the chain:
+#   - before the first hop, the failures: the destination killed while
+#     memory streams, the destination frozen (a dead link) and the
+#     migration cancelled: each time the source's guest counts on;
+#   - each hop (TCP first, then a Unix socket) completes, the source tarn
+#     ends with status 0 saying where the VM went, the destination's guest
+#     counts on;
+#   - the console's numbers over all the runs are 1..N, each once; so are
+#     the disk's, and e2fsck finds the disk clean;
+#   - the figures of each hop (rounds, bytes, downtime as tarn measured it,
+#     and the step in the guest's uptime stamps across it) are printed.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/guest.sh
+
+N=${MIG_COUNT:-150}
+chain_start migrate "${MIG_CHAIN:-}" 3
+
+work=$(mktemp -d)
+cleanup() {
+	pkill -9 -f "api-sock $work/" 2>/dev/null
+	[ -n "${MIG_KEEP:-}" ] && echo "# kept $work" || rm -rf "$work"
+}
+trap cleanup EXIT
+
+img=$work/disk.img
+truncate -s 64M "$img"
+mkfs.ext4 -q -F "$img" >/dev/null 2>&1 || { not_ok "$name" "mkfs.ext4 failed"; done_testing; }
+
+# dirty RATE_MB: rewrite RATE_MB MiB of a 16 MiB buffer each second, in
+# 1 MiB pieces of data that is not zeros (a buffer of random bytes).
+script='mount -t ext4 /dev/vda /mnt || exit 1
+head -c 1048576 /dev/urandom >/tmp/blob
+dirty() { j=0; while :; do k=0; while [ $k -lt $1 ]; do
+	dd if=/tmp/blob of=/tmp/buf bs=1M count=1 seek=$((j % 16)) conv=notrunc 2>/dev/null
+	j=$((j + 1)); k=$((k + 1)); done; sleep 0.1; done; }
+dirty 1 & d1=$!
+i=0
+while [ $i -lt '"$N"' ]; do
+	i=$((i + 1))
+	read up idle </proc/uptime
+	echo "count $i $up"
+	echo "count $i" >>/mnt/log
+	[ $i = '"$((N / 3))"' ] && { dirty 4 & d2=$!; }
+	sleep 0.2
+done
+kill $d1 $d2
+sync; umount /mnt; echo "counted to $i"'
+
+opts=(--mem 256M --disk "$img")
+[ "$(printf '%s\n' "${chain[@]}" | sort -u | wc -l)" -gt 1 ] && opts+=(--cpu-template portable)
+
+last_count() { grep -oE '^count [0-9]+' "$1" | tail -1 | awk '{print $2}'; }
+mig() { "$TARN" ctl --sock "$api" --json get /migrate 2>/dev/null; }
+field() { python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$1"; }
+# mig_wait: until the migration is no longer active (at most 120 s).
+mig_wait() {
+	local s
+	for _ in $(seq 1200); do
+		s=$(mig | field state)
+		[ "$s" != active ] && break
+		sleep 0.1
+	done
+	echo "$s"
+}
+# counts_on WHAT: the source's guest counts on after a failure.
+counts_on() {
+	local c0 c1
+	c0=$(last_count "$out")
+	sleep 1.5
+	c1=$(last_count "$out")
+	if [ -n "$c0" ] && [ "$c1" -gt "$c0" ] && kill -0 "$pid" 2>/dev/null; then
+		ok "$name: $1: the source's guest counts on ($c0 -> $c1)"
+	else
+		not_ok "$name: $1: the source's guest counts on" "count $c0 -> $c1; $(tail -2 "$out" | tr '\r\n' '  ')"
+	fi
+}
+# incoming BACKEND ADDR OUT: a destination tarn; its pid in $dpid.
+incoming() {
+	"$TARN" run -v --backend "$1" --api-sock "$work/dst.sock" --incoming "$2" </dev/null >"$3" 2>&1 &
+	dpid=$!
+	for _ in $(seq 100); do
+		grep -q "waiting for a migration" "$3" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+GUEST_CMDLINE="$GUEST_CMDLINE cryptomgr.notests"
+api=$work/src.sock
+out=$work/console.0
+"$TARN" run -v --backend "${chain[0]}" "${opts[@]}" --api-sock "$api" --kernel "$GUEST_KERNEL" \
+	--initrd "$GUEST_INITRD" --cmdline "$(guest_cmdline "$script")" </dev/null >"$out" 2>&1 &
+pid=$!
+if ! wait_for "$out" "^count 5\b" "${BOOT_TIMEOUT:-240}"; then
+	not_ok "$name: the guest boots under ${chain[0]} and counts" "$(tail -3 "$out" | tr '\r\n' '  ')"
+	done_testing
+fi
+
+# The failures, each on a migration held to 8 MiB/s (round 1 then takes
+# seconds): start one to a new destination, wait until 2 MiB went.
+slow_migration() {
+	incoming "${chain[1]}" "unix:$work/mig.sock" "$1" || return 1
+	"$TARN" ctl --sock "$api" put /migrate \
+		"{\"destination\":\"unix:$work/mig.sock\",\"max_bandwidth_mib\":8}" >/dev/null || return 1
+	for _ in $(seq 500); do
+		[ "$(mig | field bytes_sent)" -gt 2000000 ] 2>/dev/null && [ "$(mig | field state)" = active ] && return 0
+		sleep 0.02
+	done
+	return 1
+}
+
+# 1. The destination killed while memory streams.
+if ! slow_migration "$work/dst.fail1"; then
+	not_ok "$name: a migration to kill" "$(mig) $(tail -2 "$work/dst.fail1")"
+	done_testing
+fi
+kill -9 $dpid
+wait $dpid 2>/dev/null
+s=$(mig_wait)
+e=$(mig | field error)
+[ "$s" = failed ] && [[ $e == *"runs on here"* ]] &&
+	ok "$name: the destination killed mid-migration: failed ($e)" ||
+	not_ok "$name: the destination killed mid-migration" "state $s: $e"
+counts_on "after the dead destination"
+
+# 2. A destination that stops answering (a dead link), then a cancel:
+# the migration ends at once, the destination gives up too.
+if ! slow_migration "$work/dst.fail2"; then
+	not_ok "$name: a migration to cancel" "$(mig) $(tail -2 "$work/dst.fail2")"
+	done_testing
+fi
+kill -STOP $dpid
+sleep 0.5
+t0=$(date +%s%N)
+"$TARN" ctl --sock "$api" put /migrate/cancel "{}" >/dev/null
+s=$(mig_wait)
+t1=$(date +%s%N)
+kill -CONT $dpid
+timeout 40 tail --pid=$dpid -f /dev/null
+wait $dpid
+drc=$?
+[ "$s" = cancelled ] && [ $(((t1 - t0) / 1000000)) -lt 5000 ] &&
+	ok "$name: a cancel over a dead link: cancelled in $(((t1 - t0) / 1000000)) ms" ||
+	not_ok "$name: a cancel over a dead link" "state $s after $(((t1 - t0) / 1000000)) ms: $(mig | field error)"
+[ $drc != 0 ] && grep -q "incoming migration:" "$work/dst.fail2" &&
+	ok "$name: the destination gave up with the reason (status $drc: $(grep -o 'incoming migration:.*' "$work/dst.fail2" | head -1))" ||
+	not_ok "$name: the destination gives up" "status $drc: $(tail -2 "$work/dst.fail2" | tr '\n' ' ')"
+counts_on "after the cancel"
+
+# 3. The hops, each to a new tarn.
+for ((h = 1; h < ${#chain[@]}; h++)); do
+	b=${chain[$h]}
+	[ $h = 1 ] && addr=127.0.0.1:$((20000 + RANDOM % 20000)) || addr=unix:$work/mig.sock
+	dout=$work/console.$h
+	# From the second hop on the guest writes 50 MB/s.
+	if [ $h -ge 2 ] && ! wait_for "$out" "^count $((N / 3 + 5))\b" 120; then
+		not_ok "$name: hop $h: the guest counts past $((N / 3 + 5))" "$(tail -2 "$out" | tr '\r\n' '  ')"
+		done_testing
+	fi
+	if ! incoming "$b" "$addr" "$dout"; then
+		not_ok "$name: hop $h: a destination listens on $addr" "$(tail -2 "$dout" | tr '\n' ' ')"
+		done_testing
+	fi
+	at=$(last_count "$out")
+	m=$("$TARN" ctl --sock "$api" --json migrate "$addr" 2>"$work/ctl.err")
+	crc=$?
+	wait $pid
+	rc=$?
+	if [ $crc = 0 ] && [ "$(field state <<<"$m")" = completed ] && [ $rc = 0 ] && grep -q "the VM migrated" "$out"; then
+		ok "$name: hop $h (${chain[$((h - 1))]} -> $b over ${addr%%:*}) at count $at: completed, the source exited 0"
+	else
+		not_ok "$name: hop $h (${chain[$((h - 1))]} -> $b)" "tarn ctl $crc: $(cat "$work/ctl.err") source status $rc: $(tail -2 "$out" | tr '\n' ' ')"
+		kill -9 $dpid 2>/dev/null
+		done_testing
+	fi
+	python3 - "$h" "$m" <<'PY'
+import json, sys
+m = json.loads(sys.argv[2])
+print(f"# hop {sys.argv[1]}: {m['rounds']} rounds {m['pages_per_round']}, {m['pages_sent']} pages "
+      f"({m['pages_filled']} filled), {m['bytes_sent'] / 1048576:.1f} MiB on the wire, {m['total_ms']} ms in all, "
+      f"downtime {m['downtime_ms']} ms, throttle {m['throttle_pct']}%")
+PY
+	at=$(last_count "$out") # the source's last
+	pid=$dpid
+	api=$work/src.sock.$h
+	rm -f "$api"
+	mv "$work/dst.sock" "$api" 2>/dev/null
+	out=$dout
+	if wait_for "$out" "^count $((at + 3))\b" 60; then
+		ok "$name: hop $h: the guest counts on under $b"
+	else
+		not_ok "$name: hop $h: the guest counts on under $b" "$(tail -3 "$out" | tr '\r\n' '  ')"
+		done_testing
+	fi
+done
+
+chain_end "$img"
+# Each hop in the guest's uptime stamps (0.2 s apart, plus what the loop
+# costs) where the console changes hands: its clock stands still while the
+# VM is paused, as across a pause, so the hop shows as an ordinary step.
+for ((h = 1; h < ${#chain[@]}; h++)); do
+	last=$(grep -E '^count [0-9]+ ' "$work/console.$((h - 1))" | tail -1 | awk '{print $3}')
+	first=$(grep -E '^count [0-9]+ ' "$work/console.$h" | head -1 | awk '{print $3}')
+	echo "# hop $h, as the guest saw it: ${last:-?} s -> ${first:-?} s of uptime between the last count before and the first after"
+done
+done_testing
