@@ -11,6 +11,8 @@
 #   BENCH_IO_RUNS=N    I/O benchmark boots per VMM (default 3; bench/io.py
 #                      lists BENCH_IO_MIB, _READS, _NET_MIB, _IMAGE_MIB)
 #   BENCH_SNAP_RUNS=N  snapshot cycles per VMM and memory size (default 3)
+#   BENCH_MIG_RUNS=N   live migrations per VMM, memory size and load (default 2);
+#                      BENCH_MIG_MEMS="256M 1G", BENCH_MIG_LOADS="0 10 50" (MB/s)
 #   BENCH_TARND_VMS=N  VMs asked of tarnd and of libvirt at once (default 20)
 #   BENCH_SWITCH_RUNS=N, _MIB, _FRAMES, _BACKEND, _PARTS  tarn's switch against the
 #                      Linux bridge (bench/switch.sh)
@@ -81,6 +83,9 @@ bench: $(BENCH_GUESTS) $(BENCH_INJECT) $(GUEST_KERNEL) $(GUEST_INITRD)
 		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
 	$(Q)$(BENCH_PYTHON) bench/snapshot.py --tarn $(BIN) --kernel $(GUEST_KERNEL) \
 		--initrd $(GUEST_INITRD) --cmdline "$(GUEST_CMDLINE)" --micro $(BENCH_COUNT_GUEST) \
+		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
+	$(Q)$(BENCH_PYTHON) bench/migrate.py --tarn $(BIN) --kernel $(GUEST_KERNEL) \
+		--initrd $(GUEST_INITRD) --cmdline "$(GUEST_CMDLINE)" \
 		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)
 	$(Q)$(BENCH_PYTHON) bench/tarnd.py --tarn $(BIN) --tarnd $(O)/tarnd --guest $(BENCH_COUNT_GUEST) \
 		$$(test -e $(BENCH_UNBUILT) && echo --tarn-unbuilt)

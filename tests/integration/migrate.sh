@@ -6,9 +6,10 @@
 # counts: each number, with the guest's uptime, goes to the console and
 # onto the disk; meanwhile it writes memory, 10 MB/s from the start and
 # 50 MB/s from the second hop on. Along the chain:
-#   - before the first hop, the failures: the destination killed while
-#     memory streams, the destination frozen (a dead link) and the
-#     migration cancelled: each time the source's guest counts on;
+#   - before the first hop (when the chain starts under the emulator), the
+#     failures: the destination killed while memory streams, the
+#     destination frozen (a dead link) and the migration cancelled: each
+#     time the source's guest counts on;
 #   - each hop (TCP first, then a Unix socket) completes, the source tarn
 #     ends with status 0 saying where the VM went, the destination's guest
 #     counts on;
@@ -116,43 +117,54 @@ slow_migration() {
 	return 1
 }
 
-# 1. The destination killed while memory streams.
-if ! slow_migration "$work/dst.fail1"; then
-	not_ok "$name: a migration to kill" "$(mig) $(tail -2 "$work/dst.fail1")"
-	done_testing
-fi
-kill -9 $dpid
-wait $dpid 2>/dev/null
-s=$(mig_wait)
-e=$(mig | field error)
-[ "$s" = failed ] && [[ $e == *"runs on here"* ]] &&
-	ok "$name: the destination killed mid-migration: failed ($e)" ||
-	not_ok "$name: the destination killed mid-migration" "state $s: $e"
-counts_on "after the dead destination"
+# The failures are the source's own logic, the same whatever runs the
+# guest; they run where the chain starts under the emulator (in the nested
+# KVM bed each request takes a second or more, longer than the guest's
+# count lasts).
+failures() {
+	# 1. The destination killed while memory streams.
+	if ! slow_migration "$work/dst.fail1"; then
+		not_ok "$name: a migration to kill" "$(mig) $(tail -2 "$work/dst.fail1")"
+		done_testing
+	fi
+	kill -9 $dpid
+	wait $dpid 2>/dev/null
+	s=$(mig_wait)
+	e=$(mig | field error)
+	[ "$s" = failed ] && [[ $e == *"runs on here"* ]] &&
+		ok "$name: the destination killed mid-migration: failed ($e)" ||
+		not_ok "$name: the destination killed mid-migration" "state $s: $e"
+	counts_on "after the dead destination"
 
-# 2. A destination that stops answering (a dead link), then a cancel:
-# the migration ends at once, the destination gives up too.
-if ! slow_migration "$work/dst.fail2"; then
-	not_ok "$name: a migration to cancel" "$(mig) $(tail -2 "$work/dst.fail2")"
-	done_testing
+	# 2. A destination that stops answering (a dead link), then a cancel:
+	# the migration ends at once, the destination gives up too.
+	if ! slow_migration "$work/dst.fail2"; then
+		not_ok "$name: a migration to cancel" "$(mig) $(tail -2 "$work/dst.fail2")"
+		done_testing
+	fi
+	kill -STOP $dpid
+	sleep 0.5
+	t0=$(date +%s%N)
+	"$TARN" ctl --sock "$api" put /migrate/cancel "{}" >/dev/null
+	s=$(mig_wait)
+	t1=$(date +%s%N)
+	kill -CONT $dpid
+	timeout 40 tail --pid=$dpid -f /dev/null
+	wait $dpid
+	drc=$?
+	[ "$s" = cancelled ] && [ $(((t1 - t0) / 1000000)) -lt 5000 ] &&
+		ok "$name: a cancel over a dead link: cancelled in $(((t1 - t0) / 1000000)) ms" ||
+		not_ok "$name: a cancel over a dead link" "state $s after $(((t1 - t0) / 1000000)) ms: $(mig | field error)"
+	[ $drc != 0 ] && grep -q "incoming migration:" "$work/dst.fail2" &&
+		ok "$name: the destination gave up with the reason (status $drc: $(grep -o 'incoming migration:.*' "$work/dst.fail2" | head -1))" ||
+		not_ok "$name: the destination gives up" "status $drc: $(tail -2 "$work/dst.fail2" | tr '\n' ' ')"
+	counts_on "after the cancel"
+}
+if [ "${chain[0]}" = emu ]; then
+	failures
+else
+	echo "# the failures run in the emulator's chain (make check runs both)"
 fi
-kill -STOP $dpid
-sleep 0.5
-t0=$(date +%s%N)
-"$TARN" ctl --sock "$api" put /migrate/cancel "{}" >/dev/null
-s=$(mig_wait)
-t1=$(date +%s%N)
-kill -CONT $dpid
-timeout 40 tail --pid=$dpid -f /dev/null
-wait $dpid
-drc=$?
-[ "$s" = cancelled ] && [ $(((t1 - t0) / 1000000)) -lt 5000 ] &&
-	ok "$name: a cancel over a dead link: cancelled in $(((t1 - t0) / 1000000)) ms" ||
-	not_ok "$name: a cancel over a dead link" "state $s after $(((t1 - t0) / 1000000)) ms: $(mig | field error)"
-[ $drc != 0 ] && grep -q "incoming migration:" "$work/dst.fail2" &&
-	ok "$name: the destination gave up with the reason (status $drc: $(grep -o 'incoming migration:.*' "$work/dst.fail2" | head -1))" ||
-	not_ok "$name: the destination gives up" "status $drc: $(tail -2 "$work/dst.fail2" | tr '\n' ' ')"
-counts_on "after the cancel"
 
 # 3. The hops, each to a new tarn.
 for ((h = 1; h < ${#chain[@]}; h++)); do
