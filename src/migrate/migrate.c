@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/jail.h"
 #include "core/log.h"
 #include "core/vm.h"
 #include "api/http.h"
@@ -732,6 +733,11 @@ int mig_start(struct migration **out, struct vm *vm, const struct mig_params *p,
 	if (vm->mem.fd >= 0)
 		return errorf(err, len, -EOPNOTSUPP, "a VM with a vhost-user NIC is not migrated yet (its back end "
 			      "writes guest memory tarn cannot follow)");
+	/* The jail's filter has no socket(2) or connect(2): refused here
+	 * rather than the process killed. */
+	if (jail_entered())
+		return errorf(err, len, -EPERM, "a jailed tarn does not migrate on its own (tarnd's migration is "
+			      "not there yet)");
 	if (!vm->cpu->platform_get)
 		return errorf(err, len, -ENOSYS, "the %s backend cannot save its interrupt controllers", vm->cpu->name);
 	m = calloc(1, sizeof(*m));

@@ -93,6 +93,35 @@ incoming() {
 	return 1
 }
 
+# A destination and what is not a source: a connection that does not
+# greet as a migration is dropped (the destination waits on); a source of
+# another stream version is told why, and the destination ends.
+"$TARN" run --backend emu --incoming "unix:$work/in.sock" </dev/null >"$work/in.out" 2>&1 &
+ipid=$!
+for _ in $(seq 100); do [ -S "$work/in.sock" ] && break; sleep 0.05; done
+reply=$(python3 - "$work/in.sock" <<'PY'
+import socket, struct, sys, time
+def conn():
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(15); return s
+s = conn(); s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+try:
+    print("dropped" if s.recv(100) == b"" else "answered")
+except ConnectionResetError:
+    print("dropped")
+s = conn(); s.sendall(b"TARNMIGR" + struct.pack("<II", 99, 0))
+h = s.recv(24, socket.MSG_WAITALL)
+t, n = struct.unpack("<II", h[:8])
+print(t, s.recv(n, socket.MSG_WAITALL).decode())
+PY
+)
+wait $ipid
+irc=$?
+if [[ $reply == dropped*"19 "*"version 99"* ]] && [ $irc = 2 ] && grep -q "not a tarn migration" "$work/in.out"; then
+	ok "$name: the destination drops a connection that is not a migration, refuses another version (exit 2)"
+else
+	not_ok "$name: a destination and strangers" "reply '$reply', status $irc: $(tail -2 "$work/in.out" | tr '\n' ' ')"
+fi
+
 GUEST_CMDLINE="$GUEST_CMDLINE cryptomgr.notests"
 api=$work/src.sock
 out=$work/console.0
