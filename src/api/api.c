@@ -526,6 +526,8 @@ static json_t *stats_json(const struct mig_stats *s)
 		json_object_set_new(o, "error", json_string(st.error));
 	if (o && st.source_paused)
 		json_object_set_new(o, "source_paused", json_true());
+	if (o && st.disk_bytes)
+		json_object_set_new(o, "disk_bytes_sent", json_integer((json_int_t)st.disk_bytes));
 	return o;
 }
 
@@ -777,7 +779,7 @@ static struct http_reply put_snapshot_load(struct api *a, json_t *in)
 static const struct http_field migrate_fields[] = {
 	{ "destination", F_STR, true },	  { "downtime_ms", F_INT, false }, { "max_time_s", F_INT, false },
 	{ "compress", F_BOOL, false },	  { "auto_converge", F_BOOL, false }, { "wait", F_BOOL, false },
-	{ "max_bandwidth_mib", F_INT, false },
+	{ "max_bandwidth_mib", F_INT, false }, { "copy_disks", F_BOOL, false },
 };
 
 static struct http_reply put_migrate(struct api *a, json_t *in)
@@ -811,6 +813,7 @@ static struct http_reply put_migrate(struct api *a, json_t *in)
 		p.max_bandwidth = (uint64_t)json_integer_value(v) << 20;
 	}
 	p.compress = json_is_true(json_object_get(in, "compress"));
+	p.copy_disks = json_is_true(json_object_get(in, "copy_disks"));
 	if ((v = json_object_get(in, "auto_converge")))
 		p.auto_converge = json_is_true(v);
 	if (a->state != API_RUNNING)

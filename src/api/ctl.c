@@ -30,10 +30,12 @@ static const char ctl_usage[] =
 	"                       written since the last snapshot (--track-dirty-pages)\n"
 	"  load STATE MEM       build the VM of a new tarn from a snapshot and run it\n"
 	"                       (PUT /snapshot/load)\n"
-	"  migrate ADDR         migrate the VM live to a tarn run --incoming ADDR\n"
+	"  migrate [--copy-disks] ADDR  migrate the VM live to a tarn run --incoming ADDR\n"
 	"                       (HOST:PORT or unix:PATH) and wait for the end: print\n"
 	"                       its figures, exit 0 when the VM runs there (PUT\n"
-	"                       /migrate; put /migrate JSON for its other options)\n"
+	"                       /migrate; put /migrate JSON for its other options);\n"
+	"                       --copy-disks: send the disks' contents too, onto\n"
+	"                       the destination's own --disk files\n"
 	"  get PATH             any request: GET PATH and print the reply\n"
 	"  put PATH JSON        PUT JSON to PATH\n"
 	"  patch PATH JSON      PATCH JSON to PATH\n"
@@ -133,8 +135,10 @@ int cmd_ctl(int argc, char **argv)
 			fprintf(stderr, "tarn ctl: out of memory\n");
 			return 1;
 		}
-	} else if (!strcmp(verb, "migrate") && nargs == 1) {
-		json_t *j = json_pack("{s:s,s:b}", "destination", argv[optind + 1], "wait", 1);
+	} else if (!strcmp(verb, "migrate") &&
+		   (nargs == 1 || (nargs == 2 && !strcmp(argv[optind + 1], "--copy-disks")))) {
+		json_t *j = json_pack("{s:s,s:b,s:b}", "destination", argv[optind + nargs], "wait", 1, "copy_disks",
+				      nargs == 2);
 
 		method = "PUT", path = "/migrate";
 		body = owned_body = j ? json_dumps(j, JSON_COMPACT) : NULL;

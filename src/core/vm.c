@@ -423,6 +423,14 @@ int vm_restore_state(struct vm *vm, const struct snap_image *img, char *err, siz
 	return vm_restore_paused(vm, err, len);
 }
 
+struct virtio_dev *vm_disk(struct vm *vm, int i)
+{
+	for (int k = 0; vm->devs && k < vm->devs->nr_virtio; k++)
+		if (vm->devs->virtio[k]->ops->device_type == 2 /* block */ && !i--)
+			return vm->devs->virtio[k];
+	return NULL;
+}
+
 int vm_handover(struct vm *vm, bool give, char *err, size_t len)
 {
 	char why[256];

@@ -172,6 +172,9 @@ int vm_restore_state(struct vm *vm, const struct snap_image *img, char *err, siz
  * with the device and the reason in err. */
 int vm_handover(struct vm *vm, bool give, char *err, size_t err_len) __attribute__((warn_unused_result));
 
+/* The i-th virtio-blk disk (the order of --disk), or NULL. */
+struct virtio_dev *vm_disk(struct vm *vm, int i);
+
 /* Migrations (migrate/migrate.h). vm_dirty_start: track the pages
  * written from now on, on a running VM too (guest_mem's bitmap and the
  * backend's log); tracking stays on. 0, -EOPNOTSUPP (a vhost-user NIC), or

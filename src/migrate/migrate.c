@@ -22,6 +22,7 @@
 #include "core/jail.h"
 #include "core/log.h"
 #include "core/vm.h"
+#include "virtio/devices.h"
 #include "api/http.h"
 
 #define PAGE 4096u
@@ -46,6 +47,8 @@ enum {
 	REC_ROUND = 5,	  /* arg: the round that ends */
 	REC_STATE = 6,	  /* the state file: the VM is paused at the source */
 	REC_GO = 7,	  /* run it (arg bit 0: resume; clear: it was paused) */
+	REC_DISK = 8,	  /* arg: the disk; off: a byte on it; the data (copy_disks) */
+	REC_DISK_ZERO = 9, /* arg: the disk; off; the payload: a u64 length of zeros */
 	REC_READY = 16,	  /* destination: the VM is built, send memory */
 	REC_APPLIED = 17, /* destination: the state is applied, the disks taken */
 	REC_RUNNING = 18, /* destination: it runs (or stays paused, as asked) */
@@ -179,6 +182,8 @@ static uint32_t rec_max(uint32_t type)
 	case REC_PAGES:
 	case REC_PAGES_LZ4: return RUN_PAGES * PAGE + 1024;
 	case REC_FILL: return 1;
+	case REC_DISK: return VIRTIO_BLK_COPY_CHUNK;
+	case REC_DISK_ZERO: return 8;
 	case REC_ERROR: return MAX_TEXT;
 	default: return 0;
 	}
@@ -301,6 +306,13 @@ struct migration {
 	char *packed;  /* their LZ4 block */
 	uint64_t tick; /* the last vm_throttle_tick */
 	uint64_t pace_t0, pace_b0; /* max_bandwidth: the round's start, and the bytes sent then */
+	/* copy_disks: each writable disk, and its chunks still to send */
+	struct disk_copy {
+		struct virtio_dev *vd;
+		uint64_t size, *need;
+	} disk[VM_MAX_DISKS];
+	int nr_disks;
+	uint8_t *chunk; /* one chunk read off a disk */
 	uint64_t start;
 };
 
@@ -475,6 +487,88 @@ static int send_pages(struct migration *m, const uint64_t *bits, uint64_t *sent)
 	return ret;
 }
 
+/* The disk chunks noted since the last take join each disk's need. */
+static uint64_t take_disks(struct migration *m)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < m->nr_disks; i++) {
+		struct disk_copy *d = &m->disk[i];
+		uint64_t chunks = (d->size + VIRTIO_BLK_COPY_CHUNK - 1) / VIRTIO_BLK_COPY_CHUNK;
+
+		virtio_blk_take(d->vd, d->need);
+		for (uint64_t w = 0; w < (chunks + 63) / 64; w++)
+			n += (uint64_t)__builtin_popcountll(d->need[w]);
+	}
+	return n;
+}
+
+/* Send the disk chunks in need (read now: what a write since changed is
+ * noted again), zeros as a length. *bytes: the disk bytes sent. */
+static int send_disks(struct migration *m, uint64_t *bytes)
+{
+	int ret = 0;
+
+	*bytes = 0;
+	for (int i = 0; i < m->nr_disks && !ret; i++) {
+		struct disk_copy *d = &m->disk[i];
+		uint64_t chunks = (d->size + VIRTIO_BLK_COPY_CHUNK - 1) / VIRTIO_BLK_COPY_CHUNK;
+
+		for (uint64_t c = 0; c < chunks && !ret; c++) {
+			uint64_t off = c * VIRTIO_BLK_COPY_CHUNK;
+			uint32_t n = (uint32_t)(d->size - off < VIRTIO_BLK_COPY_CHUNK ? d->size - off : VIRTIO_BLK_COPY_CHUNK);
+
+			if (!(d->need[c / 64] >> (c % 64) & 1))
+				continue;
+			if (atomic_load(&m->cancel))
+				return -ECANCELED;
+			if ((ret = pace(m)))
+				return ret;
+			tick(m);
+			if ((ret = virtio_blk_copy_read(d->vd, off, m->chunk, n)))
+				return ret;
+			if (!m->chunk[0] && !memcmp(m->chunk, m->chunk + 1, n - 1)) {
+				uint64_t zeros = n;
+
+				ret = send_rec(&m->l, REC_DISK_ZERO, off, (uint32_t)i, &zeros, 8);
+			} else {
+				ret = send_rec(&m->l, REC_DISK, off, (uint32_t)i, m->chunk, n);
+			}
+			d->need[c / 64] &= ~(1ULL << (c % 64));
+			*bytes += n;
+		}
+	}
+	pthread_mutex_lock(&m->lock);
+	m->st.disk_bytes += *bytes;
+	m->st.bytes_wire = m->l.bytes;
+	pthread_mutex_unlock(&m->lock);
+	return ret;
+}
+
+/* copy_disks: every writable disk noted whole, to go in the first round. */
+static int start_disks(struct migration *m, char *err, size_t len)
+{
+	struct virtio_dev *vd;
+	int ret;
+
+	for (int i = 0; m->p.copy_disks && (vd = vm_disk(m->vm, i)); i++) {
+		struct disk_copy *d = &m->disk[m->nr_disks];
+		uint64_t size = virtio_blk_copy_size(vd);
+
+		if (!size)
+			continue; /* read-only: the destination opens its own */
+		d->vd = vd;
+		d->size = size;
+		d->need = calloc((size / VIRTIO_BLK_COPY_CHUNK + 64) / 64, sizeof(uint64_t));
+		if (!d->need || (ret = virtio_blk_track(vd)))
+			return errorf(err, len, d->need ? ret : -ENOMEM, "disk %d: cannot track its writes", i);
+		m->nr_disks++;
+	}
+	if (m->nr_disks && !(m->chunk = aligned_alloc(4096, VIRTIO_BLK_COPY_CHUNK)))
+		return errorf(err, len, -ENOMEM, "out of memory");
+	return 0;
+}
+
 static uint64_t count_bits(const uint64_t *bits, size_t words)
 {
 	uint64_t n = 0;
@@ -498,37 +592,42 @@ static int precopy(struct migration *m, uint64_t *need, char *err, size_t len)
 {
 	struct vm *vm = m->vm;
 	size_t words = gm_dirty_words(&vm->mem);
-	uint64_t pages = vm->mem.ram_size / PAGE, rate = 0; /* pages a second */
+	uint64_t pages = vm->mem.ram_size / PAGE, rate = 0; /* bytes a second */
 	int strikes = 0, throttle = 0, ret;
 
 	for (uint64_t pg = 0; pg < pages; pg++)
 		need[pg / 64] |= 1ULL << (pg % 64);
 	for (unsigned round = 0;; round++) {
-		uint64_t t0 = monotonic_ns(), sent, dirty, dt;
+		uint64_t t0 = monotonic_ns(), sent, dirty, dt, disk_sent, disk_dirty;
 
 		m->pace_t0 = t0;
 		m->pace_b0 = m->l.bytes;
-		if ((ret = send_pages(m, need, &sent)))
+		if ((ret = send_pages(m, need, &sent)) || (ret = send_disks(m, &disk_sent)))
 			return errorf(err, len, ret, "round %u: %s", round + 1, errtext(ret));
 		if ((ret = send_rec(&m->l, REC_ROUND, 0, round, NULL, 0)))
 			return errorf(err, len, ret, "round %u: %s", round + 1, errtext(ret));
 		dt = monotonic_ns() - t0;
-		if (sent >= 256 && dt)
-			rate = sent * 1000000000ULL / dt;
+		/* The rate, in bytes of guest RAM and disk a second. */
+		if (sent * PAGE + disk_sent >= (1u << 20) && dt)
+			rate = (uint64_t)((double)(sent * PAGE + disk_sent) * 1e9 / (double)dt);
 		memset(need, 0, words * sizeof(uint64_t));
 		if ((ret = vm_dirty_take(vm, need)))
 			return errorf(err, len, ret, "reading the dirty pages: %s", strerror(-ret));
 		dirty = count_bits(need, words);
+		disk_dirty = take_disks(m);
 		pthread_mutex_lock(&m->lock);
 		if (round < MIG_ROUNDS_KEPT)
 			m->st.pages_round[round] = sent;
 		m->st.rounds = round + 1;
 		m->st.remaining = dirty;
 		pthread_mutex_unlock(&m->lock);
-		pr_info("migration: round %u sent %llu pages in %.1f ms; %llu dirty since", round + 1,
-			(unsigned long long)sent, (double)dt / 1e6, (unsigned long long)dirty);
+		pr_info("migration: round %u sent %llu pages and %llu KiB of disk in %.1f ms; %llu pages and %llu "
+			"disk chunks dirty since", round + 1, (unsigned long long)sent, (unsigned long long)(disk_sent >> 10),
+			(double)dt / 1e6, (unsigned long long)dirty, (unsigned long long)disk_dirty);
 		/* What is left goes while the VM is paused: within the budget? */
-		if (!dirty || (rate && dirty * 1000000000ULL / rate <= m->p.downtime_ns))
+		uint64_t left = dirty * PAGE + disk_dirty * VIRTIO_BLK_COPY_CHUNK;
+
+		if (!left || (rate && (double)left * 1e9 / (double)rate <= (double)m->p.downtime_ns))
 			return 0;
 		if (monotonic_ns() - m->start > m->p.max_time_ns)
 			return errorf(err, len, -ETIMEDOUT,
@@ -539,7 +638,7 @@ static int precopy(struct migration *m, uint64_t *need, char *err, size_t len)
 				      throttle ? "" : " (auto-converge off)");
 		/* Auto-converge: the guest wrote more than half of what a round
 		 * sent, twice: it sleeps a larger share of its time. */
-		if (m->p.auto_converge && dirty * 2 > sent && ++strikes >= 2) {
+		if (m->p.auto_converge && left * 2 > sent * PAGE + disk_sent && ++strikes >= 2) {
 			strikes = 0;
 			throttle = throttle ? throttle + 10 : 20;
 			if (throttle > VM_THROTTLE_MAX)
@@ -596,7 +695,10 @@ static int handover(struct migration *m, uint64_t *need, bool *given, bool *resu
 	/* need holds what the last round left; add what came since. */
 	if ((ret = vm_dirty_take(vm, need)))
 		return errorf(err, len, ret, "reading the dirty pages: %s", strerror(-ret));
-	if ((ret = send_pages(m, need, &sent)))
+	uint64_t disk_sent;
+
+	take_disks(m); /* the disks are quiet: paused */
+	if ((ret = send_pages(m, need, &sent)) || (ret = send_disks(m, &disk_sent)))
 		return errorf(err, len, ret, "the last round: %s", errtext(ret));
 	pthread_mutex_lock(&m->lock);
 	if (m->st.rounds < MIG_ROUNDS_KEPT)
@@ -614,6 +716,22 @@ static int handover(struct migration *m, uint64_t *need, bool *given, bool *resu
 	if (ret)
 		return errorf(err, len, ret, "sending the state: %s", errtext(ret));
 	return expect(&m->l, &r, REC_APPLIED, BUILD_MS, "the destination to apply the state", err, len);
+}
+
+/* After a failed write: the records the destination sent, up to its
+ * error (half a second at most). -EPROTO with its text in why, else
+ * another -errno. */
+static int recv_until_error(struct migration *m, char *why, size_t len)
+{
+	struct link l = { .fd = m->fd, .buf = m->l.buf, .buf_cap = m->l.buf_cap };
+	struct rec r;
+	int ret;
+
+	while (!(ret = recv_rec(&l, &r, 500, why, len)))
+		;
+	m->l.buf = l.buf; /* grown, perhaps */
+	m->l.buf_cap = l.buf_cap;
+	return ret;
 }
 
 static void *mig_thread(void *arg)
@@ -642,6 +760,8 @@ static void *mig_thread(void *arg)
 		       ret == -EOPNOTSUPP ? "a vhost-user NIC's back end writes guest memory unseen" : strerror(-ret));
 		goto fail;
 	}
+	if ((ret = start_disks(m, err, sizeof(err))))
+		goto fail;
 	if ((ret = vm_dirty_take(vm, need))) { /* what was written before counts as sent in round 1 */
 		errorf(err, sizeof(err), ret, "reading the dirty pages: %s", strerror(-ret));
 		goto fail;
@@ -688,6 +808,13 @@ static void *mig_thread(void *arg)
 	goto out;
 fail:
 	vm_throttle(vm, 0);
+	/* A destination that gave up said why before it closed: that is the
+	 * reason, not the broken pipe our next write met. */
+	if (m->fd >= 0 && (ret == -EPIPE || ret == -ECONNRESET) &&
+	    recv_until_error(m, why, sizeof(why)) == -EPROTO) {
+		snprintf(err, sizeof(err), "%.*s", (int)sizeof(err) - 1, why);
+		ret = -EPROTO;
+	}
 	/* Tell the destination why, unless it is gone: a second at most. */
 	if (m->fd >= 0 && ret != -ECONNRESET && ret != -EPROTO && ret != -ETIMEDOUT)
 		(void)send_text(&(struct link){ .fd = m->fd, .idle_ms = 1000 }, REC_ERROR, err);
@@ -817,6 +944,9 @@ void mig_free(struct migration *m)
 	if (!m)
 		return;
 	mig_join(m);
+	for (int i = 0; i < m->nr_disks; i++)
+		free(m->disk[i].need);
+	free(m->chunk);
 	free(m->l.buf);
 	free(m->run);
 	free(m->packed);
@@ -832,6 +962,7 @@ struct mig_incoming {
 	struct snap_image id, state; /* what the VM is; at the end, its state */
 	struct vm_config vc;	     /* id's configuration, for the check at the end */
 	const struct snap_section *conf;
+	bool disk_checked[VM_MAX_DISKS];
 };
 
 int mig_listen(const char *addr, char *err, size_t len)
@@ -942,6 +1073,45 @@ static int put_pages(struct vm *vm, const struct rec *r, char *err, size_t len)
 	}
 }
 
+/* The path of a --disk spec, up to its options. */
+static size_t spec_path_len(const char *spec)
+{
+	const char *comma = strchr(spec, ',');
+
+	return comma ? (size_t)(comma - spec) : strlen(spec);
+}
+
+/* A disk record: onto the disk's copy here, which must not be the
+ * source's own file (a shared path would take the copy's stale blocks over
+ * the running guest's). */
+static int put_disk(struct mig_incoming *in, struct vm *vm, const struct rec *r, char *err, size_t len)
+{
+	static const uint8_t zeros[VIRTIO_BLK_COPY_CHUNK];
+	struct virtio_dev *vd = r->arg < VM_MAX_DISKS ? vm_disk(vm, (int)r->arg) : NULL;
+	uint64_t n = r->len, size = vd ? virtio_blk_copy_size(vd) : 0;
+	int ret;
+
+	if (r->type == REC_DISK_ZERO)
+		memcpy(&n, r->data, 8);
+	if (!size)
+		return errorf(err, len, -EPROTO, "disk %u: not a writable disk here", r->arg);
+	if (!in->disk_checked[r->arg]) {
+		const char *src = in->vc.disks[r->arg], *dst = vm->cfg.disks[r->arg];
+
+		if (src && spec_path_len(src) == spec_path_len(dst) && !strncmp(src, dst, spec_path_len(src)))
+			return errorf(err, len, -EINVAL, "disk %u: copying it onto the source's own file %.*s: give "
+				      "--disk a copy's path here, or migrate without copy_disks (shared storage)",
+				      r->arg, (int)spec_path_len(src), src);
+		in->disk_checked[r->arg] = true;
+	}
+	if (!n || n > VIRTIO_BLK_COPY_CHUNK || r->off > size || n > size - r->off)
+		return errorf(err, len, -EPROTO, "disk %u: %llu bytes at %llu: outside its %llu", r->arg,
+			      (unsigned long long)n, (unsigned long long)r->off, (unsigned long long)size);
+	ret = virtio_blk_copy_write(vd, r->off, r->type == REC_DISK ? r->data : zeros, n);
+	return ret ? errorf(err, len, ret, "disk %u: writing at %llu: %s", r->arg, (unsigned long long)r->off,
+			    strerror(-ret)) : 0;
+}
+
 int mig_receive(struct mig_incoming *in, struct vm *vm, char *err, size_t len)
 {
 	struct vm_config vc;
@@ -961,6 +1131,13 @@ int mig_receive(struct mig_incoming *in, struct vm *vm, char *err, size_t len)
 			break;
 		if (r.type == REC_ROUND) {
 			rounds++;
+			continue;
+		}
+		if (r.type == REC_DISK || r.type == REC_DISK_ZERO) {
+			if ((ret = put_disk(in, vm, &r, why, sizeof(why)))) {
+				errorf(err, len, ret, "receiving the disks: %s", why);
+				goto refuse;
+			}
 			continue;
 		}
 		if (r.type != REC_PAGES && r.type != REC_PAGES_LZ4 && r.type != REC_FILL) {

@@ -41,6 +41,7 @@ struct mig_params {
 	bool compress;		/* LZ4 for pages that are not one byte repeated */
 	bool auto_converge;	/* throttle the vCPUs when rounds do not shrink (default on) */
 	uint64_t max_bandwidth; /* bytes a second while the VM runs; 0: as fast as the link goes */
+	bool copy_disks;	/* send the writable disks' contents too (block migration) */
 };
 
 #define MIG_DEFAULT_DOWNTIME_MS 50
@@ -58,6 +59,7 @@ struct mig_stats {
 	uint64_t pages_filled;			/* of them, one byte repeated (zero pages) */
 	uint64_t bytes_wire;			/* bytes on the wire, headers included */
 	uint64_t remaining;			/* pages dirty at the last look */
+	uint64_t disk_bytes;			/* copy_disks: disk bytes sent, every round */
 	uint64_t setup_ms, total_ms, downtime_ms;
 	int throttle_pct; /* the highest auto-converge reached */
 	bool source_paused; /* MIG_FAILED after GO: the VM stays paused here */

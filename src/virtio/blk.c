@@ -72,6 +72,7 @@
 #define DISCARD_SEG_MAX 32
 #define DISCARD_SECTORS_MAX (1u << 22) /* 2 GiB per segment */
 #define BOUNCE_SIZE (256u << 10)
+#define BLK_COPY_CHUNK VIRTIO_BLK_COPY_CHUNK
 
 /* Device configuration (5.2.4), little-endian like the host (x86-64), up
  * to write_zeroes_may_unmap; the secure-erase fields are not offered. */
@@ -147,6 +148,9 @@ struct virtio_blk {
 	unsigned busy, nr_workers;
 	struct blk_worker *w[BLK_WORKERS];
 	uint64_t stat[BLK_STATS_NR]; /* metrics: relaxed atomics, any worker adds */
+	/* A migration copying the disk (virtio_blk_track): a bit per
+	 * BLK_COPY_CHUNK bytes, set once a write there has completed. */
+	uint64_t *copy_dirty;
 	struct rate_limiter rl;
 	struct rl_key limits[2]; /* bw=, iops= */
 };
@@ -242,6 +246,18 @@ static bool in_range(const struct virtio_blk *b, uint64_t sector, uint64_t n)
 	return sector <= b->capacity && n <= b->capacity - sector;
 }
 
+/* Bytes [off, off + len) were written (the write has completed): a
+ * migration copying the disk sends them again. */
+static void blk_mark(struct virtio_blk *b, uint64_t off, uint64_t len)
+{
+	uint64_t *bits = __atomic_load_n(&b->copy_dirty, __ATOMIC_ACQUIRE);
+
+	if (!bits || !len)
+		return;
+	for (uint64_t c = off / BLK_COPY_CHUNK; c <= (off + len - 1) / BLK_COPY_CHUNK; c++)
+		__atomic_fetch_or(&bits[c / 64], 1ULL << (c % 64), __ATOMIC_RELEASE);
+}
+
 /* DISCARD or WRITE_ZEROES: the ranges are in the readable bytes after the
  * header. All are checked before any is carried out. */
 static uint8_t blk_ranges(struct virtio_blk *b, const struct vq_chain *c, uint32_t type)
@@ -274,6 +290,7 @@ static uint8_t blk_ranges(struct virtio_blk *b, const struct vq_chain *c, uint32
 				pr_warn_ratelimited("virtio-blk: qcow2 zeroes: %s", strerror(-ret));
 				return VIRTIO_BLK_S_IOERR;
 			}
+			blk_mark(b, (uint64_t)off, (uint64_t)l);
 			continue;
 		}
 		/* A punched hole reads back as zeroes, so it serves both a
@@ -288,6 +305,7 @@ static uint8_t blk_ranges(struct virtio_blk *b, const struct vq_chain *c, uint32
 			pr_warn_ratelimited("virtio-blk: fallocate: %s", strerror(-ret));
 			return VIRTIO_BLK_S_IOERR;
 		}
+		blk_mark(b, (uint64_t)off, (uint64_t)l);
 	}
 	return VIRTIO_BLK_S_OK;
 }
@@ -337,6 +355,8 @@ static uint8_t blk_request(struct blk_worker *w, uint64_t features, uint32_t *da
 					    (unsigned long long)h.sector, strerror(-ret));
 			return VIRTIO_BLK_S_IOERR;
 		}
+		if (write)
+			blk_mark(b, h.sector * SECTOR, len);
 		*data_written = write ? 0 : (uint32_t)len;
 		w->data_len = len;
 		blk_count(b, write ? BLK_WRITE_COUNT : BLK_READ_COUNT, 1);
@@ -539,6 +559,7 @@ static void blk_free(struct virtio_blk *b)
 		qcow2_close(b->qcow2);
 		close(b->fd);
 	}
+	free(b->copy_dirty);
 	free(b);
 }
 
@@ -564,6 +585,76 @@ static int blk_set_limits(struct virtio_dev *vd, const char *spec, char *err, si
 	struct virtio_blk *b = vd->opaque;
 
 	return rl_options(spec, b->limits, 2, err, len);
+}
+
+/* ---- a migration's copy of the disk (virtio/devices.h) ---- */
+
+static struct virtio_blk *blk_of(struct virtio_dev *vd)
+{
+	return vd && vd->ops->destroy == blk_destroy ? vd->opaque : NULL;
+}
+
+uint64_t virtio_blk_copy_size(struct virtio_dev *vd)
+{
+	struct virtio_blk *b = blk_of(vd);
+
+	return b && !b->ro ? b->capacity * SECTOR : 0;
+}
+
+int virtio_blk_track(struct virtio_dev *vd)
+{
+	struct virtio_blk *b = blk_of(vd);
+	uint64_t chunks, *bits;
+
+	if (!b || b->ro)
+		return -EINVAL;
+	if (b->copy_dirty)
+		return 0;
+	chunks = (b->capacity * SECTOR + BLK_COPY_CHUNK - 1) / BLK_COPY_CHUNK;
+	if (!(bits = malloc((chunks + 63) / 64 * sizeof(uint64_t))))
+		return -ENOMEM;
+	memset(bits, 0xff, (chunks + 63) / 64 * sizeof(uint64_t)); /* all of it, first */
+	__atomic_store_n(&b->copy_dirty, bits, __ATOMIC_RELEASE);
+	return 0;
+}
+
+void virtio_blk_take(struct virtio_dev *vd, uint64_t *bits)
+{
+	struct virtio_blk *b = blk_of(vd);
+	uint64_t chunks = b ? (b->capacity * SECTOR + BLK_COPY_CHUNK - 1) / BLK_COPY_CHUNK : 0;
+
+	for (uint64_t i = 0; b && b->copy_dirty && i < (chunks + 63) / 64; i++)
+		bits[i] |= __atomic_exchange_n(&b->copy_dirty[i], 0, __ATOMIC_ACQ_REL);
+	if (chunks % 64) /* the bits past the end, set by the first fill */
+		bits[chunks / 64] &= (1ULL << (chunks % 64)) - 1;
+}
+
+/* The guest's view of [off, off + len) to or from buf (len a multiple of
+ * 512), through qcow2 or a bounce buffer as the guest's requests go. */
+static int copy_io(struct virtio_dev *vd, uint64_t off, void *buf, size_t len, bool write)
+{
+	struct virtio_blk *b = blk_of(vd);
+	struct iovec iov = { buf, len };
+	uint8_t *bounce = NULL;
+	int ret;
+
+	if (!b || (write && b->ro) || len % SECTOR || off % SECTOR || !in_range(b, off / SECTOR, len / SECTOR))
+		return -EINVAL;
+	if (b->direct && !(bounce = aligned_alloc(b->mem_align < 4096 ? 4096 : b->mem_align, BOUNCE_SIZE)))
+		return -ENOMEM;
+	ret = blk_io(b, bounce, &iov, 1, len, (off_t)off, write);
+	free(bounce);
+	return ret;
+}
+
+int virtio_blk_copy_read(struct virtio_dev *vd, uint64_t off, void *buf, size_t len)
+{
+	return copy_io(vd, off, buf, len, false);
+}
+
+int virtio_blk_copy_write(struct virtio_dev *vd, uint64_t off, const void *buf, size_t len)
+{
+	return copy_io(vd, off, (void *)buf, len, true);
 }
 
 /* The image's lock: exclusive for a writer, shared among readers.

@@ -8,9 +8,11 @@
 # 50 MB/s from the second hop on. Along the chain:
 #   - before the first hop (when the chain starts under the emulator), the
 #     failures: the destination killed while memory streams, the
-#     destination frozen (a dead link) and the migration cancelled: each
-#     time the source's guest counts on;
-#   - each hop (TCP first, then a Unix socket) completes, the source tarn
+#     destination frozen (a dead link) and the migration cancelled, a disk
+#     copy onto the source's own file: each time the source's guest counts
+#     on;
+#   - each hop (TCP first, then a Unix socket, copying the disk onto a file
+#     of the destination's own: block migration) completes, the source tarn
 #     ends with status 0 saying where the VM went, the destination's guest
 #     counts on;
 #   - the console's numbers over all the runs are 1..N, each once; so are
@@ -48,7 +50,7 @@ while [ $i -lt '"$N"' ]; do
 	read up idle </proc/uptime
 	echo "count $i $up"
 	echo "count $i" >>/mnt/log
-	[ $i = '"$((N / 3))"' ] && { dirty 4 & d2=$!; }
+	[ $i = '"$((N / 2))"' ] && { dirty 4 & d2=$!; }
 	sleep 0.2
 done
 kill $d1 $d2
@@ -58,6 +60,16 @@ opts=(--mem 256M --disk "$img")
 [ "$(printf '%s\n' "${chain[@]}" | sort -u | wc -l)" -gt 1 ] && opts+=(--cpu-template portable)
 
 last_count() { grep -oE '^count [0-9]+' "$1" | tail -1 | awk '{print $2}'; }
+# wait_count FILE N SECONDS: until FILE's last count is N or more, while
+# tarn ($pid) runs.
+wait_count() {
+	for ((t = $3 * 5; t > 0; t--)); do
+		[ "$(last_count "$1")" -ge "$2" ] 2>/dev/null && return 0
+		kill -0 "$pid" 2>/dev/null || return 1
+		sleep 0.2
+	done
+	return 1
+}
 mig() { "$TARN" ctl --sock "$api" --json get /migrate 2>/dev/null; }
 field() { python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$1"; }
 # mig_wait: until the migration is no longer active (at most 120 s).
@@ -84,7 +96,7 @@ counts_on() {
 }
 # incoming BACKEND ADDR OUT: a destination tarn; its pid in $dpid.
 incoming() {
-	"$TARN" run -v --backend "$1" --api-sock "$work/dst.sock" --incoming "$2" </dev/null >"$3" 2>&1 &
+	"$TARN" run -v --backend "$1" --api-sock "$work/dst.sock" --incoming "$2" "${@:4}" </dev/null >"$3" 2>&1 &
 	dpid=$!
 	for _ in $(seq 100); do
 		grep -q "waiting for a migration" "$3" && return 0
@@ -188,6 +200,18 @@ failures() {
 		ok "$name: the destination gave up with the reason (status $drc: $(grep -o 'incoming migration:.*' "$work/dst.fail2" | head -1))" ||
 		not_ok "$name: the destination gives up" "status $drc: $(tail -2 "$work/dst.fail2" | tr '\n' ' ')"
 	counts_on "after the cancel"
+
+	# 3. A disk copy onto the source's own file (the destination given
+	# no --disk of its own): refused before anything is written.
+	incoming "${chain[1]}" "unix:$work/mig.sock" "$work/dst.fail3"
+	m=$("$TARN" ctl --sock "$api" --json migrate --copy-disks "unix:$work/mig.sock" 2>/dev/null)
+	wait $dpid
+	drc=$?
+	e=$(field error <<<"$m")
+	[[ $e == *"the source's own file"*"runs on here"* ]] && [ $drc = 2 ] &&
+		ok "$name: a disk copy onto the source's own file: refused ($e)" ||
+		not_ok "$name: a disk copy onto the source's own file" "destination status $drc: $e"
+	counts_on "after the refused disk copy"
 }
 if [ "${chain[0]}" = emu ]; then
 	failures
@@ -201,21 +225,29 @@ for ((h = 1; h < ${#chain[@]}; h++)); do
 	[ $h = 1 ] && addr=127.0.0.1:$((20000 + RANDOM % 20000)) || addr=unix:$work/mig.sock
 	dout=$work/console.$h
 	# From the second hop on the guest writes 50 MB/s.
-	if [ $h -ge 2 ] && ! wait_for "$out" "^count $((N / 3 + 5))\b" 120; then
-		not_ok "$name: hop $h: the guest counts past $((N / 3 + 5))" "$(tail -2 "$out" | tr '\r\n' '  ')"
+	if [ $h -ge 2 ] && ! wait_count "$out" $((N / 2 + 5)) 120; then
+		not_ok "$name: hop $h: the guest counts past $((N / 2 + 5))" "$(tail -2 "$out" | tr '\r\n' '  ')"
 		done_testing
 	fi
-	if ! incoming "$b" "$addr" "$dout"; then
+	# The second hop copies the disk onto a file of the destination's own
+	# (block migration); the first shares it.
+	copy=() dst_opts=()
+	if [ $h = 2 ]; then
+		truncate -s 64M "$work/disk2.img"
+		copy=(--copy-disks) dst_opts=(--disk "$work/disk2.img")
+	fi
+	if ! incoming "$b" "$addr" "$dout" "${dst_opts[@]}"; then
 		not_ok "$name: hop $h: a destination listens on $addr" "$(tail -2 "$dout" | tr '\n' ' ')"
 		done_testing
 	fi
 	at=$(last_count "$out")
-	m=$("$TARN" ctl --sock "$api" --json migrate "$addr" 2>"$work/ctl.err")
+	m=$("$TARN" ctl --sock "$api" --json migrate "${copy[@]}" "$addr" 2>"$work/ctl.err")
 	crc=$?
 	wait $pid
 	rc=$?
 	if [ $crc = 0 ] && [ "$(field state <<<"$m")" = completed ] && [ $rc = 0 ] && grep -q "the VM migrated" "$out"; then
-		ok "$name: hop $h (${chain[$((h - 1))]} -> $b over ${addr%%:*}) at count $at: completed, the source exited 0"
+		ok "$name: hop $h (${chain[$((h - 1))]} -> $b over ${addr%%:*}${copy:+, the disk copied}) at count $at: completed, the source exited 0"
+		[ $h = 2 ] && img=$work/disk2.img # the guest's disk from now on
 	else
 		not_ok "$name: hop $h (${chain[$((h - 1))]} -> $b)" "tarn ctl $crc: $(cat "$work/ctl.err") source status $rc: $(tail -2 "$out" | tr '\n' ' ')"
 		kill -9 $dpid 2>/dev/null
@@ -225,7 +257,8 @@ for ((h = 1; h < ${#chain[@]}; h++)); do
 import json, sys
 m = json.loads(sys.argv[2])
 print(f"# hop {sys.argv[1]}: {m['rounds']} rounds {m['pages_per_round']}, {m['pages_sent']} pages "
-      f"({m['pages_filled']} filled), {m['bytes_sent'] / 1048576:.1f} MiB on the wire, {m['total_ms']} ms in all, "
+      f"({m['pages_filled']} filled), {m.get('disk_bytes_sent', 0) / 1048576:.1f} MiB of disk, "
+      f"{m['bytes_sent'] / 1048576:.1f} MiB on the wire, {m['total_ms']} ms in all, "
       f"downtime {m['downtime_ms']} ms, throttle {m['throttle_pct']}%")
 PY
 	at=$(last_count "$out") # the source's last
