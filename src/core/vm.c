@@ -20,6 +20,7 @@
 #include "hw/uart8250.h"
 #include "pci/pci.h"
 #include "virtio/devices.h"
+#include "virtio/net_backend.h"
 #include "virtio/virtio_pci.h"
 
 #define VM_MAX_VIRTIO (2 + VM_MAX_DISKS + VM_MAX_NETS)
@@ -429,6 +430,13 @@ struct virtio_dev *vm_disk(struct vm *vm, int i)
 		if (vm->devs->virtio[k]->ops->device_type == 2 /* block */ && !i--)
 			return vm->devs->virtio[k];
 	return NULL;
+}
+
+void vm_announce(struct vm *vm)
+{
+	for (int i = 0; vm->devs && i < vm->devs->nr_virtio; i++)
+		if (vm->devs->virtio[i]->ops->device_type == 1 /* net */)
+			(void)virtio_net_announce(vm->devs->virtio[i]);
 }
 
 int vm_handover(struct vm *vm, bool give, char *err, size_t len)

@@ -172,6 +172,10 @@ int vm_restore_state(struct vm *vm, const struct snap_image *img, char *err, siz
  * with the device and the reason in err. */
 int vm_handover(struct vm *vm, bool give, char *err, size_t err_len) __attribute__((warn_unused_result));
 
+/* A migration's destination, the VM running: each NIC announces its MAC
+ * (virtio_net_announce) from the event loop vm_run runs. */
+void vm_announce(struct vm *vm);
+
 /* The i-th virtio-blk disk (the order of --disk), or NULL. */
 struct virtio_dev *vm_disk(struct vm *vm, int i);
 

@@ -1173,6 +1173,8 @@ int mig_receive(struct mig_incoming *in, struct vm *vm, char *err, size_t len)
 		return errorf(err, len, ret, "%s", ret == -EPIPE || ret == -ECONNRESET ? errtext(ret) : why);
 	if ((r.arg & 1) && (ret = vm_resume(vm)))
 		return errorf(err, len, ret, "cannot resume the VM");
+	if (r.arg & 1)
+		vm_announce(vm);
 	(void)send_rec(&in->l, REC_RUNNING, 0, 0, NULL, 0);
 	pr_info("incoming: %llu pages in %u rounds; the VM %s %.3f ms after its state arrived",
 		(unsigned long long)pages, rounds + 1, r.arg & 1 ? "runs" : "is here, paused as it was,",

@@ -78,6 +78,8 @@ struct virtio_net {
 	struct rate_limiter rl[2]; /* [RXQ], [TXQ] */
 	struct rl_key limits[4];   /* rx_bw= rx_pps= tx_bw= tx_pps= */
 	int timer_fd;		   /* timerfd: a direction waits for tokens */
+	int announce_fd;	   /* timerfd of virtio_net_announce, -1 when none is due */
+	unsigned announce_left;	   /* announcements still to send */
 	bool waits[2];		   /* [RXQ], [TXQ]: throttled until the timer */
 	unsigned offloads_set; /* NET_OFFLOAD_* asked of the backend */
 	bool polling;	       /* backend fd watched for EPOLLIN */
@@ -479,9 +481,80 @@ static void net_destroy(struct virtio_dev *vd)
 		(unsigned long long)n->st.rx_bytes, (unsigned long long)n->st.rx_dropped);
 	if (!n->backend_gone)
 		evloop_del(n->loop, n->nb.ops->fd(&n->nb));
+	if (n->announce_fd >= 0) {
+		evloop_del(n->loop, n->announce_fd);
+		close(n->announce_fd);
+	}
 	n->nb.ops->close(&n->nb);
 	limits_free(n);
 	free(n);
+}
+
+/* ---- after a migration: the guest's MAC announced ---- */
+
+#define ANNOUNCE_ROUNDS 5
+#define ANNOUNCE_FIRST_MS 50 /* then 100 ms more each time: 50, 150, 250, 350 (QEMU's) */
+
+/* A RARP request from the guest's MAC to everyone (RFC 903): bridges and
+ * switches learn where the MAC now is, even from a guest that says
+ * nothing, as QEMU's self-announce does. */
+static void announce_send(struct virtio_net *n)
+{
+	uint8_t f[HDR_LEN + 60] = { 0 }, *e = f + HDR_LEN;
+	static const uint8_t rarp[10] = { 0x80, 0x35, 0, 1, 0x08, 0x00, 6, 4, 0, 3 };
+	struct iovec iov = { f, sizeof(f) };
+
+	memset(e, 0xff, 6);
+	memcpy(e + 6, n->mac, 6);
+	memcpy(e + 12, rarp, sizeof(rarp)); /* type; hardware Ethernet, protocol IPv4, 6, 4, reverse request */
+	memcpy(e + 22, n->mac, 6);	    /* sender: the MAC, IP 0 */
+	memcpy(e + 32, n->mac, 6);	    /* target: the MAC, IP 0 */
+	if (n->nb.ops->write(&n->nb, &iov, 1) < 0)
+		pr_debug("virtio-net: announcement not sent");
+}
+
+static void announce_tick(void *opaque, uint32_t events)
+{
+	struct virtio_net *n = opaque;
+	uint64_t expired;
+	unsigned k = ANNOUNCE_ROUNDS - n->announce_left;
+
+	(void)events;
+	if (read(n->announce_fd, &expired, sizeof(expired)) != sizeof(expired))
+		return;
+	announce_send(n);
+	if (--n->announce_left) {
+		long ms = ANNOUNCE_FIRST_MS + 100 * (long)k;
+		struct itimerspec t = { .it_value = { ms / 1000, ms % 1000 * 1000000 } };
+
+		timerfd_settime(n->announce_fd, 0, &t, NULL);
+		return;
+	}
+	evloop_del(n->loop, n->announce_fd);
+	close(n->announce_fd);
+	n->announce_fd = -1;
+}
+
+int virtio_net_announce(struct virtio_dev *vd)
+{
+	struct virtio_net *n = vd->opaque;
+	struct itimerspec now = { .it_value = { 0, 1 } };
+	int ret;
+
+	if (vd->ops->destroy != net_destroy || n->backend_gone)
+		return -EINVAL;
+	if (n->announce_fd < 0) {
+		n->announce_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		if (n->announce_fd < 0)
+			return -errno;
+		if ((ret = evloop_add(n->loop, n->announce_fd, EPOLLIN, announce_tick, n))) {
+			close(n->announce_fd);
+			n->announce_fd = -1;
+			return ret;
+		}
+	}
+	n->announce_left = ANNOUNCE_ROUNDS;
+	return timerfd_settime(n->announce_fd, 0, &now, NULL) ? -errno : 0;
 }
 
 void virtio_net_get_stats(struct virtio_dev *vd, struct virtio_net_stats *st)
@@ -708,6 +781,7 @@ int virtio_net_create(const struct devctx *ctx, const char *spec, struct virtio_
 		return -ENOMEM;
 	n->loop = ctx->loop;
 	n->nb.fd = -1;
+	n->announce_fd = -1;
 	ret = limits_init(n);
 	if (ret) {
 		snprintf(err, len, "--net %s: rate limit timer: %s", spec, strerror(-ret));

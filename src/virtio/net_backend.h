@@ -77,5 +77,11 @@ struct virtio_net_stats {
 struct virtio_dev;
 /* Counters of a device made by virtio_net_create (takes vd->lock). */
 void virtio_net_get_stats(struct virtio_dev *vd, struct virtio_net_stats *st);
+/* After a migration, the guest running at its new place: send a RARP
+ * request from the NIC's MAC through its backend now and 4 times more,
+ * 50 to 350 ms apart (on the VM's event loop), so that bridges and
+ * switches learn where the MAC went, as QEMU's self-announce does.
+ * -EINVAL for another device. */
+int virtio_net_announce(struct virtio_dev *vd);
 
 #endif

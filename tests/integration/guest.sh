@@ -153,3 +153,23 @@ chain_end() {
 	debugfs -R "cat /log" "$1" >"$work/log" 2>/dev/null
 	seq_ok "the file on the disk" "$work/log"
 }
+
+# tcp_listener NS ADDR PORT FILE: in network namespace NS, take one TCP
+# connection on ADDR:PORT and write what it brings to FILE, in the
+# background; returns once it listens (python3 starts slowly in a nested
+# VM: it must listen before the guest connects).
+tcp_listener() {
+	ip netns exec "$1" python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1)
+open(sys.argv[3] + ".ready", "w").close()
+c, _ = s.accept()
+with open(sys.argv[3], "wb", buffering=0) as f:
+    while True:
+        b = c.recv(4096)
+        if not b: break
+        f.write(b)
+' "$2" "$3" "$4" &
+	for _ in $(seq 300); do [ -e "$4.ready" ] && break; sleep 0.1; done
+}

@@ -17,6 +17,10 @@
 #     counts on;
 #   - the console's numbers over all the runs are 1..N, each once; so are
 #     the disk's, and e2fsck finds the disk clean;
+#   - the guest's NIC moves from tap to tap on one bridge (as from host to
+#     host on one network): its TCP connection to a listener on the bridge
+#     carries 1..N once each, and each destination announced the guest's
+#     MAC there (RARP); without root or network namespaces this is skipped;
 #   - the figures of each hop (rounds, bytes, downtime as tarn measured it,
 #     and the step in the guest's uptime stamps across it) are printed.
 cd "$(dirname "$0")/../.." || exit 1
@@ -28,11 +32,45 @@ N=${MIG_COUNT:-$([ "$BACKEND" = kvm ] && echo 60 || echo 150)}
 chain_start migrate "${MIG_CHAIN:-}" 3
 
 work=$(mktemp -d)
+NS=tarn-mig-$$
+PORT=7001
+MAC=52:54:00:00:0a:0f
+net= ns=()
 cleanup() {
-	pkill -9 -f "api-sock $work/" 2>/dev/null
+	[ -n "$net" ] && { ip netns pids "$NS" 2>/dev/null | xargs -r kill -9 2>/dev/null; ip netns del "$NS" 2>/dev/null; }
+	pkill -9 -f "$work/" 2>/dev/null
 	[ -n "${MIG_KEEP:-}" ] && echo "# kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
+
+# The network the guest's NIC follows: a bridge in a namespace of its own
+# with two taps, tap0 and tap1, each hop's destination taking the one its
+# source does not hold (as two hosts' taps on one network). The host's end
+# of the guest's TCP connection is on the bridge; a watcher there notes
+# the RARP frames that announce the guest's MAC.
+if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ] && ip netns add "$NS" 2>/dev/null; then
+	net=1
+	ns=(ip netns exec "$NS") # execs the command: $! is tarn's pid
+	if ip -n "$NS" link set lo up && ip -n "$NS" link add br0 type bridge &&
+		ip -n "$NS" addr add 10.0.3.1/24 dev br0 && ip -n "$NS" link set br0 up &&
+		ip -n "$NS" tuntap add tap0 mode tap && ip -n "$NS" tuntap add tap1 mode tap &&
+		ip -n "$NS" link set tap0 master br0 up && ip -n "$NS" link set tap1 master br0 up; then
+		tcp_listener "$NS" 10.0.3.1 "$PORT" "$work/tcp"
+		ip netns exec "$NS" python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8035)); s.bind(("br0", 0))
+mac = bytes.fromhex(sys.argv[1].replace(":", ""))
+with open(sys.argv[2], "a", buffering=1) as f:
+    while True:
+        b = s.recv(2048)
+        if b[6:12] == mac and b[20:22] == b"\x00\x03":
+            f.write("rarp %.3f\n" % time.time())
+' "$MAC" "$work/rarp" &
+	else
+		not_ok "$name: network" "cannot make a bridge and taps in namespace $NS"
+		net= ns=()
+	fi
+fi
 
 img=$work/disk.img
 truncate -s 64M "$img"
@@ -41,7 +79,9 @@ mkfs.ext4 -q -F "$img" >/dev/null 2>&1 || { not_ok "$name" "mkfs.ext4 failed"; d
 # dirty RATE_MB: rewrite RATE_MB MiB of a 16 MiB buffer each second, in
 # 1 MiB pieces of data that is not zeros (a buffer of random bytes).
 script='mount -t ext4 /dev/vda /mnt || exit 1
-head -c 1048576 /dev/urandom >/tmp/blob
+'"${net:+ip addr add 10.0.3.15/24 dev eth0; ip link set eth0 up
+mkfifo /tmp/f; nc 10.0.3.1 $PORT </tmp/f & ncpid=\$!; exec 3>/tmp/f
+}"'head -c 1048576 /dev/urandom >/tmp/blob
 dirty() { j=0; while :; do k=0; while [ $k -lt $1 ]; do
 	dd if=/tmp/blob of=/tmp/buf bs=1M count=1 seek=$((j % 16)) conv=notrunc 2>/dev/null
 	j=$((j + 1)); k=$((k + 1)); done; sleep 0.1; done; }
@@ -52,13 +92,16 @@ while [ $i -lt '"$N"' ]; do
 	read up idle </proc/uptime
 	echo "count $i $up"
 	echo "count $i" >>/mnt/log
+	'"${net:+echo \"count \$i\" >&3}"'
 	[ $i = '"$((N / 2))"' ] && { dirty 4 & d2=$!; }
 	sleep 0.2
 done
 kill $d1 $d2
+'"${net:+exec 3>&-; wait \$ncpid}"'
 sync; umount /mnt; echo "counted to $i"'
 
 opts=(--mem 256M --disk "$img")
+[ -n "$net" ] && opts+=(--net "tap=tap0,mac=$MAC")
 [ "$(printf '%s\n' "${chain[@]}" | sort -u | wc -l)" -gt 1 ] && opts+=(--cpu-template portable)
 
 last_count() { grep -oE '^count [0-9]+' "$1" | tail -1 | awk '{print $2}'; }
@@ -96,9 +139,13 @@ counts_on() {
 		not_ok "$name: $1: the source's guest counts on" "count $c0 -> $c1; $(tail -2 "$out" | tr '\r\n' '  ')"
 	fi
 }
-# incoming BACKEND ADDR OUT: a destination tarn; its pid in $dpid.
+# incoming BACKEND ADDR OUT [OPTION...]: a destination tarn, its NIC on
+# the tap the source does not hold; its pid in $dpid.
 incoming() {
-	"$TARN" run -v --backend "$1" --api-sock "$work/dst.sock" --incoming "$2" "${@:4}" </dev/null >"$3" 2>&1 &
+	local nic=()
+	[ -n "$net" ] && nic=(--net "tap=$([ "$cur_tap" = tap0 ] && echo tap1 || echo tap0),mac=$MAC")
+	"${ns[@]}" "$TARN" run -v --backend "$1" --api-sock "$work/dst.sock" --incoming "$2" "${nic[@]}" "${@:4}" \
+		</dev/null >"$3" 2>&1 &
 	dpid=$!
 	for _ in $(seq 100); do
 		grep -q "waiting for a migration" "$3" && return 0
@@ -128,6 +175,8 @@ t, n = struct.unpack("<II", h[:8])
 print(t, s.recv(n, socket.MSG_WAITALL).decode())
 PY
 )
+for _ in $(seq 50); do kill -0 $ipid 2>/dev/null || break; sleep 0.1; done
+kill -9 $ipid 2>/dev/null # it should have ended: the test fails below
 wait $ipid
 irc=$?
 if [[ $reply == dropped*"19 "*"version 99"* ]] && [ $irc = 2 ] && grep -q "not a tarn migration" "$work/in.out"; then
@@ -139,7 +188,8 @@ fi
 GUEST_CMDLINE="$GUEST_CMDLINE cryptomgr.notests"
 api=$work/src.sock
 out=$work/console.0
-"$TARN" run -v --backend "${chain[0]}" "${opts[@]}" --api-sock "$api" --kernel "$GUEST_KERNEL" \
+cur_tap=tap0 # the source's
+"${ns[@]}" "$TARN" run -v --backend "${chain[0]}" "${opts[@]}" --api-sock "$api" --kernel "$GUEST_KERNEL" \
 	--initrd "$GUEST_INITRD" --cmdline "$(guest_cmdline "$script")" </dev/null >"$out" 2>&1 &
 pid=$!
 if ! wait_for "$out" "^count 5\b" "${BOOT_TIMEOUT:-240}"; then
@@ -264,6 +314,7 @@ print(f"# hop {sys.argv[1]}: {m['rounds']} rounds {m['pages_per_round']}, {m['pa
       f"downtime {m['downtime_ms']} ms, throttle {m['throttle_pct']}%")
 PY
 	at=$(last_count "$out") # the source's last
+	cur_tap=$([ "$cur_tap" = tap0 ] && echo tap1 || echo tap0)
 	pid=$dpid
 	api=$work/src.sock.$h
 	rm -f "$api"
@@ -278,6 +329,16 @@ PY
 done
 
 chain_end "$img"
+if [ -n "$net" ]; then
+	sleep 1
+	seq_ok "the TCP connection to the host, across the hops and taps" "$work/tcp"
+	hops=$((${#chain[@]} - 1)) seen=$(grep -c '^rarp' "$work/rarp" 2>/dev/null)
+	[ "${seen:-0}" -ge $((5 * hops)) ] &&
+		ok "$name: each destination announced the guest's MAC on the bridge ($seen RARP frames for $hops hops)" ||
+		not_ok "$name: the MAC announced" "${seen:-0} RARP frames from $MAC on the bridge, want 5 a hop"
+else
+	skip "$name: TCP connection and MAC announcements" "needs root, /dev/net/tun and network namespaces"
+fi
 # Each hop in the guest's uptime stamps (0.2 s apart, plus what the loop
 # costs) where the console changes hands: its clock stands still while the
 # VM is paused, as across a pause, so the hop shows as an ordinary step.

@@ -43,21 +43,7 @@ if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ] && ip netns add "$NS" 2>/dev/null; 
 	if ip netns exec "$NS" ip tuntap add "$TAP" mode tap &&
 		ip netns exec "$NS" ip addr add 10.0.2.1/24 dev "$TAP" &&
 		ip netns exec "$NS" ip link set "$TAP" up; then
-		# One connection, everything it brings written to a file.
-		ip netns exec "$NS" python3 -c '
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("10.0.2.1", int(sys.argv[1]))); s.listen(1)
-open(sys.argv[2] + ".ready", "w").close()
-c, _ = s.accept()
-with open(sys.argv[2], "wb", buffering=0) as f:
-    while True:
-        b = c.recv(4096)
-        if not b: break
-        f.write(b)
-' "$PORT" "$work/tcp" &
-		# python3 starts slowly in a nested VM: listen before the guest connects.
-		for _ in $(seq 300); do [ -e "$work/tcp.ready" ] && break; sleep 0.1; done
+		tcp_listener "$NS" 10.0.2.1 "$PORT" "$work/tcp"
 	else
 		not_ok "$name: network" "cannot make tap $TAP in namespace $NS"
 		net= ns=()
