@@ -48,7 +48,9 @@ trap cleanup EXIT
 # source does not hold (as two hosts' taps on one network). The host's end
 # of the guest's TCP connection is on the bridge; a watcher there notes
 # the RARP frames that announce the guest's MAC.
-if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ] && ip netns add "$NS" 2>/dev/null; then
+# Like the failures, it runs where the chain starts under the emulator (the
+# nested bed's kernel has no bridge).
+if [ "${chain[0]}" = emu ] && [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ] && ip netns add "$NS" 2>/dev/null; then
 	net=1
 	ns=(ip netns exec "$NS") # execs the command: $! is tarn's pid
 	if ip -n "$NS" link set lo up && ip -n "$NS" link add br0 type bridge &&
@@ -336,8 +338,10 @@ if [ -n "$net" ]; then
 	[ "${seen:-0}" -ge $((5 * hops)) ] &&
 		ok "$name: each destination announced the guest's MAC on the bridge ($seen RARP frames for $hops hops)" ||
 		not_ok "$name: the MAC announced" "${seen:-0} RARP frames from $MAC on the bridge, want 5 a hop"
-else
+elif [ "${chain[0]}" = emu ]; then
 	skip "$name: TCP connection and MAC announcements" "needs root, /dev/net/tun and network namespaces"
+else
+	echo "# the network part runs in the emulator's chain (make check runs both)"
 fi
 # Each hop in the guest's uptime stamps (0.2 s apart, plus what the loop
 # costs) where the console changes hands: its clock stands still while the
